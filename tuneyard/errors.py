@@ -1,0 +1,60 @@
+"""The error types of tuneyard.
+
+Each class's docstring is its default message. ``error_type`` is the stable code stored on a
+failed job and mapped to an exit code by the runner and to an HTTP status by the API (which
+keeps that mapping in one module of its own).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TuneyardError(Exception):
+    """Something went wrong in tuneyard."""
+
+    error_type = "platform_error"
+
+    def __init__(self, message: str | None = None, **details: Any) -> None:
+        self.message = message or (self.__doc__ or "").strip()
+        self.details = details
+        super().__init__(self.message)
+
+
+class UserError(TuneyardError):
+    """The request, spec, data or model cannot be used; retrying will not help."""
+
+    error_type = "user_error"
+
+
+class SpecError(UserError, ValueError):
+    """The job spec is invalid."""
+
+    def __init__(self, problems: list[dict[str, Any]], message: str | None = None) -> None:
+        self.problems = problems
+        summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5])
+        super().__init__(message or f"invalid job spec: {summary}", problems=problems)
+
+
+class DataError(UserError):
+    """The dataset cannot be used for training."""
+
+    def __init__(self, message: str, errors: list[dict[str, Any]] | None = None) -> None:
+        self.errors = errors or []
+        super().__init__(message, errors=self.errors)
+
+
+class ModelNotFoundError(UserError):
+    """The base model cannot be found or loaded."""
+
+
+class UnsupportedError(UserError):
+    """This combination of method and hardware is not supported here."""
+
+
+class CheckpointError(UserError):
+    """No usable checkpoint to resume from."""
+
+
+class PlatformError(TuneyardError):
+    """tuneyard failed for a reason of its own; the job may succeed when retried."""

@@ -1,0 +1,67 @@
+"""Training hyperparameters: each field documented once, defaults in the schema."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Hyperparams(BaseModel):
+    """Everything that shapes the optimisation. All optional; the defaults are documented here."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    epochs: int = Field(1, ge=1, le=1000, description="Passes over the training data.")
+    max_steps: int | None = Field(
+        None, ge=1, description="Optimizer steps to run; overrides `epochs` when set."
+    )
+    learning_rate: float = Field(2.0e-4, gt=0, le=1.0, description="Peak learning rate of AdamW.")
+    batch_size: int = Field(4, ge=1, le=4096, description="Rows per micro-batch.")
+    gradient_accumulation_steps: int = Field(
+        1, ge=1, le=1024, description="Micro-batches summed into one optimizer step."
+    )
+    max_seq_length: int = Field(512, ge=8, le=1_048_576, description="Tokens per row; longer examples are truncated.")
+    warmup_ratio: float = Field(0.0, ge=0.0, le=1.0, description="Share of steps spent warming the LR up linearly.")
+    lr_scheduler: Literal["cosine", "linear", "constant"] = Field(
+        "cosine", description="Decay after warmup: cosine or linear to zero, or constant."
+    )
+    weight_decay: float = Field(0.0, ge=0.0, le=10.0, description="AdamW decoupled weight decay.")
+    max_grad_norm: float | None = Field(
+        1.0, gt=0, description="Clip the global gradient norm to this; null disables clipping."
+    )
+    lora_rank: int = Field(16, ge=1, le=4096, description="Rank r of the LoRA update.")
+    lora_alpha: float = Field(32, gt=0, description="LoRA scale numerator (scale = alpha / r).")
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
+    lora_target_modules: str | list[str] = Field(
+        "all-linear", description="'all-linear' or a list of module names to adapt."
+    )
+    packing: bool = Field(True, description="Pack examples into full rows, with no attention across them.")
+    bf16: bool | Literal["auto"] = Field(
+        "auto", description="bf16 autocast; 'auto' turns it on where the hardware has fast bf16."
+    )
+    gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
+    eval_split: float = Field(
+        0.0, ge=0.0, lt=1.0, description="Share of the training examples held out for evaluation."
+    )
+    eval_steps: int | None = Field(None, ge=1, description="Evaluate every N optimizer steps.")
+    save_steps: int | None = Field(
+        None, ge=1, description="Checkpoint every N steps (also at each epoch's end and at the end)."
+    )
+    save_total_limit: int = Field(3, ge=1, description="Complete checkpoints to keep; the newest always stays.")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seeds data order, initialisation and dropout.")
+    train_on_inputs: bool = Field(
+        False, description="Put loss on prompt tokens too; by default only assistant/completion tokens."
+    )
+
+    @field_validator("lora_target_modules")
+    @classmethod
+    def _targets_not_empty(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and not value:
+            raise ValueError("give at least one module name, or 'all-linear'")
+        if isinstance(value, str) and value != "all-linear":
+            return [value]
+        return value
+
+
+HYPERPARAM_NAMES = frozenset(Hyperparams.model_fields)
