@@ -1,0 +1,59 @@
+"""The runner's command line and environment, built from Settings and what the caller passes in."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from tuneyard.settings import Settings
+from tuneyard.training import contract
+
+INHERITED_VARIABLES = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "TMPDIR",
+        "PYTHONPATH",
+        "VIRTUAL_ENV",
+        "CUDA_VISIBLE_DEVICES",
+        "HF_HOME",
+        "HF_HUB_OFFLINE",
+        "HF_ENDPOINT",
+        "OMP_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "SSL_CERT_FILE",
+        "REQUESTS_CA_BUNDLE",
+    }
+)
+"""What a runner may see of its worker's environment. Secrets such as the database URL or API keys
+are not on the list: a runner never needs them, and runs code it loaded from user-chosen models."""
+
+
+def runner_argv(settings: Settings, run_dir: Path, resume: str | None = None) -> list[str]:
+    """`python -m tuneyard.training RUN_DIR/spec.json --run-dir RUN_DIR --model-cache-dir D [--resume WHAT]`.
+
+    The cache folder is passed explicitly so the runner never falls back to reading the environment.
+    """
+    python = settings.runner_python or sys.executable
+    spec = str(run_dir / contract.SPEC_FILE)
+    cache = str(settings.resolved_model_cache_dir)
+    argv = [python, "-m", "tuneyard.training", spec, "--run-dir", str(run_dir), "--model-cache-dir", cache]
+    if resume is not None:
+        argv += ["--resume", resume]
+    return argv
+
+
+def runner_env(inherited: Mapping[str, str], extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The allowed part of `inherited` (the worker passes its own environment), plus `extra`.
+
+    PYTHONUNBUFFERED makes runner.log current, so the tail shown for a crash is the real last words.
+    """
+    env = {k: v for k, v in inherited.items() if k in INHERITED_VARIABLES or k.startswith("LC_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env

@@ -1,0 +1,88 @@
+"""Runners as subprocesses of this worker, each in a process group of its own."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+
+from tuneyard.training import contract
+from tuneyard.worker.executors import Launch
+from tuneyard.worker.outcome import ExitStatus
+
+log = logging.getLogger(__name__)
+
+
+class LocalExecutor:
+    """Starts `launch.argv` with no shell, in a new session, output to RUN_DIR/runner.log.
+
+    Popen execs directly (never a bare fork, which is unsafe once CUDA or threads are up), and
+    `start_new_session=True` makes the runner lead a process group that holds everything it spawns,
+    so the whole tree can be killed at once.
+    """
+
+    def start(self, launch: Launch) -> LocalProcess:
+        launch.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(launch.run_dir / contract.RUNNER_LOG_FILE, "ab") as runner_log:
+            popen = subprocess.Popen(
+                list(launch.argv),
+                cwd=launch.run_dir,
+                env=dict(launch.env),
+                stdin=subprocess.DEVNULL,
+                stdout=runner_log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
+        log.info("job %s: runner started, pid %d: %s", launch.job_id, popen.pid, " ".join(launch.argv))
+        return LocalProcess(popen)
+
+
+class LocalProcess:
+    """One runner subprocess. Its pid is also its process group id (it leads its own session)."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self._popen = popen
+        self._status: ExitStatus | None = None
+
+    @property
+    def pid(self) -> int:
+        return self._popen.pid
+
+    def exited(self) -> ExitStatus | None:
+        # WNOWAIT looks without reaping: while the runner is an unreaped zombie its pid, and so
+        # its group id, cannot be reused, which keeps kill_all() aimed at our own tree.
+        if self._status is None and not self._reaped():
+            info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            if info is not None:
+                self._status = _status_of(info)
+        return self._status
+
+    def signal_runner(self, sig: signal.Signals) -> None:
+        if self._reaped():
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, sig)
+
+    def kill_all(self) -> None:
+        if self._reaped():
+            return  # the group id may belong to someone else by now
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)
+
+    def release(self) -> ExitStatus:
+        # Helpers the runner left behind (data loader workers, a shell it spawned) die with it.
+        self.kill_all()
+        self._status = ExitStatus(self._popen.wait())
+        return self._status
+
+    def _reaped(self) -> bool:
+        return self._popen.returncode is not None
+
+
+def _status_of(info: os.waitid_result) -> ExitStatus:
+    if info.si_code == os.CLD_EXITED:
+        return ExitStatus(info.si_status)
+    return ExitStatus(-info.si_status)  # killed or dumped core: si_status is the signal

@@ -1,0 +1,295 @@
+"""Supervision of one runner attempt: start it, relay its telemetry, stop it, judge how it ended.
+
+`Supervisor.run()` blocks the calling thread for the life of the runner. Other threads steer it
+with `request_stop/cancel/release/checkpoint()`, which only record the wish and wake the loop; the
+loop alone signals the process, so there is one place where escalation happens.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tuneyard.errors import PlatformError
+from tuneyard.settings import Settings
+from tuneyard.training import contract
+from tuneyard.worker.executors import Executor, Launch, RunnerProcess
+from tuneyard.worker.logtail import tail_lines
+from tuneyard.worker.outcome import (
+    Ending,
+    ExitStatus,
+    LeaseLost,
+    Outcome,
+    Request,
+    TelemetryRecord,
+    Verdict,
+    decide,
+    error_type_for,
+)
+from tuneyard.worker.reporter import JobReporter, NullReporter
+from tuneyard.worker.telemetry import MalformedLine, TelemetryTailer
+
+log = logging.getLogger(__name__)
+
+LOG_TAIL_LINES = 50
+
+
+@dataclass(frozen=True)
+class SupervisorTimings:
+    stop_grace_seconds: float = 60.0
+    """How long a stopping (or released) runner may take to checkpoint and exit before SIGKILL."""
+    cancel_grace_seconds: float = 10.0
+    heartbeat_seconds: float = 5.0
+    poll_seconds: float = 0.2
+    """How often telemetry is read while nothing else happens; bounds how stale live metrics are."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings, poll_seconds: float = 0.2) -> SupervisorTimings:
+        return cls(
+            settings.stop_grace_seconds,
+            settings.cancel_grace_seconds,
+            settings.heartbeat_seconds,
+            poll_seconds,
+        )
+
+
+@dataclass
+class _Attempt:
+    """What the loop knows about the running attempt."""
+
+    process: RunnerProcess
+    tailer: TelemetryTailer
+    next_heartbeat: float
+    acted: Request = Request.NONE
+    deadline: float | None = None
+    forced: bool = False
+    last: dict[str, TelemetryRecord] = field(default_factory=dict)
+    """The latest record of each kind; the verdict reads "result", "error" and "checkpoint"."""
+
+
+class Supervisor:
+    def __init__(
+        self,
+        launch: Launch,
+        *,
+        executor: Executor,
+        reporter: JobReporter | None = None,
+        timings: SupervisorTimings | None = None,
+        telemetry_offset: int = 0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.launch = launch
+        self.job_id = launch.job_id
+        self._executor = executor
+        self._reporter: JobReporter = reporter or NullReporter()
+        self._timings = timings or SupervisorTimings()
+        self._telemetry_offset = telemetry_offset
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._requested = Request.NONE
+        self._checkpoint_wanted = False
+
+    # Steering, from any thread.
+
+    def request_stop(self) -> None:
+        """Checkpoint and exit (SIGTERM); SIGKILL after the stop grace. Ends `stopped`."""
+        self._ask(Request.STOP)
+
+    def request_cancel(self) -> None:
+        """SIGTERM (a second one if already stopping, which aborts); SIGKILL after the cancel grace."""
+        self._ask(Request.CANCEL)
+
+    def request_release(self) -> None:
+        """The worker is shutting down: stop like `request_stop`, but the job goes back to the queue."""
+        self._ask(Request.RELEASE)
+
+    def request_checkpoint(self) -> None:
+        """Ask the runner for a checkpoint at its next step boundary; it keeps training."""
+        with self._lock:
+            self._checkpoint_wanted = True
+        self._wake.set()
+
+    def _ask(self, request: Request) -> None:
+        with self._lock:
+            self._requested = max(self._requested, request)
+        self._wake.set()
+
+    # The loop.
+
+    def run(self) -> Outcome:
+        """Run the attempt to its end and return (and report) its outcome."""
+        with self._lock:
+            early = self._requested
+        if early is not Request.NONE:
+            return self._finish(self._not_started(early))
+        tailer = TelemetryTailer(
+            self.launch.run_dir / contract.TELEMETRY_FILE, job_id=self.job_id, offset=self._telemetry_offset
+        )
+        try:
+            process = self._executor.start(self.launch)
+        except OSError as exc:
+            return self._finish(
+                Outcome(
+                    Verdict.FAILED,
+                    None,
+                    f"runner could not be started: {exc}",
+                    error_type=PlatformError.error_type,
+                    telemetry_offset=self._telemetry_offset,
+                )
+            )
+        attempt = _Attempt(process, tailer, next_heartbeat=self._clock() + self._timings.heartbeat_seconds)
+        try:
+            self._tell(attempt, self._reporter.on_started, process.pid)
+            self._watch(attempt)
+        finally:
+            # Whatever happened here (even an exception in this thread), nothing outlives us.
+            status = process.release()
+            self._pump(attempt)
+            tailer.close()
+        return self._finish(self._judge(attempt, status))
+
+    def _watch(self, attempt: _Attempt) -> None:
+        while attempt.process.exited() is None:
+            self._wake.clear()  # before reading requests, so one arriving later still wakes the wait
+            self._pump(attempt)
+            self._heartbeat_if_due(attempt)
+            self._act_on_requests(attempt)
+            self._escalate_if_overdue(attempt)
+            self._wake.wait(self._wait_seconds(attempt))
+
+    def _wait_seconds(self, attempt: _Attempt) -> float:
+        until = [self._timings.poll_seconds, attempt.next_heartbeat - self._clock()]
+        if attempt.deadline is not None and not attempt.forced:
+            until.append(attempt.deadline - self._clock())
+        return max(0.0, min(until))
+
+    def _pump(self, attempt: _Attempt) -> None:
+        for item in attempt.tailer.read():
+            record = _as_log_record(item) if isinstance(item, MalformedLine) else item
+            attempt.last[str(record["kind"])] = record
+            if attempt.acted is not Request.LOST_LEASE:
+                self._tell(attempt, self._reporter.on_record, record)
+
+    def _heartbeat_if_due(self, attempt: _Attempt) -> None:
+        now = self._clock()
+        if now < attempt.next_heartbeat or attempt.acted is Request.LOST_LEASE:
+            return
+        attempt.next_heartbeat = now + self._timings.heartbeat_seconds
+        if self._tell(attempt, self._reporter.heartbeat) is False:
+            self._lose_lease(attempt)
+
+    def _act_on_requests(self, attempt: _Attempt) -> None:
+        with self._lock:
+            wanted, checkpoint = self._requested, self._checkpoint_wanted
+            self._checkpoint_wanted = False
+        if checkpoint and wanted is Request.NONE:
+            log.info("job %s: asking the runner for a checkpoint", self.job_id)
+            attempt.process.signal_runner(contract.SIGNAL_CHECKPOINT)
+        if wanted <= attempt.acted:
+            return
+        previous, attempt.acted = attempt.acted, wanted
+        if wanted is Request.LOST_LEASE:
+            attempt.process.kill_all()
+            return
+        grace = self._grace(wanted)
+        deadline = self._clock() + grace
+        attempt.deadline = deadline if attempt.deadline is None else min(attempt.deadline, deadline)
+        # A runner already stopping gracefully gets no second SIGTERM unless it is a cancel: the
+        # contract makes the second one an abort, which only a cancel wants.
+        if previous is Request.NONE or wanted is Request.CANCEL:
+            log.info("job %s: %s requested; SIGTERM, SIGKILL in %.1fs", self.job_id, wanted.name.lower(), grace)
+            attempt.process.signal_runner(contract.SIGNAL_STOP)
+
+    def _grace(self, request: Request) -> float:
+        if request is Request.CANCEL:
+            return self._timings.cancel_grace_seconds
+        return self._timings.stop_grace_seconds
+
+    def _escalate_if_overdue(self, attempt: _Attempt) -> None:
+        if attempt.deadline is None or attempt.forced or self._clock() < attempt.deadline:
+            return
+        log.warning("job %s: runner did not exit within its grace; killing its process group", self.job_id)
+        attempt.forced = True
+        attempt.process.kill_all()
+
+    def _lose_lease(self, attempt: _Attempt) -> None:
+        log.warning("job %s: lease lost to another attempt; killing the runner now", self.job_id)
+        self._ask(Request.LOST_LEASE)
+        self._act_on_requests(attempt)
+
+    def _tell(self, attempt: _Attempt, method: Callable[..., Any], *args: Any) -> Any:
+        """Call the reporter; a lost lease kills the runner, anything else is logged and survived.
+
+        A reporter that fails (a database hiccup) must not leave a runner unsupervised: the lease
+        check decides whether the job is still ours, not a single failed write.
+        """
+        try:
+            return method(*args)
+        except LeaseLost:
+            if attempt.acted is not Request.LOST_LEASE:
+                self._lose_lease(attempt)
+        except Exception:
+            log.exception("job %s: reporter %s failed", self.job_id, method.__name__)
+        return None
+
+    # The verdict.
+
+    def _judge(self, attempt: _Attempt, status: ExitStatus) -> Outcome:
+        ending = Ending(
+            attempt.acted,
+            status,
+            attempt.forced,
+            attempt.last.get(contract.KIND_RESULT),
+            attempt.last.get(contract.KIND_ERROR),
+        )
+        verdict, message = decide(ending)
+        unexplained = verdict in (Verdict.FAILED, Verdict.USER_ERROR)
+        details = dict(ending.error.get("details") or {}) if ending.error else {}
+        if unexplained:
+            details.update(exit_code=status.exit_code, signal=status.signal_name)
+        return Outcome(
+            verdict=verdict,
+            exit=status,
+            message=message,
+            error_type=error_type_for(verdict, ending),
+            details=details,
+            result=ending.result,
+            last_checkpoint=attempt.last.get(contract.KIND_CHECKPOINT),
+            log_tail=tail_lines(self.launch.run_dir / contract.RUNNER_LOG_FILE, LOG_TAIL_LINES) if unexplained else [],
+            forced=attempt.forced,
+            telemetry_offset=attempt.tailer.offset,
+        )
+
+    def _not_started(self, request: Request) -> Outcome:
+        verdict = {Request.CANCEL: Verdict.CANCELLED, Request.STOP: Verdict.STOPPED}.get(request, Verdict.RELEASED)
+        return Outcome(
+            verdict,
+            None,
+            f"{verdict.value} before the runner started",
+            telemetry_offset=self._telemetry_offset,
+        )
+
+    def _finish(self, outcome: Outcome) -> Outcome:
+        log.info("job %s: attempt ended %s: %s", self.job_id, outcome.verdict.value, outcome.message)
+        try:
+            self._reporter.on_finished(outcome)
+        except Exception:
+            # The outcome is returned either way; the caller decides what a lost report means.
+            log.exception("job %s: reporter on_finished failed", self.job_id)
+        return outcome
+
+
+def _as_log_record(bad: MalformedLine) -> TelemetryRecord:
+    """A malformed line, surfaced in the job's own log where it occurred."""
+    return {
+        "kind": contract.KIND_LOG,
+        "ts": time.time(),
+        "level": "warning",
+        "source": "supervisor",
+        "message": f"malformed telemetry line at byte {bad.offset} ({bad.reason}): {bad.excerpt}",
+    }
