@@ -41,10 +41,12 @@ class TelemetryTailer:
         *,
         job_id: str,
         offset: int = 0,
+        max_line_bytes: int = MAX_LINE_BYTES,
     ) -> None:
         self.path = path
         self.job_id = job_id
         self._offset = offset
+        self._max_line_bytes = max_line_bytes
         self._pending = b""
         self._file: int | None = None
         self._inode: int | None = None
@@ -117,7 +119,7 @@ class TelemetryTailer:
             record = self._parse(line, start)
             if record is not None:
                 records.append(record)
-        if len(self._pending) > MAX_LINE_BYTES:
+        if len(self._pending) > self._max_line_bytes:
             # Drop the runaway line but remember we are inside it: everything up to its newline
             # belongs to it, so the pending bytes are counted as consumed.
             if not self._skipping:

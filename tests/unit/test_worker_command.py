@@ -1,0 +1,36 @@
+"""The runner's command line and environment."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from tuneyard.settings import Settings
+from tuneyard.worker.command import runner_argv, runner_env
+
+
+def test_argv_runs_the_training_module_on_the_run_dirs_spec(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    run_dir = tmp_path / "runs" / "job-1"
+    assert runner_argv(settings, run_dir) == [
+        sys.executable, "-m", "tuneyard.training", str(run_dir / "spec.json"),
+        "--run-dir", str(run_dir), "--model-cache-dir", str(tmp_path / "cache" / "models"),
+    ]  # fmt: skip
+
+
+def test_argv_uses_the_configured_interpreter_and_resume(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, runner_python="/opt/py/bin/python")
+    argv = runner_argv(settings, tmp_path, resume="step-5")
+    assert argv[0] == "/opt/py/bin/python"
+    assert argv[-2:] == ["--resume", "step-5"]
+
+
+def test_env_keeps_only_the_allowed_variables_and_adds_extras() -> None:
+    inherited = {
+        "PATH": "/usr/bin",
+        "LC_ALL": "C.UTF-8",
+        "TUNEYARD_DATABASE_URL": "postgresql://secret",
+        "AWS_SECRET_ACCESS_KEY": "x",
+    }
+    env = runner_env(inherited, {"CUDA_VISIBLE_DEVICES": "0"})
+    assert env == {"PATH": "/usr/bin", "LC_ALL": "C.UTF-8", "PYTHONUNBUFFERED": "1", "CUDA_VISIBLE_DEVICES": "0"}
