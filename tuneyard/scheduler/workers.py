@@ -1,0 +1,63 @@
+"""The worker registry: which workers exist, and which are alive (heartbeat within a window)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+
+from tuneyard.store.engine import Database
+from tuneyard.store.errors import NotFound
+from tuneyard.store.ids import utcnow
+from tuneyard.store.tables import Worker
+from tuneyard.store.upsert import insert_ignoring_duplicates
+
+WORKER_STATES = ("running", "draining", "stopped")
+
+
+def new_worker_id() -> str:
+    """host-pid-random: readable in events, unique across restarts of the same pid."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def register_worker(db: Database, worker_id: str, *, host: str | None = None, pid: int | None = None) -> None:
+    """Add the worker (or mark it running again) with a fresh heartbeat."""
+    now = utcnow()
+    row = {"id": worker_id, "host": host or socket.gethostname(), "pid": pid or os.getpid(),
+           "state": "running", "started_at": now, "heartbeat_at": now}
+    with db.write() as session:
+        insert_ignoring_duplicates(session, Worker, [row], ("id",))
+        session.execute(update(Worker).where(Worker.id == worker_id).values(state="running", heartbeat_at=now))
+
+
+def worker_heartbeat(db: Database, worker_id: str, *, now: datetime | None = None) -> None:
+    _set(db, worker_id, heartbeat_at=now or utcnow())
+
+
+def set_worker_state(db: Database, worker_id: str, state: str) -> None:
+    if state not in WORKER_STATES:
+        raise ValueError(f"unknown worker state {state!r}")
+    _set(db, worker_id, state=state, heartbeat_at=utcnow())
+
+
+def _set(db: Database, worker_id: str, **values: object) -> None:
+    with db.write() as session:
+        done = session.execute(update(Worker).where(Worker.id == worker_id).values(**values))
+        if done.rowcount == 0:  # type: ignore[attr-defined]
+            raise NotFound("worker", worker_id)
+
+
+def list_workers(db: Database) -> list[Worker]:
+    with db.read() as session:
+        return list(session.scalars(select(Worker).order_by(Worker.started_at)))
+
+
+def workers_alive(db: Database, within_seconds: float, *, now: datetime | None = None) -> int:
+    """Workers not stopped whose last heartbeat is at most `within_seconds` old."""
+    since = (now or utcnow()) - timedelta(seconds=within_seconds)
+    stmt = select(func.count()).where(Worker.state != "stopped", Worker.heartbeat_at >= since)
+    with db.read() as session:
+        return session.scalar(stmt) or 0

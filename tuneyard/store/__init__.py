@@ -1,0 +1,8 @@
+"""The only code that speaks SQL: engine, tables, the job status machine, repositories, migrations."""
+
+from __future__ import annotations
+
+from tuneyard.store.engine import Database, make_engine
+from tuneyard.store.migrate import migrate
+
+__all__ = ["Database", "make_engine", "migrate"]

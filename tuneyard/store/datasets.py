@@ -1,0 +1,126 @@
+"""Uploaded files and the datasets made of them, scoped by organization."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+
+from tuneyard.store.engine import Database
+from tuneyard.store.errors import Conflict, NotFound
+from tuneyard.store.ids import new_id, utcnow
+from tuneyard.store.tables import Dataset, File
+
+DATASET_STATUSES = ("validating", "ready", "invalid")
+
+
+@dataclass(frozen=True)
+class NewFile:
+    org_id: str
+    filename: str
+    bytes: int
+    sha256: str
+    path: str
+    purpose: str = "fine-tune"
+
+
+def create_file(db: Database, new: NewFile, *, file_id: str | None = None) -> File:
+    """Record an uploaded blob (already written to `path`); pass `file_id` if the path used it."""
+    row = File(id=file_id or new_id("file"), org_id=new.org_id, filename=new.filename, bytes=new.bytes,
+               sha256=new.sha256, path=new.path, purpose=new.purpose, created_at=utcnow())
+    with db.write() as session:
+        session.add(row)
+    return row
+
+
+def get_file(db: Database, org_id: str, file_id: str) -> File:
+    with db.read() as session:
+        row = session.get(File, file_id)
+    if row is None or row.org_id != org_id:
+        raise NotFound("file", file_id)
+    return row
+
+
+def list_files(db: Database, org_id: str) -> list[File]:
+    with db.read() as session:
+        return list(session.scalars(select(File).where(File.org_id == org_id).order_by(File.created_at.desc())))
+
+
+def delete_file(db: Database, org_id: str, file_id: str) -> File:
+    """Delete the row; returns it so the caller can remove the blob."""
+    with db.write() as session:
+        row = session.execute(
+            delete(File).where(File.id == file_id, File.org_id == org_id).returning(File)
+            .execution_options(synchronize_session=False)
+        ).scalar_one_or_none()
+    if row is None:
+        raise NotFound("file", file_id)
+    return row
+
+
+def create_dataset(db: Database, org_id: str, name: str, file_ids: list[str], format: str = "auto") -> Dataset:
+    """A dataset in `validating`; every file must belong to the organization. Names are unique."""
+    now = utcnow()
+    row = Dataset(id=new_id("ds"), org_id=org_id, name=name, file_ids=list(file_ids), format=format,
+                  status="validating", errors=[], created_at=now, updated_at=now)
+    try:
+        with db.write() as session:
+            owned = set(session.scalars(select(File.id).where(File.id.in_(file_ids), File.org_id == org_id)))
+            missing = [f for f in file_ids if f not in owned]
+            if missing:
+                raise NotFound("file", missing[0])
+            session.add(row)
+    except IntegrityError as exc:
+        raise Conflict(f"a dataset named {name!r} already exists", name=name) from exc
+    return row
+
+
+def set_dataset_validated(
+    db: Database, dataset_id: str, *, status: str, examples: int | None = None,
+    tokens_est: int | None = None, bytes: int | None = None, errors: list[dict[str, Any]] | None = None,
+) -> None:
+    """Record the validation verdict: `ready` with stats, or `invalid` with line-numbered errors."""
+    if status not in DATASET_STATUSES:
+        raise ValueError(f"unknown dataset status {status!r}")
+    with db.write() as session:
+        session.execute(
+            update(Dataset).where(Dataset.id == dataset_id)
+            .values(status=status, examples=examples, tokens_est=tokens_est, bytes=bytes,
+                    errors=errors or [], updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+
+
+def get_dataset(db: Database, org_id: str, dataset_id: str) -> Dataset:
+    with db.read() as session:
+        row = session.get(Dataset, dataset_id)
+    if row is None or row.org_id != org_id:
+        raise NotFound("dataset", dataset_id)
+    return row
+
+
+def get_dataset_by_name(db: Database, org_id: str, name: str) -> Dataset:
+    with db.read() as session:
+        row = session.scalars(select(Dataset).where(Dataset.org_id == org_id, Dataset.name == name)).one_or_none()
+    if row is None:
+        raise NotFound("dataset", name)
+    return row
+
+
+def list_datasets(db: Database, org_id: str) -> list[Dataset]:
+    stmt = select(Dataset).where(Dataset.org_id == org_id).order_by(Dataset.created_at.desc())
+    with db.read() as session:
+        return list(session.scalars(stmt))
+
+
+def delete_dataset(db: Database, org_id: str, dataset_id: str) -> Dataset:
+    with db.write() as session:
+        row = session.execute(
+            delete(Dataset).where(Dataset.id == dataset_id, Dataset.org_id == org_id).returning(Dataset)
+            .execution_options(synchronize_session=False)
+        ).scalar_one_or_none()
+    if row is None:
+        raise NotFound("dataset", dataset_id)
+    return row

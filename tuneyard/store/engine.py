@@ -1,0 +1,89 @@
+"""Engines and transactions.
+
+SQLite is the embedded default, so it gets the settings a multi-process service needs: WAL (readers
+never block the writer), a busy timeout (writers queue instead of failing), foreign keys, and
+`BEGIN IMMEDIATE` for write transactions. pysqlite's own transaction handling would start them
+lazily as DEFERRED, which lets two writers both read and then deadlock on the upgrade to a write
+lock; so we switch it off and emit BEGIN ourselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from tuneyard.settings import Settings
+
+BUSY_TIMEOUT_S = 30.0
+# Execution option marking a transaction that only reads; on SQLite it then begins DEFERRED so
+# readers never wait for the write lock.
+READ_ONLY = "tuneyard_read_only"
+
+
+def make_engine(settings: Settings, **engine_kwargs: Any) -> Engine:
+    """An engine for Settings.resolved_database_url, configured for its dialect."""
+    url = settings.resolved_database_url
+    if url.startswith("sqlite"):
+        return _sqlite_engine(url, **engine_kwargs)
+    engine_kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **engine_kwargs)
+
+
+def _sqlite_engine(url: str, **engine_kwargs: Any) -> Engine:
+    connect_args = engine_kwargs.pop("connect_args", {})
+    connect_args.setdefault("timeout", BUSY_TIMEOUT_S)
+    engine = create_engine(url, connect_args=connect_args, **engine_kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves, see module docstring
+        cursor = dbapi_conn.cursor()
+        if ":memory:" not in url and "mode=memory" not in url:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            # WAL is durable across crashes at NORMAL; FULL would fsync every commit.
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = "DEFERRED" if conn.get_execution_options().get(READ_ONLY) else "IMMEDIATE"
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+class Database:
+    """An engine plus the two kinds of transaction the repositories use.
+
+    Rows returned by repositories are detached snapshots (expire_on_commit is off): reading them
+    after the transaction is safe, changing them changes nothing in the database.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._reader = engine.execution_options(**{READ_ONLY: True})
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One write transaction, committed on success, rolled back on any error."""
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with Session(self._reader, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,17 @@
+"""Prefixed ids (`job_…`, `ds_…`): the prefix tells a reader (and a route) what an id names."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+
+PREFIXES = ("org", "proj", "key", "file", "ds", "model", "job", "ckpt", "bm")
+
+
+def new_id(prefix: str) -> str:
+    """`prefix_` + 24 lowercase hex characters (96 random bits)."""
+    return f"{prefix}_{secrets.token_hex(12)}"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,251 @@
+"""Jobs as the services see them: create (idempotently), read, list, and a user's requests.
+
+Every read takes the caller's organization: another organization's job is NotFound, never
+"forbidden", so ids leak nothing. Requests that change status (stop, cancel, resume, delete) are
+guarded by the state machine and raise InvalidTransition naming the job's current status.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from tuneyard.errors import UserError
+from tuneyard.store.engine import Database
+from tuneyard.store.errors import Conflict, IdempotencyConflict, InvalidTransition, NotFound
+from tuneyard.store.ids import new_id, utcnow
+from tuneyard.store.status import HELD, Event, JobStatus, transition, write_event
+from tuneyard.store.tables import Checkpoint, Job
+from tuneyard.store.telemetry import latest_checkpoint_id
+
+S = JobStatus
+
+
+@dataclass(frozen=True)
+class NewJob:
+    org_id: str
+    type: str
+    spec: dict[str, Any]  # as the user submitted it
+    config: dict[str, Any]  # resolved: what the runner will get
+    name: str | None = None
+    project_id: str | None = None
+    user_key_id: str | None = None
+    max_retries: int = 3
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class CreatedJob:
+    job: Job
+    created: bool  # False: an earlier request with the same idempotency key made it
+
+
+def request_hash(body: Any) -> str:
+    """A stable hash of a request body: same content, same hash, whatever the key order."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def create_job(db: Database, new: NewJob, *, body_hash: str | None = None) -> CreatedJob:
+    """Queue a new job, or return the one an earlier identical request with the same key made.
+
+    Race-safe: concurrent requests with one key all try to insert, the unique constraint on
+    (user_key_id, idempotency_key) lets one win, and the others read the winner's job.
+    """
+    digest = body_hash or request_hash({"spec": new.spec, "name": new.name, "project_id": new.project_id})
+    try:
+        with db.write() as session:
+            existing = _by_idempotency_key(session, new, digest)
+            if existing is not None:
+                return CreatedJob(existing, created=False)
+            return CreatedJob(_insert_job(session, new, digest), created=True)
+    except IntegrityError:
+        if new.idempotency_key is None or new.user_key_id is None:
+            raise
+        with db.read() as session:
+            existing = _by_idempotency_key(session, new, digest)
+        if existing is None:
+            raise
+        return CreatedJob(existing, created=False)
+
+
+def _by_idempotency_key(session: Session, new: NewJob, digest: str) -> Job | None:
+    if new.idempotency_key is None or new.user_key_id is None:
+        return None
+    job = session.scalars(
+        select(Job).where(Job.user_key_id == new.user_key_id, Job.idempotency_key == new.idempotency_key)
+    ).one_or_none()
+    if job is not None and job.request_hash != digest:
+        raise IdempotencyConflict(
+            f"idempotency key {new.idempotency_key!r} was used for another request (job {job.id})",
+            job_id=job.id,
+        )
+    return job
+
+
+def _insert_job(session: Session, new: NewJob, digest: str) -> Job:
+    job = Job(
+        id=new_id("job"), org_id=new.org_id, project_id=new.project_id, user_key_id=new.user_key_id,
+        type=new.type, name=new.name, status=S.QUEUED.value, spec=new.spec, config=new.config,
+        max_retries=new.max_retries, idempotency_key=new.idempotency_key, request_hash=digest,
+        event_seq=1, progress={}, created_at=utcnow(),
+    )
+    session.add(job)
+    session.flush()
+    write_event(session, job.id, 1, Event("created", "job queued", {"status": S.QUEUED.value}))
+    return job
+
+
+def get_job(db: Database, org_id: str, job_id: str) -> Job:
+    with db.read() as session:
+        job = session.get(Job, job_id)
+    if job is None or job.org_id != org_id:
+        raise NotFound("job", job_id)
+    return job
+
+
+def load_job(db: Database, job_id: str) -> Job:
+    """A job by id alone, for workers and the platform (not for requests)."""
+    with db.read() as session:
+        job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound("job", job_id)
+    return job
+
+
+def _check_owner(session: Session, org_id: str, job_id: str) -> None:
+    if session.scalar(select(Job.id).where(Job.id == job_id, Job.org_id == org_id)) is None:
+        raise NotFound("job", job_id)
+
+
+def request_stop(db: Database, org_id: str, job_id: str) -> Job:
+    """Stop gracefully: a running job checkpoints and becomes stopped; a queued one stops at once."""
+    event = Event("stop_requested", "stop requested")
+    with db.write() as session:
+        _check_owner(session, org_id, job_id)
+        try:
+            return transition(session, job_id, S.STOPPING, event, only_from=(S.STARTING, S.RUNNING),
+                              values={"stop_requested": True})
+        except InvalidTransition as refused:
+            if refused.current != S.QUEUED.value:
+                raise
+        return transition(session, job_id, S.STOPPED, event, only_from=(S.QUEUED,),
+                          values={"stop_requested": True})
+
+
+def request_cancel(db: Database, org_id: str, job_id: str) -> Job:
+    """Cancel: a job no worker holds is cancelled at once; a held one is terminated first."""
+    event = Event("cancel_requested", "cancel requested")
+    with db.write() as session:
+        _check_owner(session, org_id, job_id)
+        try:
+            return transition(session, job_id, S.CANCELLED, event, only_from=(S.QUEUED, S.STOPPED),
+                              values={"cancel_requested": True, "finished_at": utcnow()})
+        except InvalidTransition as refused:
+            if refused.current not in HELD:
+                raise
+        return transition(session, job_id, S.CANCELLING, event, values={"cancel_requested": True})
+
+
+def request_resume(db: Database, org_id: str, job_id: str, checkpoint_id: str | None = None) -> Job:
+    """Queue a stopped job (or a failed one that has a checkpoint) again, under the same id."""
+    with db.write() as session:
+        _check_owner(session, org_id, job_id)
+        resume_from = _resume_point(session, job_id, checkpoint_id)
+        values = {"resume_from": resume_from, "stop_requested": False, "cancel_requested": False,
+                  "error": None, "finished_at": None, "retries": 0, "worker_id": None,
+                  "lease_expires_at": None}
+        event = Event("resumed", f"resumed from {resume_from or 'the start'}", {"checkpoint_id": resume_from})
+        job = session.get(Job, job_id)
+        if job is not None and job.status == S.FAILED.value and resume_from is None:
+            raise Conflict(f"job {job_id} failed without a checkpoint; there is nothing to resume from",
+                           current_status=job.status)
+        return transition(session, job_id, S.QUEUED, event, only_from=(S.STOPPED, S.FAILED), values=values)
+
+
+def _resume_point(session: Session, job_id: str, checkpoint_id: str | None) -> str | None:
+    if checkpoint_id is None:
+        return latest_checkpoint_id(session, job_id)
+    found = session.scalar(select(Checkpoint.id).where(Checkpoint.id == checkpoint_id, Checkpoint.job_id == job_id))
+    if found is None:
+        raise NotFound("checkpoint", checkpoint_id)
+    return found
+
+
+DELETABLE = (S.QUEUED, S.STOPPED, S.COMPLETED, S.FAILED, S.CANCELLED)
+
+
+def delete_job(db: Database, org_id: str, job_id: str) -> Job:
+    """Delete a job no worker holds, with its events, metrics, logs and checkpoint rows.
+
+    Returns the deleted row so the caller can remove the job's files. Trained models stay.
+    """
+    with db.write() as session:
+        stmt = (
+            delete(Job)
+            .where(Job.id == job_id, Job.org_id == org_id, Job.status.in_([s.value for s in DELETABLE]))
+            .returning(Job)
+            .execution_options(synchronize_session=False)
+        )
+        job = session.execute(stmt).scalar_one_or_none()
+        if job is not None:
+            return job
+        current = session.scalar(select(Job.status).where(Job.id == job_id, Job.org_id == org_id))
+        if current is None:
+            raise NotFound("job", job_id)
+        raise InvalidTransition(job_id, current, "deleted", hint="cancel it first")
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Job]
+    next_cursor: str | None  # None on the last page
+
+
+def list_jobs(
+    db: Database, org_id: str, *, status: str | None = None, type: str | None = None,
+    project_id: str | None = None, limit: int = 20, cursor: str | None = None,
+) -> Page:
+    """The organization's jobs, newest first, `limit` at a time; pass `next_cursor` for more."""
+    stmt = select(Job).where(Job.org_id == org_id)
+    if status is not None:
+        stmt = stmt.where(Job.status == status)
+    if type is not None:
+        stmt = stmt.where(Job.type == type)
+    if project_id is not None:
+        stmt = stmt.where(Job.project_id == project_id)
+    if cursor is not None:
+        created_at, last_id = decode_cursor(cursor)
+        stmt = stmt.where(or_(Job.created_at < created_at, and_(Job.created_at == created_at, Job.id < last_id)))
+    stmt = stmt.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+    with db.read() as session:
+        rows = list(session.scalars(stmt))
+    more = len(rows) > limit
+    items = rows[:limit]
+    return Page(items, encode_cursor(items[-1]) if more else None)
+
+
+def encode_cursor(job: Job) -> str:
+    """Opaque to clients: where the previous page ended, as (created_at, id)."""
+    raw = json.dumps([job.created_at.isoformat(), job.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, job_id = json.loads(raw)
+        when = datetime.fromisoformat(created_at)
+        if when.tzinfo is None or not isinstance(job_id, str):
+            raise ValueError("not a cursor")
+    except (ValueError, TypeError) as exc:  # binascii.Error is a ValueError
+        raise UserError("invalid cursor", field="cursor") from exc
+    return when, job_id

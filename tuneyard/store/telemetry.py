@@ -1,0 +1,179 @@
+"""A job's timeline: metric points, log lines, events and checkpoints.
+
+Writes come from the worker that holds the job and are fenced by its attempt (status.fence), so a
+worker that lost its lease cannot add to a job another attempt now runs. The supervisor may tail
+the same telemetry line twice (after a restart): metric points and checkpoints are keyed by step
+and a repeat is ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from tuneyard.store.engine import Database
+from tuneyard.store.errors import NotFound
+from tuneyard.store.ids import new_id, utcnow
+from tuneyard.store.status import Event, fence, write_event
+from tuneyard.store.tables import Checkpoint, Job, JobEvent, LogLine, MetricPoint
+from tuneyard.store.upsert import insert_ignoring_duplicates
+
+PROGRESS_KEYS = ("step", "total_steps", "epoch", "eta_s", "loss")
+
+
+@dataclass(frozen=True)
+class MetricIn:
+    step: int
+    values: dict[str, Any]
+    kind: str = "train"  # train | eval
+    epoch: float | None = None
+    phase: str | None = None
+    ts: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True)
+class LogIn:
+    message: str
+    level: str = "info"
+    ts: datetime = field(default_factory=utcnow)
+
+
+def record_metrics(db: Database, job_id: str, attempt: int, points: Sequence[MetricIn]) -> None:
+    """Store metric points (a step already stored is kept as is) and move the job's progress."""
+    with db.write() as session:
+        job = fence(session, job_id, attempt)
+        rows = [
+            {"job_id": job_id, "kind": p.kind, "step": p.step, "epoch": p.epoch, "phase": p.phase,
+             "values": p.values, "ts": p.ts}
+            for p in points
+        ]
+        insert_ignoring_duplicates(session, MetricPoint, rows, ("job_id", "kind", "step"))
+        train = [p for p in points if p.kind == "train"]
+        if train:
+            latest = max(train, key=lambda p: p.step)
+            if latest.step >= job.progress.get("step", -1):
+                _set_progress(session, job_id, latest)
+
+
+def _set_progress(session: Session, job_id: str, point: MetricIn) -> None:
+    merged = {"step": point.step, "epoch": point.epoch, **point.values}
+    progress = {k: merged[k] for k in PROGRESS_KEYS if merged.get(k) is not None}
+    session.execute(
+        update(Job).where(Job.id == job_id).values(progress=progress)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def append_logs(db: Database, job_id: str, attempt: int, lines: Sequence[LogIn]) -> list[int]:
+    """Append log lines; returns their seq numbers, monotonic per job across attempts."""
+    if not lines:
+        return []
+    with db.write() as session:
+        job = fence(session, job_id, attempt, log_lines=len(lines))
+        first = job.log_seq - len(lines) + 1
+        seqs = list(range(first, first + len(lines)))
+        rows = [
+            {"job_id": job_id, "seq": seq, "level": line.level, "message": line.message, "ts": line.ts}
+            for seq, line in zip(seqs, lines, strict=True)
+        ]
+        session.execute(insert(LogLine), rows)
+        return seqs
+
+
+def add_event(db: Database, job_id: str, attempt: int, event: Event) -> int:
+    """A worker's event (phase change, warning…); returns its seq."""
+    with db.write() as session:
+        job = fence(session, job_id, attempt, events=1)
+        write_event(session, job_id, job.event_seq, event)
+        return job.event_seq
+
+
+def add_checkpoint(
+    db: Database, job_id: str, attempt: int, step: int, path: str, metrics: dict[str, Any] | None = None
+) -> Checkpoint:
+    """Record a committed checkpoint (its manifest exists); the same step twice returns the first."""
+    with db.write() as session:
+        job = fence(session, job_id, attempt, events=1)
+        insert_ignoring_duplicates(
+            session, Checkpoint,
+            [{"id": new_id("ckpt"), "job_id": job_id, "step": step, "path": path,
+              "metrics": metrics or {}, "created_at": utcnow()}],
+            ("job_id", "step"),
+        )
+        ckpt = session.execute(
+            select(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.step == step)
+        ).scalar_one()
+        top = max(step, job.last_checkpoint_step or -1)
+        session.execute(
+            update(Job).where(Job.id == job_id).values(last_checkpoint_step=top)
+            .execution_options(synchronize_session=False)
+        )
+        write_event(session, job_id, job.event_seq,
+                    Event("checkpoint", f"checkpoint at step {step}", {"step": step, "checkpoint_id": ckpt.id}))
+        return ckpt
+
+
+def latest_checkpoint_id(session: Session, job_id: str) -> str | None:
+    """The id of the job's checkpoint at the highest step, if any."""
+    stmt = select(Checkpoint.id).where(Checkpoint.job_id == job_id).order_by(Checkpoint.step.desc()).limit(1)
+    found: str | None = session.scalar(stmt)
+    return found
+
+
+def list_events(db: Database, job_id: str, since: int = 0, limit: int = 1000) -> list[JobEvent]:
+    """Events with seq > since, oldest first."""
+    stmt = (
+        select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.seq > since)
+        .order_by(JobEvent.seq).limit(limit)
+    )
+    with db.read() as session:
+        return list(session.scalars(stmt))
+
+
+def list_metrics(
+    db: Database, job_id: str, since_step: int = -1, kind: str | None = None, limit: int = 10_000
+) -> list[MetricPoint]:
+    """Metric points with step > since_step, by step then kind."""
+    stmt = select(MetricPoint).where(MetricPoint.job_id == job_id, MetricPoint.step > since_step)
+    if kind is not None:
+        stmt = stmt.where(MetricPoint.kind == kind)
+    with db.read() as session:
+        return list(session.scalars(stmt.order_by(MetricPoint.step, MetricPoint.kind).limit(limit)))
+
+
+def list_logs(db: Database, job_id: str, since: int = 0, tail: int | None = None,
+              limit: int = 10_000) -> list[LogLine]:
+    """Log lines with seq > since, oldest first; with `tail`, only the last `tail` of those."""
+    stmt = select(LogLine).where(LogLine.job_id == job_id, LogLine.seq > since)
+    with db.read() as session:
+        if tail is not None:
+            newest = list(session.scalars(stmt.order_by(LogLine.seq.desc()).limit(min(tail, limit))))
+            return newest[::-1]
+        return list(session.scalars(stmt.order_by(LogLine.seq).limit(limit)))
+
+
+def list_checkpoints(db: Database, job_id: str) -> list[Checkpoint]:
+    with db.read() as session:
+        return list(session.scalars(select(Checkpoint).where(Checkpoint.job_id == job_id).order_by(Checkpoint.step)))
+
+
+def get_checkpoint(db: Database, org_id: str, checkpoint_id: str) -> Checkpoint:
+    """A checkpoint of one of the organization's jobs (a checkpoint id is a valid base model)."""
+    stmt = select(Checkpoint).join(Job, Job.id == Checkpoint.job_id).where(
+        Checkpoint.id == checkpoint_id, Job.org_id == org_id
+    )
+    with db.read() as session:
+        found = session.scalars(stmt).one_or_none()
+    if found is None:
+        raise NotFound("checkpoint", checkpoint_id)
+    return found
+
+
+def count_log_lines(db: Database, job_id: str) -> int:
+    with db.read() as session:
+        return session.scalar(select(func.count()).where(LogLine.job_id == job_id)) or 0

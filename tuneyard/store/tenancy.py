@@ -1,0 +1,104 @@
+"""Organizations, projects and API keys.
+
+A key is shown once, when it is made; the store keeps only its sha256 (a lookup by hash needs no
+slow KDF: the key has 256 random bits, nothing to brute-force) and a visible prefix for listings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from tuneyard.store.engine import Database
+from tuneyard.store.errors import Conflict, NotFound
+from tuneyard.store.ids import new_id, utcnow
+from tuneyard.store.tables import ApiKey, Organization, Project
+
+KEY_PREFIX = "ty_"
+VISIBLE_CHARS = 10  # "ty_" and the first seven random characters
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the organization and the key (the "user")."""
+
+    org_id: str
+    key_id: str
+    is_admin: bool
+
+
+def hash_key(plaintext: str) -> str:
+    return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+def create_org(db: Database, name: str) -> Organization:
+    with db.write() as session:
+        org = Organization(id=new_id("org"), name=name, created_at=utcnow())
+        session.add(org)
+        return org
+
+
+def create_project(db: Database, org_id: str, name: str) -> Project:
+    try:
+        with db.write() as session:
+            project = Project(id=new_id("proj"), org_id=org_id, name=name, created_at=utcnow())
+            session.add(project)
+            session.flush()
+            return project
+    except IntegrityError as exc:
+        raise Conflict(f"a project named {name!r} already exists", name=name) from exc
+
+
+def get_project(db: Database, org_id: str, project_id: str) -> Project:
+    with db.read() as session:
+        project = session.get(Project, project_id)
+    if project is None or project.org_id != org_id:
+        raise NotFound("project", project_id)
+    return project
+
+
+def list_projects(db: Database, org_id: str) -> list[Project]:
+    with db.read() as session:
+        return list(session.scalars(select(Project).where(Project.org_id == org_id).order_by(Project.created_at)))
+
+
+def create_api_key(db: Database, org_id: str, name: str, *, is_admin: bool = False) -> tuple[ApiKey, str]:
+    """A new key; returns the row and the plaintext, which is never stored or shown again."""
+    plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey(
+        id=new_id("key"), org_id=org_id, name=name, prefix=plaintext[:VISIBLE_CHARS],
+        key_hash=hash_key(plaintext), is_admin=is_admin, created_at=utcnow(),
+    )
+    with db.write() as session:
+        session.add(key)
+    return key, plaintext
+
+
+def authenticate(db: Database, plaintext: str) -> Principal | None:
+    """The principal behind a key, or None for an unknown or revoked one."""
+    if not plaintext.startswith(KEY_PREFIX):
+        return None
+    stmt = select(ApiKey).where(ApiKey.key_hash == hash_key(plaintext), ApiKey.revoked_at.is_(None))
+    with db.read() as session:
+        key = session.scalars(stmt).one_or_none()
+    return None if key is None else Principal(key.org_id, key.id, key.is_admin)
+
+
+def list_api_keys(db: Database, org_id: str) -> list[ApiKey]:
+    with db.read() as session:
+        return list(session.scalars(select(ApiKey).where(ApiKey.org_id == org_id).order_by(ApiKey.created_at)))
+
+
+def revoke_api_key(db: Database, org_id: str, key_id: str) -> None:
+    """Revoke a key (idempotent); it stops authenticating at once."""
+    with db.write() as session:
+        done = session.execute(
+            update(ApiKey).where(ApiKey.id == key_id, ApiKey.org_id == org_id)
+            .values(revoked_at=utcnow()).execution_options(synchronize_session=False)
+        )
+        if done.rowcount == 0:  # type: ignore[attr-defined]
+            raise NotFound("api key", key_id)
