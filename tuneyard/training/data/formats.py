@@ -45,9 +45,9 @@ def detect(row: dict[str, Any]) -> str | None:
         return "chat"
     if "conversations" in row:
         return "sharegpt"
-    if "instruction" in row and "output" in row:
+    if "instruction" in row:
         return "alpaca"
-    if "prompt" in row and "completion" in row:
+    if "prompt" in row:
         return "prompt_completion"
     if "text" in row:
         return "text"
@@ -123,6 +123,8 @@ def _needs_trained_turn(turns: list[Turn], key: str) -> list[Turn]:
 
 def parse_chat(row: dict[str, Any]) -> Parsed:
     messages = row.get("messages")
+    if messages is None:
+        raise Invalid("messages is missing")
     if not isinstance(messages, list):
         raise Invalid("messages must be a list")
     tools = row.get("tools")
@@ -134,6 +136,8 @@ def parse_chat(row: dict[str, Any]) -> Parsed:
 
 def parse_sharegpt(row: dict[str, Any]) -> Parsed:
     conversations = row.get("conversations")
+    if conversations is None:
+        raise Invalid("conversations is missing")
     if not isinstance(conversations, list):
         raise Invalid("conversations must be a list")
     turns = []
@@ -191,7 +195,7 @@ PARSERS: dict[str, Callable[[dict[str, Any]], Parsed]] = {
     "text": parse_text,
 }
 
-# Columns that hold nested JSON; in CSV they arrive as strings and are decoded first.
+# Columns that hold nested JSON; in CSV cells they arrive as strings and are decoded first.
 NESTED_COLUMNS = ("messages", "conversations", "tools", "history")
 
 

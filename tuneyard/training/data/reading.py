@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneyard.errors import DataError
-from tuneyard.training.data.formats import Invalid
+from tuneyard.training.data.formats import Invalid, decode_nested
 
 Row = dict[str, Any] | Invalid
 
@@ -97,7 +97,11 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, Row]]:
                 yield reader.line_num, Invalid("more cells than header columns")
                 continue
             # An empty cell means the column is absent for this row (e.g. Alpaca's optional input).
-            yield reader.line_num, {k: v for k, v in record.items() if v not in (None, "")}
+            row = {k: v for k, v in record.items() if v not in (None, "")}
+            try:
+                yield reader.line_num, decode_nested(row)
+            except Invalid as exc:
+                yield reader.line_num, exc
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[int, Row]]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneyard.errors import DataError
-from tuneyard.training.data.formats import PARSERS, Invalid, decode_nested, detect
+from tuneyard.training.data.formats import PARSERS, Invalid, detect
 from tuneyard.training.data.reading import Row, read_rows
 from tuneyard.training.data.records import FORMATS, Record
 
@@ -66,17 +66,16 @@ def scan_file(path: str | Path, format: str = "auto") -> FileScan:
 def _parse_row(scan: FileScan, line: int, row: Row) -> Record:
     if isinstance(row, Invalid):
         raise row
-    row = decode_nested(row)
     if scan.requested == "auto":
         found = detect(row)
-        if found is None:
-            raise Invalid(
-                "unrecognized row: expected a 'messages', 'conversations', 'instruction'+'output', "
-                "'prompt'+'completion' or 'text' key"
-            )
         if scan.format == "auto":
+            if found is None:
+                raise Invalid(
+                    "unrecognized row: expected a 'messages', 'conversations', 'instruction'+'output', "
+                    "'prompt'+'completion' or 'text' key"
+                )
             scan.format = found  # the first recognizable row fixes the file's format
-        elif found != scan.format:
+        elif found not in (None, scan.format):
             raise Invalid(f"looks like {found} but this file is {scan.format} (mixed formats)")
     kind, turns, tools = PARSERS[scan.format](row)
     return Record(kind, turns, str(scan.path), line, tools)

@@ -1,0 +1,48 @@
+"""Rows to the tensors of one causal-LM forward pass.
+
+No attention mask is returned, on purpose. transformers (>= 4.56, and 5.x) builds the mask
+itself when ``attention_mask`` is None: it reads example boundaries from ``position_ids``
+(each restart at 0 starts a new sequence) and makes a block-diagonal causal mask for eager
+and sdpa, varlen kernels for flash attention, a block mask for flex attention. A 2D padding
+mask would switch that detection off and let packed examples attend to each other.
+
+Padding is right-side, with position id 0 at every pad, so each pad is its own one-token
+sequence: real tokens never see it, and its label is IGNORE_INDEX.
+
+The caller MUST run the model with ``use_cache=False`` (PACKED_FORWARD_KWARGS): with a cache,
+transformers skips the boundary detection and packed rows would attend across examples.
+torch is imported inside the function so ``tuneyard.training.data`` stays torch-free.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from tuneyard.training.data.encoding import IGNORE_INDEX
+from tuneyard.training.data.packing import Row
+
+if TYPE_CHECKING:
+    import torch
+
+# Keyword arguments every forward pass over collated rows needs (see the module docstring).
+PACKED_FORWARD_KWARGS: dict[str, Any] = {"use_cache": False}
+
+
+def collate(rows: list[Row], pad_token_id: int, *, pad_to_multiple_of: int | None = None) -> dict[str, torch.Tensor]:
+    """input_ids, labels and position_ids, each (batch, longest row), right-padded."""
+    import torch
+
+    if not rows:
+        raise ValueError("cannot collate an empty batch")
+    length = max(len(row) for row in rows)
+    if pad_to_multiple_of:
+        length = -(-length // pad_to_multiple_of) * pad_to_multiple_of
+    input_ids = torch.full((len(rows), length), pad_token_id, dtype=torch.long)
+    labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)
+    position_ids = torch.zeros((len(rows), length), dtype=torch.long)
+    for i, row in enumerate(rows):
+        n = len(row)
+        input_ids[i, :n] = torch.tensor(row.input_ids, dtype=torch.long)
+        labels[i, :n] = torch.tensor(row.labels, dtype=torch.long)
+        position_ids[i, :n] = torch.tensor(row.position_ids, dtype=torch.long)
+    return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids}
