@@ -7,12 +7,17 @@ import logging
 import os
 import signal
 import subprocess
+import time
 
 from tuneyard.training import contract
 from tuneyard.worker.executors import Launch
 from tuneyard.worker.outcome import ExitStatus
 
 log = logging.getLogger(__name__)
+
+GROUP_DEATH_TIMEOUT_SECONDS = 5.0
+"""How long release() waits for SIGKILLed members to die; only a process stuck in the kernel
+(uninterruptible I/O on a hung mount) takes longer."""
 
 
 class LocalExecutor:
@@ -37,14 +42,15 @@ class LocalExecutor:
                 close_fds=True,
             )
         log.info("job %s: runner started, pid %d: %s", launch.job_id, popen.pid, " ".join(launch.argv))
-        return LocalProcess(popen)
+        return LocalProcess(popen, launch.job_id)
 
 
 class LocalProcess:
     """One runner subprocess. Its pid is also its process group id (it leads its own session)."""
 
-    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+    def __init__(self, popen: subprocess.Popen[bytes], job_id: str) -> None:
         self._popen = popen
+        self.job_id = job_id
         self._status: ExitStatus | None = None
 
     @property
@@ -74,12 +80,52 @@ class LocalProcess:
 
     def release(self) -> ExitStatus:
         # Helpers the runner left behind (data loader workers, a shell it spawned) die with it.
+        # SIGKILL is delivered asynchronously, so wait until they are really gone: the next
+        # attempt may start in the same run folder at once. The runner stays unreaped meanwhile,
+        # which keeps its group id from being reused under us.
         self.kill_all()
+        if not _wait_until_group_dead(self.pid, GROUP_DEATH_TIMEOUT_SECONDS):
+            log.warning("job %s: process group %d still has live members after SIGKILL", self.job_id, self.pid)
         self._status = ExitStatus(self._popen.wait())
         return self._status
 
     def _reaped(self) -> bool:
         return self._popen.returncode is not None
+
+
+def _wait_until_group_dead(pgid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while _group_has_live_members(pgid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def _group_has_live_members(pgid: int) -> bool:
+    """Whether a process of group `pgid` still runs, zombies aside (they are dead, only unreaped).
+
+    Read from /proc because killpg(pgid, 0) also succeeds for zombies, and a grandchild orphaned
+    to an init that does not reap would stay one forever. Without /proc (not Linux) this cannot
+    be known cheaply, and the group kill is trusted.
+    """
+    try:
+        entries = os.scandir("/proc")
+    except FileNotFoundError:
+        return False
+    with entries:
+        for entry in entries:
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:
+                continue  # it ended while we looked
+            state, _ppid, pgrp = stat.rsplit(b")", 1)[1].split()[:3]
+            if int(pgrp) == pgid and state not in (b"Z", b"X"):
+                return True
+    return False
 
 
 def _status_of(info: os.waitid_result) -> ExitStatus:
