@@ -1,0 +1,137 @@
+"""Jobs through the repository: idempotent creation, org scoping, listing, a user's requests."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import pytest
+
+from tuneyard.errors import UserError
+from tuneyard.scheduler import claim
+from tuneyard.store import Database, jobs, outcomes, telemetry, tenancy
+from tuneyard.store.errors import Conflict, IdempotencyConflict, InvalidTransition, NotFound
+from tuneyard.store.telemetry import LogIn, MetricIn
+
+SPEC = {"base_model": "tiny-llama", "datasets": [{"name": "d"}]}
+
+
+def _request(org_id: str, key_id: str, spec: dict[str, object] = SPEC) -> jobs.NewJob:
+    return jobs.NewJob(org_id=org_id, type="finetune", spec=spec, config={}, user_key_id=key_id,
+                       idempotency_key="same-key")
+
+
+def test_fifty_concurrent_identical_creations_make_one_job(
+    db: Database, open_db: Callable[[], Database], org_id: str
+) -> None:
+    key, _ = tenancy.create_api_key(db, org_id, "user")
+    dbs = [open_db() for _ in range(5)]  # five "API processes"
+    results: list[jobs.CreatedJob] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(50)
+
+    def submit(i: int) -> None:
+        try:
+            start.wait()
+            results.append(jobs.create_job(dbs[i % 5], _request(org_id, key.id)))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len({r.job.id for r in results}) == 1
+    assert sum(r.created for r in results) == 1
+    assert len(jobs.list_jobs(db, org_id, limit=100).items) == 1
+
+    with pytest.raises(IdempotencyConflict):
+        jobs.create_job(db, _request(org_id, key.id, {**SPEC, "method": "full"}))
+    other_user, _ = tenancy.create_api_key(db, org_id, "other")
+    assert jobs.create_job(db, _request(org_id, other_user.id)).created  # keys are per user
+
+
+def test_another_organizations_ids_are_not_found(db: Database, new_job: Callable[..., str]) -> None:
+    job_id = new_job()
+    stranger = tenancy.create_org(db, "other").id
+    for call in (jobs.get_job, jobs.request_stop, jobs.request_cancel, jobs.request_resume, jobs.delete_job):
+        with pytest.raises(NotFound):
+            call(db, stranger, job_id)
+    assert jobs.list_jobs(db, stranger).items == []
+
+
+def test_listing_is_newest_first_with_a_cursor_and_filters(
+    db: Database, new_job: Callable[..., str], org_id: str
+) -> None:
+    ids = [new_job(type="merge" if i % 3 == 0 else "finetune") for i in range(7)]
+    seen, cursor = [], None
+    while True:
+        page = jobs.list_jobs(db, org_id, limit=3, cursor=cursor)
+        seen += [j.id for j in page.items]
+        if (cursor := page.next_cursor) is None:
+            break
+    assert seen == ids[::-1]
+    assert [j.id for j in jobs.list_jobs(db, org_id, type="merge").items] == [ids[6], ids[3], ids[0]]
+    jobs.request_cancel(db, org_id, ids[1])
+    assert [j.id for j in jobs.list_jobs(db, org_id, status="cancelled").items] == [ids[1]]
+    with pytest.raises(UserError):
+        jobs.list_jobs(db, org_id, cursor="not-a-cursor")
+
+
+def test_stop_resume_cancel_and_delete(db: Database, new_job: Callable[..., str], org_id: str) -> None:
+    job_id = new_job()
+    held = claim(db, "w", 30)
+    assert held is not None
+    outcomes.mark_running(db, job_id, held.attempt)
+    with pytest.raises(InvalidTransition, match="is running"):
+        jobs.request_resume(db, org_id, job_id)
+    with pytest.raises(InvalidTransition, match="is running"):
+        jobs.delete_job(db, org_id, job_id)
+    assert jobs.request_stop(db, org_id, job_id).status == "stopping"
+    ckpt = telemetry.add_checkpoint(db, job_id, held.attempt, 5, "checkpoints/step-000005")
+    outcomes.mark_stopped(db, job_id, held.attempt, 5)
+    resumed = jobs.request_resume(db, org_id, job_id)
+    assert (resumed.status, resumed.resume_from, resumed.stop_requested) == ("queued", ckpt.id, False)
+    assert jobs.request_cancel(db, org_id, job_id).status == "cancelled"
+    with pytest.raises(InvalidTransition, match="is cancelled"):
+        jobs.request_stop(db, org_id, job_id)
+    assert jobs.delete_job(db, org_id, job_id).id == job_id
+    with pytest.raises(NotFound):
+        jobs.get_job(db, org_id, job_id)
+    assert telemetry.list_events(db, job_id) == [] and telemetry.list_checkpoints(db, job_id) == []
+
+
+def test_a_failed_job_resumes_only_from_a_checkpoint(db: Database, new_job: Callable[..., str], org_id: str) -> None:
+    job_id = new_job()
+    held = claim(db, "w", 30)
+    assert held is not None
+    outcomes.fail(db, job_id, "platform_error", "out of memory", attempt=held.attempt)
+    with pytest.raises(Conflict, match="without a checkpoint"):
+        jobs.request_resume(db, org_id, job_id)
+    assert jobs.get_job(db, org_id, job_id).error == {"error_type": "platform_error", "message": "out of memory"}
+
+
+def test_telemetry_is_idempotent_per_step_and_logs_are_numbered_per_job(
+    db: Database, new_job: Callable[..., str], org_id: str
+) -> None:
+    job_id = new_job()
+    held = claim(db, "w", 30)
+    assert held is not None
+    points = [MetricIn(step=s, values={"loss": 3.0 - s / 10, "total_steps": 10}, epoch=0.1 * s) for s in (1, 2)]
+    telemetry.record_metrics(db, job_id, held.attempt, points)
+    telemetry.record_metrics(db, job_id, held.attempt, points[1:])  # the tailer read line 2 again
+    telemetry.record_metrics(db, job_id, held.attempt, [MetricIn(step=2, kind="eval", values={"eval_loss": 2.5})])
+    assert [(m.step, m.kind) for m in telemetry.list_metrics(db, job_id)] == [(1, "train"), (2, "eval"), (2, "train")]
+    assert [m.step for m in telemetry.list_metrics(db, job_id, since_step=1, kind="train")] == [2]
+    progress = jobs.get_job(db, org_id, job_id).progress
+    assert progress == {"step": 2, "total_steps": 10, "epoch": 0.2, "loss": 2.8}
+
+    assert telemetry.append_logs(db, job_id, held.attempt, [LogIn("a"), LogIn("b")]) == [1, 2]
+    assert telemetry.append_logs(db, job_id, held.attempt, [LogIn("c")]) == [3]
+    assert [line.message for line in telemetry.list_logs(db, job_id, since=1)] == ["b", "c"]
+    assert [line.seq for line in telemetry.list_logs(db, job_id, tail=2)] == [2, 3]
+    again = telemetry.add_checkpoint(db, job_id, held.attempt, 2, "p")
+    assert telemetry.add_checkpoint(db, job_id, held.attempt, 2, "p").id == again.id
+    assert telemetry.get_checkpoint(db, org_id, again.id).step == 2
