@@ -13,7 +13,7 @@ from tuneyard.store import Database, jobs, outcomes, telemetry, tenancy
 from tuneyard.store.errors import Conflict, IdempotencyConflict, InvalidTransition, NotFound
 from tuneyard.store.telemetry import LogIn, MetricIn
 
-SPEC = {"base_model": "tiny-llama", "datasets": [{"name": "d"}]}
+SPEC: dict[str, object] = {"base_model": "tiny-llama", "datasets": [{"name": "d"}]}
 
 
 def _request(org_id: str, key_id: str, spec: dict[str, object] = SPEC) -> jobs.NewJob:

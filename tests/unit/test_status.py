@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from sqlalchemy import func, select, update
 
-from tuneyard.store import jobs, status, tenancy
+from tuneyard.store import Database, jobs, status, tenancy
 from tuneyard.store.errors import InvalidTransition, NotFound, StaleAttempt
 from tuneyard.store.status import HELD, TERMINAL, TRANSITIONS, Event, JobStatus, transition
 from tuneyard.store.tables import Job, JobEvent
@@ -24,7 +26,7 @@ def test_every_status_has_a_row_and_terminal_ones_only_lead_to_a_resume() -> Non
 
 def test_the_lifecycle_of_the_design_is_in_the_table() -> None:
     path = [S.QUEUED, S.STARTING, S.RUNNING, S.FINALIZING, S.COMPLETED]
-    for a, b in zip(path, path[1:], strict=False):
+    for a, b in itertools.pairwise(path):
         assert b in TRANSITIONS[a]
     assert S.STOPPING in TRANSITIONS[S.RUNNING] and S.STOPPED in TRANSITIONS[S.STOPPING]
     assert S.QUEUED in TRANSITIONS[S.STOPPED]
@@ -34,18 +36,21 @@ def test_the_lifecycle_of_the_design_is_in_the_table() -> None:
 
 
 @pytest.fixture
-def setup() -> tuple[object, str]:
+def setup() -> tuple[Database, str]:
     db = memory_database()
     org = tenancy.create_org(db, "o")
     job = jobs.create_job(db, jobs.NewJob(org_id=org.id, type="finetune", spec={}, config={})).job
     return db, job.id
 
 
-def _events(session: object, job_id: str) -> int:
-    return session.scalar(select(func.count()).where(JobEvent.job_id == job_id))  # type: ignore[attr-defined,no-any-return]
+def _events(db: Database, job_id: str) -> int:
+    with db.read() as session:
+        return session.scalar(select(func.count()).where(JobEvent.job_id == job_id)) or 0
 
 
-def test_event_and_status_change_share_one_transaction(setup: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_event_and_status_change_share_one_transaction(
+    setup: tuple[Database, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     db, job_id = setup
 
     def broken(*_: object) -> None:
@@ -55,9 +60,10 @@ def test_event_and_status_change_share_one_transaction(setup: tuple, monkeypatch
     with pytest.raises(RuntimeError), db.write() as session:
         transition(session, job_id, S.CANCELLED, Event("cancel", "x"))
     assert jobs.load_job(db, job_id).status == "queued"
+    assert _events(db, job_id) == 1
 
 
-def test_refusals_name_the_current_status_and_the_right_error(setup: tuple) -> None:
+def test_refusals_name_the_current_status_and_the_right_error(setup: tuple[Database, str]) -> None:
     db, job_id = setup
     with pytest.raises(InvalidTransition, match="is queued; it cannot become completed") as refused, \
             db.write() as session:
@@ -69,5 +75,4 @@ def test_refusals_name_the_current_status_and_the_right_error(setup: tuple) -> N
         transition(session, job_id, S.FINALIZING, Event("x", "x"), attempt=1)
     with pytest.raises(NotFound), db.write() as session:
         transition(session, "job_missing", S.RUNNING, Event("x", "x"))
-    with db.read() as session:
-        assert _events(session, job_id) == 1  # only "created"
+    assert _events(db, job_id) == 1  # only "created"
