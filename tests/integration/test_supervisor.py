@@ -149,6 +149,16 @@ def test_cancel_while_stopping_aborts_with_a_second_sigterm(tmp_path: Path) -> N
     assert outcome.last_checkpoint is None
 
 
+def test_a_stop_before_the_runner_handles_signals_still_ends_stopped(tmp_path: Path) -> None:
+    supervisor, reporter = supervise(tmp_path, fake(tmp_path, "--slow-start", "5", "--then", "hang"))
+    future = in_background(supervisor)
+    reporter.wait_for(lambda r: r.pid is not None)
+    supervisor.request_stop()
+    outcome = future.result(timeout=10)
+    assert (outcome.verdict, outcome.signal_name, outcome.forced) == (Verdict.STOPPED, "SIGTERM", False)
+    assert outcome.message == "stopped: runner killed by SIGTERM before it could checkpoint; last checkpoint kept"
+
+
 def test_worker_shutdown_releases_the_job_with_its_checkpoint(tmp_path: Path) -> None:
     supervisor, reporter = supervise(tmp_path, fake(tmp_path, "--then", "hang"))
     future = in_background(supervisor)

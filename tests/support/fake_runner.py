@@ -102,6 +102,7 @@ def main() -> None:
     parser.add_argument("--pace", type=float, default=0.0, help="seconds between steps")
     parser.add_argument("--on-sigterm", choices=("checkpoint", "ignore"), default="checkpoint")
     parser.add_argument("--stop-delay", type=float, default=0.0, help="seconds from SIGTERM to checkpoint")
+    parser.add_argument("--slow-start", type=float, default=0.0, help="seconds before handling signals")
     parser.add_argument("--grandchild", action="store_true")
     parser.add_argument("--partial", action="store_true", help="write one record in two halves")
     parser.add_argument("--wait-for", type=Path, help="a trigger file to wait for before the ending")
@@ -109,6 +110,7 @@ def main() -> None:
     parser.add_argument("--then", choices=ENDINGS, default="result")
     args = parser.parse_args()
     runner = Runner(args)
+    time.sleep(args.slow_start)  # like a runner still importing torch: SIGTERM's default applies
     signal.signal(signal.SIGUSR1, runner.on_usr1)
     signal.signal(signal.SIGTERM, runner.on_term if args.on_sigterm == "checkpoint" else signal.SIG_IGN)
     if args.grandchild:

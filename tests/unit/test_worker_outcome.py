@@ -13,6 +13,7 @@ RESULT: TelemetryRecord = {"kind": "result", "final_loss": 1.0}
 USER_ERR: TelemetryRecord = {"kind": "error", "error_type": "data_error", "message": "line 3 is not JSON"}
 OOM: TelemetryRecord = {"kind": "error", "error_type": "out_of_memory", "message": "out of memory"}
 SIGKILL = -9
+SIGTERM = -15
 SIGSEGV = -11
 
 
@@ -31,10 +32,13 @@ SIGSEGV = -11
         (Request.STOP, 75, False, None, None, Verdict.STOPPED),
         (Request.STOP, SIGKILL, True, None, None, Verdict.STOPPED),  # outlived its grace
         (Request.STOP, 0, False, RESULT, None, Verdict.COMPLETED),  # finished before the stop landed
+        (Request.STOP, SIGTERM, False, None, None, Verdict.STOPPED),  # stopped before its handlers were up
         (Request.STOP, 1, False, None, None, Verdict.FAILED),  # crashed while stopping
+        (Request.NONE, SIGTERM, False, None, None, Verdict.FAILED),  # a SIGTERM we did not send
         (Request.STOP, 3, False, None, USER_ERR, Verdict.USER_ERROR),
         (Request.RELEASE, 75, False, None, None, Verdict.RELEASED),
         (Request.RELEASE, SIGKILL, True, None, None, Verdict.RELEASED),
+        (Request.RELEASE, SIGTERM, False, None, None, Verdict.RELEASED),
         (Request.RELEASE, 0, False, RESULT, None, Verdict.COMPLETED),
         (Request.CANCEL, 75, False, None, None, Verdict.CANCELLED),
         (Request.CANCEL, SIGKILL, True, None, None, Verdict.CANCELLED),

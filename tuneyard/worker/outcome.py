@@ -125,9 +125,13 @@ def decide(ending: Ending) -> tuple[Verdict, str]:
         return Verdict.COMPLETED, "completed"
     if code == contract.EXIT_USER_ERROR:
         return Verdict.USER_ERROR, _error_message(ending, "runner reported a user error")
-    if request is Request.STOP and (code == contract.EXIT_STOPPED or ending.forced):
+    # Ended by our own signal: the grace ran out, or the stop came before the runner had its
+    # handlers installed (still loading) and SIGTERM's default action ended it. Either way the
+    # last committed checkpoint stands, so the request's verdict holds.
+    ended_by_us = ending.forced or code == -contract.SIGNAL_STOP
+    if request is Request.STOP and (code == contract.EXIT_STOPPED or ended_by_us):
         return Verdict.STOPPED, _stop_message(ending, "stopped")
-    if request is Request.RELEASE and (code == contract.EXIT_STOPPED or ending.forced):
+    if request is Request.RELEASE and (code == contract.EXIT_STOPPED or ended_by_us):
         return Verdict.RELEASED, _stop_message(ending, "released to the queue")
     if code == contract.EXIT_STOPPED:
         # Someone else (an operator, the OS at shutdown) sent the stop signal; the runner
@@ -154,6 +158,8 @@ def error_type_for(verdict: Verdict, ending: Ending) -> str | None:
 def _stop_message(ending: Ending, what: str) -> str:
     if ending.forced:
         return f"{what}: runner did not exit within its grace and was killed; last checkpoint kept"
+    if ending.exit.returncode != contract.EXIT_STOPPED:
+        return f"{what}: runner {ending.exit.describe()} before it could checkpoint; last checkpoint kept"
     return what
 
 

@@ -1,0 +1,200 @@
+"""The supervisor's loop against an in-memory process: which signals, when, and what survives."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tuneyard.worker import (
+    ExitStatus,
+    Launch,
+    LeaseLost,
+    Outcome,
+    RecordingReporter,
+    Supervisor,
+    SupervisorTimings,
+    TelemetryRecord,
+    Verdict,
+)
+
+TIMINGS = SupervisorTimings(stop_grace_seconds=5, cancel_grace_seconds=5, heartbeat_seconds=0.02, poll_seconds=0.005)
+
+
+class FakeProcess:
+    """A runner that ends only when told to, or when killed."""
+
+    pid = 4242
+
+    def __init__(self) -> None:
+        self.signals: list[signal.Signals] = []
+        self.kills = 0
+        self.polls = 0
+        self.released = False
+        self._status: ExitStatus | None = None
+        self._lock = threading.Lock()
+
+    def finish(self, returncode: int) -> None:
+        with self._lock:
+            self._status = self._status or ExitStatus(returncode)
+
+    def exited(self) -> ExitStatus | None:
+        with self._lock:
+            self.polls += 1
+            return self._status
+
+    def signal_runner(self, sig: signal.Signals) -> None:
+        self.signals.append(sig)
+
+    def kill_all(self) -> None:
+        self.kills += 1
+        self.finish(-signal.SIGKILL)
+
+    def release(self) -> ExitStatus:
+        self.kill_all()
+        self.released = True
+        assert self._status is not None
+        return self._status
+
+
+class FakeExecutor:
+    def __init__(self) -> None:
+        self.process = FakeProcess()
+
+    def start(self, launch: Launch) -> FakeProcess:
+        return self.process
+
+
+class ExplodingReporter(RecordingReporter):
+    """Fails the way a reporter backed by a database can: on some calls, with some exception."""
+
+    def __init__(self, on_record: BaseException | None = None, heartbeat: BaseException | None = None) -> None:
+        super().__init__()
+        self.record_error = on_record
+        self.heartbeat_error = heartbeat
+
+    def on_record(self, record: TelemetryRecord) -> None:
+        super().on_record(record)
+        if self.record_error is not None:
+            raise self.record_error
+
+    def heartbeat(self) -> bool:
+        super().heartbeat()
+        if self.heartbeat_error is not None:
+            raise self.heartbeat_error
+        return True
+
+
+def start(
+    tmp_path: Path, reporter: RecordingReporter | None = None
+) -> tuple[Supervisor, FakeProcess, RecordingReporter, Future[Outcome]]:
+    executor = FakeExecutor()
+    reporter = reporter or RecordingReporter()
+    launch = Launch(job_id="job-unit", argv=["runner"], run_dir=tmp_path)
+    supervisor = Supervisor(launch, executor=executor, reporter=reporter, timings=TIMINGS)
+    pool = ThreadPoolExecutor(max_workers=1)
+    future = pool.submit(supervisor.run)
+    pool.shutdown(wait=False)
+    reporter.wait_for(lambda r: r.pid is not None)
+    return supervisor, executor.process, reporter, future
+
+
+def write_telemetry(run_dir: Path, *records: TelemetryRecord) -> None:
+    with open(run_dir / "telemetry.jsonl", "a") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+
+
+def settle() -> None:
+    """Give the loop (polling every 5 ms) time to act on what was just asked."""
+    time.sleep(0.1)
+
+
+def test_a_stop_after_a_release_sends_no_second_sigterm(tmp_path: Path) -> None:
+    supervisor, process, _, future = start(tmp_path)
+    supervisor.request_release()
+    settle()
+    supervisor.request_stop()  # the user's stop wins over the shutdown, without aborting the runner
+    settle()
+    process.finish(75)
+    assert future.result(timeout=5).verdict is Verdict.STOPPED
+    assert process.signals == [signal.SIGTERM]
+
+
+def test_a_cancel_after_a_stop_sends_the_aborting_second_sigterm(tmp_path: Path) -> None:
+    supervisor, process, _, future = start(tmp_path)
+    supervisor.request_stop()
+    settle()
+    supervisor.request_cancel()
+    settle()
+    supervisor.request_stop()  # weaker than the cancel already in force: ignored
+    settle()
+    process.finish(1)
+    assert future.result(timeout=5).verdict is Verdict.CANCELLED
+    assert process.signals == [signal.SIGTERM, signal.SIGTERM]
+
+
+def test_a_checkpoint_request_sends_sigusr1_to_the_runner_alone(tmp_path: Path) -> None:
+    supervisor, process, _, future = start(tmp_path)
+    supervisor.request_checkpoint()
+    settle()
+    assert (process.signals, process.kills) == ([signal.SIGUSR1], 0)
+    process.finish(1)
+    future.result(timeout=5)
+
+
+def test_a_failing_reporter_does_not_stop_supervision(tmp_path: Path) -> None:
+    reporter = ExplodingReporter(on_record=RuntimeError("database is down"), heartbeat=RuntimeError("down"))
+    _, process, _, future = start(tmp_path, reporter)
+    write_telemetry(tmp_path, {"kind": "metric", "step": 1}, {"kind": "result"})
+    reporter.wait_for(lambda r: len(r.records) == 2 and r.heartbeats >= 2)
+    process.finish(0)
+    assert future.result(timeout=5).verdict is Verdict.COMPLETED
+    assert process.kills == 1  # only release()'s sweep of the finished group
+
+
+def test_a_write_refused_for_a_stale_attempt_kills_the_runner_and_silences_the_rest(tmp_path: Path) -> None:
+    reporter = ExplodingReporter(on_record=LeaseLost())
+    _, process, _, future = start(tmp_path, reporter)
+    write_telemetry(tmp_path, {"kind": "metric", "step": 1}, {"kind": "metric", "step": 2})
+    outcome = future.result(timeout=5)
+    assert outcome.verdict is Verdict.LOST_LEASE
+    assert [r["step"] for r in reporter.records] == [1]  # nothing more was offered after the refusal
+    assert process.signals == []  # no grace, no SIGTERM: straight to SIGKILL
+
+
+def test_the_loop_sleeps_between_polls(tmp_path: Path) -> None:
+    executor = FakeExecutor()
+    timings = SupervisorTimings(heartbeat_seconds=60, poll_seconds=0.05)
+    launch = Launch(job_id="job-idle", argv=["runner"], run_dir=tmp_path)
+    supervisor = Supervisor(launch, executor=executor, timings=timings)
+    threading.Timer(0.5, executor.process.finish, args=(0,)).start()
+    supervisor.run()
+    assert executor.process.polls <= 15  # ~10 polls in 0.5 s at 50 ms, not thousands
+
+
+def test_a_reporter_that_fails_to_hear_the_end_still_gets_an_outcome_back(tmp_path: Path) -> None:
+    class DeafReporter(RecordingReporter):
+        def on_finished(self, outcome: Outcome) -> None:
+            raise RuntimeError("database is down")
+
+    _, process, _, future = start(tmp_path, DeafReporter())
+    process.finish(3)
+    assert future.result(timeout=5).verdict is Verdict.USER_ERROR
+
+
+def test_the_runner_is_released_even_when_the_supervising_thread_is_interrupted(tmp_path: Path) -> None:
+    class Interrupting(RecordingReporter):
+        def on_started(self, pid: int) -> None:
+            raise KeyboardInterrupt
+
+    executor = FakeExecutor()
+    launch = Launch(job_id="job-interrupted", argv=["runner"], run_dir=tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        Supervisor(launch, executor=executor, reporter=Interrupting(), timings=TIMINGS).run()
+    assert executor.process.released
+    assert executor.process.exited() == ExitStatus(-signal.SIGKILL)
