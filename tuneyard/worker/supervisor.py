@@ -177,9 +177,11 @@ class Supervisor:
 
     def _heartbeat_if_due(self, attempt: _Attempt) -> None:
         now = self._clock()
-        if now < attempt.next_heartbeat or attempt.acted is Request.LOST_LEASE:
+        if now < attempt.next_heartbeat:
             return
-        attempt.next_heartbeat = now + self._timings.heartbeat_seconds
+        attempt.next_heartbeat = now + self._timings.heartbeat_seconds  # also paces the wait
+        if attempt.acted is Request.LOST_LEASE:
+            return
         if self._tell(attempt, self._reporter.heartbeat) is False:
             self._lose_lease(attempt)
 
