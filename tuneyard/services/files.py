@@ -1,0 +1,85 @@
+"""Uploaded files: streamed to DATA_DIR/files/ under a name of our making, hashed and size-capped."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import BinaryIO
+
+from tuneyard.services.errors import InvalidRequest, PayloadTooLarge
+from tuneyard.settings import Settings
+from tuneyard.store import datasets as store
+from tuneyard.store.engine import Database
+from tuneyard.store.ids import new_id
+from tuneyard.store.tables import File
+
+CHUNK = 1024 * 1024
+MAX_FILENAME = 255
+# The stored name keeps the extension because the data reader picks CSV / Parquet / JSON by it.
+_SAFE_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,10}$")
+PURPOSES = ("fine-tune", "eval", "model")
+
+
+def files_dir(settings: Settings) -> Path:
+    return settings.data_dir / "files"
+
+
+def check_filename(filename: str | None) -> str:
+    """The user's file name as given, or InvalidRequest when it is empty or tries to be a path."""
+    problems = []
+    name = filename or ""
+    if not name.strip():
+        problems.append("a file name is required")
+    elif "/" in name or "\\" in name or name in (".", ".."):
+        problems.append("a file name may not contain a path (no '/', '\\' or '..')")
+    elif any(ord(c) < 32 for c in name) or len(name) > MAX_FILENAME:
+        problems.append(f"a file name has at most {MAX_FILENAME} printable characters")
+    if problems:
+        raise InvalidRequest([{"field": "file.filename", "message": p} for p in problems])
+    return name
+
+
+def upload_file(
+    db: Database, settings: Settings, org_id: str, filename: str | None, stream: BinaryIO,
+    purpose: str = "fine-tune",
+) -> File:
+    """Copy `stream` to DATA_DIR/files/<file_id><ext>, refusing it past Settings.max_upload_bytes."""
+    name = check_filename(filename)
+    if purpose not in PURPOSES:
+        raise InvalidRequest([{"field": "purpose", "message": f"expected one of {', '.join(PURPOSES)}"}])
+    file_id = new_id("file")
+    suffix = Path(name).suffix.lower()
+    target = files_dir(settings) / (file_id + (suffix if _SAFE_SUFFIX.match(suffix) else ""))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        size, digest = _copy_capped(stream, target, settings.max_upload_bytes)
+        new = store.NewFile(org_id, name, size, digest, str(target), purpose)
+        return store.create_file(db, new, file_id=file_id)
+    except BaseException:
+        target.unlink(missing_ok=True)  # nothing is kept from a refused or failed upload
+        raise
+
+
+def _copy_capped(stream: BinaryIO, target: Path, limit: int) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    # O_EXCL: a fresh random id never exists, so an existing file means something is wrong.
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        while chunk := stream.read(CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(limit, f"the file is larger than the upload limit of {limit} bytes")
+            digest.update(chunk)
+            out.write(chunk)
+    return size, digest.hexdigest()
+
+
+def get_file(db: Database, org_id: str, file_id: str) -> File:
+    return store.get_file(db, org_id, file_id)
+
+
+def list_files(db: Database, org_id: str) -> list[File]:
+    return store.list_files(db, org_id)

@@ -1,0 +1,136 @@
+"""Job use-cases: submit, read, list, stop, cancel, resume, delete, and what a job produced."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tuneyard.services.errors import RateLimited, TrainingFailed
+from tuneyard.services.runs import remove_run, run_dir
+from tuneyard.services.submission import plan_job
+from tuneyard.settings import Settings
+from tuneyard.store import catalog as models_store
+from tuneyard.store import jobs as store
+from tuneyard.store.admission import admit_job
+from tuneyard.store.engine import Database
+from tuneyard.store.errors import NotFound
+from tuneyard.store.model_paths import move_trained_model
+from tuneyard.store.ratelimit import RateDecision
+from tuneyard.store.status import JobStatus
+from tuneyard.store.tables import Job
+from tuneyard.store.tenancy import Principal
+
+log = logging.getLogger(__name__)
+
+RATE_WINDOW_S = 60.0
+
+
+@dataclass(frozen=True)
+class Submitted:
+    job: Job
+    created: bool  # False: the same idempotency key and body were seen before; this is that job
+    rate: RateDecision
+
+
+def submit_job(
+    db: Database, settings: Settings, caller: Principal, body: Any, *, idempotency_key: str | None = None
+) -> Submitted:
+    """Validate the whole request, then queue the job (or return the one this key already made).
+
+    Raises InvalidRequest (every problem at once), IdempotencyConflict, or RateLimited.
+    """
+    plan = plan_job(db, settings, caller.org_id, body, idempotency_key)
+    new = store.NewJob(
+        org_id=caller.org_id, type=plan.request.type, spec=plan.spec, config=plan.config,
+        name=plan.request.name, project_id=plan.request.project_id, user_key_id=caller.key_id,
+        max_retries=settings.max_retries, idempotency_key=plan.idempotency_key,
+    )
+    admission = admit_job(
+        db, new, plan.body_hash, subject=f"job-create:{caller.key_id}",
+        limit=settings.job_create_rate_per_minute, window_s=RATE_WINDOW_S,
+    )
+    rate = admission.decision
+    if admission.job is None:
+        raise RateLimited(rate.limit, rate.remaining, rate.retry_after_s, rate.reset_after_s)
+    return Submitted(admission.job, admission.created, rate)
+
+
+def get_job(db: Database, org_id: str, job_id: str) -> Job:
+    return store.get_job(db, org_id, job_id)
+
+
+def list_jobs(
+    db: Database, org_id: str, *, status: str | None = None, type: str | None = None,
+    project_id: str | None = None, limit: int = 20, cursor: str | None = None,
+) -> store.Page:
+    return store.list_jobs(db, org_id, status=status, type=type, project_id=project_id, limit=limit, cursor=cursor)
+
+
+def stop_job(db: Database, org_id: str, job_id: str) -> Job:
+    return store.request_stop(db, org_id, job_id)
+
+
+def cancel_job(db: Database, org_id: str, job_id: str) -> Job:
+    return store.request_cancel(db, org_id, job_id)
+
+
+def resume_job(db: Database, org_id: str, job_id: str, checkpoint_id: str | None = None) -> Job:
+    return store.request_resume(db, org_id, job_id, checkpoint_id)
+
+
+def delete_job(db: Database, settings: Settings, org_id: str, job_id: str) -> None:
+    """Delete the job's rows and its run folder; a trained model it made keeps its weights."""
+    job = store.delete_job(db, org_id, job_id)
+    folder = run_dir(settings, job.id)
+    if job.output_model_id is not None:
+        _rescue_model(db, settings, org_id, job.output_model_id, folder)
+    remove_run(settings, job.id)
+
+
+def _rescue_model(db: Database, settings: Settings, org_id: str, model_id: str, folder: Path) -> None:
+    # The model outlives its job (store.catalog): move its weights out of the run folder first.
+    try:
+        model = models_store.get_trained_model(db, org_id, model_id)
+    except NotFound:
+        return
+    weights = Path(model.path)
+    if not weights.is_dir() or not weights.resolve().is_relative_to(folder.resolve()):
+        return
+    target = models_dir(settings) / model_id
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(weights), str(target))
+    move_trained_model(db, model_id, str(target))
+
+
+def models_dir(settings: Settings) -> Path:
+    return settings.data_dir / "models"
+
+
+def job_result(db: Database, org_id: str, job_id: str) -> dict[str, Any]:
+    """The result card; NotFound until it exists, TrainingFailed for a failed job."""
+    job = store.get_job(db, org_id, job_id)
+    if job.result is not None:
+        return job.result
+    if job.status == JobStatus.FAILED.value:
+        raise TrainingFailed(f"job {job_id} failed: {(job.error or {}).get('message', 'no result')}",
+                             job_id=job_id, error=job.error)
+    raise NotFound("result", job_id)
+
+
+def model_folder(db: Database, settings: Settings, job: Job) -> Path:
+    """The trained model's folder for a completed job (NotFound before that)."""
+    if job.output_model_id is not None:
+        try:
+            path = Path(models_store.get_trained_model(db, job.org_id, job.output_model_id).path)
+        except NotFound:
+            path = run_dir(settings, job.id) / "final"
+    else:
+        path = run_dir(settings, job.id) / "final"
+    if not path.is_dir():
+        if job.status == JobStatus.FAILED.value:
+            raise TrainingFailed(f"job {job.id} failed; it made no model", job_id=job.id, error=job.error)
+        raise NotFound("model of job", job.id)
+    return path

@@ -1,0 +1,219 @@
+"""Turn a job request into a runner-ready config, checking everything before anything is queued.
+
+Every problem is collected (spec fields, the base model, each dataset, the project, the
+idempotency key) and reported together in one InvalidRequest, so a user fixes a request in one
+round trip instead of discovering its faults one at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError
+
+from tuneyard.errors import SpecError
+from tuneyard.services.errors import InvalidRequest
+from tuneyard.services.runs import run_dir
+from tuneyard.settings import Settings
+from tuneyard.spec import JobSpec, parse_spec, problems_from, resolve_hyperparams
+from tuneyard.store import catalog as models_store
+from tuneyard.store import datasets as datasets_store
+from tuneyard.store import tenancy
+from tuneyard.store.engine import Database
+from tuneyard.store.errors import NotFound
+from tuneyard.store.jobs import request_hash
+from tuneyard.store.telemetry import get_checkpoint
+from tuneyard.training.models import catalog
+
+Problems = list[dict[str, Any]]
+
+
+class JobRequest(JobSpec):
+    """A job as POST /v1/jobs takes it: the engine's spec plus the service's own fields."""
+
+    name: str | None = Field(None, max_length=255, description="A label for people.")
+    project_id: str | None = Field(None, max_length=40, description="The project the job belongs to.")
+    idempotency_key: str | None = Field(
+        None, min_length=1, max_length=255, description="Retries with the same key return the same job."
+    )
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """A checked request: what to store and what the runner will get."""
+
+    request: JobRequest
+    spec: dict[str, Any]  # as submitted, without the idempotency key
+    config: dict[str, Any]  # the resolved, runner-valid spec
+    idempotency_key: str | None
+    body_hash: str
+    dataset_ids: list[str]
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    runner_source: str  # what the runner's base_model will be: a built-in id, a path or a hub id
+    defaults: dict[str, Any]
+    methods: tuple[str, ...] | None  # None: not known, any method may be tried
+
+
+def plan_job(
+    db: Database, settings: Settings, org_id: str, body: Any, header_key: str | None = None
+) -> JobPlan:
+    """Check the whole request; raise InvalidRequest listing every problem, or return the plan."""
+    if not isinstance(body, dict):
+        raise InvalidRequest([{"field": "(body)", "message": "the body must be a JSON object"}])
+    problems: Problems = []
+    request = _validate_fields(body, problems)
+    key = _idempotency_key(body, header_key, problems)
+    model = _check_base_model(db, settings, org_id, body, problems)
+    datasets = _check_datasets(db, org_id, body.get("datasets"), problems)
+    _check_project(db, org_id, body.get("project_id"), problems)
+    if problems or request is None or model is None:
+        raise InvalidRequest(problems or [{"field": "(body)", "message": "invalid job"}], _message(problems))
+    config = _resolve_config(request, model, datasets)
+    spec = {k: v for k, v in body.items() if k != "idempotency_key"}
+    return JobPlan(request, spec, config, key, request_hash(spec), [d for d, _ in datasets])
+
+
+def _message(problems: Problems) -> str:
+    shown = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5])
+    more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+    return f"the job request has {len(problems)} problem(s): {shown}{more}"
+
+
+def _validate_fields(body: dict[str, Any], problems: Problems) -> JobRequest | None:
+    try:
+        return JobRequest.model_validate(body)
+    except ValidationError as exc:
+        problems.extend(problems_from(exc))
+        return None
+
+
+def _idempotency_key(body: dict[str, Any], header_key: str | None, problems: Problems) -> str | None:
+    in_body = body.get("idempotency_key")
+    if header_key is not None and in_body is not None and header_key != in_body:
+        problems.append({"field": "idempotency_key",
+                         "message": "differs from the Idempotency-Key header; send one or make them equal"})
+    if header_key is not None and not 0 < len(header_key) <= 255:
+        problems.append({"field": "Idempotency-Key", "message": "must be 1 to 255 characters"})
+    key = in_body if isinstance(in_body, str) else header_key
+    return key or None
+
+
+def _check_base_model(
+    db: Database, settings: Settings, org_id: str, body: dict[str, Any], problems: Problems
+) -> ResolvedModel | None:
+    name = body.get("base_model")
+    if not isinstance(name, str) or not name:
+        return None  # the field validation has reported it
+    try:
+        model = resolve_base_model(db, settings, org_id, name)
+    except NotFound:
+        problems.append({"field": "base_model", "message": (
+            f"no base model {name!r}: give a built-in or registered base model id, "
+            "or a checkpoint or trained-model id of your organization")})
+        return None
+    method = body.get("method", "lora")
+    if model.methods is not None and isinstance(method, str) and method not in model.methods:
+        problems.append({"field": "method", "message": (
+            f"{name} supports {', '.join(model.methods)}, not {method}")})
+    return model
+
+
+def resolve_base_model(db: Database, settings: Settings, org_id: str, name: str) -> ResolvedModel:
+    """What `name` means for this organization; NotFound when nothing by that id is visible."""
+    entry = catalog.get_builtin(name)
+    if entry is not None:
+        return ResolvedModel(entry.id, entry.defaults_for("*"), entry.methods)
+    if name.startswith("ckpt_"):
+        ckpt = get_checkpoint(db, org_id, name)
+        path = Path(ckpt.path)
+        path = path if path.is_absolute() else run_dir(settings, ckpt.job_id) / path
+        weights = path / "model"  # a checkpoint keeps its weights in model/ (tuneyard.training.checkpoint)
+        return ResolvedModel(str(weights if weights.is_dir() else path), {}, None)
+    if name.startswith("model_"):
+        return ResolvedModel(models_store.get_trained_model(db, org_id, name).path, {}, None)
+    row = models_store.get_base_model(db, org_id, name)
+    parameters = (row.meta or {}).get("parameters")
+    defaults = catalog.size_defaults(parameters) if isinstance(parameters, int) else {}
+    return ResolvedModel(row.source, defaults, tuple(row.meta.get("methods") or ()) or None)
+
+
+def _check_datasets(db: Database, org_id: str, refs: Any, problems: Problems) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Each ref's dataset id and runner refs (one per file), for the refs that check out."""
+    if not isinstance(refs, list):
+        return []
+    found = []
+    for i, ref in enumerate(refs):
+        if not isinstance(ref, dict):
+            continue  # the field validation has reported it
+        if ref.get("path") is not None:
+            problems.append({"field": f"datasets.{i}.path",
+                             "message": "the API takes datasets by id or name; upload files first"})
+            continue
+        resolved = _one_dataset(db, org_id, ref, f"datasets.{i}", problems)
+        if resolved is not None:
+            found.append(resolved)
+    return found
+
+
+def _one_dataset(
+    db: Database, org_id: str, ref: dict[str, Any], field: str, problems: Problems
+) -> tuple[str, list[dict[str, Any]]] | None:
+    ds_id, ds_name = ref.get("id"), ref.get("name")
+    try:
+        if isinstance(ds_id, str):
+            dataset = datasets_store.get_dataset(db, org_id, ds_id)
+        elif isinstance(ds_name, str):
+            dataset = datasets_store.get_dataset_by_name(db, org_id, ds_name)
+        else:
+            return None
+    except NotFound:
+        problems.append({"field": field, "message": f"no dataset {ds_id or ds_name!r}"})
+        return None
+    if dataset.status != "ready":
+        problems.append({"field": field, "message": f"dataset {dataset.id} is {dataset.status}, not ready"})
+        return None
+    fmt = ref.get("format") or "auto"
+    fmt = dataset.format if fmt == "auto" else fmt
+    split = ref.get("split", "train")
+    paths = [datasets_store.get_file(db, org_id, f).path for f in dataset.file_ids]
+    return dataset.id, [{"path": p, "format": fmt, "split": split} for p in paths]
+
+
+def _check_project(db: Database, org_id: str, project_id: Any, problems: Problems) -> None:
+    if not isinstance(project_id, str):
+        return
+    try:
+        tenancy.get_project(db, org_id, project_id)
+    except NotFound:
+        problems.append({"field": "project_id", "message": f"no project {project_id}"})
+
+
+def _resolve_config(
+    request: JobRequest, model: ResolvedModel, datasets: list[tuple[str, list[dict[str, Any]]]]
+) -> dict[str, Any]:
+    spec = JobSpec.model_validate(request.model_dump(include=set(JobSpec.model_fields), exclude_unset=True))
+    try:
+        hyperparams, _origins = resolve_hyperparams(spec, _defaults_for(model, spec.method))
+    except SpecError as exc:
+        raise InvalidRequest(exc.problems, exc.message) from None
+    config = {
+        "type": spec.type,
+        "base_model": model.runner_source,
+        "method": spec.method,
+        "datasets": [ref for _, refs in datasets for ref in refs],
+        "hyperparams": hyperparams.model_dump(),
+    }
+    parse_spec(config)  # the runner will parse it the same way; fail here, not in a worker
+    return config
+
+
+def _defaults_for(model: ResolvedModel, method: str) -> dict[str, Any]:
+    entry = catalog.get_builtin(model.runner_source)
+    if entry is not None:
+        return catalog.builtin_defaults(entry.id, method)
+    return model.defaults

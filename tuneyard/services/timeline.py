@@ -1,0 +1,100 @@
+"""A job's timeline (events, metric points, log lines, checkpoints) and the live stream over it.
+
+The stream interleaves three kinds that each have their own order: events and logs by `seq`,
+metric points by step within a kind (train, eval). A stream position is therefore the tuple of
+those cursors, written as `e.l.t.v` in each SSE `id:`; `Last-Event-ID` hands it back, and the
+stream resumes after exactly what the client had seen, whatever kind came last.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from tuneyard.services.errors import InvalidRequest
+from tuneyard.store import telemetry
+from tuneyard.store.engine import Database
+from tuneyard.store.tables import Checkpoint, JobEvent, LogLine, MetricPoint
+
+MAX_BATCH = 500
+
+
+def events(db: Database, job_id: str, since: int = 0, limit: int = 1000) -> list[JobEvent]:
+    return telemetry.list_events(db, job_id, since=since, limit=limit)
+
+
+def metrics(db: Database, job_id: str, since_step: int = -1, kind: str | None = None,
+            limit: int = 10_000) -> list[MetricPoint]:
+    return telemetry.list_metrics(db, job_id, since_step=since_step, kind=kind, limit=limit)
+
+
+def logs(db: Database, job_id: str, since: int = 0, tail: int | None = None, limit: int = 10_000) -> list[LogLine]:
+    return telemetry.list_logs(db, job_id, since=since, tail=tail, limit=limit)
+
+
+def checkpoints(db: Database, job_id: str) -> list[Checkpoint]:
+    return telemetry.list_checkpoints(db, job_id)
+
+
+@dataclass(frozen=True)
+class StreamCursor:
+    """The last event seq, log seq, train step and eval step a client has seen."""
+
+    event: int = 0
+    log: int = 0
+    train: int = -1
+    eval: int = -1
+
+    def encode(self) -> str:
+        return f"{self.event}.{self.log}.{self.train}.{self.eval}"
+
+    @classmethod
+    def decode(cls, raw: str | None) -> StreamCursor:
+        if not raw:
+            return cls()
+        parts = raw.strip().split(".")
+        try:
+            event, log, train, eval_ = (int(p) for p in parts)
+        except ValueError:
+            raise InvalidRequest([{"field": "Last-Event-ID",
+                                   "message": "not a stream position this server handed out"}]) from None
+        return cls(event, log, train, eval_)
+
+
+@dataclass(frozen=True)
+class StreamItem:
+    kind: str  # event | metric | log
+    cursor: StreamCursor  # the position just after this item
+    data: dict[str, Any]
+
+
+def next_items(db: Database, job_id: str, cursor: StreamCursor) -> list[StreamItem]:
+    """Everything after `cursor`, oldest first within each kind; each item carries its position."""
+    items: list[StreamItem] = []
+    for ev in telemetry.list_events(db, job_id, since=cursor.event, limit=MAX_BATCH):
+        cursor = replace(cursor, event=ev.seq)
+        items.append(StreamItem("event", cursor, event_dict(ev)))
+    for point in telemetry.list_metrics(db, job_id, since_step=cursor.train, kind="train", limit=MAX_BATCH):
+        cursor = replace(cursor, train=point.step)
+        items.append(StreamItem("metric", cursor, metric_dict(point)))
+    for point in telemetry.list_metrics(db, job_id, since_step=cursor.eval, kind="eval", limit=MAX_BATCH):
+        cursor = replace(cursor, eval=point.step)
+        items.append(StreamItem("metric", cursor, metric_dict(point)))
+    for line in telemetry.list_logs(db, job_id, since=cursor.log, limit=MAX_BATCH):
+        cursor = replace(cursor, log=line.seq)
+        items.append(StreamItem("log", cursor, log_dict(line)))
+    return items
+
+
+def event_dict(ev: JobEvent) -> dict[str, Any]:
+    return {"seq": ev.seq, "type": ev.type, "message": ev.message, "data": ev.data,
+            "created_at": ev.created_at.isoformat()}
+
+
+def metric_dict(point: MetricPoint) -> dict[str, Any]:
+    return {"step": point.step, "kind": point.kind, "epoch": point.epoch, "phase": point.phase,
+            "values": point.values, "ts": point.ts.isoformat()}
+
+
+def log_dict(line: LogLine) -> dict[str, Any]:
+    return {"seq": line.seq, "level": line.level, "message": line.message, "ts": line.ts.isoformat()}
