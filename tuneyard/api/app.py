@@ -1,0 +1,51 @@
+"""The app factory. No module-level app or engine: everything the app needs is passed in.
+
+`uvicorn --factory tuneyard.api.app:factory` builds one from the environment (the only place the
+API reads it, through Settings.from_env).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from tuneyard import __version__
+from tuneyard.api.deps import AppContext
+from tuneyard.api.errors import install_error_handlers
+from tuneyard.api.limits import BodyLimit
+from tuneyard.api.routes import catalog, data, job_outputs, job_timeline, jobs, system
+from tuneyard.settings import Settings
+from tuneyard.store.engine import Database, make_engine
+from tuneyard.store.migrate import migrate
+
+
+def create_app(settings: Settings, db: Database | None = None, *, stream_poll_seconds: float = 0.5) -> FastAPI:
+    """The native API on `db` (or a new database from `settings`, migrated and disposed with the app)."""
+    owned = db is None
+    if owned:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    database = db if db is not None else Database(make_engine(settings))
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if owned:
+            migrate(database.engine)
+        yield
+        if owned:
+            database.dispose()
+
+    app = FastAPI(title="tuneyard", version=__version__, lifespan=lifespan,
+                  description="Self-hosted fine-tuning jobs: native API.")
+    app.state.context = AppContext(database, settings, stream_poll_seconds)
+    install_error_handlers(app)
+    for module in (catalog, data, jobs, job_timeline, job_outputs, system):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimit, upload_limit=settings.max_upload_bytes)
+    return app
+
+
+def factory() -> FastAPI:
+    """For `uvicorn --factory`: settings from the environment."""
+    return create_app(Settings.from_env())

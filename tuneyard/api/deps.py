@@ -1,0 +1,59 @@
+"""Dependencies: the app's context, the caller behind the bearer key, and a job loaded for them.
+
+`OwnedJob` loads a job and authorizes it once: every route about one job takes it, so none can
+forget the check, and another organization's job is a plain 404.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from tuneyard.services import jobs
+from tuneyard.services.errors import Unauthorized
+from tuneyard.settings import Settings
+from tuneyard.store import tenancy
+from tuneyard.store.engine import Database
+from tuneyard.store.tables import Job
+from tuneyard.store.tenancy import Principal
+
+
+@dataclass(frozen=True)
+class AppContext:
+    db: Database
+    settings: Settings
+    stream_poll_seconds: float = 0.5
+
+
+def get_context(request: Request) -> AppContext:
+    context: AppContext = request.app.state.context
+    return context
+
+
+Context = Annotated[AppContext, Depends(get_context)]
+
+_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer ty_...`")
+
+
+def get_caller(
+    context: Context, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
+    if credentials is None or not credentials.credentials:
+        raise Unauthorized()
+    principal = tenancy.authenticate(context.db, credentials.credentials)
+    if principal is None:
+        raise Unauthorized("the API key is unknown or revoked")
+    return principal
+
+
+Caller = Annotated[Principal, Depends(get_caller)]
+
+
+def get_owned_job(job_id: str, context: Context, caller: Caller) -> Job:
+    return jobs.get_job(context.db, caller.org_id, job_id)
+
+
+OwnedJob = Annotated[Job, Depends(get_owned_job)]

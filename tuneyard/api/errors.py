@@ -1,0 +1,125 @@
+"""The one place errors become HTTP: status, code and the envelope {"error": {code, message, details}}.
+
+Every failure the API can produce goes through here (typed errors from the services and the store,
+request validation, malformed JSON, unknown routes, wrong methods, oversized bodies), so a client
+handles a single shape.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tuneyard.errors import TuneyardError, UserError
+from tuneyard.services.errors import (
+    PayloadTooLarge,
+    RateLimited,
+    ServiceUnavailable,
+    TrainingFailed,
+    Unauthorized,
+)
+from tuneyard.store.errors import Conflict, NotFound
+
+log = logging.getLogger(__name__)
+
+INVALID_REQUEST = "INVALID_REQUEST"
+UNAUTHORIZED = "UNAUTHORIZED"
+NOT_FOUND = "NOT_FOUND"
+CONFLICT = "CONFLICT"
+RATE_LIMITED = "RATE_LIMITED"
+TRAINING_FAILED = "TRAINING_FAILED"
+SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+INTERNAL_ERROR = "INTERNAL_ERROR"
+
+# First match wins, so subclasses come before their bases.
+ERROR_STATUS: tuple[tuple[type[TuneyardError], int, str], ...] = (
+    (Unauthorized, 401, UNAUTHORIZED),
+    (NotFound, 404, NOT_FOUND),
+    (TrainingFailed, 409, TRAINING_FAILED),
+    (Conflict, 409, CONFLICT),
+    (RateLimited, 429, RATE_LIMITED),
+    (PayloadTooLarge, 413, INVALID_REQUEST),
+    (UserError, 422, INVALID_REQUEST),
+    (ServiceUnavailable, 503, SERVICE_UNAVAILABLE),
+    (TuneyardError, 500, INTERNAL_ERROR),
+)
+
+HTTP_CODES = {400: INVALID_REQUEST, 401: UNAUTHORIZED, 404: NOT_FOUND, 409: CONFLICT, 429: RATE_LIMITED,
+              503: SERVICE_UNAVAILABLE}
+
+
+def envelope(status: int, code: str, message: str, details: dict[str, Any] | None = None,
+             headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, "details": details or {}}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def status_for(exc: TuneyardError) -> tuple[int, str]:
+    for cls, status, code in ERROR_STATUS:
+        if isinstance(exc, cls):
+            return status, code
+    return 500, INTERNAL_ERROR
+
+
+def rate_limit_headers(limit: int, remaining: int, reset_after_s: int) -> dict[str, str]:
+    return {"X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": str(remaining),
+            "X-RateLimit-Reset": str(reset_after_s)}
+
+
+async def _tuneyard_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, TuneyardError)
+    status, code = status_for(exc)
+    if status >= 500:
+        log.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=exc)
+    headers = None
+    if isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(exc.retry_after_s),
+                   **rate_limit_headers(exc.limit, exc.remaining, exc.reset_after_s)}
+    message = exc.message if status < 500 else "internal error"
+    return envelope(status, code, message, exc.details if status < 500 else {}, headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = [_problem(e) for e in exc.errors()]
+    if any(e.get("type") == "json_invalid" for e in exc.errors()):
+        return envelope(400, INVALID_REQUEST, "the body is not valid JSON", {"problems": problems})
+    summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5])
+    return envelope(422, INVALID_REQUEST, f"invalid request: {summary}", {"problems": problems})
+
+
+def _problem(error: Any) -> dict[str, str]:
+    # FastAPI prefixes locations with where the value came from: body, query, path, header.
+    loc = [str(p) for p in error.get("loc", ())]
+    field = ".".join(loc[1:] if loc and loc[0] == "body" and len(loc) > 1 else loc) or "(body)"
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    if error.get("type") == "extra_forbidden":
+        message = "unknown field"
+    return {"field": field, "message": message}
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    status = exc.status_code
+    code = HTTP_CODES.get(status, INTERNAL_ERROR if status >= 500 else INVALID_REQUEST)
+    messages = {404: f"no route {request.url.path}", 405: f"{request.method} is not allowed on {request.url.path}",
+                413: "the request body is too large"}
+    message = messages.get(status) or str(exc.detail)
+    return envelope(status, code, message, {}, dict(exc.headers) if exc.headers else None)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return envelope(500, INTERNAL_ERROR, "internal error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(TuneyardError, _tuneyard_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,51 @@
+"""/v1/base-models (what jobs start from) and /v1/models (what completed jobs made)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+
+from tuneyard.api.deps import Caller, Context
+from tuneyard.api.schemas.common import ERROR_RESPONSES, ListOf
+from tuneyard.api.schemas.resources import BaseModelCreate, BaseModelPublic, TrainedModelPublic
+from tuneyard.services import base_models, models
+
+router = APIRouter(responses=ERROR_RESPONSES)
+
+
+@router.get("/v1/base-models", response_model=ListOf[BaseModelPublic], tags=["base models"])
+def list_base_models(context: Context, caller: Caller) -> ListOf[BaseModelPublic]:
+    """Built-in models first (`tiny-llama` always), then the ones your organization registered."""
+    found = base_models.list_base_models(context.db, caller.org_id)
+    return ListOf(data=[BaseModelPublic.of(m) for m in found])
+
+
+@router.get("/v1/base-models/{model_id}", response_model=BaseModelPublic, tags=["base models"])
+def get_base_model(model_id: str, context: Context, caller: Caller) -> BaseModelPublic:
+    return BaseModelPublic.of(base_models.get_base_model(context.db, caller.org_id, model_id))
+
+
+@router.post("/v1/base-models", status_code=status.HTTP_201_CREATED, response_model=BaseModelPublic,
+             tags=["base models"])
+def register_base_model(body: BaseModelCreate, context: Context, caller: Caller) -> BaseModelPublic:
+    """Register a local folder or .gguf file under a configured model root, or a hub id."""
+    request = base_models.BaseModelRegistration(body.source, body.kind, body.name, body.description)
+    return BaseModelPublic.of(base_models.register_base_model(context.db, context.settings, caller.org_id, request))
+
+
+@router.get("/v1/models", response_model=ListOf[TrainedModelPublic], tags=["models"])
+def list_models(context: Context, caller: Caller) -> ListOf[TrainedModelPublic]:
+    """Trained models, newest first, with their lineage."""
+    return ListOf(data=[TrainedModelPublic.of(m) for m in models.list_models(context.db, caller.org_id)])
+
+
+@router.get("/v1/models/{model_id}", response_model=TrainedModelPublic, tags=["models"])
+def get_model(model_id: str, context: Context, caller: Caller) -> TrainedModelPublic:
+    return TrainedModelPublic.of(models.get_model(context.db, caller.org_id, model_id))
+
+
+@router.delete("/v1/models/{model_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,
+               tags=["models"])
+def delete_model(model_id: str, context: Context, caller: Caller) -> Response:
+    """Forget the model and delete its weights."""
+    models.delete_model(context.db, context.settings, caller.org_id, model_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

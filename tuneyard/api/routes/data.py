@@ -1,0 +1,65 @@
+"""/v1/files (uploads) and /v1/datasets (named, validated sets of files)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Query, Response, UploadFile, status
+
+from tuneyard.api.deps import Caller, Context
+from tuneyard.api.schemas.common import ERROR_RESPONSES, ListOf
+from tuneyard.api.schemas.resources import DatasetCreate, DatasetPublic, FilePublic, PreviewRow
+from tuneyard.services import datasets, files
+
+router = APIRouter(responses=ERROR_RESPONSES)
+
+
+@router.post("/v1/files", status_code=status.HTTP_201_CREATED, response_model=FilePublic, tags=["files"])
+def upload_file(
+    file: UploadFile, context: Context, caller: Caller, purpose: Annotated[str, Form(max_length=32)] = "fine-tune",
+) -> FilePublic:
+    """Upload one file (multipart field `file`); larger than the server's limit is 413."""
+    row = files.upload_file(context.db, context.settings, caller.org_id, file.filename, file.file, purpose)
+    return FilePublic.of(row)
+
+
+@router.get("/v1/files", response_model=ListOf[FilePublic], tags=["files"])
+def list_files(context: Context, caller: Caller) -> ListOf[FilePublic]:
+    return ListOf(data=[FilePublic.of(f) for f in files.list_files(context.db, caller.org_id)])
+
+
+@router.get("/v1/files/{file_id}", response_model=FilePublic, tags=["files"])
+def get_file(file_id: str, context: Context, caller: Caller) -> FilePublic:
+    return FilePublic.of(files.get_file(context.db, caller.org_id, file_id))
+
+
+@router.post("/v1/datasets", status_code=status.HTTP_201_CREATED, response_model=DatasetPublic, tags=["datasets"])
+def create_dataset(body: DatasetCreate, context: Context, caller: Caller) -> DatasetPublic:
+    """Make a dataset of uploaded files; it is `validating`, then `ready` or `invalid` (with errors)."""
+    request = datasets.DatasetCreate(body.name, body.file_ids, body.format)
+    return DatasetPublic.of(datasets.create_dataset(context.db, caller.org_id, request))
+
+
+@router.get("/v1/datasets", response_model=ListOf[DatasetPublic], tags=["datasets"])
+def list_datasets(context: Context, caller: Caller) -> ListOf[DatasetPublic]:
+    return ListOf(data=[DatasetPublic.of(d) for d in datasets.list_datasets(context.db, caller.org_id)])
+
+
+@router.get("/v1/datasets/{dataset_id}", response_model=DatasetPublic, tags=["datasets"])
+def get_dataset(dataset_id: str, context: Context, caller: Caller) -> DatasetPublic:
+    return DatasetPublic.of(datasets.get_dataset(context.db, caller.org_id, dataset_id))
+
+
+@router.get("/v1/datasets/{dataset_id}/preview", response_model=ListOf[PreviewRow], tags=["datasets"])
+def preview_dataset(dataset_id: str, context: Context, caller: Caller,
+                    limit: Annotated[int, Query(ge=1, le=100)] = 10) -> ListOf[PreviewRow]:
+    """The first examples, as uploaded, with where they came from."""
+    rows = datasets.preview_dataset(context.db, caller.org_id, dataset_id, limit)
+    return ListOf(data=[PreviewRow(**r) for r in rows])
+
+
+@router.delete("/v1/datasets/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,
+               tags=["datasets"])
+def delete_dataset(dataset_id: str, context: Context, caller: Caller) -> Response:
+    datasets.delete_dataset(context.db, caller.org_id, dataset_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

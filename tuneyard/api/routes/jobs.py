@@ -1,0 +1,84 @@
+"""/v1/jobs: submit, list, read, and a user's requests (stop, cancel, resume, delete)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Header, Query, Response, status
+
+from tuneyard.api.deps import Caller, Context, OwnedJob
+from tuneyard.api.errors import rate_limit_headers
+from tuneyard.api.schemas.common import ERROR_RESPONSES
+from tuneyard.api.schemas.jobs import JobPage, JobPublic, ResumeRequest
+from tuneyard.services import jobs
+from tuneyard.store.status import JobStatus
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
+
+JobBody = Annotated[dict[str, Any], Body(
+    description=("The engine's spec (`type`, `base_model`, `datasets: [{id} | {name}]`, `method`, "
+                 "`hyperparams`) plus `name`, `project_id` and `idempotency_key`."),
+    examples=[{"base_model": "tiny-llama", "datasets": [{"name": "my-chats"}], "hyperparams": {"max_steps": 20}}],
+)]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=JobPublic,
+             responses={200: {"model": JobPublic, "description": "A retry with the same idempotency key."}})
+def create_job(
+    body: JobBody, context: Context, caller: Caller, response: Response,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> JobPublic:
+    """Queue a job. The whole request is checked first and every problem reported at once (422)."""
+    submitted = jobs.submit_job(context.db, context.settings, caller, body, idempotency_key=idempotency_key)
+    if not submitted.created:
+        response.status_code = status.HTTP_200_OK
+    rate = submitted.rate
+    response.headers.update(rate_limit_headers(rate.limit, rate.remaining, rate.reset_after_s))
+    return JobPublic.of(submitted.job)
+
+
+@router.get("", response_model=JobPage)
+def list_jobs(
+    context: Context, caller: Caller,
+    status_: Annotated[JobStatus | None, Query(alias="status")] = None,
+    type_: Annotated[Literal["finetune", "train", "contract", "merge"] | None, Query(alias="type")] = None,
+    project_id: Annotated[str | None, Query(max_length=40)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> JobPage:
+    """The organization's jobs, newest first."""
+    status_name = status_.value if status_ is not None else None
+    page = jobs.list_jobs(context.db, caller.org_id, status=status_name, type=type_, project_id=project_id,
+                          limit=limit, cursor=cursor)
+    return JobPage(data=[JobPublic.of(j) for j in page.items], next_cursor=page.next_cursor,
+                   has_more=page.next_cursor is not None)
+
+
+@router.get("/{job_id}", response_model=JobPublic)
+def get_job(job: OwnedJob) -> JobPublic:
+    return JobPublic.of(job)
+
+
+@router.post("/{job_id}/stop", response_model=JobPublic)
+def stop_job(job: OwnedJob, context: Context) -> JobPublic:
+    """Stop gracefully: the runner checkpoints and the job becomes `stopped` (resumable)."""
+    return JobPublic.of(jobs.stop_job(context.db, job.org_id, job.id))
+
+
+@router.post("/{job_id}/cancel", response_model=JobPublic)
+def cancel_job(job: OwnedJob, context: Context) -> JobPublic:
+    return JobPublic.of(jobs.cancel_job(context.db, job.org_id, job.id))
+
+
+@router.post("/{job_id}/resume", response_model=JobPublic)
+def resume_job(job: OwnedJob, context: Context, body: Annotated[ResumeRequest | None, Body()] = None) -> JobPublic:
+    """Queue a stopped (or failed, checkpointed) job again under the same id."""
+    checkpoint = body.checkpoint if body is not None else None
+    return JobPublic.of(jobs.resume_job(context.db, job.org_id, job.id, checkpoint))
+
+
+@router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+def delete_job(job: OwnedJob, context: Context) -> Response:
+    """Delete the job with its artifacts, checkpoints and logs (a running job must be cancelled first)."""
+    jobs.delete_job(context.db, context.settings, job.org_id, job.id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

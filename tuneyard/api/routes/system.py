@@ -1,0 +1,38 @@
+"""Service health and figures: /v1/stats for a user, /healthz and /metrics for operators."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import PlainTextResponse
+
+from tuneyard.api.deps import Caller, Context
+from tuneyard.api.schemas.common import ERROR_RESPONSES
+from tuneyard.api.schemas.resources import StatsPublic
+from tuneyard.services import stats
+from tuneyard.services.errors import ServiceUnavailable
+from tuneyard.store.observability import ping
+
+router = APIRouter(responses=ERROR_RESPONSES)
+
+
+@router.get("/v1/stats", response_model=StatsPublic, tags=["stats"])
+def get_stats(context: Context, caller: Caller) -> StatsPublic:
+    """Your jobs by status, the queue depth, model and dataset counts, and workers alive."""
+    return StatsPublic.of(stats.org_stats(context.db, context.settings, caller.org_id))
+
+
+@router.get("/healthz", tags=["health"])
+def healthz(context: Context) -> dict[str, str]:
+    """200 when the database answers; 503 otherwise."""
+    try:
+        ping(context.db)
+    except Exception as exc:  # any driver error means the same thing here: not ready
+        raise ServiceUnavailable(f"the database does not answer: {type(exc).__name__}") from exc
+    return {"status": "ok", "database": context.db.dialect}
+
+
+@router.get("/metrics", response_class=PlainTextResponse, tags=["health"])
+def metrics(context: Context) -> PlainTextResponse:
+    """Prometheus text: queue depth, jobs by status, workers alive, claim latency, job durations."""
+    body = stats.prometheus_text(context.db, context.settings)
+    return PlainTextResponse(body, media_type="text/plain; version=0.0.4")

@@ -1,0 +1,126 @@
+"""Jobs and their timeline, as the API shows them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from tuneyard.api.schemas.common import Request
+from tuneyard.store.tables import Checkpoint, Job, JobEvent, LogLine, MetricPoint
+
+
+class Progress(BaseModel):
+    step: int | None = None
+    total_steps: int | None = None
+    epoch: float | None = None
+    percent: float | None = None
+    eta_s: float | None = None
+
+
+class JobPublic(BaseModel):
+    id: str
+    object: str = "job"
+    type: str
+    name: str | None
+    status: str
+    project_id: str | None
+    retries: int
+    attempt: int
+    max_retries: int
+    last_checkpoint_step: int | None
+    output_model_id: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    progress: Progress
+    loss: float | None = Field(None, description="The latest training loss.")
+    error: dict[str, Any] | None
+    stop_requested: bool
+    cancel_requested: bool
+    config: dict[str, Any] = Field(description="The resolved spec the runner gets.")
+    spec: dict[str, Any] = Field(description="The request as submitted.")
+
+    @classmethod
+    def of(cls, job: Job) -> JobPublic:
+        raw = job.progress or {}
+        step, total = raw.get("step"), raw.get("total_steps")
+        percent = round(100.0 * step / total, 2) if isinstance(step, int) and total else None
+        if job.status == "completed":
+            percent = 100.0
+        progress = Progress(step=step, total_steps=total, epoch=raw.get("epoch"), percent=percent,
+                            eta_s=raw.get("eta_s"))
+        return cls(
+            id=job.id, type=job.type, name=job.name, status=job.status, project_id=job.project_id,
+            retries=job.retries, attempt=job.attempt, max_retries=job.max_retries,
+            last_checkpoint_step=job.last_checkpoint_step, output_model_id=job.output_model_id,
+            created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
+            progress=progress, loss=raw.get("loss"), error=job.error, stop_requested=job.stop_requested,
+            cancel_requested=job.cancel_requested, config=job.config, spec=job.spec,
+        )
+
+
+class JobPage(BaseModel):
+    object: str = "list"
+    data: list[JobPublic]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page; null at the end.")
+    has_more: bool
+
+
+class ResumeRequest(Request):
+    checkpoint: str | None = Field(None, description="A checkpoint id of this job; the latest when omitted.")
+
+
+class EventPublic(BaseModel):
+    seq: int
+    type: str
+    message: str
+    data: dict[str, Any]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, ev: JobEvent) -> EventPublic:
+        return cls(seq=ev.seq, type=ev.type, message=ev.message, data=ev.data, created_at=ev.created_at)
+
+
+class MetricPublic(BaseModel):
+    step: int
+    kind: str
+    epoch: float | None
+    phase: str | None
+    values: dict[str, Any]
+    ts: datetime
+
+    @classmethod
+    def of(cls, p: MetricPoint) -> MetricPublic:
+        return cls(step=p.step, kind=p.kind, epoch=p.epoch, phase=p.phase, values=p.values, ts=p.ts)
+
+
+class LogPublic(BaseModel):
+    seq: int
+    level: str
+    message: str
+    ts: datetime
+
+    @classmethod
+    def of(cls, line: LogLine) -> LogPublic:
+        return cls(seq=line.seq, level=line.level, message=line.message, ts=line.ts)
+
+
+class CheckpointPublic(BaseModel):
+    id: str
+    job_id: str
+    step: int
+    metrics: dict[str, Any]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, c: Checkpoint) -> CheckpointPublic:
+        return cls(id=c.id, job_id=c.job_id, step=c.step, metrics=c.metrics, created_at=c.created_at)
+
+
+class ArtifactPublic(BaseModel):
+    path: str
+    bytes: int
+

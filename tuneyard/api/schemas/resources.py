@@ -1,0 +1,123 @@
+"""Files, datasets, base models, trained models and stats, as the API takes and shows them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from tuneyard.api.schemas.common import Request
+from tuneyard.services.base_models import BaseModelInfo
+from tuneyard.store.stats import Stats
+from tuneyard.store.tables import Dataset, File, TrainedModel
+
+
+class FilePublic(BaseModel):
+    id: str
+    object: str = "file"
+    filename: str
+    bytes: int
+    sha256: str
+    purpose: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, f: File) -> FilePublic:
+        return cls(id=f.id, filename=f.filename, bytes=f.bytes, sha256=f.sha256, purpose=f.purpose,
+                   created_at=f.created_at)
+
+
+class DatasetCreate(Request):
+    name: str = Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f/\\]+$")
+    file_ids: list[str] = Field(min_length=1, max_length=100)
+    format: Literal["auto", "chat", "sharegpt", "alpaca", "prompt_completion", "text"] = "auto"
+
+
+class DatasetPublic(BaseModel):
+    id: str
+    object: str = "dataset"
+    name: str
+    file_ids: list[str]
+    format: str
+    status: Literal["validating", "ready", "invalid"]
+    examples: int | None
+    tokens_est: int | None
+    bytes: int | None
+    errors: list[dict[str, Any]] = Field(description="Line-numbered problems when invalid.")
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, d: Dataset) -> DatasetPublic:
+        return cls(id=d.id, name=d.name, file_ids=list(d.file_ids), format=d.format, status=d.status,  # type: ignore[arg-type]
+                   examples=d.examples, tokens_est=d.tokens_est, bytes=d.bytes, errors=list(d.errors or []),
+                   created_at=d.created_at, updated_at=d.updated_at)
+
+
+class PreviewRow(BaseModel):
+    file_index: int
+    line: int
+    example: dict[str, Any]
+
+
+class BaseModelCreate(Request):
+    source: str = Field(min_length=1, max_length=1024,
+                        description="A folder or .gguf file under a configured model root, or a hub id.")
+    kind: Literal["auto", "local", "gguf", "hub"] = "auto"
+    name: str | None = Field(None, max_length=255)
+    description: str | None = Field(None, max_length=2000)
+
+
+class BaseModelPublic(BaseModel):
+    id: str
+    object: str = "base_model"
+    source_kind: str
+    source: str
+    name: str | None
+    description: str | None
+    architecture: str | None
+    parameters: int | None
+    context_length: int | None
+    methods: list[str]
+    defaults: dict[str, Any]
+    created_at: datetime | None
+
+    @classmethod
+    def of(cls, m: BaseModelInfo) -> BaseModelPublic:
+        return cls(id=m.id, source_kind=m.source_kind, source=m.source, name=m.name, description=m.description,
+                   architecture=m.architecture, parameters=m.parameters, context_length=m.context_length,
+                   methods=m.methods, defaults=m.defaults, created_at=m.created_at)
+
+
+class Lineage(BaseModel):
+    base_model: str
+    datasets: list[Any]
+    job_id: str | None
+
+
+class TrainedModelPublic(BaseModel):
+    id: str
+    object: str = "model"
+    kind: str
+    lineage: Lineage
+    meta: dict[str, Any]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, m: TrainedModel) -> TrainedModelPublic:
+        lineage = Lineage(base_model=m.base_model, datasets=list(m.datasets or []), job_id=m.job_id)
+        return cls(id=m.id, kind=m.kind, lineage=lineage, meta=m.meta or {}, created_at=m.created_at)
+
+
+class StatsPublic(BaseModel):
+    jobs_by_status: dict[str, int]
+    queue_depth: int
+    models: int
+    datasets: int
+    workers_alive: int
+
+    @classmethod
+    def of(cls, s: Stats) -> StatsPublic:
+        return cls(jobs_by_status=s.jobs_by_status, queue_depth=s.queue_depth, models=s.models,
+                   datasets=s.datasets, workers_alive=s.workers_alive)
