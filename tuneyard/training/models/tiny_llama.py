@@ -22,11 +22,11 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from tuneyard.training.models import catalog
 from tuneyard.training.models.chat_template import CHATML_TEMPLATE
 from tuneyard.training.models.tiny_corpus import tiny_corpus
 
-RECIPE_VERSION = 1
-"""Bump when anything below changes the bytes produced; the cache folder name carries it."""
+RECIPE_VERSION = catalog.TINY_LLAMA_RECIPE_VERSION
 
 SEED = 20240611
 VOCAB_SIZE = 2048
@@ -47,7 +47,7 @@ _ARCH: dict[str, Any] = {
 
 
 def tiny_llama_dir(cache_dir: Path) -> Path:
-    return Path(cache_dir) / f"tiny-llama-v{RECIPE_VERSION}"
+    return Path(cache_dir) / catalog.tiny_llama_folder_name()
 
 
 def ensure_tiny_llama(cache_dir: Path) -> Path:
