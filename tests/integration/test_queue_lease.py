@@ -40,8 +40,16 @@ def test_a_worker_whose_lease_expired_cannot_write_once_another_attempt_holds_th
     requeued = jobs.get_job(db, org_id, job_id)
     assert (requeued.status, requeued.retries, requeued.resume_from) == ("queued", 1, ckpt.id)
     assert _events(db, job_id)[-1] == "lease_expired"
-    with pytest.raises(StaleAttempt):  # refused already, before anyone claims it again
-        telemetry.append_logs(db, job_id, old.attempt, [LogIn("late")])
+    # Refused already, before anyone claims it again (the attempt number has not moved yet).
+    for early in (
+        lambda: telemetry.append_logs(db, job_id, old.attempt, [LogIn("late")]),
+        lambda: outcomes.fail(db, job_id, "platform_error", "x", attempt=old.attempt),
+        lambda: outcomes.mark_stopped(db, job_id, old.attempt),
+        lambda: heartbeat(db, job_id, old.attempt, 30),
+    ):
+        with pytest.raises(StaleAttempt):
+            early()
+    assert jobs.get_job(db, org_id, job_id).status == "queued"
 
     new = _claim(db, "w2")
     assert (new.attempt, new.resume_from, new.resume_path) == (2, ckpt.id, "checkpoints/step-000010")

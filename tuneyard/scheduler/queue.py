@@ -10,15 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Update, and_, bindparam, func, or_, select, update
 
 from tuneyard.store.engine import Database
 from tuneyard.store.errors import NotFound
 from tuneyard.store.ids import utcnow
 from tuneyard.store.status import Event, JobStatus, allowed_from, fence, transition, write_event
-from tuneyard.store.tables import Checkpoint, Job
+from tuneyard.store.tables import Checkpoint, Job, UTCDateTime
 from tuneyard.store.telemetry import latest_checkpoint_id
 
 
@@ -47,10 +48,9 @@ class Lease:
     cancel_requested: bool
 
 
-def claim(db: Database, worker_id: str, lease_seconds: float, *, now: datetime | None = None) -> ClaimedJob | None:
-    """Take the oldest queued job for `worker_id`, or None when the queue is empty."""
-    now = now or utcnow()
-    expires = now + timedelta(seconds=lease_seconds)
+@cache
+def _claim_statement() -> Update:
+    """Built once: claims are the hot path, and statement construction costs more than SQLite."""
     oldest = (
         select(Job.id)
         .where(Job.status == JobStatus.QUEUED.value)
@@ -59,22 +59,29 @@ def claim(db: Database, worker_id: str, lease_seconds: float, *, now: datetime |
         .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
-    stmt = (
+    return (
         update(Job)
         .where(Job.id == oldest, Job.status.in_(allowed_from(JobStatus.STARTING)))
         .values(
             status=JobStatus.STARTING.value,
             attempt=Job.attempt + 1,
-            worker_id=worker_id,
-            lease_expires_at=expires,
-            started_at=func.coalesce(Job.started_at, now),
+            worker_id=bindparam("worker_id"),
+            lease_expires_at=bindparam("expires", type_=UTCDateTime()),
+            started_at=func.coalesce(Job.started_at, bindparam("now", type_=UTCDateTime())),
             event_seq=Job.event_seq + 1,
         )
-        .returning(Job)
-        .execution_options(synchronize_session=False, populate_existing=True)
+        .returning(Job.id, Job.org_id, Job.attempt, Job.type, Job.config, Job.retries, Job.resume_from,
+                   Job.event_seq)
     )
+
+
+def claim(db: Database, worker_id: str, lease_seconds: float, *, now: datetime | None = None) -> ClaimedJob | None:
+    """Take the oldest queued job for `worker_id`, or None when the queue is empty."""
+    now = now or utcnow()
+    expires = now + timedelta(seconds=lease_seconds)
     with db.write() as session:
-        job = session.execute(stmt).scalar_one_or_none()
+        params = {"worker_id": worker_id, "expires": expires, "now": now}
+        job = session.connection().execute(_claim_statement(), params).one_or_none()
         if job is None:
             return None
         data = {"status": JobStatus.STARTING.value, "worker_id": worker_id, "attempt": job.attempt}

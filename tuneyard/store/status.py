@@ -19,6 +19,7 @@ from sqlalchemy import ColumnElement, insert, select, update
 from sqlalchemy.orm import Session
 
 from tuneyard.store.errors import InvalidTransition, NotFound, StaleAttempt
+from tuneyard.store.ids import utcnow
 from tuneyard.store.tables import Job, JobEvent
 
 
@@ -94,8 +95,12 @@ def transition(
     the allowed origins for this request (stop from running but not from queued, say); `values` are
     further columns set by the same UPDATE; `where` adds guards of the caller's own.
     """
-    allowed = allowed_from(target, only_from)
-    conditions = [Job.id == job_id, Job.status.in_(allowed), *where]
+    origins = set(only_from) if only_from is not None else set(S)
+    if attempt is not None:
+        # A worker moves only a job it holds: after the reaper re-queued it, the attempt number is
+        # unchanged until the next claim, so the attempt alone would not refuse the old worker.
+        origins &= HELD
+    conditions = [Job.id == job_id, Job.status.in_(allowed_from(target, origins)), *where]
     if attempt is not None:
         conditions.append(Job.attempt == attempt)
     stmt = (
@@ -162,9 +167,11 @@ def next_event_seq(session: Session, job_id: str) -> int:
     return seq
 
 
+_INSERT_EVENT = insert(JobEvent)  # a statement, not a connection: built once, shared freely
+
+
 def write_event(session: Session, job_id: str, seq: int, event: Event) -> None:
-    session.execute(
-        insert(JobEvent).values(
-            job_id=job_id, seq=seq, type=event.type, message=event.message, data=event.data or {}
-        )
-    )
+    row = {"job_id": job_id, "seq": seq, "type": event.type, "message": event.message,
+           "data": event.data or {}, "created_at": utcnow()}
+    # Through the connection: the ORM's bulk-insert machinery costs more than the insert itself.
+    session.connection().execute(_INSERT_EVENT, row)
