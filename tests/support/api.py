@@ -22,8 +22,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tuneyard.api.app import create_app
+from tuneyard.scheduler import claim
+from tuneyard.services.runs import run_dir
 from tuneyard.settings import Settings
-from tuneyard.store import tenancy
+from tuneyard.store import outcomes, telemetry, tenancy
 from tuneyard.store.engine import Database
 
 UPLOAD_LIMIT = 64 * 1024
@@ -128,3 +130,35 @@ def live_server(app: FastAPI) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+def finished_job(client: TestClient, db: Database, settings: Settings, tenant: Tenant) -> dict[str, Any]:
+    """A job taken through a fake worker's writes to `completed`: metrics, logs, a checkpoint, a model.
+
+    No runner runs: the run folder gets a small final/ and checkpoint folder written here.
+    """
+    dataset = ready_dataset(client, tenant, name=f"ds-{time.monotonic_ns()}")
+    job = create_job(client, tenant, dataset["id"])
+    claimed = claim(db, "fake-worker", 60)
+    assert claimed is not None and claimed.job_id == job["id"]
+    job_id, attempt = job["id"], claimed.attempt
+    outcomes.mark_running(db, job_id, attempt)
+    folder = run_dir(settings, job_id)
+    (folder / "checkpoints" / "step-000002" / "model").mkdir(parents=True)
+    (folder / "final").mkdir()
+    (folder / "final" / "adapter_model.safetensors").write_bytes(b"\x00weights" * 100)
+    (folder / "final" / "adapter_config.json").write_text('{"r": 8}')
+    (folder / "runner.log").write_text("started\n")
+    telemetry.record_metrics(db, job_id, attempt, [
+        telemetry.MetricIn(step=s, values={"loss": 3.0 - s * 0.5, "total_steps": 4}, epoch=0.25 * s)
+        for s in (1, 2, 3, 4)
+    ] + [telemetry.MetricIn(step=2, values={"eval_loss": 2.5}, kind="eval")])
+    telemetry.append_logs(db, job_id, attempt, [telemetry.LogIn(f"line {i}") for i in range(1, 6)])
+    checkpoint = telemetry.add_checkpoint(db, job_id, attempt, 2, "checkpoints/step-000002", {"loss": 2.0})
+    outcomes.mark_finalizing(db, job_id, attempt)
+    result = {"ppl_baseline": 30.0, "ppl_final": 12.0}
+    model = outcomes.NewTrainedModel(kind="adapter", path=str(folder / "final"), base_model="tiny-llama",
+                                     datasets=[dataset["id"]])
+    done = outcomes.complete(db, job_id, attempt, result, model)
+    return {"job_id": job_id, "dataset_id": dataset["id"], "file_id": dataset["file_ids"][0],
+            "checkpoint_id": checkpoint.id, "model_id": done.output_model_id, "result": result}
