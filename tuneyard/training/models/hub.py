@@ -75,9 +75,7 @@ def _from_local_cache(repo_id: str, cache_dir: Path, cause: Exception) -> Path:
     from huggingface_hub import snapshot_download
 
     try:
-        folder = snapshot_download(
-            repo_id, cache_dir=cache_dir, local_files_only=True, allow_patterns=_ALLOW_PATTERNS
-        )
+        folder = snapshot_download(repo_id, cache_dir=cache_dir, local_files_only=True, allow_patterns=_ALLOW_PATTERNS)
     except Exception:
         raise ModelNotFoundError(
             f"base model {repo_id!r} is not a built-in id or a local path, and the Hugging Face Hub "

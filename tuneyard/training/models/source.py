@@ -73,9 +73,7 @@ def resolve_model_source(
     return _resolve(base_model, Path(cache_dir), hub_endpoint, hub_timeout_s, depth=0)
 
 
-def _resolve(
-    name: str, cache_dir: Path, endpoint: str | None, timeout_s: float, depth: int
-) -> ModelSource:
+def _resolve(name: str, cache_dir: Path, endpoint: str | None, timeout_s: float, depth: int) -> ModelSource:
     if depth > MAX_ADAPTER_DEPTH:
         raise ModelNotFoundError(
             f"base model {name!r}: adapters nest deeper than {MAX_ADAPTER_DEPTH}; is there a loop?"
@@ -93,12 +91,7 @@ def _resolve(
 
 def _looks_like_path(name: str) -> bool:
     """Hub ids are `name` or `owner/name`; anything else is meant as a local path."""
-    return (
-        name.startswith(("/", ".", "~"))
-        or name.endswith(".gguf")
-        or name.count("/") > 1
-        or "\\" in name
-    )
+    return name.startswith(("/", ".", "~")) or name.endswith(".gguf") or name.count("/") > 1 or "\\" in name
 
 
 def _resolve_builtin(model_id: str, cache_dir: Path) -> ModelSource:
@@ -116,9 +109,7 @@ def _resolve_builtin(model_id: str, cache_dir: Path) -> ModelSource:
                 f"`python scripts/fetch_smollm2.py --dest {gguf.parent}`",
                 base_model=model_id,
             )
-        return ModelSource(
-            requested=model_id, kind="gguf", path=gguf.parent, gguf_file=gguf.name, builtin_id=model_id
-        )
+        return ModelSource(requested=model_id, kind="gguf", path=gguf.parent, gguf_file=gguf.name, builtin_id=model_id)
     raise ModelNotFoundError(f"built-in model {model_id!r} has no maker", base_model=model_id)
 
 
