@@ -6,6 +6,7 @@ forget the check, and another organization's job is a plain 404.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -17,6 +18,7 @@ from tuneyard.services.errors import Unauthorized
 from tuneyard.settings import Settings
 from tuneyard.store import tenancy
 from tuneyard.store.engine import Database
+from tuneyard.store.errors import NotFound
 from tuneyard.store.tables import Job
 from tuneyard.store.tenancy import Principal
 
@@ -52,8 +54,36 @@ def get_caller(
 Caller = Annotated[Principal, Depends(get_caller)]
 
 
+# Every id we hand out (and every built-in model name) has this shape. Anything else names nothing,
+# so it is a 404 before it reaches the database (PostgreSQL refuses NUL bytes in text, say).
+ID_SHAPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def checked_id(kind: str, value: str) -> str:
+    if not ID_SHAPE.match(value):
+        raise NotFound(kind, value[:64].encode("unicode_escape").decode())
+    return value
+
+
+def _dataset_id(dataset_id: str, _caller: Caller) -> str:  # the key is checked first
+    return checked_id("dataset", dataset_id)
+
+
+def _file_id(file_id: str, _caller: Caller) -> str:  # the key is checked first
+    return checked_id("file", file_id)
+
+
+def _model_id(model_id: str, _caller: Caller) -> str:  # the key is checked first
+    return checked_id("model", model_id)
+
+
+DatasetId = Annotated[str, Depends(_dataset_id)]
+FileId = Annotated[str, Depends(_file_id)]
+ModelId = Annotated[str, Depends(_model_id)]
+
+
 def get_owned_job(job_id: str, context: Context, caller: Caller) -> Job:
-    return jobs.get_job(context.db, caller.org_id, job_id)
+    return jobs.get_job(context.db, caller.org_id, checked_id("job", job_id))
 
 
 OwnedJob = Annotated[Job, Depends(get_owned_job)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from tuneyard.api.deps import Caller, Context
+from tuneyard.api.deps import Caller, Context, ModelId
 from tuneyard.api.schemas.common import ERROR_RESPONSES, ListOf
 from tuneyard.api.schemas.resources import BaseModelCreate, BaseModelPublic, TrainedModelPublic
 from tuneyard.services import base_models, models
@@ -20,7 +20,7 @@ def list_base_models(context: Context, caller: Caller) -> ListOf[BaseModelPublic
 
 
 @router.get("/v1/base-models/{model_id}", response_model=BaseModelPublic, tags=["base models"])
-def get_base_model(model_id: str, context: Context, caller: Caller) -> BaseModelPublic:
+def get_base_model(model_id: ModelId, context: Context, caller: Caller) -> BaseModelPublic:
     return BaseModelPublic.of(base_models.get_base_model(context.db, caller.org_id, model_id))
 
 
@@ -39,13 +39,13 @@ def list_models(context: Context, caller: Caller) -> ListOf[TrainedModelPublic]:
 
 
 @router.get("/v1/models/{model_id}", response_model=TrainedModelPublic, tags=["models"])
-def get_model(model_id: str, context: Context, caller: Caller) -> TrainedModelPublic:
+def get_model(model_id: ModelId, context: Context, caller: Caller) -> TrainedModelPublic:
     return TrainedModelPublic.of(models.get_model(context.db, caller.org_id, model_id))
 
 
 @router.delete("/v1/models/{model_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,
                tags=["models"])
-def delete_model(model_id: str, context: Context, caller: Caller) -> Response:
+def delete_model(model_id: ModelId, context: Context, caller: Caller) -> Response:
     """Forget the model and delete its weights."""
     models.delete_model(context.db, context.settings, caller.org_id, model_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Response, UploadFile, status
 
-from tuneyard.api.deps import Caller, Context
+from tuneyard.api.deps import Caller, Context, DatasetId, FileId
 from tuneyard.api.schemas.common import ERROR_RESPONSES, ListOf
 from tuneyard.api.schemas.resources import DatasetCreate, DatasetPublic, FilePublic, PreviewRow
 from tuneyard.services import datasets, files
@@ -29,7 +29,7 @@ def list_files(context: Context, caller: Caller) -> ListOf[FilePublic]:
 
 
 @router.get("/v1/files/{file_id}", response_model=FilePublic, tags=["files"])
-def get_file(file_id: str, context: Context, caller: Caller) -> FilePublic:
+def get_file(file_id: FileId, context: Context, caller: Caller) -> FilePublic:
     return FilePublic.of(files.get_file(context.db, caller.org_id, file_id))
 
 
@@ -46,12 +46,12 @@ def list_datasets(context: Context, caller: Caller) -> ListOf[DatasetPublic]:
 
 
 @router.get("/v1/datasets/{dataset_id}", response_model=DatasetPublic, tags=["datasets"])
-def get_dataset(dataset_id: str, context: Context, caller: Caller) -> DatasetPublic:
+def get_dataset(dataset_id: DatasetId, context: Context, caller: Caller) -> DatasetPublic:
     return DatasetPublic.of(datasets.get_dataset(context.db, caller.org_id, dataset_id))
 
 
 @router.get("/v1/datasets/{dataset_id}/preview", response_model=ListOf[PreviewRow], tags=["datasets"])
-def preview_dataset(dataset_id: str, context: Context, caller: Caller,
+def preview_dataset(dataset_id: DatasetId, context: Context, caller: Caller,
                     limit: Annotated[int, Query(ge=1, le=100)] = 10) -> ListOf[PreviewRow]:
     """The first examples, as uploaded, with where they came from."""
     rows = datasets.preview_dataset(context.db, caller.org_id, dataset_id, limit)
@@ -60,6 +60,6 @@ def preview_dataset(dataset_id: str, context: Context, caller: Caller,
 
 @router.delete("/v1/datasets/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,
                tags=["datasets"])
-def delete_dataset(dataset_id: str, context: Context, caller: Caller) -> Response:
+def delete_dataset(dataset_id: DatasetId, context: Context, caller: Caller) -> Response:
     datasets.delete_dataset(context.db, caller.org_id, dataset_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 import anyio
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Depends, Header, Query
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from tuneyard.api.deps import Context, OwnedJob
@@ -57,15 +57,20 @@ def list_checkpoints(job: OwnedJob, context: Context) -> ListOf[CheckpointPublic
     return ListOf(data=[CheckpointPublic.of(c) for c in timeline.checkpoints(context.db, job.id)])
 
 
+def stream_cursor(
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=100)] = None,
+) -> timeline.StreamCursor:
+    # A dependency, so a bad position is refused before the stream's 200 has been sent.
+    return timeline.StreamCursor.decode(last_event_id)
+
+
 @router.get("/stream", response_class=EventSourceResponse)
 async def stream(
-    job: OwnedJob, context: Context,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=100)] = None,
+    job: OwnedJob, context: Context, cursor: Annotated[timeline.StreamCursor, Depends(stream_cursor)],
 ) -> AsyncIterator[ServerSentEvent]:
     """SSE of `event`, `metric` and `log` items, then one `end` once the job rests (completed,
     failed, cancelled or stopped). Each `id:` is a stream position: send it back as `Last-Event-ID`
     to resume with no gap and no repeat."""
-    cursor = timeline.StreamCursor.decode(last_event_id)
     db, org_id, job_id = context.db, job.org_id, job.id
     while True:
         # Read the status before the items: anything written before a resting status is then

@@ -50,7 +50,7 @@ class DatasetPublic(BaseModel):
 
     @classmethod
     def of(cls, d: Dataset) -> DatasetPublic:
-        return cls(id=d.id, name=d.name, file_ids=list(d.file_ids), format=d.format, status=d.status,  # type: ignore[arg-type]
+        return cls(id=d.id, name=d.name, file_ids=list(d.file_ids), format=d.format, status=d.status,
                    examples=d.examples, tokens_est=d.tokens_est, bytes=d.bytes, errors=list(d.errors or []),
                    created_at=d.created_at, updated_at=d.updated_at)
 
