@@ -97,12 +97,12 @@ def resolve_hyperparams(
 ) -> tuple[Hyperparams, dict[str, str]]:
     """Fill in hyperparameters the user left out; return them with each value's origin.
 
-    Precedence: user > method default > base model default > schema default.
+    Precedence: user > base model default (for this method) > method default > schema default.
     """
     user_given = spec.hyperparams.model_fields_set
-    layers = [
-        (ORIGIN_BASE_MODEL, base_model_defaults or {}),
+    layers = [  # later layers win
         (ORIGIN_METHOD, METHOD_DEFAULTS.get(spec.method, {})),
+        (ORIGIN_BASE_MODEL, base_model_defaults or {}),
     ]
     values: dict[str, Any] = {}
     origins: dict[str, str] = {}

@@ -1,0 +1,112 @@
+"""Run the training runner from tests: specs, datasets, subprocesses and their outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Tiny, fast, and fp32 on the CPU so two runs can be compared bit for bit.
+EXACT_HYPERPARAMS: dict[str, Any] = {
+    "max_steps": 12,
+    "batch_size": 4,
+    "max_seq_length": 64,
+    "learning_rate": 1.0e-3,
+    "bf16": False,
+    "seed": 7,
+}
+
+
+def arithmetic_chat(n: int, offset: int = 0) -> list[dict[str, Any]]:
+    """Chat examples of varied lengths that a tiny model can learn something from."""
+    records = []
+    for i in range(offset, offset + n):
+        a, b = i % 13 + 1, (i * 7) % 11 + 2
+        question = f"What is {a} plus {b}?" + (" Show the sum." if i % 3 == 0 else "")
+        answer = f"{a} plus {b} is {a + b}." + (" That is the answer." * (i % 4))
+        messages = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+        if i % 5 == 0:
+            messages.insert(0, {"role": "system", "content": "You add numbers."})
+        records.append({"messages": messages})
+    return records
+
+
+def write_jsonl(path: Path, records: list[Any]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def write_spec(folder: Path, data: Path, method: str = "lora", **hyperparams: Any) -> Path:
+    spec = {
+        "type": "finetune",
+        "base_model": "tiny-llama",
+        "datasets": [{"path": str(data)}],
+        "method": method,
+        "hyperparams": {**EXACT_HYPERPARAMS, **hyperparams},
+    }
+    path = folder / "job.yaml"
+    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    return path
+
+
+def runner_argv(spec: Path, run_dir: Path, cache: Path, resume: str | None = None) -> list[str]:
+    argv = [sys.executable, "-m", "tuneyard.training", str(spec), "--run-dir", str(run_dir),
+            "--model-cache-dir", str(cache)]
+    return argv + (["--resume", resume] if resume else [])
+
+
+def start_runner(spec: Path, run_dir: Path, cache: Path, resume: str | None = None) -> subprocess.Popen[bytes]:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with open(run_dir / "runner.log", "ab") as log:  # the child keeps its own copy of the handle
+        return subprocess.Popen(runner_argv(spec, run_dir, cache, resume), stdout=log, stderr=log,
+                                env=env, start_new_session=True)
+
+
+def run_runner(spec: Path, run_dir: Path, cache: Path, resume: str | None = None, timeout: float = 300) -> int:
+    proc = start_runner(spec, run_dir, cache, resume)
+    return proc.wait(timeout=timeout)
+
+
+def telemetry(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "telemetry.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def step_losses(run_dir: Path) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in telemetry(run_dir) if r["kind"] == "metric"}
+
+
+def wait_for(predicate: Any, timeout: float = 120, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise TimeoutError("condition not met in time")
+
+
+def stop_after_step(proc: subprocess.Popen[bytes], run_dir: Path, step: int) -> int:
+    """SIGTERM the runner once it reports `step`; return its exit code."""
+    wait_for(lambda: proc.poll() is not None or max(step_losses(run_dir), default=0) >= step)
+    os.killpg(proc.pid, signal.SIGTERM)
+    return proc.wait(timeout=120)
+
+
+def final_tensors(run_dir: Path) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    final = run_dir / "final"
+    name = "adapter_model.safetensors" if (final / "adapter_model.safetensors").exists() else "model.safetensors"
+    return load_file(final / name)

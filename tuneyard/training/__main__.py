@@ -1,0 +1,30 @@
+"""`python -m tuneyard.training SPEC --run-dir DIR [--resume ...]`: the runner alone.
+
+Workers start runners this way: argparse only, so a runner starts without the CLI's
+dependencies. `tuneyard train` is the same entry for people.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tuneyard.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tuneyard.training", description=__doc__)
+    parser.add_argument("spec", type=Path, help="the job spec, YAML or JSON")
+    parser.add_argument("--run-dir", type=Path, required=True, help="where this run's files go")
+    parser.add_argument("--resume", default=None, help="latest, step-N, or a checkpoint folder")
+    parser.add_argument("--model-cache-dir", type=Path, default=None, help="where built-in models are cached")
+    args = parser.parse_args(argv)
+    cache = args.model_cache_dir or Settings.from_env().resolved_model_cache_dir
+    from tuneyard.training.runner import run  # torch loads here, after argument errors are out
+
+    return run(args.spec, args.run_dir, args.resume, cache)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""From a user's spec file to the run's resolved configuration, written to RUN_DIR/spec.json.
+
+Paths are made absolute, defaults filled in with the origin of every value (user, method,
+base model, default), and the decisions the runner makes for the hardware (device, bf16)
+recorded next to them, so spec.json says exactly what ran and why.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tuneyard.errors import SpecError
+from tuneyard.spec import DatasetRef, Hyperparams, JobSpec, parse_spec, resolve_hyperparams
+
+
+@dataclass
+class RunConfig:
+    spec: JobSpec
+    hyperparams: Hyperparams
+    origins: dict[str, str]
+    datasets: list[DatasetRef]
+    model_cache_dir: Path
+    decisions: dict[str, Any] = field(default_factory=dict)  # device, bf16, model source, ...
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": self.spec.type,
+            "base_model": self.spec.base_model,
+            "method": self.spec.method,
+            "datasets": [d.model_dump(exclude_none=True) for d in self.datasets],
+            "hyperparams": self.hyperparams.model_dump(),
+            "origins": {f"hyperparams.{k}": v for k, v in self.origins.items()},
+            "resolved": self.decisions,
+        }
+
+
+def read_spec_file(path: Path) -> dict[str, Any]:
+    """Parse a YAML or JSON spec file; a syntax error is a user error naming the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError([{"field": "(file)", "message": f"cannot read {path}: {exc.strerror}"}]) from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise SpecError([{"field": "(file)", "message": f"{path.name} is not valid YAML/JSON: {exc}"}]) from None
+    return data if data is not None else {}
+
+
+def resolve(
+    raw: dict[str, Any], spec_dir: Path, model_cache_dir: Path, base_model_defaults: dict[str, Any]
+) -> RunConfig:
+    spec = parse_spec(raw)
+    hyperparams, origins = resolve_hyperparams(spec, base_model_defaults)
+    datasets = [_absolute(ref, spec_dir) for ref in spec.datasets]
+    missing = [
+        {"field": f"datasets.{i}.path", "message": f"no such file: {ref.path}"}
+        for i, ref in enumerate(datasets)
+        if ref.path and not Path(ref.path).is_file()
+    ]
+    missing += [
+        {"field": f"datasets.{i}", "message": "the runner takes files by path; ids and names are the service's"}
+        for i, ref in enumerate(datasets)
+        if not ref.path
+    ]
+    if missing:
+        raise SpecError(missing)
+    return RunConfig(spec, hyperparams, origins, datasets, model_cache_dir)
+
+
+def _absolute(ref: DatasetRef, spec_dir: Path) -> DatasetRef:
+    if ref.path is None:
+        return ref
+    path = Path(ref.path).expanduser()
+    return ref.model_copy(update={"path": str(path if path.is_absolute() else (spec_dir / path).resolve())})

@@ -1,0 +1,222 @@
+"""The fine-tuning recipe: setup() → train() → finish(), read top to bottom.
+
+One optimizer step is a fixed set of micro-batches computed from (seed, epoch, position),
+so a run resumed from a checkpoint takes exactly the steps the uninterrupted run takes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tuneyard.training import checkpoint, contract
+from tuneyard.training.checkpoint import TrainState
+from tuneyard.training.config import RunConfig
+from tuneyard.training.control import RunControl
+from tuneyard.training.data import build_rows, collate
+from tuneyard.training.evaluation import evaluate
+from tuneyard.training.loss import token_loss_sum
+from tuneyard.training.optim import build_optimizer, build_scheduler
+from tuneyard.training.plan import TrainingPlan
+from tuneyard.training.rng import capture_rng_state, restore_rng_state
+from tuneyard.training.session import Session
+from tuneyard.training.telemetry import Telemetry, console_line
+
+
+class FinetuneRecipe:
+    """Trains one job in this process. The runner builds it, calls the three phases, exits."""
+
+    def __init__(self, config: RunConfig, run_dir: Path, telemetry: Telemetry, control: RunControl) -> None:
+        self.config = config
+        self.hp = config.hyperparams
+        self.run_dir = run_dir
+        self.telemetry = telemetry
+        self.control = control
+        self.state = TrainState()
+        self._process_start = time.monotonic()
+        self._prior_compute = 0.0
+        self._last_saved_step = -1
+
+    # ---- setup -------------------------------------------------------------------------
+
+    def setup(self, resume_from: Path | None) -> None:
+        self.session = Session.open(self.config, self.telemetry)
+        self.rows = build_rows(self.session.data.train, self.hp.max_seq_length, self.hp.packing)
+        self.eval_rows = build_rows(self.session.data.eval, self.hp.max_seq_length, self.hp.packing)
+        self.plan = TrainingPlan(
+            len(self.rows), self.hp.batch_size, self.hp.gradient_accumulation_steps,
+            self.hp.epochs, self.hp.max_steps, self.hp.seed,
+        )  # fmt: skip
+        model = self.session.model
+        self.trainable = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(model, self.hp)
+        self.scheduler = build_scheduler(self.optimizer, self.hp, self.plan.total_steps)
+        if resume_from is not None:
+            self._restore(resume_from)
+
+    def _restore(self, folder: Path) -> None:
+        self.session.method.restore(self.session.model, folder / checkpoint.WEIGHTS_DIR)
+        self.optimizer.load_state_dict(checkpoint.load_torch(folder, checkpoint.OPTIMIZER_FILE))
+        self.scheduler.load_state_dict(checkpoint.load_torch(folder, checkpoint.SCHEDULER_FILE))
+        restore_rng_state(checkpoint.load_torch(folder, checkpoint.RNG_FILE))
+        self.state = checkpoint.load_state(folder)
+        self._prior_compute = self.state.compute_seconds
+        self._last_saved_step = self.state.step
+        self.telemetry.log(f"resumed from {folder.name}: step {self.state.step}/{self.plan.total_steps}, "
+                           f"epoch {self.state.epoch}, batch {self.state.batch_index}")
+
+    # ---- train -------------------------------------------------------------------------
+
+    def train(self) -> str:
+        """Run optimizer steps until done ("completed") or asked to stop ("stopped")."""
+        if self.control.stop_requested:
+            return self._stop()
+        if self.state.baseline_eval is None:
+            self.telemetry.phase("baseline_eval")
+            self.state.baseline_eval = self._evaluate(baseline=True)
+        self.telemetry.phase("training")
+        self.telemetry.log(f"training {self.plan.total_steps} steps: {len(self.rows)} rows, "
+                           f"{self.plan.steps_per_epoch} steps per epoch")
+        while self.state.step < self.plan.total_steps:
+            if self.control.stop_requested:
+                return self._stop()
+            self._step()
+            self._maybe_evaluate()
+            self._maybe_checkpoint()
+        # A stop that lands during the last step is moot: the run is complete.
+        return "completed"
+
+    def _stop(self) -> str:
+        if self._last_saved_step != self.state.step and self.state.step > 0:
+            self.save_checkpoint()
+        self.telemetry.log(f"stopped at step {self.state.step}; resumable")
+        return "stopped"
+
+    def _step(self) -> None:
+        started = time.perf_counter()
+        positions = self.plan.step_batches(self.state.epoch, self.state.batch_index)
+        batches = [[self.rows[i] for i in idx] for idx in positions]
+        loss_tokens = sum(_loss_tokens(row) for batch in batches for row in batch)
+        total_loss = torch.zeros((), dtype=torch.float64)
+        for batch in batches:
+            total_loss += self._micro_step(batch, max(loss_tokens, 1))
+        grad_norm = self._clip_and_step()
+        tokens = sum(len(row.input_ids) for batch in batches for row in batch)
+        self._advance(total_loss.item() / max(loss_tokens, 1), grad_norm, tokens, time.perf_counter() - started)
+
+    def _micro_step(self, rows: list[Any], step_loss_tokens: int) -> torch.Tensor:
+        batch = collate(rows, self.session.pad_token_id)
+        labels = batch.pop("labels")
+        with self.session.autocast():
+            logits = self.session.model(**batch, use_cache=False).logits
+        loss_sum, _ = token_loss_sum(logits, labels)
+        (loss_sum / step_loss_tokens).backward()
+        return loss_sum.detach().double()
+
+    def _clip_and_step(self) -> float:
+        max_norm = self.hp.max_grad_norm if self.hp.max_grad_norm is not None else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable, max_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(grad_norm)
+
+    def _advance(self, loss: float, grad_norm: float, tokens: int, seconds: float) -> None:
+        state = self.state
+        lr = float(self.scheduler.get_last_lr()[0])
+        state.step += 1
+        state.epoch, state.batch_index = self.plan.advance(state.epoch, state.batch_index)
+        state.tokens_seen += tokens
+        state.train_seconds += seconds
+        state.last_loss = loss
+        state.losses.append(loss)
+        self._report(loss, lr, grad_norm, tokens / max(seconds, 1e-9), seconds)
+
+    def _report(self, loss: float, lr: float, grad_norm: float, tokens_per_s: float, seconds: float) -> None:
+        state, total = self.state, self.plan.total_steps
+        self.telemetry.emit(
+            contract.KIND_METRIC, step=state.step, total_steps=total,
+            epoch=round(state.step / max(self.plan.steps_per_epoch, 1), 4), phase="train",
+            loss=loss, lr=lr, grad_norm=grad_norm, tokens=state.tokens_seen,
+            tokens_per_s=round(tokens_per_s, 1), memory_gb=round(self.session.memory_gb(), 3),
+            elapsed_s=round(state.train_seconds, 3), eta_s=round(seconds * (total - state.step), 1),
+        )  # fmt: skip
+        every = max(1, total // 50)
+        if state.step % every == 0 or state.step in (1, total):
+            self.telemetry.log(console_line(state.step, total, loss, lr, tokens_per_s))
+
+    def _maybe_evaluate(self) -> None:
+        if self.hp.eval_steps and self.state.step % self.hp.eval_steps == 0 and self.state.step < self.plan.total_steps:
+            self._evaluate(baseline=False)
+
+    def _maybe_checkpoint(self) -> None:
+        step = self.state.step
+        due = (
+            (self.hp.save_steps is not None and step % self.hp.save_steps == 0)
+            or (self.state.batch_index == 0 and self.state.epoch > 0)  # an epoch just ended
+            or step == self.plan.total_steps
+            or self.control.take_checkpoint_request()
+        )
+        if due and self._last_saved_step != step:
+            self.save_checkpoint()
+
+    # ---- checkpoints and evaluation -------------------------------------------------------
+
+    def save_checkpoint(self) -> Path:
+        self.state.compute_seconds = self._prior_compute + (time.monotonic() - self._process_start)
+        folder = checkpoint.save(
+            self.run_dir, self.state, self.session.save_weights, self.optimizer, self.scheduler,
+            capture_rng_state(), self.config.to_json(),
+        )  # fmt: skip
+        self._last_saved_step = self.state.step
+        checkpoint.prune(self.run_dir, self.hp.save_total_limit)
+        self.telemetry.emit(
+            contract.KIND_CHECKPOINT, step=self.state.step, path=str(folder.relative_to(self.run_dir)),
+            epoch=self.state.epoch, tokens=self.state.tokens_seen, loss=self.state.last_loss,
+        )  # fmt: skip
+        return folder
+
+    def _evaluate(self, baseline: bool) -> dict[str, float]:
+        rows, on = (self.eval_rows, "eval") if self.eval_rows else (self.rows[:32], "train_sample")
+        loss, tokens = evaluate(self.session, rows, self.hp.batch_size)
+        figures = {"eval_loss": loss, "eval_ppl": math.exp(min(loss, 50.0)), "eval_tokens": tokens}
+        self.telemetry.emit(contract.KIND_EVAL, step=self.state.step, baseline=baseline, eval_on=on, **figures)
+        return figures
+
+    # ---- finish ------------------------------------------------------------------------
+
+    def finish(self) -> dict[str, Any]:
+        """Final eval, the trained model in final/, and the result card."""
+        self.telemetry.phase("final_eval")
+        final_eval = self._evaluate(baseline=False)
+        self.telemetry.phase("saving")
+        self.session.save_final(self.run_dir / contract.FINAL_DIR, self.config.to_json())
+        return self._result(final_eval)
+
+    def _result(self, final_eval: dict[str, float]) -> dict[str, Any]:
+        baseline = self.state.baseline_eval or final_eval
+        model = self.session.model
+        return {
+            "ppl_baseline": baseline["eval_ppl"],
+            "ppl_final": final_eval["eval_ppl"],
+            "ppl_delta_pct": 100.0 * (final_eval["eval_ppl"] - baseline["eval_ppl"]) / baseline["eval_ppl"],
+            "eval_loss_baseline": baseline["eval_loss"],
+            "eval_loss_final": final_eval["eval_loss"],
+            "loss_final": self.state.last_loss,
+            "params_total": sum(p.numel() for p in model.parameters()),
+            "params_trainable": sum(p.numel() for p in self.trainable),
+            "steps": self.state.step,
+            "tokens_processed": self.state.tokens_seen,
+            "train_seconds": round(self.state.train_seconds, 3),
+            "compute_seconds": round(self._prior_compute + time.monotonic() - self._process_start, 3),
+            "device": str(self.session.device),
+        }
+
+
+def _loss_tokens(row: Any) -> int:
+    """Positions whose next token carries loss: what token_loss_sum averages over."""
+    return sum(1 for label in row.labels[1:] if label != -100)

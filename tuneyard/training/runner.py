@@ -1,0 +1,90 @@
+"""The runner's entry: one job, one process, one exit code (see contract.py).
+
+Every failure is turned into a verdict here: user errors exit 3 and are never retried,
+a graceful stop exits 75, anything unexpected is a failure with its traceback in the
+telemetry so the supervisor can say why without reading the process's mind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import traceback
+from pathlib import Path
+
+from tuneyard.errors import CheckpointError, UnsupportedError, UserError
+from tuneyard.training import checkpoint, contract
+from tuneyard.training.config import read_spec_file, resolve
+from tuneyard.training.control import AbortRequested, RunControl
+from tuneyard.training.models.catalog import builtin_defaults
+from tuneyard.training.recipe import FinetuneRecipe
+from tuneyard.training.telemetry import Telemetry
+
+
+def run(spec_path: Path, run_dir: Path, resume: str | None, model_cache_dir: Path) -> int:
+    """Train the job in `spec_path` into `run_dir`; return the exit code."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    telemetry = Telemetry(run_dir / contract.TELEMETRY_FILE)
+    control = RunControl()
+    control.install()
+    try:
+        return _run(spec_path, run_dir, resume, model_cache_dir, telemetry, control)
+    except UserError as exc:
+        telemetry.emit(contract.KIND_ERROR, error_type=exc.error_type, message=exc.message, details=exc.details)
+        telemetry.log(f"error: {exc.message}", level="error")
+        return contract.EXIT_USER_ERROR
+    except AbortRequested as exc:
+        telemetry.log(f"{exc}; exiting without a checkpoint", level="warning")
+        return 128 + exc.signum
+    except Exception as exc:
+        tail = traceback.format_exc().splitlines()[-20:]
+        telemetry.emit(contract.KIND_ERROR, error_type="platform_error", message=f"{type(exc).__name__}: {exc}",
+                       details={"traceback": tail})
+        telemetry.log(f"failed: {type(exc).__name__}: {exc}", level="error")
+        return 1
+    finally:
+        telemetry.close()
+
+
+def _run(
+    spec_path: Path, run_dir: Path, resume: str | None, cache: Path, telemetry: Telemetry, control: RunControl
+) -> int:
+    raw = read_spec_file(spec_path)
+    base_model, method = raw.get("base_model"), raw.get("method", "lora")
+    defaults = builtin_defaults(base_model, method) if isinstance(base_model, str) and isinstance(method, str) else {}
+    config = resolve(raw, spec_path.resolve().parent, cache, defaults)
+    if config.spec.type != "finetune":
+        raise UnsupportedError(f"job type {config.spec.type!r} is not available in this runner yet")
+    resume_from = _resume_point(run_dir, resume, telemetry)
+    recipe = FinetuneRecipe(config, run_dir, telemetry, control)
+    recipe.setup(resume_from)
+    _write_json(run_dir / contract.SPEC_FILE, config.to_json())
+    if recipe.train() == "stopped":
+        return contract.EXIT_STOPPED
+    result = recipe.finish()
+    _write_json(run_dir / contract.RESULT_FILE, result)
+    telemetry.emit(contract.KIND_RESULT, **result)
+    telemetry.phase("done")
+    telemetry.log(f"completed: ppl {result['ppl_baseline']:.3f} → {result['ppl_final']:.3f}")
+    return contract.EXIT_COMPLETED
+
+
+def _resume_point(run_dir: Path, resume: str | None, telemetry: Telemetry) -> Path | None:
+    for removed in checkpoint.clean_incomplete(run_dir):
+        telemetry.log(f"removed incomplete checkpoint {removed.name}", level="warning")
+    if resume is None:
+        if checkpoint.complete_checkpoints(run_dir):
+            raise CheckpointError(f"{run_dir} already holds checkpoints: pass --resume latest, or use a new run dir")
+        return None
+    return checkpoint.locate(run_dir, resume)
+
+
+def _write_json(path: Path, data: object) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, default=str)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+

@@ -1,0 +1,113 @@
+"""What a recipe trains with: the model prepared for its method, tokenizer, data, device.
+
+Loading is where most user errors surface (a missing model, unusable data); it happens
+here, before any step, and each phase is announced in the telemetry as it starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import torch
+from transformers.utils import logging as hf_logging
+
+from tuneyard.training import artifacts
+from tuneyard.training.config import RunConfig
+from tuneyard.training.data import DataSource, PreparedData, prepare_data
+from tuneyard.training.methods import Method, get_method
+from tuneyard.training.models import check_method_supported, load_model, load_tokenizer, resolve_model_source
+from tuneyard.training.rng import seed_everything
+from tuneyard.training.telemetry import Telemetry
+from tuneyard.training.versions import library_versions
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def fast_bf16(device: torch.device) -> bool:
+    """bf16 is worth it only where the hardware computes in it natively.
+
+    On a CPU without AVX512-BF16/AMX, oneDNN emulates bf16 matmuls far slower than fp32.
+    """
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+@dataclass
+class Session:
+    model: Any
+    tokenizer: Any
+    method: Method
+    device: torch.device
+    bf16: bool
+    data: PreparedData
+
+    @classmethod
+    def open(cls, config: RunConfig, telemetry: Telemetry) -> Session:
+        hp = config.hyperparams
+        hf_logging.disable_progress_bar()  # runner.log is read by people and by the supervisor's tail
+        seed_everything(hp.seed)
+        device = pick_device()
+        bf16 = fast_bf16(device) if hp.bf16 == "auto" else bool(hp.bf16)
+        telemetry.phase("loading_model")
+        check_method_supported(config.spec.method, device.type)
+        source = resolve_model_source(config.spec.base_model, config.model_cache_dir)
+        tokenizer = load_tokenizer(source)
+        model: Any = load_model(source, dtype=torch.float32)
+        model = model.to(device)
+        if hp.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        method = get_method(config.spec.method)
+        model = method.prepare(model, hp, bf16)
+        model.train()
+        config.decisions.update(
+            device=str(device), bf16=bf16, model_source=_describe(source), versions=library_versions()
+        )
+        telemetry.log(f"model {config.spec.base_model} on {device}, bf16 {'on' if bf16 else 'off'}, "
+                      f"method {method.name}")
+        telemetry.phase("loading_data")
+        data = prepare_data(
+            [DataSource(Path(d.path or ""), d.format, d.split) for d in config.datasets], tokenizer,
+            max_seq_length=hp.max_seq_length, train_on_inputs=hp.train_on_inputs,
+            eval_split=hp.eval_split, seed=hp.seed, log=telemetry.log,
+        )  # fmt: skip
+        return cls(model, tokenizer, method, device, bf16, data)
+
+    @property
+    def pad_token_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return int(pad if pad is not None else self.tokenizer.eos_token_id)
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if not self.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def memory_gb(self) -> float:
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device) / 2**30
+        return psutil.Process().memory_info().rss / 2**30
+
+    def save_final(self, target: Path, resolved_spec: dict[str, Any]) -> None:
+        """The trained model in the standard layout, loadable without tuneyard."""
+        manifest = {"kind": "final", "method": self.method.name, "spec": resolved_spec,
+                    "versions": library_versions()}
+        with artifacts.atomic_folder(target, manifest) as tmp:
+            self.save_weights(tmp)
+            self.tokenizer.save_pretrained(tmp)
+
+    def save_weights(self, folder: Path) -> None:
+        self.method.save(self.model, folder)
+
+
+def _describe(source: Any) -> Any:
+    if dataclasses.is_dataclass(source) and not isinstance(source, type):
+        return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(source).items()}
+    return str(source)

@@ -1,0 +1,57 @@
+"""Telemetry: one JSON object a line in RUN_DIR/telemetry.jsonl, flushed as it is written.
+
+A supervisor tails this file while the run goes on, so every line is complete when it lands
+(one write call per line) and flushed at once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from tuneyard.training import contract
+
+
+class Telemetry:
+    """Appends records to the telemetry file and mirrors log lines to stderr."""
+
+    def __init__(self, path: Path, echo: TextIO | None = sys.stderr) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the run
+        self._echo = echo
+
+    def emit(self, kind: str, **fields: Any) -> None:
+        record = {"kind": kind, "ts": round(time.time(), 3), **{k: _finite(v) for k, v in fields.items()}}
+        self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self._file.flush()
+
+    def log(self, message: str, level: str = "info") -> None:
+        self.emit(contract.KIND_LOG, level=level, message=message)
+        if self._echo is not None:
+            print(message, file=self._echo, flush=True)
+
+    def phase(self, name: str) -> None:
+        assert name in contract.PHASES, name
+        self.emit(contract.KIND_PHASE, phase=name)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity; a diverged loss is reported as null, not as invalid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def format_rate(tokens_per_s: float) -> str:
+    return f"{tokens_per_s / 1000:.1f}k" if tokens_per_s >= 1000 else f"{tokens_per_s:.0f}"
+
+
+def console_line(step: int, total: int, loss: float, lr: float, tokens_per_s: float) -> str:
+    return f"step {step}/{total} · loss {loss:.4f} · lr {lr:.2e} · {format_rate(tokens_per_s)} tok/s"
