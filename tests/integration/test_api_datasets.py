@@ -1,0 +1,76 @@
+"""Files and datasets over HTTP: upload, validate into ready / invalid, preview, delete."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from fastapi.testclient import TestClient
+
+from tests.support import api
+from tests.support.api import Tenant, chat_lines, upload
+from tuneyard.services import datasets
+from tuneyard.store.engine import Database
+
+app, client, tenant, other, api_settings = api.app, api.client, api.tenant, api.other, api.api_settings
+
+
+def test_upload_is_hashed_and_listed(client: TestClient, tenant: Tenant) -> None:
+    content = chat_lines(3)
+    stored = upload(client, tenant, content)
+    assert stored["bytes"] == len(content)
+    assert stored["sha256"] == hashlib.sha256(content).hexdigest()
+    assert client.get(f"/v1/files/{stored['id']}", headers=tenant.headers).json()["filename"] == "chats.jsonl"
+    assert [f["id"] for f in client.get("/v1/files", headers=tenant.headers).json()["data"]] == [stored["id"]]
+
+
+def test_dataset_becomes_ready_with_stats(client: TestClient, tenant: Tenant) -> None:
+    files = [upload(client, tenant, chat_lines(n)) for n in (3, 4)]
+    response = client.post("/v1/datasets", headers=tenant.headers,
+                           json={"name": "chats", "file_ids": [f["id"] for f in files]})
+    assert response.status_code == 201
+    dataset = response.json()
+    assert dataset["status"] == "ready" and dataset["errors"] == []
+    assert dataset["examples"] == 7
+    assert dataset["bytes"] == sum(f["bytes"] for f in files)
+    assert dataset["tokens_est"] > 0
+
+    preview = client.get(f"/v1/datasets/{dataset['id']}/preview", headers=tenant.headers, params={"limit": 5})
+    rows = preview.json()["data"]
+    assert [(r["file_index"], r["line"]) for r in rows] == [(0, 1), (0, 2), (0, 3), (1, 1), (1, 2)]
+    assert rows[0]["example"]["messages"][0]["content"] == "What is 0 plus 1?"
+
+    by_name = client.post("/v1/datasets", headers=tenant.headers, json={"name": "chats", "file_ids": [files[0]["id"]]})
+    assert by_name.status_code == 409
+    assert [d["id"] for d in client.get("/v1/datasets", headers=tenant.headers).json()["data"]] == [dataset["id"]]
+    assert client.delete(f"/v1/datasets/{dataset['id']}", headers=tenant.headers).status_code == 204
+    assert client.get(f"/v1/datasets/{dataset['id']}", headers=tenant.headers).status_code == 404
+
+
+def test_invalid_dataset_lists_line_numbered_errors(client: TestClient, tenant: Tenant) -> None:
+    good = upload(client, tenant, chat_lines(2))
+    bad = upload(client, tenant, chat_lines(2) + b"not json\n" + b'{"messages": "nope"}\n' + b"[1, 2]\n")
+    response = client.post("/v1/datasets", headers=tenant.headers,
+                           json={"name": "mixed", "file_ids": [good["id"], bad["id"]], "format": "auto"})
+    assert response.status_code == 201
+    dataset = response.json()
+    assert dataset["status"] == "invalid"
+    assert [(e["file_index"], e["line"]) for e in dataset["errors"]] == [(1, 3), (1, 4), (1, 5)]
+    assert "JSON" in dataset["errors"][0]["message"]
+    assert all(set(e) == {"file_index", "line", "message"} for e in dataset["errors"])  # no server paths
+    job = client.post("/v1/jobs", headers=tenant.headers,
+                      json={"base_model": "tiny-llama", "datasets": [{"name": "mixed"}]})
+    assert job.status_code == 422
+    assert "invalid, not ready" in job.json()["error"]["details"]["problems"][0]["message"]
+
+
+def test_large_dataset_is_validated_in_the_background(db: Database, tenant: Tenant, client: TestClient) -> None:
+    stored = upload(client, tenant, chat_lines(5))
+    request = datasets.DatasetCreate("later", [stored["id"]])
+    created = datasets.create_dataset(db, tenant.org_id, request, inline_bytes=0)
+    assert created.status == "validating"
+    deadline = time.monotonic() + 10
+    while (current := datasets.get_dataset(db, tenant.org_id, created.id)).status == "validating":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert current.status == "ready" and current.examples == 5
