@@ -92,3 +92,23 @@ def test_final_loads_with_plain_transformers_and_generates(tmp_path: Path, model
         out = model.generate(**prompt, max_new_tokens=8, do_sample=False)
     assert out.shape[1] > prompt["input_ids"].shape[1]
     assert isinstance(tokenizer.decode(out[0]), str)
+
+
+def test_resolved_spec_records_origins_and_can_be_run_again(tmp_path: Path, model_cache: Path) -> None:
+    data = write_jsonl(tmp_path / "train.jsonl", arithmetic_chat(8))
+    spec = write_spec(tmp_path, data, max_steps=2)
+    run_dir = tmp_path / "run"
+    assert run_runner(spec, run_dir, model_cache) == 0
+    resolved = json.loads((run_dir / "spec.json").read_text())
+    origins = resolved["origins"]
+    assert origins["hyperparams.max_steps"] == "user"
+    assert origins["hyperparams.lora_rank"] == "default"
+    assert origins["hyperparams.gradient_accumulation_steps"] == "default"
+    assert resolved["resolved"]["device"] == "cpu" and resolved["resolved"]["bf16"] is False
+    assert resolved["resolved"]["model_source"]["kind"] == "builtin"
+    # A worker starts every attempt from the run's own spec.json; it must parse and keep its origins.
+    again = tmp_path / "again"
+    again.mkdir()
+    (again / "spec.json").write_text(json.dumps(resolved))
+    assert run_runner(again / "spec.json", again, model_cache) == 0
+    assert json.loads((again / "spec.json").read_text())["origins"] == origins

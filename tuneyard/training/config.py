@@ -55,8 +55,16 @@ def read_spec_file(path: Path) -> dict[str, Any]:
 def resolve(
     raw: dict[str, Any], spec_dir: Path, model_cache_dir: Path, base_model_defaults: dict[str, Any]
 ) -> RunConfig:
+    """Validate and complete a spec. It may be a spec.json this runner wrote before (a worker
+    starts each attempt from it): its recorded origins are kept, its decisions made afresh."""
+    raw = dict(raw)
+    recorded = raw.pop("origins", None) or {}
+    raw.pop("resolved", None)
     spec = parse_spec(raw)
     hyperparams, origins = resolve_hyperparams(spec, base_model_defaults)
+    for name in origins:
+        if isinstance(recorded.get(f"hyperparams.{name}"), str):
+            origins[name] = recorded[f"hyperparams.{name}"]
     datasets = [_absolute(ref, spec_dir) for ref in spec.datasets]
     missing = [
         {"field": f"datasets.{i}.path", "message": f"no such file: {ref.path}"}
