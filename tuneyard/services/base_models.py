@@ -84,9 +84,7 @@ class BaseModelRegistration:
 def register_base_model(
     db: Database, settings: Settings, org_id: str, request: BaseModelRegistration
 ) -> BaseModelInfo:
-    kind = request.kind
-    if kind == "auto":
-        kind = "hub" if HUB_ID.match(request.source) and not request.source.startswith(".") else "local"
+    kind = request.kind if request.kind != "auto" else _guess_kind(settings, request.source)
     if kind == "hub":
         if not HUB_ID.match(request.source):
             raise InvalidRequest([{"field": "source", "message": "not a hub id (expected owner/name)"}])
@@ -101,6 +99,16 @@ def register_base_model(
     meta.update({k: v for k, v in (("name", request.name), ("description", request.description)) if v})
     row = store.register_base_model(db, org_id=org_id, source_kind=kind, source=source, meta=meta)
     return _registered_info(row)
+
+
+def _guess_kind(settings: Settings, source: str) -> str:
+    """A model found under a model root is local; otherwise a name shaped like `owner/name` is a hub id."""
+    try:
+        allowed_model_path(settings, source)
+    except InvalidRequest:
+        if HUB_ID.match(source) and not source.startswith("."):
+            return "hub"
+    return "local"  # registering it again below reports why it cannot be used
 
 
 def allowed_model_path(settings: Settings, raw: str) -> Path:

@@ -29,7 +29,8 @@ def service_figures(db: Database) -> ServiceFigures:
         .order_by(Job.created_at.desc()).limit(RECENT_JOBS)
     )
     with db.read() as session:
-        by_status.update(dict(session.execute(select(Job.status, func.count()).group_by(Job.status)).tuples()))
+        counted = session.execute(select(Job.status, func.count()).group_by(Job.status)).all()
+        by_status.update({status: count for status, count in counted})
         rows = session.execute(recent).all()
     latencies = [_seconds(r.created_at, r.started_at) for r in rows if r.started_at is not None]
     durations: dict[str, list[float]] = {s.value: [] for s in TERMINAL}

@@ -1,0 +1,173 @@
+"""What a job wrote, served back: timeline, live stream with resume, result, artifacts, download,
+trained models with lineage, base models, stats, health and Prometheus figures."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from tests.support import api
+from tests.support.api import Tenant, create_job, finished_job, ready_dataset
+from tuneyard.settings import Settings
+
+app, client, tenant, other, api_settings = api.app, api.client, api.tenant, api.other, api.api_settings
+
+
+def get(client: TestClient, tenant: Tenant, url: str, **params: Any) -> Any:
+    response = client.get(url, headers=tenant.headers, params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_timeline_routes(client: TestClient, db, api_settings: Settings, tenant: Tenant) -> None:
+    done = finished_job(client, db, api_settings, tenant)
+    url = f"/v1/jobs/{done['job_id']}"
+    job = get(client, tenant, url)
+    assert job["status"] == "completed" and job["output_model_id"] == done["model_id"]
+    assert job["progress"] == {"step": 4, "total_steps": 4, "epoch": 1.0, "percent": 100.0, "eta_s": None}
+    assert job["loss"] == 1.0 and job["last_checkpoint_step"] == 2
+
+    events = get(client, tenant, f"{url}/events")["data"]
+    assert [e["type"] for e in events][:2] == ["created", "claimed"] and events[-1]["type"] == "completed"
+    later = get(client, tenant, f"{url}/events", since=events[-2]["seq"])["data"]
+    assert [e["seq"] for e in later] == [events[-1]["seq"]]
+
+    metrics = get(client, tenant, f"{url}/metrics", since_step=2)["data"]
+    assert [(m["step"], m["kind"]) for m in metrics] == [(3, "train"), (4, "train")]
+    assert [m["kind"] for m in get(client, tenant, f"{url}/metrics", kind="eval")["data"]] == ["eval"]
+
+    assert [line["seq"] for line in get(client, tenant, f"{url}/logs", since=3)["data"]] == [4, 5]
+    assert [line["message"] for line in get(client, tenant, f"{url}/logs", tail=2)["data"]] == ["line 4", "line 5"]
+
+    checkpoints = get(client, tenant, f"{url}/checkpoints")["data"]
+    assert [(c["id"], c["step"], c["metrics"]) for c in checkpoints] == [(done["checkpoint_id"], 2, {"loss": 2.0})]
+    assert get(client, tenant, f"{url}/result") == done["result"]
+
+
+def read_sse(text: str) -> list[dict[str, Any]]:
+    items = []
+    for block in text.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if not line.startswith(":"))
+        if fields:
+            items.append({"event": fields.get("event"), "id": fields.get("id"), "data": json.loads(fields["data"])})
+    return items
+
+
+def test_stream_resumes_from_last_event_id_without_gaps_or_repeats(
+    client: TestClient, db, api_settings: Settings, tenant: Tenant
+) -> None:
+    done = finished_job(client, db, api_settings, tenant)
+    url = f"/v1/jobs/{done['job_id']}/stream"
+    full = read_sse(client.get(url, headers=tenant.headers).text)
+    assert full[-1]["event"] == "end" and full[-1]["data"] == {"status": "completed"}
+    body = full[:-1]
+    kinds = {item["event"] for item in body}
+    assert kinds == {"event", "metric", "log"}
+    assert sum(item["event"] == "log" for item in body) == 5
+    assert sum(item["event"] == "metric" for item in body) == 5
+
+    # Reconnect after every item in turn: what follows must be exactly the rest, in order.
+    for cut in range(len(body)):
+        rest = read_sse(client.get(url, headers={**tenant.headers, "Last-Event-ID": body[cut]["id"]}).text)
+        assert [(r["event"], r["data"]) for r in rest[:-1]] == [(r["event"], r["data"]) for r in body[cut + 1:]]
+
+
+def test_result_is_404_until_it_exists(client: TestClient, tenant: Tenant) -> None:
+    dataset = ready_dataset(client, tenant)
+    job = create_job(client, tenant, dataset["id"])
+    missing = client.get(f"/v1/jobs/{job['id']}/result", headers=tenant.headers)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "NOT_FOUND"
+    assert client.get(f"/v1/jobs/{job['id']}/download", headers=tenant.headers).status_code == 404
+    assert get(client, tenant, f"/v1/jobs/{job['id']}/artifacts")["data"] == []
+
+
+def test_artifacts_and_download(client: TestClient, db, api_settings: Settings, tenant: Tenant) -> None:
+    done = finished_job(client, db, api_settings, tenant)
+    url = f"/v1/jobs/{done['job_id']}"
+    paths = {a["path"]: a["bytes"] for a in get(client, tenant, f"{url}/artifacts")["data"]}
+    assert paths == {"final/adapter_config.json": 8, "final/adapter_model.safetensors": 800, "runner.log": 8}
+    one = client.get(f"{url}/artifacts/final/adapter_config.json", headers=tenant.headers)
+    assert one.status_code == 200 and one.content == b'{"r": 8}'
+
+    download = client.get(f"{url}/download", headers=tenant.headers)
+    assert download.status_code == 200
+    assert done["model_id"] in download.headers["content-disposition"]
+    with tarfile.open(fileobj=io.BytesIO(download.content), mode="r:gz") as tar:
+        names = sorted(tar.getnames())
+        weights = tar.extractfile(f"{done['model_id']}/adapter_model.safetensors")
+        assert weights is not None and weights.read() == b"\x00weights" * 100
+    assert names == [f"{done['model_id']}/adapter_config.json", f"{done['model_id']}/adapter_model.safetensors"]
+
+
+def test_trained_models_keep_lineage_and_outlive_their_job(
+    client: TestClient, db, api_settings: Settings, tenant: Tenant
+) -> None:
+    done = finished_job(client, db, api_settings, tenant)
+    model = get(client, tenant, f"/v1/models/{done['model_id']}")
+    assert model["lineage"] == {"base_model": "tiny-llama", "datasets": [done["dataset_id"]], "job_id": done["job_id"]}
+    assert [m["id"] for m in get(client, tenant, "/v1/models")["data"]] == [done["model_id"]]
+
+    # A checkpoint id and a trained-model id are valid base models for a new job.
+    for base in (done["checkpoint_id"], done["model_id"]):
+        job = create_job(client, tenant, done["dataset_id"], base_model=base)
+        assert job["config"]["base_model"].startswith(str(api_settings.data_dir))
+
+    assert client.delete(f"/v1/jobs/{done['job_id']}", headers=tenant.headers).status_code == 204
+    kept = get(client, tenant, f"/v1/models/{done['model_id']}")
+    assert kept["lineage"]["job_id"] is None
+    weights = api_settings.data_dir / "models" / done["model_id"] / "adapter_model.safetensors"
+    assert weights.is_file()
+    assert client.delete(f"/v1/models/{done['model_id']}", headers=tenant.headers).status_code == 204
+    assert not weights.exists()
+    assert client.get(f"/v1/models/{done['model_id']}", headers=tenant.headers).status_code == 404
+
+
+def test_base_models(client: TestClient, api_settings: Settings, tenant: Tenant, other: Tenant) -> None:
+    listed = get(client, tenant, "/v1/base-models")["data"]
+    assert listed[0]["id"] == "tiny-llama" and listed[0]["source_kind"] == "builtin"
+    assert get(client, tenant, "/v1/base-models/tiny-llama")["parameters"] > 0
+
+    folder = api_settings.model_roots[0] / "my-llama"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "llama", "max_position_embeddings": 2048}))
+    local = client.post("/v1/base-models", headers=tenant.headers, json={"source": "my-llama", "name": "mine"})
+    assert local.status_code == 201, local.text
+    assert local.json()["source_kind"] == "local" and local.json()["architecture"] == "llama"
+    assert local.json()["source"] == str(folder.resolve())
+    hub = client.post("/v1/base-models", headers=tenant.headers, json={"source": "HuggingFaceTB/SmolLM2-135M"})
+    assert hub.json()["source_kind"] == "hub"
+    ids = [m["id"] for m in get(client, tenant, "/v1/base-models")["data"]]
+    assert ids[-2:] == [local.json()["id"], hub.json()["id"]]
+    assert local.json()["id"] not in [m["id"] for m in get(client, other, "/v1/base-models")["data"]]
+
+    dataset = ready_dataset(client, tenant)
+    job = create_job(client, tenant, dataset["id"], base_model=local.json()["id"])
+    assert job["config"]["base_model"] == str(folder.resolve())
+
+
+def test_stats_health_metrics_and_openapi(app: FastAPI, client: TestClient, tenant: Tenant, other: Tenant,
+                                          db, api_settings: Settings) -> None:
+    finished_job(client, db, api_settings, tenant)
+    dataset = ready_dataset(client, tenant, name="more")
+    create_job(client, tenant, dataset["id"])
+    create_job(client, other, ready_dataset(client, other)["id"])
+    stats = get(client, tenant, "/v1/stats")
+    assert stats["jobs_by_status"]["completed"] == 1 and stats["jobs_by_status"]["queued"] == 1
+    assert stats["queue_depth"] == 2 and stats["models"] == 1 and stats["datasets"] == 2
+    assert stats["workers_alive"] == 0
+
+    assert client.get("/healthz").json()["status"] == "ok"
+    text = client.get("/metrics").text
+    assert "tuneyard_queue_depth 2" in text
+    assert 'tuneyard_jobs{status="completed"} 1' in text
+    assert 'tuneyard_claim_latency_seconds_bucket{le="+Inf"} 1' in text
+    assert 'tuneyard_job_duration_seconds_count{status="completed"} 1' in text
+
+    schema = app.openapi()
+    assert "/v1/jobs/{job_id}/stream" in schema["paths"]
+    assert client.get("/openapi.json").status_code == 200
