@@ -6,14 +6,20 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+import threading
+import time
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tests.support import api
-from tests.support.api import Tenant, create_job, finished_job, ready_dataset
+from tests.support.api import Tenant, create_job, finished_job, live_server, ready_dataset
+from tuneyard.client import TuneyardClient
+from tuneyard.scheduler import claim
 from tuneyard.settings import Settings
+from tuneyard.store import outcomes, telemetry
+from tuneyard.store.status import Event
 
 app, client, tenant, other, api_settings = api.app, api.client, api.tenant, api.other, api.api_settings
 
@@ -171,3 +177,41 @@ def test_stats_health_metrics_and_openapi(app: FastAPI, client: TestClient, tena
     schema = app.openapi()
     assert "/v1/jobs/{job_id}/stream" in schema["paths"]
     assert client.get("/openapi.json").status_code == 200
+
+
+def test_live_stream_reconnects_mid_training_without_gaps_or_repeats(
+    app: FastAPI, client: TestClient, db, tenant: Tenant
+) -> None:
+    dataset = ready_dataset(client, tenant)
+    job_id = create_job(client, tenant, dataset["id"])["id"]
+    claimed = claim(db, "w", 60)
+    assert claimed is not None
+    steps = 40
+
+    def train() -> None:
+        outcomes.mark_running(db, job_id, claimed.attempt)
+        for step in range(1, steps + 1):
+            telemetry.record_metrics(db, job_id, claimed.attempt, [telemetry.MetricIn(step, {"loss": 1 / step})])
+            telemetry.append_logs(db, job_id, claimed.attempt, [telemetry.LogIn(f"step {step}")])
+            if step % 10 == 0:
+                telemetry.add_event(db, job_id, claimed.attempt, Event("note", f"at {step}"))
+            time.sleep(0.005)
+        outcomes.mark_finalizing(db, job_id, claimed.attempt)
+        outcomes.complete(db, job_id, claimed.attempt, {"ok": True})
+
+    with live_server(app) as base_url, TuneyardClient(base_url, tenant.key) as ty:
+        writer = threading.Thread(target=train)
+        writer.start()
+        seen = []
+        for item in ty.stream(job_id):
+            seen.append(item)
+            if len(seen) == 15:
+                break  # drop the connection mid-training
+        seen += list(ty.stream(job_id, last_event_id=seen[-1].id))
+        writer.join()
+    logs = [i.data["seq"] for i in seen if i.event == "log"]
+    metric_steps = [i.data["step"] for i in seen if i.event == "metric"]
+    events = [i.data["seq"] for i in seen if i.event == "event"]
+    assert logs == list(range(1, steps + 1))
+    assert metric_steps == list(range(1, steps + 1))
+    assert events == list(range(1, len(events) + 1)) and seen[-1].data == {"status": "completed"}
