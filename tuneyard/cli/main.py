@@ -7,9 +7,12 @@ from typing import Annotated
 
 import typer
 
+from tuneyard.cli import serve as serve_command
 from tuneyard.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="tuneyard: fine-tuning jobs you host.")
+app.command()(serve_command.serve)
+app.command()(serve_command.worker)
 
 
 @app.command()

@@ -19,7 +19,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", type=Path, required=True, help="where this run's files go")
     parser.add_argument("--resume", default=None, help="latest, step-N, or a checkpoint folder")
     parser.add_argument("--model-cache-dir", type=Path, default=None, help="where built-in models are cached")
+    parser.add_argument("--exit-with-parent", action="store_true", help="die when the starting process dies")
     args = parser.parse_args(argv)
+    if args.exit_with_parent:
+        from tuneyard.training.control import exit_with_parent
+
+        exit_with_parent()
     cache = args.model_cache_dir or Settings.from_env().resolved_model_cache_dir
     from tuneyard.training.runner import run  # torch loads here, after argument errors are out
 

@@ -1,0 +1,75 @@
+"""`tuneyard serve` (API + embedded workers) and `tuneyard worker` (workers alone)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tuneyard.settings import Settings
+from tuneyard.store.engine import Database
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data folder [env TUNEYARD_DATA_DIR].")]
+Workers = Annotated[int | None, typer.Option("--workers", min=0, help="Workers to run [env TUNEYARD_WORKERS].")]
+
+
+def _open(settings: Settings) -> Database:
+    from tuneyard.store.engine import make_engine
+    from tuneyard.store.migrate import migrate
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(make_engine(settings))
+    migrate(db.engine)
+    return db
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on [env TUNEYARD_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [env TUNEYARD_PORT].")] = None,
+    data_dir: DataDir = None,
+    workers: Workers = None,
+) -> None:
+    """Run the API and embedded workers in one process (SQLite in the data folder by default)."""
+    import uvicorn
+
+    from tuneyard.api.app import create_app
+    from tuneyard.services.admin import ensure_admin_key
+    from tuneyard.worker.pool import WorkerPool
+
+    settings = Settings.from_env().with_overrides(host=host, port=port, data_dir=data_dir, workers=workers)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    db = _open(settings)
+    key_file = ensure_admin_key(db, settings)
+    pool = WorkerPool(db, settings, dict(os.environ), settings.workers)
+    pool.start()
+    typer.echo(f"tuneyard on http://{settings.host}:{settings.port} · data {settings.data_dir} · "
+               f"{settings.workers} worker(s) · admin key in {key_file}")
+    try:
+        uvicorn.run(create_app(settings, db), host=settings.host, port=settings.port, log_level="warning")
+    finally:
+        pool.drain()
+        db.dispose()
+
+
+def worker(data_dir: DataDir = None, workers: Workers = None) -> None:
+    """Run workers alone against a shared database (TUNEYARD_DATABASE_URL) and data folder."""
+    from tuneyard.worker.pool import WorkerPool
+
+    settings = Settings.from_env().with_overrides(data_dir=data_dir, workers=workers)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    db = _open(settings)
+    pool = WorkerPool(db, settings, dict(os.environ), max(settings.workers, 1))
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    pool.start()
+    typer.echo(f"{len(pool.workers)} worker(s) on {settings.resolved_database_url.split('@')[-1]}")
+    stop.wait()
+    typer.echo("draining: handing running jobs back to the queue")
+    pool.drain()
+    db.dispose()

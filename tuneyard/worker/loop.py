@@ -1,0 +1,127 @@
+"""The worker: claim a job, supervise its runner to the end, record how it ended, repeat.
+
+At start it reaps expired leases before taking new work (jobs of a worker that died come back
+first). Asked to shut down, it stops claiming and hands its running job back to the queue,
+checkpointed, without counting a retry.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from tuneyard.scheduler import ClaimedJob, claim, reap
+from tuneyard.scheduler.workers import new_worker_id, register_worker, set_worker_state, worker_heartbeat
+from tuneyard.settings import Settings
+from tuneyard.store.engine import Database
+from tuneyard.store.jobs import load_job
+from tuneyard.training import contract
+from tuneyard.worker.command import runner_argv, runner_env
+from tuneyard.worker.executors import Executor, Launch
+from tuneyard.worker.executors.local import LocalExecutor
+from tuneyard.worker.outcome import Outcome
+from tuneyard.worker.store_reporter import StoreReporter
+from tuneyard.worker.supervisor import Supervisor, SupervisorTimings
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    """One job at a time. Run several (threads or processes) for more."""
+
+    def __init__(self, db: Database, settings: Settings, environ: Mapping[str, str],
+                 executor: Executor | None = None, worker_id: str | None = None) -> None:
+        self.db, self.settings = db, settings
+        self.env = runner_env(environ)
+        self.executor = executor or LocalExecutor()
+        self.id = worker_id or new_worker_id()
+
+    def run(self, shutdown: threading.Event) -> None:
+        """Work until `shutdown` is set; then hand back what is running and return."""
+        register_worker(self.db, self.id, host=socket.gethostname(), pid=os.getpid())
+        log.info("worker %s: started", self.id)
+        try:
+            while not shutdown.is_set():
+                worker_heartbeat(self.db, self.id)
+                reap(self.db)
+                claimed = claim(self.db, self.id, self.settings.lease_seconds)
+                if claimed is None:
+                    shutdown.wait(self.settings.poll_seconds)
+                    continue
+                self.run_job(claimed, shutdown)
+        finally:
+            set_worker_state(self.db, self.id, "stopped")
+            log.info("worker %s: stopped", self.id)
+
+    def run_job(self, claimed: ClaimedJob, shutdown: threading.Event) -> Outcome:
+        job_id = claimed.job_id
+        log.info("worker %s: job %s attempt %d claimed", self.id, job_id, claimed.attempt)
+        run_dir = self.settings.data_dir / "runs" / job_id
+        launch = self._launch(claimed, run_dir)
+        reporter = StoreReporter(self.db, job_id, claimed.attempt, run_dir, self.settings.lease_seconds,
+                                 self._lineage(job_id))
+        supervisor = Supervisor(launch, executor=self.executor, reporter=reporter,
+                                timings=SupervisorTimings.from_settings(self.settings),
+                                telemetry_offset=_size(run_dir / contract.TELEMETRY_FILE))
+        reporter.on_stop_requested = supervisor.request_stop
+        reporter.on_cancel_requested = supervisor.request_cancel
+        done = threading.Event()
+        threading.Thread(target=_release_on_shutdown, args=(shutdown, done, supervisor), daemon=True,
+                         name=f"drain-{job_id}").start()
+        try:
+            return supervisor.run()
+        finally:
+            done.set()
+
+    def _launch(self, claimed: ClaimedJob, run_dir: Path) -> Launch:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        spec = run_dir / contract.SPEC_FILE
+        if not spec.exists():  # later attempts start from the runner's own resolved spec.json
+            _write_json(spec, claimed.config)
+        argv = runner_argv(self.settings, run_dir, _resume_arg(claimed, run_dir))
+        return Launch(claimed.job_id, [*argv, "--exit-with-parent"], run_dir, self.env)
+
+    def _lineage(self, job_id: str) -> dict[str, Any]:
+        spec = load_job(self.db, job_id).spec or {}
+        return {"base_model": spec.get("base_model"), "method": spec.get("method", "lora"),
+                "type": spec.get("type", "finetune"), "datasets": spec.get("datasets", [])}
+
+
+def _resume_arg(claimed: ClaimedJob, run_dir: Path) -> str:
+    """A checkpoint the user chose, when it is still there; otherwise the newest complete one.
+
+    With no checkpoint at all, `latest` starts from the beginning.
+    """
+    if claimed.resume_path:
+        chosen = Path(claimed.resume_path)
+        chosen = chosen if chosen.is_absolute() else run_dir / chosen
+        if (chosen / contract.MANIFEST_FILE).exists():
+            return str(chosen)
+    return "latest"
+
+
+def _release_on_shutdown(shutdown: threading.Event, done: threading.Event, supervisor: Supervisor) -> None:
+    while not done.is_set():
+        if shutdown.wait(0.2):
+            supervisor.request_release()
+            return
+
+
+def _size(path: Path) -> int:
+    """Telemetry already in the file belongs to earlier attempts, which recorded it."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
