@@ -27,3 +27,7 @@ def train(
 
     cache = model_cache_dir or Settings.from_env().resolved_model_cache_dir
     raise typer.Exit(run(spec, run_dir, resume, cache))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,103 @@
+"""Kill the runner, the worker or the whole service mid-training: the job is not lost, it
+resumes from its last checkpoint and ends bit for bit where an uninterrupted run ends."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from tests.e2e.test_service_jobs import step_of, submit
+from tests.support.runs import final_tensors, run_runner
+from tests.support.service import Service, runner_pids, wait_until
+from tuneyard.client import TuneyardClient
+
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+LONG = {"epochs": 10, "save_steps": 3}
+
+
+def wait_mid_training(client: TuneyardClient, job_id: str) -> dict[str, Any]:
+    """Until a checkpoint is committed and training has gone past it."""
+    def ready() -> dict[str, Any] | None:
+        job = client.get_job(job_id)
+        ckpt = job.get("last_checkpoint_step")
+        return job if ckpt and step_of(client, job_id) > ckpt else None
+
+    return wait_until(ready, interval=0.05)
+
+
+def assert_matches_uninterrupted(service: Service, job_id: str, tmp_path: Path) -> None:
+    """Run the job's own resolved spec with the bare runner, uninterrupted, and compare weights."""
+    run_dir = service.data_dir / "runs" / job_id
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    shutil.copy(run_dir / "spec.json", reference / "spec.json")
+    assert run_runner(reference / "spec.json", reference, service.model_cache) == 0
+    expected, actual = final_tensors(reference), final_tensors(run_dir)
+    assert expected.keys() == actual.keys() and expected
+    for name, tensor in expected.items():
+        assert torch.equal(tensor, actual[name]), name
+    losses = {r["step"]: r["loss"] for r in map(json.loads, (run_dir / "telemetry.jsonl").read_text().splitlines())
+              if r["kind"] == "metric"}
+    assert losses == {r["step"]: r["loss"] for r in map(json.loads, (reference / "telemetry.jsonl").read_text()
+                      .splitlines()) if r["kind"] == "metric"}
+
+
+def finish(client: TuneyardClient, job_id: str) -> dict[str, Any]:
+    done = client.wait(job_id, timeout=300)
+    assert done["status"] == "completed", done
+    assert done["retries"] == 1
+    return done
+
+
+def test_runner_killed(service: Service, tmp_path: Path) -> None:
+    service.start_serve()
+    client = service.client()
+    job = submit(client, **LONG)
+    wait_mid_training(client, job["id"])
+    [pid] = runner_pids(service.data_dir / "runs" / job["id"])
+    os.kill(pid, signal.SIGKILL)
+    finish(client, job["id"])
+    events = client.events(job["id"])
+    assert any(e["type"] == "retrying" for e in events)
+    assert_matches_uninterrupted(service, job["id"], tmp_path)
+
+
+def test_worker_process_killed(service: Service, tmp_path: Path) -> None:
+    service.start_serve(workers=0)
+    client = service.client()
+    first = service.start_worker()
+    job = submit(client, **LONG)
+    wait_mid_training(client, job["id"])
+    run_dir = service.data_dir / "runs" / job["id"]
+    [runner] = runner_pids(run_dir)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    wait_until(lambda: not runner_pids(run_dir), timeout=10)  # the orphaned runner follows its worker
+    service.start_worker()
+    finish(client, job["id"])
+    assert any(e["type"] == "lease_expired" for e in client.events(job["id"]))
+    assert_matches_uninterrupted(service, job["id"], tmp_path)
+
+
+def test_serve_killed_and_restarted(service: Service, tmp_path: Path) -> None:
+    serve = service.start_serve()
+    client = service.client()
+    job = submit(client, **LONG)
+    wait_mid_training(client, job["id"])
+    run_dir = service.data_dir / "runs" / job["id"]
+    serve.send_signal(signal.SIGKILL)
+    serve.wait()
+    wait_until(lambda: not runner_pids(run_dir), timeout=10)
+    service.start_serve()
+    finish(client, job["id"])
+    assert_matches_uninterrupted(service, job["id"], tmp_path)
+
+
