@@ -77,7 +77,7 @@ def test_worker_process_killed(service: Service, tmp_path: Path) -> None:
     job = submit(client, **LONG)
     wait_mid_training(client, job["id"])
     run_dir = service.data_dir / "runs" / job["id"]
-    [runner] = runner_pids(run_dir)
+    assert len(runner_pids(run_dir)) == 1
     first.send_signal(signal.SIGKILL)
     first.wait()
     wait_until(lambda: not runner_pids(run_dir), timeout=10)  # the orphaned runner follows its worker
