@@ -16,6 +16,7 @@ from tuneyard.api.deps import AppContext
 from tuneyard.api.errors import install_error_handlers
 from tuneyard.api.limits import BodyLimit
 from tuneyard.api.routes import catalog, data, job_outputs, job_timeline, jobs, system
+from tuneyard.console import install_console
 from tuneyard.settings import Settings
 from tuneyard.store.engine import Database, make_engine
 from tuneyard.store.migrate import migrate
@@ -43,6 +44,7 @@ def create_app(settings: Settings, db: Database | None = None, *, stream_poll_se
     for module in (catalog, data, jobs, job_timeline, job_outputs, system):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, upload_limit=settings.max_upload_bytes)
+    install_console(app)  # the web console at / (pages, static assets, session cookie → bearer for /v1)
     return app
 
 

@@ -1,0 +1,123 @@
+"""Job pages: the list (with live status and queue positions), the new-job form, one job's detail.
+
+Pages are rendered from the same services the API uses; what changes while a page is open (status,
+progress, charts, logs) is fetched by the page's script from the /v1 API with the session cookie.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
+
+from tuneyard.api.deps import ID_SHAPE, Context, checked_id
+from tuneyard.api.schemas.jobs import JobPublic
+from tuneyard.console.auth import CurrentViewer
+from tuneyard.console.hyperparams import form_fields
+from tuneyard.console.views import page
+from tuneyard.scheduler.queue import queue_position
+from tuneyard.services import base_models, datasets, jobs, runs, timeline
+from tuneyard.store import tenancy
+from tuneyard.store.errors import NotFound
+from tuneyard.store.status import JobStatus
+from tuneyard.store.tables import Job
+
+router = APIRouter(include_in_schema=False)
+
+STATUSES = [s.value for s in JobStatus]
+TYPES = ["finetune", "train", "contract", "merge"]
+PAGE_SIZE = 25
+
+# Plain strings: the filter form sends "" for "any", which an enum-typed query would refuse.
+StatusFilter = Annotated[str | None, Query(alias="status", max_length=20)]
+TypeFilter = Annotated[str | None, Query(alias="type", max_length=20)]
+ProjectFilter = Annotated[str | None, Query(max_length=40)]
+
+
+def _blank_as_none(value: str | None) -> str | None:
+    return value or None
+
+
+def _one_of(value: str | None, allowed: list[str]) -> str | None:
+    return value if value in allowed else None
+
+
+def job_row(context: Context, job: Job) -> dict[str, Any]:
+    """What a list row shows, and what its live refresh updates."""
+    public = JobPublic.of(job)
+    position = queue_position(context.db, job.id) if job.status == JobStatus.QUEUED.value else None
+    return {"id": job.id, "name": job.name, "type": job.type, "status": job.status,
+            "project_id": job.project_id, "created_at": public.created_at.isoformat(),
+            "percent": public.progress.percent, "step": public.progress.step,
+            "total_steps": public.progress.total_steps, "loss": public.loss, "queue_position": position,
+            "base_model": job.spec.get("base_model"), "method": job.spec.get("method", "lora")}
+
+
+@router.get("/jobs", response_class=HTMLResponse)
+def jobs_page(request: Request, context: Context, viewer: CurrentViewer, status_: StatusFilter = None,
+              type_: TypeFilter = None, project_id: ProjectFilter = None,
+              cursor: Annotated[str | None, Query(max_length=512)] = None) -> HTMLResponse:
+    status, type, project = _one_of(status_, STATUSES), _one_of(type_, TYPES), _blank_as_none(project_id)
+    found = jobs.list_jobs(context.db, viewer.principal.org_id, status=status, type=type, project_id=project,
+                           limit=PAGE_SIZE, cursor=_blank_as_none(cursor))
+    projects = tenancy.list_projects(context.db, viewer.principal.org_id)
+    filters = {"status": status or "", "type": type or "", "project_id": project or ""}
+    return page(request, "jobs.html", viewer, rows=[job_row(context, j) for j in found.items],
+                next_cursor=found.next_cursor, statuses=STATUSES, types=TYPES, projects=projects,
+                filters=filters)
+
+
+@router.get("/console/jobs.json")
+def jobs_live(context: Context, viewer: CurrentViewer,
+              ids: Annotated[list[str], Query(max_length=PAGE_SIZE)]) -> dict[str, Any]:
+    """Status, progress and queue position of the jobs a list page shows (its live refresh)."""
+    rows = []
+    for job_id in ids:
+        if not ID_SHAPE.match(job_id):
+            continue
+        try:
+            rows.append(job_row(context, jobs.get_job(context.db, viewer.principal.org_id, job_id)))
+        except NotFound:
+            rows.append({"id": job_id, "status": "deleted"})
+    return {"data": rows}
+
+
+@router.get("/jobs/new", response_class=HTMLResponse)
+def new_job_page(request: Request, context: Context, viewer: CurrentViewer,
+                 base_model: str | None = None, dataset: str | None = None) -> HTMLResponse:
+    org_id = viewer.principal.org_id
+    # One key per rendered form: resubmitting this form (a double click, a retry after a network
+    # error) is the same request to the API, which returns the job it already made.
+    return page(request, "job_new.html", viewer, idempotency_key=f"console-{secrets.token_urlsafe(18)}",
+                base_models=base_models.list_base_models(context.db, org_id),
+                datasets=datasets.list_datasets(context.db, org_id),
+                projects=tenancy.list_projects(context.db, org_id), fields=form_fields(),
+                chosen_base=base_model, chosen_dataset=dataset)
+
+
+@router.get("/jobs/{job_id}", response_class=HTMLResponse)
+def job_page(request: Request, context: Context, viewer: CurrentViewer, job_id: str) -> HTMLResponse:
+    try:
+        job = jobs.get_job(context.db, viewer.principal.org_id, job_id if ID_SHAPE.match(job_id) else "-")
+    except NotFound:
+        return page(request, "not_found.html", viewer, 404, what=f"job {job_id}")
+    public = JobPublic.of(job).model_dump(mode="json")
+    return page(request, "job_detail.html", viewer, job=public)
+
+
+@router.get("/console/jobs/{job_id}/checkpoints/{checkpoint_id}/download")
+def download_checkpoint(context: Context, viewer: CurrentViewer, job_id: str, checkpoint_id: str) -> Response:
+    """One checkpoint folder as a .tar.gz (the API serves its files one by one; people want one file)."""
+    job = jobs.get_job(context.db, viewer.principal.org_id, checked_id("job", job_id))
+    found = [c for c in timeline.checkpoints(context.db, job.id) if c.id == checkpoint_id]
+    if not found:
+        raise NotFound("checkpoint", checkpoint_id[:64])
+    root = runs.run_dir(context.settings, job.id).resolve()
+    folder = (root / found[0].path).resolve()  # an absolute path stays itself; it must still be inside
+    if not folder.is_relative_to(root) or not folder.is_dir():
+        raise NotFound("checkpoint", checkpoint_id)
+    name = f"{job.id}-step-{found[0].step}"
+    headers = {"Content-Disposition": f'attachment; filename="{name}.tar.gz"'}
+    return StreamingResponse(runs.stream_tar_gz(folder, name), media_type="application/gzip", headers=headers)

@@ -1,0 +1,119 @@
+/* The console's shared helpers: API calls with the session's CSRF token, messages, uploads,
+   and the jobs list's live refresh. Plain JS, no build step. */
+"use strict";
+
+const csrfToken = document.querySelector('meta[name="csrf-token"]')?.content || "";
+
+class ApiError extends Error {
+  constructor(status, body) {
+    const err = (body && body.error) || {};
+    super(err.message || `HTTP ${status}`);
+    this.status = status;
+    this.code = err.code;
+    this.problems = (err.details && err.details.problems) || [];
+  }
+}
+
+/* Calls the /v1 API as the signed-in user: the session cookie goes along (same origin) and the
+   server turns it into the user's key; writes carry the CSRF token the page was rendered with. */
+async function api(method, path, { json, form, headers } = {}) {
+  const init = { method, credentials: "same-origin", headers: { ...(headers || {}) } };
+  if (method !== "GET") init.headers["X-CSRF-Token"] = csrfToken;
+  if (json !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(json);
+  } else if (form) {
+    init.body = form;
+  }
+  const response = await fetch(path, init);
+  if (response.status === 401) { location.assign(`/sign-in?next=${encodeURIComponent(location.pathname)}`); }
+  const text = await response.text();
+  const body = text ? JSON.parse(text) : null;
+  if (!response.ok) throw new ApiError(response.status, body);
+  return body;
+}
+
+function toast(message, isError = false) {
+  const box = document.getElementById("toast");
+  if (!box) return;
+  box.textContent = message;
+  box.className = isError ? "show error" : "show";
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => { box.className = ""; }, 6000);
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "text") node.textContent = value; else node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+/* Upload one file and make a dataset of it; resolves to the dataset once validation has a verdict. */
+async function uploadDataset(file, name, report) {
+  const form = new FormData();
+  form.append("file", file);
+  report(`Uploading ${file.name}…`);
+  const uploaded = await api("POST", "/v1/files", { form });
+  report("Validating…");
+  let dataset = await api("POST", "/v1/datasets", { json: { name: name || datasetName(file.name), file_ids: [uploaded.id] } });
+  while (dataset.status === "validating") {
+    await new Promise((r) => setTimeout(r, 1000));
+    dataset = await api("GET", `/v1/datasets/${dataset.id}`);
+  }
+  return dataset;
+}
+
+function datasetName(filename) {
+  const stem = filename.replace(/\.[^.]+$/, "");
+  return `${stem}-${new Date().toISOString().slice(0, 19).replace(/[:T]/g, "")}`;
+}
+
+/* A drop target: files dropped on `zone` (or chosen with its file input) go to `onFile`. */
+function dropzone(zone, input, onFile) {
+  const over = (on) => (event) => { event.preventDefault(); zone.classList.toggle("over", on); };
+  zone.addEventListener("dragenter", over(true));
+  zone.addEventListener("dragover", over(true));
+  zone.addEventListener("dragleave", over(false));
+  zone.addEventListener("drop", (event) => {
+    over(false)(event);
+    const file = event.dataTransfer && event.dataTransfer.files[0];
+    if (file) onFile(file);
+  });
+  input.addEventListener("change", () => { if (input.files[0]) onFile(input.files[0]); });
+}
+
+/* The jobs list: status, progress and queue position follow the jobs without reloading. */
+function liveJobList(list) {
+  const ids = [...list.querySelectorAll("[data-job]")].map((row) => row.dataset.job);
+  if (!ids.length) return;
+  const query = ids.map((id) => `ids=${encodeURIComponent(id)}`).join("&");
+  const refresh = async () => {
+    try {
+      const body = await api("GET", `${list.dataset.live}?${query}`);
+      for (const job of body.data) updateJobRow(list.querySelector(`[data-job="${CSS.escape(job.id)}"]`), job);
+    } catch (error) { /* the next round tries again; a dropped network is not worth a message */ }
+  };
+  setInterval(refresh, 2000);
+}
+
+function updateJobRow(row, job) {
+  if (!row) return;
+  const field = (name) => row.querySelector(`[data-field="${name}"]`);
+  field("status").textContent = job.status;
+  field("status").dataset.status = job.status;
+  field("queue").textContent = job.queue_position ? `#${job.queue_position} in queue` : "";
+  const bar = field("progress");
+  bar.hidden = job.percent === null || job.percent === undefined;
+  bar.value = job.percent || 0;
+  const loss = job.loss === null || job.loss === undefined ? "" : ` · loss ${job.loss.toFixed(4)}`;
+  field("steps").textContent = job.step ? `step ${job.step}/${job.total_steps}${loss}` : "";
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const list = document.getElementById("jobs");
+  if (list) liveJobList(list);
+});
