@@ -7,12 +7,41 @@ from typing import Annotated
 
 import typer
 
+from tuneyard.cli import catalog, datasets, jobs, keys
 from tuneyard.cli import serve as serve_command
+from tuneyard.cli.common import CliGroup, Globals
 from tuneyard.settings import Settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="tuneyard: fine-tuning jobs you host.")
+app = typer.Typer(no_args_is_help=True, add_completion=False, cls=CliGroup, pretty_exceptions_enable=False,
+                  help="tuneyard: fine-tuning jobs you host.")
 app.command()(serve_command.serve)
 app.command()(serve_command.worker)
+app.add_typer(keys.app, name="keys")
+app.add_typer(catalog.base_models, name="base-models")
+app.add_typer(datasets.app, name="datasets")
+app.add_typer(jobs.app, name="jobs")
+app.add_typer(catalog.models, name="models")
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    url: Annotated[str | None, typer.Option(
+        envvar="TUNEYARD_URL", show_envvar=False,
+        help="The server (env TUNEYARD_URL; default http://TUNEYARD_HOST:TUNEYARD_PORT).")] = None,
+    api_key: Annotated[str | None, typer.Option(
+        envvar="TUNEYARD_API_KEY", show_envvar=False,
+        help="An API key (env TUNEYARD_API_KEY; default the one in DATA_DIR/admin.key).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        "--data-dir", help="The data folder, for admin.key and `keys` (env TUNEYARD_DATA_DIR).")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")] = False,
+) -> None:
+    """Global options come before the command: `tuneyard --json jobs list`."""
+    settings = Settings.from_env().with_overrides(data_dir=data_dir)
+    # A server listening on every interface is reached on loopback.
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    ctx.obj = Globals(url=url or f"http://{host}:{settings.port}", api_key=api_key or None,
+                      data_dir=settings.data_dir, json=json_output)
 
 
 @app.command()

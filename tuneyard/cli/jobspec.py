@@ -1,0 +1,115 @@
+"""The request body of `jobs create`: a spec file, overridden by flags.
+
+Only what the user can fix by retyping the command is checked here (a `--set` that is not
+`name=value`, an unknown hyperparameter, a value of the wrong type); the server checks the
+whole request and reports every remaining problem at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from tuneyard.spec.hyperparams import HYPERPARAM_NAMES, Hyperparams
+
+DATASET_ID_PREFIX = "ds_"
+
+
+class SpecUsageError(ValueError):
+    """The command line or spec file cannot make a request; exit 2."""
+
+
+def parse_value(raw: str) -> Any:
+    """JSON where it parses (numbers, true/false, null, lists), a comma list, else the string."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        pass
+    if "," in raw:
+        return [part.strip() for part in raw.split(",") if part.strip()]
+    return raw
+
+
+def parse_sets(pairs: list[str]) -> dict[str, Any]:
+    """`--set name=value` flags as hyperparameters, each checked against the schema."""
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise SpecUsageError(f"--set {pair!r}: expected name=value, e.g. --set epochs=2")
+        if name not in HYPERPARAM_NAMES:
+            raise SpecUsageError(f"--set {pair!r}: unknown hyperparameter {name!r}; "
+                                 f"known: {', '.join(sorted(HYPERPARAM_NAMES))}")
+        value = parse_value(raw)
+        try:
+            Hyperparams.model_validate({name: value})
+        except ValidationError as exc:
+            reason = exc.errors()[0]["msg"].removeprefix("Value error, ")
+            raise SpecUsageError(f"--set {pair!r}: {reason}") from None
+        values[name] = value
+    return values
+
+
+def load_spec_file(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecUsageError(f"cannot read {path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise SpecUsageError(f"{path} is not valid YAML or JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise SpecUsageError(f"{path} must hold a mapping (base_model:, datasets:, ...)")
+    return data
+
+
+def dataset_ref(value: str) -> dict[str, str]:
+    """A `--dataset` flag: an id when it looks like one, else a name."""
+    return {"id": value} if value.startswith(DATASET_ID_PREFIX) else {"name": value}
+
+
+Uploader = Callable[[Path, str], str]
+"""Uploads a local data file in the given format and returns the ready dataset's id."""
+
+
+def upload_paths(spec: dict[str, Any], base: Path, upload: Uploader) -> dict[str, Any]:
+    """Datasets given by `path:` (as in a runner spec) uploaded, and referred to by id instead."""
+    refs = spec.get("datasets")
+    if not isinstance(refs, list):
+        return spec
+    out = []
+    for ref in refs:
+        if isinstance(ref, dict) and isinstance(ref.get("path"), str):
+            path = (base / ref["path"]).resolve()
+            if not path.is_file():
+                raise SpecUsageError(f"dataset file {path} does not exist")
+            rest = {k: v for k, v in ref.items() if k != "path"}
+            ref = {**rest, "id": upload(path, str(ref.get("format", "auto")))}
+        out.append(ref)
+    return {**spec, "datasets": out}
+
+
+def build_request(
+    spec_file: Path | None, *, base_model: str | None, datasets: list[str], method: str | None,
+    sets: list[str], name: str | None, project: str | None, upload: Uploader,
+) -> dict[str, Any]:
+    """The POST /v1/jobs body: the spec file's content with each given flag over it."""
+    hyperparams = parse_sets(sets)
+    spec = load_spec_file(spec_file) if spec_file else {}
+    if datasets:
+        spec["datasets"] = [dataset_ref(d) for d in datasets]
+    elif spec_file:
+        spec = upload_paths(spec, spec_file.parent, upload)
+    overrides = {"base_model": base_model, "method": method, "name": name, "project_id": project}
+    spec.update({k: v for k, v in overrides.items() if v is not None})
+    if hyperparams:
+        current = spec.get("hyperparams")
+        spec["hyperparams"] = {**(current if isinstance(current, dict) else {}), **hyperparams}
+    if "base_model" not in spec:
+        raise SpecUsageError("give a spec file or --base-model")
+    return spec
