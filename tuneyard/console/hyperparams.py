@@ -16,7 +16,7 @@ from pydantic.fields import FieldInfo
 from tuneyard.spec.hyperparams import Hyperparams
 
 MAIN_FIELDS = ("epochs", "max_steps", "learning_rate", "batch_size", "gradient_accumulation_steps",
-               "max_seq_length", "warmup_ratio", "lr_scheduler", "eval_split", "save_steps",
+               "max_seq_length", "warmup_ratio", "lr_scheduler", "eval_split", "eval_steps", "save_steps",
                "lora_rank", "lora_alpha", "seed")
 """The ones people change; the rest keep their defaults (and are still accepted by the API)."""
 LORA_ONLY = frozenset({"lora_rank", "lora_alpha"})

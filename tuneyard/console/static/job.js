@@ -164,7 +164,7 @@ class JobPage {
         download: true, "aria-label": `Download checkpoint at step ${c.step}`, text: "Download" });
       const branch = el("a", { href: `/jobs/new?base_model=${encodeURIComponent(c.id)}`, text: "Fine-tune from it" });
       const loss = typeof c.metrics.loss === "number" ? c.metrics.loss.toFixed(4) : "—";
-      return el("tr", {}, el("td", { class: "num", text: String(c.step) }), el("td", { class: "num", text: loss }),
+      return el("tr", {}, el("td", { class: "num", "data-label": "Step", text: String(c.step) }), el("td", { class: "num", "data-label": "Loss", text: loss }),
         el("td", { class: "row-actions" }, resume, " ", download, " ", branch));
     });
     const tbody = document.getElementById("checkpoints");

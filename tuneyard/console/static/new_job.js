@@ -56,6 +56,7 @@ document.addEventListener("DOMContentLoaded", () => {
     } catch (error) { status.textContent = `Upload failed: ${error.message}`; }
   });
 
+  let leaving = false;  // a second answer (same job, thanks to the key) must not restart the navigation
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     button.disabled = true;
@@ -63,7 +64,7 @@ document.addEventListener("DOMContentLoaded", () => {
     try {
       const job = await api("POST", "/v1/jobs", { json: jobRequest(form),
         headers: { "Idempotency-Key": form.dataset.idempotencyKey } });
-      location.assign(`/jobs/${job.id}`);
+      if (!leaving) { leaving = true; location.assign(`/jobs/${job.id}`); }
     } catch (error) {
       showProblems(errors, error);
       button.disabled = false;

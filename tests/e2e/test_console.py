@@ -1,0 +1,190 @@
+"""The web console in a real headless Chromium against a real `tuneyard serve` on loopback.
+
+Every page is photographed at 1280 and 390 px into test-artifacts/console/.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.e2e.console_browser import browser_context, needs_browser, no_horizontal_scroll, screenshots, sign_in
+from tests.support.runs import REPO
+from tests.support.service import Service
+from tuneyard.client import TuneyardClient, find_api_key
+
+if TYPE_CHECKING:  # the tests skip, rather than fail to import, where playwright is missing
+    from playwright.sync_api import Page
+
+pytestmark = [needs_browser, pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)]
+
+EXAMPLES = REPO / "examples" / "tiny-chat.jsonl"
+TRAINING = {"max_steps": "6", "save_steps": "1", "eval_steps": "3", "eval_split": "0.1", "batch_size": "8",
+            "max_seq_length": "128", "learning_rate": "0.001", "seed": "3"}
+SLOW = 300_000  # ms: training on two busy cores can be slow; the test waits on what it sees, not on time
+
+
+def test_a_wrong_key_is_refused_and_signing_out_ends_the_session(service: Service, tmp_path: Path) -> None:
+    service.start_serve()
+    key = find_api_key(service.data_dir)
+    with browser_context(tmp_path / "profile") as context:
+        page = context.new_page()
+        page.goto(f"{service.url}/jobs")
+        assert page.url.startswith(f"{service.url}/sign-in")
+        page.get_by_label("API key").fill("ty_not-a-key")
+        page.get_by_role("button", name="Sign in").click()
+        assert page.get_by_role("alert").inner_text() == "That API key is unknown or revoked."
+        screenshots(page, "sign-in-refused")
+
+        sign_in(page, service.url, key)
+        assert key not in page.url
+        assert "tuneyard_session" not in page.evaluate("document.cookie")  # httpOnly: scripts cannot read it
+        [cookie] = [c for c in context.cookies() if c["name"] == "tuneyard_session"]
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and key not in cookie["value"]
+        # The page's own requests are the user's; a write without the page's CSRF token is not.
+        status = "(init) => fetch('/v1/jobs/job_x/stop', init).then((r) => r.status)"
+        assert page.evaluate(status, {"method": "POST"}) == 403
+        token = page.evaluate("document.querySelector('meta[name=csrf-token]').content")
+        assert page.evaluate(status, {"method": "POST", "headers": {"X-CSRF-Token": token}}) == 404
+        assert page.evaluate("fetch('/v1/stats').then((r) => r.status)") == 200
+        screenshots(page, "jobs-empty")
+
+        page.get_by_role("button", name="Sign out").click()
+        page.wait_for_url(f"{service.url}/sign-in")
+        page.goto(f"{service.url}/models")
+        assert page.url.startswith(f"{service.url}/sign-in")
+        assert page.evaluate("fetch('/v1/stats').then((r) => r.status)") == 401
+
+
+def test_a_malformed_dataset_shows_its_line_numbered_errors(service: Service, tmp_path: Path) -> None:
+    service.start_serve()
+    bad = tmp_path / "broken.jsonl"
+    good = EXAMPLES.read_text().splitlines()[0]
+    bad.write_text(f'{good}\n{{"messages": [\n{good}\n{{"messages": [{{"role": "user", "content": "hi"}}]}}\n')
+    with browser_context(tmp_path / "profile") as context:
+        page = context.new_page()
+        sign_in(page, service.url, find_api_key(service.data_dir))
+        page.goto(f"{service.url}/datasets")
+        page.get_by_label("Dataset name").fill("broken-chats")
+        page.get_by_label("File", exact=True).set_input_files(bad)
+        page.wait_for_url(f"{service.url}/datasets/ds_*")
+        assert page.locator("#dataset-status").inner_text() == "invalid"
+        rows = page.locator("#dataset-errors tbody tr")
+        lines = [int(rows.nth(i).locator("td").nth(1).inner_text()) for i in range(rows.count())]
+        assert lines == [2, 4], page.locator("#dataset-errors").inner_text()
+        assert "broken.jsonl" in rows.nth(0).inner_text()
+        screenshots(page, "dataset-invalid")
+        page.goto(f"{service.url}/datasets")
+        assert "broken-chats" in page.locator("table").inner_text()
+        screenshots(page, "datasets")
+
+
+def test_train_from_the_browser_stop_resume_complete_download(service: Service, tmp_path: Path) -> None:
+    service.start_serve()
+    client = service.client()
+    with browser_context(tmp_path / "profile") as context:
+        page = context.new_page()
+        page.on("dialog", lambda dialog: dialog.accept())  # every confirmation is answered yes
+        sign_in(page, service.url, find_api_key(service.data_dir))
+        dataset_id = upload_dataset(page, service.url)
+        job_id = submit_job_twice(page, service.url, dataset_id)
+        assert [j["id"] for j in client.list_jobs()["data"]] == [job_id]  # one key per form: one job
+
+        watch_it_train(page)
+        page.get_by_role("button", name="Stop", exact=True).click()
+        page.wait_for_selector('#status[data-status="stopped"]', timeout=SLOW)
+        assert client.get_job(job_id)["last_checkpoint_step"] >= 1
+        assert page.locator("#checkpoints").get_by_role("button", name="Resume from step 1").is_enabled()
+        page.get_by_role("button", name="Resume", exact=True).click()
+        page.wait_for_selector('#status[data-status="completed"]', timeout=SLOW)
+
+        see_the_result_and_download(page, tmp_path)
+        nothing_missing_nothing_twice(page, client, job_id)
+        screenshots(page, "job-completed")
+        the_lists_show_it(page, service.url, job_id, client)
+
+
+def upload_dataset(page: Page, base_url: str) -> str:
+    page.goto(f"{base_url}/datasets")
+    # Drag-and-drop: a drop event carrying the file, as a browser makes it for a dragged file.
+    handle = page.evaluate_handle(
+        """(text) => { const data = new DataTransfer();
+                       data.items.add(new File([text], "tiny-chat.jsonl", { type: "application/jsonl" }));
+                       return data; }""", EXAMPLES.read_text())
+    page.dispatch_event("#dataset-upload", "drop", {"dataTransfer": handle})
+    page.wait_for_url(f"{base_url}/datasets/ds_*")
+    assert page.locator("#dataset-status").inner_text() == "ready"
+    marked = page.locator("mark.loss")
+    assert marked.count() > 0 and "1 plus 2 is 3.<|im_end|>" in marked.all_inner_texts()
+    assert "What is 1 plus 2?" not in " ".join(marked.all_inner_texts())  # prompts carry no loss
+    screenshots(page, "dataset-ready")
+    return page.url.rsplit("/", 1)[1]
+
+
+def submit_job_twice(page: Page, base_url: str, dataset_id: str) -> str:
+    page.goto(f"{base_url}/jobs/new?dataset={dataset_id}")
+    assert page.get_by_label("Dataset", exact=True).input_value() == dataset_id
+    assert page.get_by_label("learning rate").get_attribute("placeholder") == "0.0002"  # the schema's default
+    page.get_by_label("Name").fill("console-e2e")
+    for name, value in TRAINING.items():
+        page.locator(f"#hp-{name}").fill(value)
+    screenshots(page, "new-job")
+    assert no_horizontal_scroll(page)
+    # A double submit: two requests leave before the first answer comes back.
+    posts: list[str] = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" and r.url.endswith("/v1/jobs") else None)
+    page.evaluate("const f = document.getElementById('new-job'); f.requestSubmit(); f.requestSubmit();")
+    page.wait_for_url(f"{base_url}/jobs/job_*")
+    assert len(posts) == 2
+    return page.url.rsplit("/", 1)[1]
+
+
+def watch_it_train(page: Page) -> None:
+    page.wait_for_function("Number(document.querySelector('[data-count=loss]').textContent) >= 2", timeout=SLOW)
+    page.wait_for_function("document.getElementById('log').textContent.includes('step 2/')", timeout=SLOW)
+    assert page.locator("#chart-loss canvas").count() == 1
+    # The log follows: its newest line is scrolled into view.
+    assert page.evaluate("(l => l.scrollTop + l.clientHeight >= l.scrollHeight - 2)(document.getElementById('log'))")
+    screenshots(page, "job-running")
+
+
+def see_the_result_and_download(page: Page, tmp_path: Path) -> None:
+    card = page.locator("#result")
+    card.wait_for(state="visible", timeout=30_000)
+    text = card.inner_text()
+    assert "Perplexity" in text and "→" in text and "Parameters" in text and "Compute time" in text
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download model (.tar.gz)").click()
+    archive = tmp_path / "model.tar.gz"
+    download.value.save_as(archive)
+    with tarfile.open(archive) as tar:
+        assert any(n.endswith("adapter_model.safetensors") for n in tar.getnames())
+
+
+def nothing_missing_nothing_twice(page: Page, client: TuneyardClient, job_id: str) -> None:
+    """Stopping ended the stream and resuming opened it again from its last position: the page
+    shows every point, line and event exactly once."""
+    train = [m for m in client.metrics(job_id) if m["kind"] == "train"]
+    logs, events = client.logs(job_id), client.events(job_id)
+    page.wait_for_function(f"document.getElementById('events').children.length >= {len(events)}", timeout=30_000)
+    page.wait_for_function(f"Number(document.querySelector('[data-count=loss]').textContent) >= {len(train)}")
+    shown_lines = page.evaluate("document.getElementById('log').textContent.trimEnd().split('\\n').length")
+    assert shown_lines == len(logs)
+    assert page.locator("#events li").count() == len(events)
+    assert page.locator("[data-count=loss]").inner_text() == str(len(train))
+
+
+def the_lists_show_it(page: Page, base_url: str, job_id: str, client: TuneyardClient) -> None:
+    page.goto(f"{base_url}/jobs")
+    row = page.locator(f'[data-job="{job_id}"]')
+    assert row.locator('[data-field="status"]').inner_text() == "completed"
+    screenshots(page, "jobs")
+    assert no_horizontal_scroll(page)
+    model_id = client.get_job(job_id)["output_model_id"]
+    page.goto(f"{base_url}/models")
+    assert model_id in page.locator("#trained-h + table").inner_text()
+    screenshots(page, "models")
+    assert no_horizontal_scroll(page)
