@@ -11,6 +11,13 @@ const CHARTS = [
   { id: "chart-grad", series: [{ label: "grad norm", kind: "train", key: "grad_norm", stroke: "#d97706" }] },
 ];
 
+/* Learning rates live around 1e-4: plain decimals would label every tick "0.000". */
+function axisValue(v) {
+  if (v === null || v === undefined) return "";
+  if (v !== 0 && Math.abs(v) < 0.01) return v.toExponential(1);
+  return String(Number(v.toPrecision(4)));
+}
+
 class JobCharts {
   constructor() {
     this.rows = new Map();  // step -> {train: values, eval: values}
@@ -31,7 +38,7 @@ class JobCharts {
         label: s.label, stroke: s.stroke, width: 1.5, spanGaps: true,
         points: { show: Boolean(s.points), size: 5 },
       }))],
-      axes: [{ label: "step" }, { size: 60 }],
+      axes: [{ label: "step" }, { size: 64, values: (u, splits) => splits.map(axisValue) }],
     };
     return { spec, host, plot: new uPlot(options, [[], ...spec.series.map(() => [])], host) };
   }
