@@ -1,0 +1,253 @@
+"""API latency under load: CLIENTS concurrent pollers against a real `tuneyard serve` while a job trains.
+
+Each client loops over GET /v1/jobs/{id}, GET …/metrics?since_step=<last step seen> and
+GET …/logs?since=<last seq seen>, on its own keep-alive connection, for DURATION seconds (with
+THINK seconds between rounds; 0 hammers the server as hard as the clients can). Training tokens/s is
+read from the run's telemetry over a quiet window before the load, the load itself, and a quiet
+window after, so the cost of serving on the training is visible too. Prints figures; asserts nothing.
+
+    .venv/bin/python -m benchmarks.api_load [--clients 100] [--duration 30] [--think 0]
+        [--database-url URL | --postgres] [--py-spy FILE]
+
+The load generator shares the machine (2 cores here) with the server and the training, so the
+latencies it sees include its own scheduling delays: they are an upper bound on the server's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+
+from benchmarks.service_bench import Served, job_spec, load_average, make_dataset, tokens_per_s, train_steps
+
+TARGET_P99_MS = 100.0
+ROUTES = ("job", "metrics", "logs")
+
+
+@dataclass
+class Tally:
+    """Latencies (seconds) of the answered requests and the count of failed ones, per route."""
+
+    latencies: dict[str, list[float]] = field(default_factory=lambda: {r: [] for r in ROUTES})
+    errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ROUTES, 0))
+    first_error: str | None = None
+
+    def fail(self, route: str, why: str) -> None:
+        self.errors[route] += 1
+        self.first_error = self.first_error or f"{route}: {why}"
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    clients: int
+    duration_s: float
+    tally: Tally
+    tokens_per_s: dict[str, tuple[float, int] | None]  # window -> (tokens/s, steps) in that window
+    server_cpu_s: float  # CPU the serve process itself used during the load (its runner not counted)
+    client_cpu_s: float  # CPU this load generator used
+
+    @property
+    def requests(self) -> int:
+        return sum(len(v) for v in self.tally.latencies.values()) + sum(self.tally.errors.values())
+
+    @property
+    def errors(self) -> int:
+        return sum(self.tally.errors.values())
+
+    def all_latencies(self) -> list[float]:
+        return [x for v in self.tally.latencies.values() for x in v]
+
+    @property
+    def target_met(self) -> bool:
+        everything = self.all_latencies()
+        return bool(everything) and self.errors == 0 and percentile(everything, 99) * 1000 < TARGET_P99_MS
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (no interpolation: p99 is a latency some request really had)."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))  # ceil(n * q / 100)
+    return ordered[int(rank) - 1]
+
+
+async def poll(http: httpx.AsyncClient, job_id: str, deadline: float, think: float, tally: Tally) -> None:
+    """One client: job status, then metrics and logs from where it left off, until the deadline."""
+    last_step, last_seq = -1, 0
+    while time.perf_counter() < deadline:
+        for route in ROUTES:
+            if route == "job":
+                url, params = f"/v1/jobs/{job_id}", {}
+            elif route == "metrics":
+                url, params = f"/v1/jobs/{job_id}/metrics", {"since_step": last_step}
+            else:
+                url, params = f"/v1/jobs/{job_id}/logs", {"since": last_seq}
+            started = time.perf_counter()
+            try:
+                response = await http.get(url, params=params)
+            except httpx.HTTPError as exc:
+                tally.fail(route, f"{type(exc).__name__}: {exc}")
+                continue
+            took = time.perf_counter() - started
+            if response.status_code != 200:
+                tally.fail(route, f"HTTP {response.status_code}: {response.text[:200]}")
+                continue
+            tally.latencies[route].append(took)
+            items = response.json().get("data", []) if route != "job" else []
+            if route == "metrics" and items:
+                last_step = max(last_step, *(int(m["step"]) for m in items))
+            elif route == "logs" and items:
+                last_seq = max(last_seq, *(int(line["seq"]) for line in items))
+        if think > 0:
+            await asyncio.sleep(think)
+
+
+async def hammer(base_url: str, api_key: str, job_id: str, clients: int, duration: float, think: float) -> Tally:
+    tally = Tally()
+    headers = {"Authorization": f"Bearer {api_key}"}
+    # One connection per client, as 100 separate dashboards or CLIs would have.
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    https = [httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits, timeout=30.0)
+             for _ in range(clients)]
+    try:
+        deadline = time.perf_counter() + duration
+        await asyncio.gather(*(poll(http, job_id, deadline, think, tally) for http in https))
+    finally:
+        await asyncio.gather(*(http.aclose() for http in https))
+    return tally
+
+
+@contextmanager
+def py_spy(pid: int, seconds: float, out: Path | None) -> Iterator[None]:
+    """Sample the server with py-spy during the load, when asked and installed (`pip install py-spy`)."""
+    exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if out is None or not Path(exe).exists():
+        if out is not None:
+            print("py-spy not found: no profile")
+        yield
+        return
+    fmt = "speedscope" if out.suffix == ".json" else "raw" if out.suffix == ".txt" else "flamegraph"
+    proc = subprocess.Popen([exe, "record", "-p", str(pid), "-d", str(int(seconds) + 1), "-o", str(out),
+                             "-f", fmt, "--nonblocking", "--threads"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        yield
+    finally:
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        print(f"server profile ({fmt}): {out}")
+
+
+def wait_for_steps(run_dir: Path, steps: int, timeout: float = 600.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(train_steps(run_dir)) < steps:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the job made fewer than {steps} steps in {timeout} s")
+        time.sleep(0.5)
+
+
+def run(clients: int = 100, duration: float = 30.0, think: float = 0.0, quiet: float = 15.0,
+        database_url: str | None = None, profile: Path | None = None, warm_steps: int = 3) -> LoadResult:
+    """Start a service, train a long job on it, measure a quiet window, the load, a quiet window."""
+    with tempfile.TemporaryDirectory(prefix="tuneyard-api-load-") as tmp:
+        served = Served(Path(tmp) / "data", database_url)
+        served.start()
+        try:
+            with served.client() as client:
+                dataset = make_dataset(client)
+                # Many short epochs: the job outlives any load window and then gets cancelled.
+                job = client.create_job(job_spec(dataset, epochs=1000))
+                run_dir = served.data_dir / "runs" / job["id"]
+                wait_for_steps(run_dir, warm_steps)  # past model loading and the first, slowest steps
+                windows: dict[str, tuple[float, float]] = {}
+                t0 = time.time()
+                time.sleep(quiet)
+                windows["before load"] = (t0, time.time())
+                t1 = time.time()
+                assert served.proc is not None
+                server = psutil.Process(served.proc.pid)
+                server_before, client_before = _cpu(server), time.process_time()
+                with py_spy(served.proc.pid, duration, profile):
+                    tally = asyncio.run(hammer(served.url, served.api_key(), job["id"], clients, duration, think))
+                server_cpu, client_cpu = _cpu(server) - server_before, time.process_time() - client_before
+                windows["during load"] = (t1, time.time())
+                t2 = time.time()
+                time.sleep(quiet)
+                windows["after load"] = (t2, time.time())
+                records = train_steps(run_dir)
+                rates = {name: tokens_per_s(records, a, b) for name, (a, b) in windows.items()}
+                client.cancel_job(job["id"])
+        finally:
+            served.stop()
+    return LoadResult(clients, duration, tally, rates, server_cpu, client_cpu)
+
+
+def _cpu(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return float(times.user + times.system)
+
+
+def report(result: LoadResult, label: str) -> None:
+    tally = result.tally
+    print(f"\n{label}: {result.clients} clients for {result.duration_s:.0f} s · {load_average()}")
+    print(f"{'route':<10}{'requests':>10}{'errors':>8}{'req/s':>9}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}"
+          f"{'max ms':>9}")
+    rows = [(r, tally.latencies[r], tally.errors[r]) for r in ROUTES]
+    rows.append(("all", result.all_latencies(), result.errors))
+    for route, lat, errors in rows:
+        if not lat:
+            print(f"{route:<10}{errors:>10}{errors:>8}   no answered requests")
+            continue
+        ms = [1000 * percentile(lat, q) for q in (50, 90, 99, 100)]
+        print(f"{route:<10}{len(lat) + errors:>10}{errors:>8}{len(lat) / result.duration_s:>9.0f}"
+              + "".join(f"{v:>9.1f}" for v in ms))
+    answered = max(len(result.all_latencies()), 1)
+    print(f"server CPU {result.server_cpu_s:.1f} s = {1000 * result.server_cpu_s / answered:.2f} ms a request; "
+          f"load generator CPU {result.client_cpu_s:.1f} s = {1000 * result.client_cpu_s / answered:.2f} ms a request")
+    if tally.first_error:
+        print(f"first error: {tally.first_error}")
+    for window, rate in result.tokens_per_s.items():
+        shown = f"{rate[0]:.0f} tokens/s over {rate[1]} steps" if rate else "too few steps to say"
+        print(f"training {window:<12} {shown}")
+    verdict = "met" if result.target_met else "NOT met"
+    print(f"target p99 < {TARGET_P99_MS:.0f} ms with 0 errors: {verdict}")
+
+
+def main(argv: list[str] | None = None) -> LoadResult:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds of load")
+    parser.add_argument("--think", type=float, default=0.0, help="seconds each client waits between rounds")
+    parser.add_argument("--quiet", type=float, default=15.0, help="seconds of training without load, before and after")
+    parser.add_argument("--warm-steps", type=int, default=3, help="training steps to wait for before measuring")
+    parser.add_argument("--database-url", default=None, help="a database of its own (default: SQLite in a temp dir)")
+    parser.add_argument("--postgres", action="store_true", help="a fresh schema on the local PostgreSQL")
+    parser.add_argument("--py-spy", type=Path, default=None, help="profile the server into this file (.svg/.json/.txt)")
+    args = parser.parse_args(argv)
+    with ExitStack() as stack:
+        url = args.database_url
+        if args.postgres:
+            from benchmarks.queue import DEFAULT_PG_URL, fresh_postgres
+
+            url = stack.enter_context(fresh_postgres(os.environ.get("TUNEYARD_TEST_PG_URL", DEFAULT_PG_URL)))
+        result = run(args.clients, args.duration, args.think, args.quiet, url, args.py_spy, args.warm_steps)
+    report(result, "PostgreSQL" if url and url.startswith("postgres") else "SQLite")
+    return result
+
+
+if __name__ == "__main__":
+    main()
