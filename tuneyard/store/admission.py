@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from tuneyard.store.engine import Database
 from tuneyard.store.ids import utcnow
-from tuneyard.store.jobs import NewJob, _by_idempotency_key, _insert_job
+from tuneyard.store.jobs import NewJob, find_by_idempotency_key, insert_job
 from tuneyard.store.ratelimit import RateDecision
 from tuneyard.store.tables import Job, RateLimitHit, RateLimitSubject
 from tuneyard.store.upsert import insert_ignoring_duplicates
@@ -44,19 +44,19 @@ def admit_job(
         with db.write() as session:
             insert_ignoring_duplicates(session, RateLimitSubject, [{"subject": subject}], ("subject",))
             session.execute(select(RateLimitSubject).where(RateLimitSubject.subject == subject).with_for_update())
-            existing = _by_idempotency_key(session, new, body_hash)
+            existing = find_by_idempotency_key(session, new, body_hash)
             decision = _count(session, subject, limit, window_s, now)
             if existing is not None:
                 return Admission(existing, False, decision)
             if decision.remaining <= 0:
                 return Admission(None, False, _refusal(session, subject, limit, window_s, now))
             session.execute(insert(RateLimitHit).values(subject=subject, ts=now))
-            job = _insert_job(session, new, body_hash)
+            job = insert_job(session, new, body_hash)
             return Admission(job, True, RateDecision(True, limit, decision.remaining - 1, 0, decision.reset_after_s))
     except IntegrityError:
         # Only a request of the same user with the same key can collide; read what it made.
         with db.read() as session:
-            existing = _by_idempotency_key(session, new, body_hash)
+            existing = find_by_idempotency_key(session, new, body_hash)
         if existing is None:
             raise
         return Admission(existing, False, RateDecision(True, limit, 0, 0, 0))

@@ -63,21 +63,21 @@ def create_job(db: Database, new: NewJob, *, body_hash: str | None = None) -> Cr
     digest = body_hash or request_hash({"spec": new.spec, "name": new.name, "project_id": new.project_id})
     try:
         with db.write() as session:
-            existing = _by_idempotency_key(session, new, digest)
+            existing = find_by_idempotency_key(session, new, digest)
             if existing is not None:
                 return CreatedJob(existing, created=False)
-            return CreatedJob(_insert_job(session, new, digest), created=True)
+            return CreatedJob(insert_job(session, new, digest), created=True)
     except IntegrityError:
         if new.idempotency_key is None or new.user_key_id is None:
             raise
         with db.read() as session:
-            existing = _by_idempotency_key(session, new, digest)
+            existing = find_by_idempotency_key(session, new, digest)
         if existing is None:
             raise
         return CreatedJob(existing, created=False)
 
 
-def _by_idempotency_key(session: Session, new: NewJob, digest: str) -> Job | None:
+def find_by_idempotency_key(session: Session, new: NewJob, digest: str) -> Job | None:
     if new.idempotency_key is None or new.user_key_id is None:
         return None
     job = session.scalars(
@@ -91,7 +91,7 @@ def _by_idempotency_key(session: Session, new: NewJob, digest: str) -> Job | Non
     return job
 
 
-def _insert_job(session: Session, new: NewJob, digest: str) -> Job:
+def insert_job(session: Session, new: NewJob, digest: str) -> Job:
     job = Job(
         id=new_id("job"), org_id=new.org_id, project_id=new.project_id, user_key_id=new.user_key_id,
         type=new.type, name=new.name, status=S.QUEUED.value, spec=new.spec, config=new.config,
