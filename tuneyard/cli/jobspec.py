@@ -13,9 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
-
-from tuneyard.spec.hyperparams import HYPERPARAM_NAMES, Hyperparams
 
 DATASET_ID_PREFIX = "ds_"
 
@@ -37,6 +34,11 @@ def parse_value(raw: str) -> Any:
 
 def parse_sets(pairs: list[str]) -> dict[str, Any]:
     """`--set name=value` flags as hyperparameters, each checked against the schema."""
+    # pydantic and the schema load only when a job is being made, not for every command.
+    from pydantic import ValidationError
+
+    from tuneyard.spec.hyperparams import HYPERPARAM_NAMES, Hyperparams
+
     values: dict[str, Any] = {}
     for pair in pairs:
         name, sep, raw = pair.partition("=")

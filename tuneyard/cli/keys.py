@@ -10,14 +10,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tuneyard.cli.common import emit_json, options, stdout, table, usage_error, when
 from tuneyard.settings import Settings
-from tuneyard.store import tenancy
-from tuneyard.store.engine import Database
+
+if TYPE_CHECKING:
+    from tuneyard.store.engine import Database
+
+# The store is imported inside the commands: only `keys` needs it, so other commands start faster.
 
 app = typer.Typer(help="API keys (on the database directly; needs the data folder or TUNEYARD_DATABASE_URL).",
                   no_args_is_help=True)
@@ -32,7 +35,8 @@ class KeyStore:
 @contextmanager
 def _open(ctx: typer.Context) -> Iterator[KeyStore]:
     from tuneyard.services.admin import ensure_admin_key
-    from tuneyard.store.engine import make_engine
+    from tuneyard.store import tenancy
+    from tuneyard.store.engine import Database, make_engine
     from tuneyard.store.migrate import migrate
 
     opts = options(ctx)
@@ -57,6 +61,8 @@ def create(
     admin: Annotated[bool, typer.Option("--admin", help="An admin key of the organization.")] = False,
 ) -> None:
     """Make a key and print it once: it is never shown again."""
+    from tuneyard.store import tenancy
+
     with _open(ctx) as keys:
         row, plaintext = tenancy.create_api_key(keys.db, keys.org_id, name, is_admin=admin)
     if options(ctx).json:
@@ -71,6 +77,8 @@ def create(
 @app.command("list")
 def list_keys(ctx: typer.Context) -> None:
     """The organization's keys (prefixes only; revoked ones too)."""
+    from tuneyard.store import tenancy
+
     with _open(ctx) as keys:
         rows = tenancy.list_api_keys(keys.db, keys.org_id)
     if options(ctx).json:
@@ -85,6 +93,8 @@ def list_keys(ctx: typer.Context) -> None:
 @app.command("revoke")
 def revoke(ctx: typer.Context, key_id: Annotated[str, typer.Argument(help="The key's id (key_...).")]) -> None:
     """Revoke a key: it stops authenticating at once."""
+    from tuneyard.store import tenancy
+
     with _open(ctx) as keys:
         tenancy.revoke_api_key(keys.db, keys.org_id, key_id)
     if options(ctx).json:
