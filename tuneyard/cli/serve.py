@@ -7,19 +7,21 @@ import os
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tuneyard.settings import Settings
-from tuneyard.store.engine import Database
 
-DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data folder [env TUNEYARD_DATA_DIR].")]
-Workers = Annotated[int | None, typer.Option("--workers", min=0, help="Workers to run [env TUNEYARD_WORKERS].")]
+if TYPE_CHECKING:  # the store (SQLAlchemy) loads only for the commands that use it
+    from tuneyard.store.engine import Database
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data folder (env TUNEYARD_DATA_DIR).")]
+Workers = Annotated[int | None, typer.Option("--workers", min=0, help="Workers to run (env TUNEYARD_WORKERS).")]
 
 
 def _open(settings: Settings) -> Database:
-    from tuneyard.store.engine import make_engine
+    from tuneyard.store.engine import Database, make_engine
     from tuneyard.store.migrate import migrate
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -29,8 +31,8 @@ def _open(settings: Settings) -> Database:
 
 
 def serve(
-    host: Annotated[str | None, typer.Option(help="Address to listen on [env TUNEYARD_HOST].")] = None,
-    port: Annotated[int | None, typer.Option(help="Port [env TUNEYARD_PORT].")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on (env TUNEYARD_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (env TUNEYARD_PORT).")] = None,
     data_dir: DataDir = None,
     workers: Workers = None,
 ) -> None:
