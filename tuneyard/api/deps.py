@@ -30,7 +30,9 @@ class AppContext:
     stream_poll_seconds: float = 0.5
 
 
-def get_context(request: Request) -> AppContext:
+async def get_context(request: Request) -> AppContext:
+    # async because it never blocks: FastAPI runs a sync dependency on the threadpool, and that
+    # hand-off (two cross-thread wake-ups) costs more than this lookup, on every request.
     context: AppContext = request.app.state.context
     return context
 
