@@ -7,7 +7,6 @@ from typing import Any
 import torch
 
 from tuneyard.training.data import collate
-from tuneyard.training.loss import token_loss_sum
 
 
 @torch.no_grad()
@@ -23,11 +22,7 @@ def evaluate(session: Any, rows: list[Any], batch_size: int) -> tuple[float, int
     total, count = torch.zeros((), dtype=torch.float64), 0
     try:
         for start in range(0, len(rows), batch_size):
-            batch = collate(rows[start : start + batch_size], session.pad_token_id)
-            labels = batch.pop("labels")
-            with session.autocast():
-                logits = model(**batch, use_cache=False).logits
-            loss_sum, n = token_loss_sum(logits, labels)
+            loss_sum, n = session.loss_sum(collate(rows[start : start + batch_size], session.pad_token_id))
             total += loss_sum.double()
             count += n
     finally:

@@ -6,9 +6,10 @@ loss independent of how examples are packed into rows and split into micro-batch
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
 IGNORE_INDEX = -100
 
@@ -36,20 +37,57 @@ def chunked_token_loss_sum(
 ) -> tuple[torch.Tensor, int]:
     """token_loss_sum from the final hidden states, never materializing all the logits.
 
-    Logits are made ``chunk_size`` tokens at a time and recomputed in backward, so peak memory
-    holds one chunk's fp32 logits instead of (tokens x vocabulary). Only for models whose
-    logits are exactly ``hidden @ lm_head_weight.T`` (no bias, scale or soft-capping).
+    Only the positions that carry loss are projected onto the vocabulary (prompts, padding and
+    each example's last position are skipped), ``chunk_size`` at a time, so memory holds one
+    chunk's fp32 logits instead of (tokens x vocabulary). Only for models whose logits are
+    exactly ``hidden @ lm_head_weight.T`` (no bias, scale or soft-capping).
     """
     targets, keep = _targets(labels)
-    states = hidden[:, :-1][keep]
-    wanted = targets[keep]
-    total = hidden.new_zeros((), dtype=torch.float32)
-    for start in range(0, states.shape[0], chunk_size):
-        end = start + chunk_size
-        part = checkpoint(_chunk_loss, states[start:end], lm_head_weight, wanted[start:end], use_reentrant=False)
-        total = total + part
-    return total, int(keep.sum())
+    loss = _FusedLinearCrossEntropy.apply(hidden[:, :-1][keep], lm_head_weight, targets[keep], chunk_size)
+    return loss, int(keep.sum())
 
 
-def _chunk_loss(states: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy((states @ weight.T).float(), targets, reduction="sum")
+class _FusedLinearCrossEntropy(torch.autograd.Function):
+    """sum(cross_entropy(states @ weight.T, targets)), its gradients computed chunk by chunk in
+    forward: the softmax of a chunk is its own gradient (minus the one-hot), so nothing is kept
+    for backward but the gradients themselves, and no logits are ever recomputed."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, states: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_size: int
+    ) -> torch.Tensor:
+        want_states, want_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_states = torch.empty_like(states) if want_states else None
+        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if want_weight else None
+        total = torch.zeros((), dtype=torch.float32, device=states.device)
+        for start in range(0, states.shape[0], chunk_size):
+            part, wanted = states[start : start + chunk_size], targets[start : start + chunk_size]
+            log_probs = (part @ weight.T).float().log_softmax(dim=-1)
+            rows = torch.arange(wanted.shape[0], device=wanted.device)
+            total -= log_probs[rows, wanted].sum()
+            if grad_states is None and grad_weight is None:
+                continue
+            # d(sum CE)/d logits = softmax - one_hot, made in place over the chunk's log-probs
+            grad_logits = log_probs.exp_()
+            grad_logits[rows, wanted] -= 1.0
+            grad_logits = grad_logits.to(states.dtype)
+            if grad_states is not None:
+                grad_states[start : start + chunk_size] = grad_logits @ weight
+            if grad_weight is not None:
+                grad_weight += (grad_logits.T @ part).float()
+        ctx.save_for_backward(*(g for g in (grad_states, grad_weight) if g is not None))
+        ctx.has = (grad_states is not None, grad_weight is not None)
+        ctx.weight_dtype = weight.dtype
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        saved = iter(ctx.saved_tensors)
+        has_states, has_weight = ctx.has
+        grad_states = grad_weight = None
+        if has_states:
+            grad_states = next(saved)
+            grad_states = grad_states * grad_output.to(grad_states.dtype)
+        if has_weight:
+            grad_weight = (next(saved) * grad_output).to(ctx.weight_dtype)
+        return grad_states, grad_weight, None, None

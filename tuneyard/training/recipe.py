@@ -19,7 +19,6 @@ from tuneyard.training.config import RunConfig
 from tuneyard.training.control import RunControl
 from tuneyard.training.data import build_rows, collate
 from tuneyard.training.evaluation import evaluate
-from tuneyard.training.loss import token_loss_sum
 from tuneyard.training.optim import build_optimizer, build_scheduler
 from tuneyard.training.plan import TrainingPlan
 from tuneyard.training.rng import capture_rng_state, restore_rng_state
@@ -46,6 +45,7 @@ class FinetuneRecipe:
     def setup(self, resume_from: Path | None) -> None:
         self.session = Session.open(self.config, self.telemetry)
         self.rows = build_rows(self.session.data.train, self.hp.max_seq_length, self.hp.packing)
+        self.row_loss_tokens = [_loss_tokens(row) for row in self.rows]  # counted once, not every step
         self.eval_rows = build_rows(self.session.data.eval, self.hp.max_seq_length, self.hp.packing)
         self.plan = TrainingPlan(
             len(self.rows), self.hp.batch_size, self.hp.gradient_accumulation_steps,
@@ -100,7 +100,7 @@ class FinetuneRecipe:
         started = time.perf_counter()
         positions = self.plan.step_batches(self.state.epoch, self.state.batch_index)
         batches = [[self.rows[i] for i in idx] for idx in positions]
-        loss_tokens = sum(_loss_tokens(row) for batch in batches for row in batch)
+        loss_tokens = sum(self.row_loss_tokens[i] for idx in positions for i in idx)
         total_loss = torch.zeros((), dtype=torch.float64)
         for batch in batches:
             total_loss += self._micro_step(batch, max(loss_tokens, 1))
@@ -109,11 +109,7 @@ class FinetuneRecipe:
         self._advance(total_loss.item() / max(loss_tokens, 1), grad_norm, tokens, time.perf_counter() - started)
 
     def _micro_step(self, rows: list[Any], step_loss_tokens: int) -> torch.Tensor:
-        batch = collate(rows, self.session.pad_token_id)
-        labels = batch.pop("labels")
-        with self.session.autocast():
-            logits = self.session.model(**batch, use_cache=False).logits
-        loss_sum, _ = token_loss_sum(logits, labels)
+        loss_sum, _ = self.session.loss_sum(collate(rows, self.session.pad_token_id))
         (loss_sum / step_loss_tokens).backward()
         return loss_sum.detach().double()
 
@@ -218,5 +214,5 @@ class FinetuneRecipe:
 
 
 def _loss_tokens(row: Any) -> int:
-    """Positions whose next token carries loss: what token_loss_sum averages over."""
+    """Positions whose next token carries loss: what Session.loss_sum averages over."""
     return sum(1 for label in row.labels[1:] if label != -100)

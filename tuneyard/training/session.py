@@ -19,6 +19,7 @@ from transformers.utils import logging as hf_logging
 from tuneyard.training import artifacts
 from tuneyard.training.config import RunConfig
 from tuneyard.training.data import DataSource, PreparedData, prepare_data
+from tuneyard.training.loss import chunked_token_loss_sum, token_loss_sum
 from tuneyard.training.methods import Method, get_method
 from tuneyard.training.models import check_method_supported, load_model, load_tokenizer, resolve_model_source
 from tuneyard.training.rng import seed_everything
@@ -48,6 +49,7 @@ class Session:
     device: torch.device
     bf16: bool
     data: PreparedData
+    head: Any = None  # (decoder, lm_head weight) when the loss may skip the model's full logits
 
     @classmethod
     def open(cls, config: RunConfig, telemetry: Telemetry) -> Session:
@@ -66,6 +68,7 @@ class Session:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         method = get_method(config.spec.method)
         model = method.prepare(model, hp, bf16)
+        head = _plain_head(model)
         model.train()
         config.decisions.update(
             device=str(device), bf16=bf16, model_source=_describe(source), versions=library_versions()
@@ -78,7 +81,7 @@ class Session:
             max_seq_length=hp.max_seq_length, train_on_inputs=hp.train_on_inputs,
             eval_split=hp.eval_split, seed=hp.seed, log=telemetry.log,
         )  # fmt: skip
-        return cls(model, tokenizer, method, device, bf16, data)
+        return cls(model, tokenizer, method, device, bf16, data, head)
 
     @property
     def pad_token_id(self) -> int:
@@ -89,6 +92,21 @@ class Session:
         if not self.bf16:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def loss_sum(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        """(summed token loss, loss tokens) of one collated batch, as token_loss_sum defines it.
+
+        Where the logits are a plain projection of the last hidden states, only the positions
+        that carry loss are projected, chunk by chunk: prompts, padding and each example's last
+        token never meet the vocabulary, and the fp32 (tokens x vocabulary) logits never exist.
+        """
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        with self.autocast():
+            if self.head is None:
+                return token_loss_sum(self.model(**inputs, use_cache=False).logits, batch["labels"])
+            decoder, weight = self.head
+            hidden = decoder(**inputs, use_cache=False).last_hidden_state
+            return chunked_token_loss_sum(hidden, weight, batch["labels"])
 
     def memory_gb(self) -> float:
         if self.device.type == "cuda":
@@ -105,6 +123,33 @@ class Session:
 
     def save_weights(self, folder: Path) -> None:
         self.method.save(self.model, folder)
+
+
+@torch.no_grad()
+def _plain_head(model: Any) -> tuple[Any, torch.Tensor] | None:
+    """(decoder, lm_head weight) when the model's logits are exactly decoder states @ weight.T.
+
+    Checked on a few tokens rather than trusted from the architecture: some models scale or
+    soft-cap their logits, and a LoRA on lm_head wraps it. In eval mode, so no dropout draws
+    a random number.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    head = base.get_output_embeddings()
+    if type(head) is not torch.nn.Linear or head.bias is not None:
+        return None
+    decoder = base.get_decoder()
+    if decoder is base:
+        return None
+    was_training = model.training
+    model.eval()
+    try:
+        ids = torch.arange(min(8, head.weight.shape[0]), device=head.weight.device).unsqueeze(0)
+        logits = model(input_ids=ids, use_cache=False).logits
+        hidden = decoder(input_ids=ids, use_cache=False).last_hidden_state
+        plain = bool(torch.allclose(head(hidden).float(), logits.float(), rtol=1e-4, atol=1e-5))
+    finally:
+        model.train(was_training)
+    return (decoder, head.weight) if plain else None
 
 
 def _describe(source: Any) -> Any:
