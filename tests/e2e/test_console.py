@@ -22,7 +22,8 @@ if TYPE_CHECKING:  # the tests skip, rather than fail to import, where playwrigh
 pytestmark = [needs_browser, pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)]
 
 EXAMPLES = REPO / "examples" / "tiny-chat.jsonl"
-TRAINING = {"max_steps": "6", "save_steps": "1", "eval_steps": "3", "eval_split": "0.1", "batch_size": "8",
+# Long enough that the Stop click lands mid-run even on a quiet machine (a step takes ~0.1 s).
+TRAINING = {"max_steps": "150", "save_steps": "2", "eval_steps": "50", "eval_split": "0.1", "batch_size": "8",
             "max_seq_length": "128", "learning_rate": "0.001", "seed": "3"}
 SLOW = 300_000  # ms: training on two busy cores can be slow; the test waits on what it sees, not on time
 
@@ -96,8 +97,8 @@ def test_train_from_the_browser_stop_resume_complete_download(service: Service, 
         watch_it_train(page)
         page.get_by_role("button", name="Stop", exact=True).click()
         page.wait_for_selector('#status[data-status="stopped"]', timeout=SLOW)
-        assert client.get_job(job_id)["last_checkpoint_step"] >= 1
-        assert page.locator("#checkpoints").get_by_role("button", name="Resume from step 1").is_enabled()
+        assert client.get_job(job_id)["last_checkpoint_step"] >= 2
+        assert page.locator("#checkpoints").get_by_role("button", name="Resume from step 2").is_enabled()
         page.get_by_role("button", name="Resume", exact=True).click()
         page.wait_for_selector('#status[data-status="completed"]', timeout=SLOW)
 
@@ -144,7 +145,7 @@ def submit_job_twice(page: Page, base_url: str, dataset_id: str) -> str:
 
 def watch_it_train(page: Page) -> None:
     page.wait_for_function("Number(document.querySelector('[data-count=loss]').textContent) >= 2", timeout=SLOW)
-    page.wait_for_function("document.getElementById('log').textContent.includes('step 2/')", timeout=SLOW)
+    page.wait_for_function("document.getElementById('log').textContent.includes('step 1/')", timeout=SLOW)
     assert page.locator("#chart-loss canvas").count() == 1
     # The log follows: its newest line is scrolled into view.
     assert page.evaluate("(l => l.scrollTop + l.clientHeight >= l.scrollHeight - 2)(document.getElementById('log'))")
