@@ -7,13 +7,11 @@ telemetry so the supervisor can say why without reading the process's mind.
 
 from __future__ import annotations
 
-import json
-import os
 import traceback
 from pathlib import Path
 
 from tuneyard.errors import CheckpointError, UnsupportedError, UserError
-from tuneyard.training import checkpoint, contract
+from tuneyard.training import artifacts, checkpoint, contract
 from tuneyard.training.config import read_spec_file, resolve
 from tuneyard.training.control import AbortRequested, RunControl
 from tuneyard.training.models.catalog import builtin_defaults
@@ -58,11 +56,11 @@ def _run(
     resume_from = _resume_point(run_dir, resume, telemetry)
     recipe = FinetuneRecipe(config, run_dir, telemetry, control)
     recipe.setup(resume_from)
-    _write_json(run_dir / contract.SPEC_FILE, config.to_json())
+    artifacts.write_json_atomic(run_dir / contract.SPEC_FILE, config.to_json())
     if recipe.train() == "stopped":
         return contract.EXIT_STOPPED
     result = recipe.finish()
-    _write_json(run_dir / contract.RESULT_FILE, result)
+    artifacts.write_json_atomic(run_dir / contract.RESULT_FILE, result)
     telemetry.emit(contract.KIND_RESULT, **result)
     telemetry.phase("done")
     telemetry.log(f"completed: ppl {result['ppl_baseline']:.3f} → {result['ppl_final']:.3f}")
@@ -77,14 +75,3 @@ def _resume_point(run_dir: Path, resume: str | None, telemetry: Telemetry) -> Pa
             raise CheckpointError(f"{run_dir} already holds checkpoints: pass --resume latest, or use a new run dir")
         return None
     return checkpoint.locate(run_dir, resume)
-
-
-def _write_json(path: Path, data: object) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, default=str)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-

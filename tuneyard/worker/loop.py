@@ -7,7 +7,6 @@ checkpointed, without counting a retry.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -22,6 +21,7 @@ from tuneyard.settings import Settings
 from tuneyard.store.engine import Database
 from tuneyard.store.jobs import load_job
 from tuneyard.training import contract
+from tuneyard.training.artifacts import write_json_atomic
 from tuneyard.worker.command import runner_argv, runner_env
 from tuneyard.worker.executors import Executor, Launch
 from tuneyard.worker.executors.local import LocalExecutor
@@ -83,7 +83,7 @@ class Worker:
         run_dir.mkdir(parents=True, exist_ok=True)
         spec = run_dir / contract.SPEC_FILE
         if not spec.exists():  # later attempts start from the runner's own resolved spec.json
-            _write_json(spec, claimed.config)
+            write_json_atomic(spec, claimed.config)
         argv = runner_argv(self.settings, run_dir, _resume_arg(claimed, run_dir))
         return Launch(claimed.job_id, [*argv, "--exit-with-parent"], run_dir, self.env)
 
@@ -119,9 +119,3 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except FileNotFoundError:
         return 0
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
