@@ -51,9 +51,16 @@ def serve(
     pool.start()
     typer.echo(f"tuneyard on http://{settings.host}:{settings.port} · data {settings.data_dir} · "
                f"{settings.workers} worker(s) · admin key in {key_file}")
+    # uvicorn handles SIGTERM and SIGINT while it serves, and once it has shut down it raises the
+    # signal again for whatever handler was there before it. The default handler would end the
+    # process here, before the drain below hands the running jobs back; this one lets it run.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
     try:
         uvicorn.run(create_app(settings, db), host=settings.host, port=settings.port, log_level="warning")
     finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C leaves at once
+        typer.echo("draining: handing running jobs back to the queue")
         pool.drain()
         db.dispose()
 

@@ -1,0 +1,41 @@
+"""Shut the service down politely (SIGTERM) mid-training: its runners checkpoint, their jobs go back to
+the queue without counting a retry, and the next start finishes them bit for bit."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_service_crashes import LONG, assert_matches_uninterrupted, wait_mid_training
+from tests.e2e.test_service_jobs import submit
+from tests.support.service import Service, runner_pids
+
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+@pytest.mark.parametrize("process", ["serve", "worker"])
+def test_sigterm_hands_running_jobs_back_and_they_finish_after_a_restart(
+    service: Service, tmp_path: Path, process: str
+) -> None:
+    serve = service.start_serve(workers=1 if process == "serve" else 0)
+    client = service.client()
+    target = serve if process == "serve" else service.start_worker()
+    job = submit(client, **LONG)
+    wait_mid_training(client, job["id"])
+    run_dir = service.data_dir / "runs" / job["id"]
+
+    target.send_signal(signal.SIGTERM)
+    assert target.wait(timeout=90) == 0
+    assert not runner_pids(run_dir)
+    if process == "serve":
+        serve = service.start_serve(workers=0)  # the API back, with nothing to run the job yet
+    handed_back = client.get_job(job["id"])
+    assert (handed_back["status"], handed_back["retries"]) == ("queued", 0), handed_back
+    assert client.events(job["id"])[-1]["type"] == "released"
+
+    service.start_worker()
+    done = client.wait(job["id"], timeout=300)
+    assert (done["status"], done["retries"]) == ("completed", 0), done
+    assert_matches_uninterrupted(service, job["id"], tmp_path)
