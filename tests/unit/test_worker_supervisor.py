@@ -6,6 +6,7 @@ import json
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -78,8 +79,8 @@ class ExplodingReporter(RecordingReporter):
         self.record_error = on_record
         self.heartbeat_error = heartbeat
 
-    def on_record(self, record: TelemetryRecord) -> None:
-        super().on_record(record)
+    def on_records(self, records: Sequence[TelemetryRecord]) -> None:
+        super().on_records(records)
         if self.record_error is not None:
             raise self.record_error
 
@@ -163,7 +164,8 @@ def test_a_write_refused_for_a_stale_attempt_kills_the_runner_and_silences_the_r
     write_telemetry(tmp_path, {"kind": "metric", "step": 1}, {"kind": "metric", "step": 2})
     outcome = future.result(timeout=5)
     assert outcome.verdict is Verdict.LOST_LEASE
-    assert [r["step"] for r in reporter.records] == [1]  # nothing more was offered after the refusal
+    assert [r["step"] for r in reporter.records] == [1, 2]  # one read, offered as one batch
+    assert reporter.batches == 1  # and nothing more was offered after the refusal
     assert process.signals == []  # no grace, no SIGTERM: straight to SIGKILL
 
 

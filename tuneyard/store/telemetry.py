@@ -43,30 +43,47 @@ class LogIn:
     ts: datetime = field(default_factory=utcnow)
 
 
+@dataclass(frozen=True)
+class CheckpointIn:
+    step: int
+    path: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+TelemetryItem = MetricIn | LogIn | Event | CheckpointIn
+
+
+def record_telemetry(db: Database, job_id: str, attempt: int, items: Sequence[TelemetryItem]) -> None:
+    """A batch of a runner's telemetry (one read of its file) in one fenced transaction.
+
+    One transaction a batch, not one a record: a supervisor shares its cores with the runner it
+    watches, and a commit costs more than the rows in it. Events and checkpoints keep their order.
+    """
+    if not items:
+        return
+    metrics = [i for i in items if isinstance(i, MetricIn)]
+    logs = [i for i in items if isinstance(i, LogIn)]
+    ordered = [i for i in items if isinstance(i, Event | CheckpointIn)]
+    with db.write() as session:
+        job = fence(session, job_id, attempt, log_lines=len(logs), events=len(ordered))
+        _insert_metrics(session, job, metrics)
+        _insert_logs(session, job_id, job.log_seq - len(logs) + 1, logs)
+        seq, top = job.event_seq - len(ordered), job.last_checkpoint_step
+        for item in ordered:
+            seq += 1
+            if isinstance(item, Event):
+                write_event(session, job_id, seq, item)
+            else:
+                _insert_checkpoint(session, job_id, seq, item)
+                top = max(item.step, top if top is not None else -1)
+        if top != job.last_checkpoint_step:
+            session.execute(update(Job).where(Job.id == job_id).values(last_checkpoint_step=top)
+                            .execution_options(synchronize_session=False))
+
+
 def record_metrics(db: Database, job_id: str, attempt: int, points: Sequence[MetricIn]) -> None:
     """Store metric points (a step already stored is kept as is) and move the job's progress."""
-    with db.write() as session:
-        job = fence(session, job_id, attempt)
-        rows = [
-            {"job_id": job_id, "kind": p.kind, "step": p.step, "epoch": p.epoch, "phase": p.phase,
-             "values": p.values, "ts": p.ts}
-            for p in points
-        ]
-        insert_ignoring_duplicates(session, MetricPoint, rows, ("job_id", "kind", "step"))
-        train = [p for p in points if p.kind == "train"]
-        if train:
-            latest = max(train, key=lambda p: p.step)
-            if latest.step >= job.progress.get("step", -1):
-                _set_progress(session, job_id, latest)
-
-
-def _set_progress(session: Session, job_id: str, point: MetricIn) -> None:
-    merged = {"step": point.step, "epoch": point.epoch, **point.values}
-    progress = {k: merged[k] for k in PROGRESS_KEYS if merged.get(k) is not None}
-    session.execute(
-        update(Job).where(Job.id == job_id).values(progress=progress)
-        .execution_options(synchronize_session=False)
-    )
+    record_telemetry(db, job_id, attempt, points)
 
 
 def append_logs(db: Database, job_id: str, attempt: int, lines: Sequence[LogIn]) -> list[int]:
@@ -76,46 +93,59 @@ def append_logs(db: Database, job_id: str, attempt: int, lines: Sequence[LogIn])
     with db.write() as session:
         job = fence(session, job_id, attempt, log_lines=len(lines))
         first = job.log_seq - len(lines) + 1
-        seqs = list(range(first, first + len(lines)))
-        rows = [
-            {"job_id": job_id, "seq": seq, "level": line.level, "message": line.message, "ts": line.ts}
-            for seq, line in zip(seqs, lines, strict=True)
-        ]
-        session.execute(insert(LogLine), rows)
-        return seqs
+        _insert_logs(session, job_id, first, lines)
+        return list(range(first, first + len(lines)))
 
 
-def add_event(db: Database, job_id: str, attempt: int, event: Event) -> int:
-    """A worker's event (phase change, warning…); returns its seq."""
-    with db.write() as session:
-        job = fence(session, job_id, attempt, events=1)
-        write_event(session, job_id, job.event_seq, event)
-        return job.event_seq
+def add_event(db: Database, job_id: str, attempt: int, event: Event) -> None:
+    """A worker's event (phase change, warning…)."""
+    record_telemetry(db, job_id, attempt, [event])
 
 
 def add_checkpoint(
     db: Database, job_id: str, attempt: int, step: int, path: str, metrics: dict[str, Any] | None = None
 ) -> Checkpoint:
     """Record a committed checkpoint (its manifest exists); the same step twice returns the first."""
-    with db.write() as session:
-        job = fence(session, job_id, attempt, events=1)
-        insert_ignoring_duplicates(
-            session, Checkpoint,
-            [{"id": new_id("ckpt"), "job_id": job_id, "step": step, "path": path,
-              "metrics": metrics or {}, "created_at": utcnow()}],
-            ("job_id", "step"),
-        )
-        ckpt = session.execute(
-            select(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.step == step)
-        ).scalar_one()
-        top = max(step, job.last_checkpoint_step or -1)
-        session.execute(
-            update(Job).where(Job.id == job_id).values(last_checkpoint_step=top)
-            .execution_options(synchronize_session=False)
-        )
-        write_event(session, job_id, job.event_seq,
-                    Event("checkpoint", f"checkpoint at step {step}", {"step": step, "checkpoint_id": ckpt.id}))
-        return ckpt
+    record_telemetry(db, job_id, attempt, [CheckpointIn(step, path, metrics or {})])
+    with db.read() as session:
+        stmt = select(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.step == step)
+        return session.execute(stmt).scalar_one()
+
+
+def _insert_metrics(session: Session, job: Job, points: Sequence[MetricIn]) -> None:
+    rows = [{"job_id": job.id, "kind": p.kind, "step": p.step, "epoch": p.epoch, "phase": p.phase,
+             "values": p.values, "ts": p.ts} for p in points]
+    insert_ignoring_duplicates(session, MetricPoint, rows, ("job_id", "kind", "step"))
+    train = [p for p in points if p.kind == "train"]
+    if train:
+        latest = max(train, key=lambda p: p.step)
+        if latest.step >= job.progress.get("step", -1):
+            merged = {"step": latest.step, "epoch": latest.epoch, **latest.values}
+            progress = {k: merged[k] for k in PROGRESS_KEYS if merged.get(k) is not None}
+            session.execute(update(Job).where(Job.id == job.id).values(progress=progress)
+                            .execution_options(synchronize_session=False))
+
+
+_INSERT_LOG = insert(LogLine)
+
+
+def _insert_logs(session: Session, job_id: str, first_seq: int, lines: Sequence[LogIn]) -> None:
+    if lines:
+        rows = [{"job_id": job_id, "seq": seq, "level": line.level, "message": line.message, "ts": line.ts}
+                for seq, line in enumerate(lines, start=first_seq)]
+        session.connection().execute(_INSERT_LOG, rows)
+
+
+def _insert_checkpoint(session: Session, job_id: str, seq: int, ckpt: CheckpointIn) -> None:
+    insert_ignoring_duplicates(
+        session, Checkpoint,
+        [{"id": new_id("ckpt"), "job_id": job_id, "step": ckpt.step, "path": ckpt.path,
+          "metrics": ckpt.metrics, "created_at": utcnow()}],
+        ("job_id", "step"),
+    )
+    ckpt_id = session.scalar(select(Checkpoint.id).where(Checkpoint.job_id == job_id, Checkpoint.step == ckpt.step))
+    write_event(session, job_id, seq, Event("checkpoint", f"checkpoint at step {ckpt.step}",
+                                            {"step": ckpt.step, "checkpoint_id": ckpt_id}))
 
 
 def latest_checkpoint_id(session: Session, job_id: str) -> str | None:

@@ -35,7 +35,8 @@ are not on the list: a runner never needs them, and runs code it loaded from use
 
 
 def runner_argv(settings: Settings, run_dir: Path, resume: str | None = None) -> list[str]:
-    """`python -m tuneyard.training RUN_DIR/spec.json --run-dir RUN_DIR --model-cache-dir D [--resume WHAT]`.
+    """`python -m tuneyard.training RUN_DIR/spec.json --run-dir RUN_DIR --model-cache-dir D [--nice N]
+    [--resume WHAT]`.
 
     The cache folder is passed explicitly so the runner never falls back to reading the environment.
     """
@@ -43,6 +44,8 @@ def runner_argv(settings: Settings, run_dir: Path, resume: str | None = None) ->
     spec = str(run_dir / contract.SPEC_FILE)
     cache = str(settings.resolved_model_cache_dir)
     argv = [python, "-m", "tuneyard.training", spec, "--run-dir", str(run_dir), "--model-cache-dir", cache]
+    if settings.runner_nice:
+        argv += ["--nice", str(settings.runner_nice)]
     if resume is not None:
         argv += ["--resume", resume]
     return argv

@@ -10,7 +10,7 @@ natural caller: when `heartbeat()` finds the job marked stopping or cancelling i
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from tuneyard.worker.outcome import Outcome, TelemetryRecord
@@ -22,8 +22,8 @@ class JobReporter(Protocol):
     def on_started(self, pid: int) -> None:
         """The runner process is up."""
 
-    def on_record(self, record: TelemetryRecord) -> None:
-        """One telemetry record, in file order, as soon as its line is complete."""
+    def on_records(self, records: Sequence[TelemetryRecord]) -> None:
+        """The telemetry records completed since the last call, in file order; never empty."""
 
     def heartbeat(self) -> bool:
         """Extend the lease. False means another attempt owns the job now."""
@@ -38,7 +38,7 @@ class NullReporter:
     def on_started(self, pid: int) -> None:
         pass
 
-    def on_record(self, record: TelemetryRecord) -> None:
+    def on_records(self, records: Sequence[TelemetryRecord]) -> None:
         pass
 
     def heartbeat(self) -> bool:
@@ -57,6 +57,7 @@ class RecordingReporter:
     def __init__(self) -> None:
         self.pid: int | None = None
         self.records: list[TelemetryRecord] = []
+        self.batches = 0
         self.outcome: Outcome | None = None
         self.heartbeats = 0
         self.lease_held = True
@@ -67,9 +68,10 @@ class RecordingReporter:
             self.pid = pid
             self._changed.notify_all()
 
-    def on_record(self, record: TelemetryRecord) -> None:
+    def on_records(self, records: Sequence[TelemetryRecord]) -> None:
         with self._changed:
-            self.records.append(record)
+            self.records.extend(records)
+            self.batches += 1
             self._changed.notify_all()
 
     def heartbeat(self) -> bool:

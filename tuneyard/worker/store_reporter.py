@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from tuneyard.scheduler import heartbeat, release
 from tuneyard.scheduler.retry import retry_or_fail
 from tuneyard.store import outcomes
 from tuneyard.store.engine import Database
 from tuneyard.store.errors import InvalidTransition, StaleAttempt
-from tuneyard.store.status import Event
-from tuneyard.store.telemetry import LogIn, MetricIn, add_checkpoint, add_event, append_logs, record_metrics
+from tuneyard.store.status import Event, JobStatus
+from tuneyard.store.telemetry import CheckpointIn, LogIn, MetricIn, TelemetryItem, record_telemetry
 from tuneyard.training import contract
 from tuneyard.worker.outcome import LeaseLost, Outcome, TelemetryRecord, Verdict
 
@@ -38,6 +38,10 @@ def _fenced(job_id: str) -> Iterator[None]:
         yield
     except StaleAttempt as exc:
         raise LeaseLost(f"job {job_id}: {exc}") from exc
+
+
+def _is_final_eval(record: TelemetryRecord) -> bool:
+    return record.get("kind") == contract.KIND_PHASE and record.get("phase") == "final_eval"
 
 
 def _ts(record: TelemetryRecord) -> datetime:
@@ -64,11 +68,14 @@ class StoreReporter:
         with _fenced(self.job_id), contextlib.suppress(InvalidTransition):
             outcomes.mark_running(self.db, self.job_id, self.attempt)
 
-    def on_record(self, record: TelemetryRecord) -> None:
-        handler = self._HANDLERS.get(str(record.get("kind")))
-        if handler is not None:
-            with _fenced(self.job_id):
-                handler(self, record)
+    def on_records(self, records: Sequence[TelemetryRecord]) -> None:
+        items = [item for record in records for item in self._items_or_warning(record)]
+        with _fenced(self.job_id):
+            record_telemetry(self.db, self.job_id, self.attempt, items)
+            if not self._finalizing and any(_is_final_eval(r) for r in records):
+                self._finalizing = True
+                with contextlib.suppress(InvalidTransition):  # cancelling: the cancel wins
+                    outcomes.mark_finalizing(self.db, self.job_id, self.attempt)
 
     def heartbeat(self) -> bool:
         try:
@@ -90,39 +97,34 @@ class StoreReporter:
 
     # ---- telemetry records ---------------------------------------------------------------
 
-    def _metric(self, record: TelemetryRecord) -> None:
-        values = {k: record[k] for k in METRIC_VALUES if k in record}
-        point = MetricIn(int(record["step"]), values, "train", record.get("epoch"), record.get("phase"), _ts(record))
-        record_metrics(self.db, self.job_id, self.attempt, [point])
+    def _items_or_warning(self, record: TelemetryRecord) -> list[TelemetryItem]:
+        """A record that does not convert is reported in the job's log, and the rest still stored."""
+        try:
+            return self._items(record)
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("job %s: telemetry record not stored (%r): %s", self.job_id, exc, str(record)[:200])
+            return [LogIn(f"telemetry record not stored ({exc!r}): {str(record)[:200]}", "warning")]
 
-    def _eval(self, record: TelemetryRecord) -> None:
-        values = {k: record[k] for k in EVAL_VALUES if k in record}
-        point = MetricIn(int(record["step"]), values, "eval", None, "eval", _ts(record))
-        record_metrics(self.db, self.job_id, self.attempt, [point])
-
-    def _log(self, record: TelemetryRecord) -> None:
-        line = LogIn(str(record.get("message", "")), str(record.get("level", "info")), _ts(record))
-        append_logs(self.db, self.job_id, self.attempt, [line])
-
-    def _phase(self, record: TelemetryRecord) -> None:
-        phase = str(record.get("phase"))
-        add_event(self.db, self.job_id, self.attempt, Event("phase", f"phase: {phase}", {"phase": phase}))
-        if phase == "final_eval" and not self._finalizing:
-            self._finalizing = True
-            with contextlib.suppress(InvalidTransition):  # cancelling: the cancel wins
-                outcomes.mark_finalizing(self.db, self.job_id, self.attempt)
-
-    def _checkpoint(self, record: TelemetryRecord) -> None:
-        metrics = {k: record[k] for k in ("loss", "tokens", "epoch") if record.get(k) is not None}
-        add_checkpoint(self.db, self.job_id, self.attempt, int(record["step"]), str(record["path"]), metrics)
-
-    _HANDLERS: ClassVar[dict[str, Callable[[StoreReporter, TelemetryRecord], None]]] = {
-        contract.KIND_METRIC: _metric,
-        contract.KIND_EVAL: _eval,
-        contract.KIND_LOG: _log,
-        contract.KIND_PHASE: _phase,
-        contract.KIND_CHECKPOINT: _checkpoint,
-    }
+    @staticmethod
+    def _items(record: TelemetryRecord) -> list[TelemetryItem]:
+        """What one record stores: a metric point, a log line, an event or a checkpoint (or nothing)."""
+        kind = record.get("kind")
+        if kind == contract.KIND_METRIC:
+            values = {k: record[k] for k in METRIC_VALUES if k in record}
+            return [MetricIn(int(record["step"]), values, "train", record.get("epoch"), record.get("phase"),
+                             _ts(record))]
+        if kind == contract.KIND_EVAL:
+            values = {k: record[k] for k in EVAL_VALUES if k in record}
+            return [MetricIn(int(record["step"]), values, "eval", None, "eval", _ts(record))]
+        if kind == contract.KIND_LOG:
+            return [LogIn(str(record.get("message", "")), str(record.get("level", "info")), _ts(record))]
+        if kind == contract.KIND_PHASE:
+            phase = str(record.get("phase"))
+            return [Event("phase", f"phase: {phase}", {"phase": phase})]
+        if kind == contract.KIND_CHECKPOINT:
+            metrics = {k: record[k] for k in ("loss", "tokens", "epoch") if record.get(k) is not None}
+            return [CheckpointIn(int(record["step"]), str(record["path"]), metrics)]
+        return []  # result and error records: the verdict reads them when the runner has exited
 
     # ---- the verdict ------------------------------------------------------------------------
 
@@ -135,7 +137,7 @@ class StoreReporter:
         elif verdict is Verdict.CANCELLED:
             outcomes.mark_cancelled(self.db, self.job_id, self.attempt)
         elif verdict is Verdict.RELEASED:
-            release(self.db, self.job_id, self.attempt, outcome.message)
+            self._released(outcome)
         elif verdict is Verdict.USER_ERROR:
             outcomes.fail(self.db, self.job_id, outcome.error_type or "user_error", outcome.message,
                           attempt=self.attempt, details=self._details(outcome))
@@ -165,6 +167,19 @@ class StoreReporter:
         except InvalidTransition:
             # Exit 75 that nobody asked for (someone signalled the runner directly): hand it back.
             release(self.db, self.job_id, self.attempt, "the runner stopped without a stop request")
+
+    def _released(self, outcome: Outcome) -> None:
+        try:
+            release(self.db, self.job_id, self.attempt, outcome.message)
+        except InvalidTransition as refused:
+            # A user's stop or cancel landed before a heartbeat relayed it. The runner has
+            # checkpointed and left, which is what they asked for: record that, not a hand-back.
+            if refused.current == JobStatus.CANCELLING:
+                outcomes.mark_cancelled(self.db, self.job_id, self.attempt)
+            elif refused.current == JobStatus.STOPPING:
+                self._stopped(outcome)
+            else:
+                raise
 
     @staticmethod
     def _details(outcome: Outcome) -> dict[str, Any]:

@@ -169,11 +169,12 @@ class Supervisor:
         return max(0.0, min(until))
 
     def _pump(self, attempt: _Attempt) -> None:
-        for item in attempt.tailer.read():
-            record = _as_log_record(item) if isinstance(item, MalformedLine) else item
+        records = [_as_log_record(item) if isinstance(item, MalformedLine) else item
+                   for item in attempt.tailer.read()]
+        for record in records:
             attempt.last[str(record["kind"])] = record
-            if attempt.acted is not Request.LOST_LEASE:
-                self._tell(attempt, self._reporter.on_record, record)
+        if records and attempt.acted is not Request.LOST_LEASE:
+            self._tell(attempt, self._reporter.on_records, records)
 
     def _heartbeat_if_due(self, attempt: _Attempt) -> None:
         now = self._clock()
