@@ -1,12 +1,15 @@
 """API latency under load: CLIENTS concurrent pollers against a real `tuneyard serve` while a job trains.
 
 Each client loops over GET /v1/jobs/{id}, GET …/metrics?since_step=<last step seen> and
-GET …/logs?since=<last seq seen>, on its own keep-alive connection, for DURATION seconds (with
-THINK seconds between rounds; 0 hammers the server as hard as the clients can). Training tokens/s is
-read from the run's telemetry over a quiet window before the load, the load itself, and a quiet
-window after, so the cost of serving on the training is visible too. Prints figures; asserts nothing.
+GET …/logs?since=<last seq seen>, on its own keep-alive connection, for DURATION seconds, waiting
+THINK seconds between rounds: 1 s by default, as `TuneyardClient.wait` and `jobs get --follow` poll.
+Clients start at random moments within the first THINK seconds, as independent users would, not in
+lock-step bursts. THINK 0 hammers the server as hard as the clients can: a throughput figure.
+Training tokens/s is read from the run's telemetry over a quiet window before the load, the load
+itself, and a quiet window after, so the cost of serving on the training is visible too. Prints
+figures; asserts nothing.
 
-    .venv/bin/python -m benchmarks.api_load [--clients 100] [--duration 30] [--think 0]
+    .venv/bin/python -m benchmarks.api_load [--clients 100] [--duration 30] [--think 1]
         [--database-url URL | --postgres] [--py-spy FILE]
 
 The load generator shares the machine (2 cores here) with the server and the training, so the
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -83,9 +87,11 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[int(rank) - 1]
 
 
-async def poll(http: httpx.AsyncClient, job_id: str, deadline: float, think: float, tally: Tally) -> None:
+async def poll(http: httpx.AsyncClient, job_id: str, deadline: float, think: float, start_after: float,
+               tally: Tally) -> None:
     """One client: job status, then metrics and logs from where it left off, until the deadline."""
     last_step, last_seq = -1, 0
+    await asyncio.sleep(start_after)
     while time.perf_counter() < deadline:
         for route in ROUTES:
             if route == "job":
@@ -123,7 +129,8 @@ async def hammer(base_url: str, api_key: str, job_id: str, clients: int, duratio
              for _ in range(clients)]
     try:
         deadline = time.perf_counter() + duration
-        await asyncio.gather(*(poll(http, job_id, deadline, think, tally) for http in https))
+        starts = random.Random(0).uniform
+        await asyncio.gather(*(poll(http, job_id, deadline, think, starts(0, think), tally) for http in https))
     finally:
         await asyncio.gather(*(http.aclose() for http in https))
     return tally
@@ -160,7 +167,7 @@ def wait_for_steps(run_dir: Path, steps: int, timeout: float = 600.0) -> None:
         time.sleep(0.5)
 
 
-def run(clients: int = 100, duration: float = 30.0, think: float = 0.0, quiet: float = 15.0,
+def run(clients: int = 100, duration: float = 30.0, think: float = 1.0, quiet: float = 15.0,
         database_url: str | None = None, profile: Path | None = None, warm_steps: int = 3) -> LoadResult:
     """Start a service, train a long job on it, measure a quiet window, the load, a quiet window."""
     with tempfile.TemporaryDirectory(prefix="tuneyard-api-load-") as tmp:
@@ -231,7 +238,7 @@ def main(argv: list[str] | None = None) -> LoadResult:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of load")
-    parser.add_argument("--think", type=float, default=0.0, help="seconds each client waits between rounds")
+    parser.add_argument("--think", type=float, default=1.0, help="seconds each client waits between rounds")
     parser.add_argument("--quiet", type=float, default=15.0, help="seconds of training without load, before and after")
     parser.add_argument("--warm-steps", type=int, default=3, help="training steps to wait for before measuring")
     parser.add_argument("--database-url", default=None, help="a database of its own (default: SQLite in a temp dir)")

@@ -43,6 +43,9 @@ class Settings:
     """Where built-in models are made and cached; None means DATA_DIR/cache/models."""
     runner_python: str | None = None
     """Interpreter for runner subprocesses; None means the one running tuneyard."""
+    runner_nice: int = 10
+    """The nice increment runners start with (0 keeps the worker's priority). Training is throughput
+    work: on cores it shares with the API and the supervisors, they must answer first."""
 
     @property
     def resolved_database_url(self) -> str:
@@ -73,7 +76,8 @@ def _parse(name: str, raw: str) -> Any:
         return Path(raw)
     if name == "model_roots":
         return tuple(Path(p) for p in raw.split(os.pathsep) if p)
-    if name in ("port", "workers", "max_retries", "max_upload_bytes", "job_create_rate_per_minute"):
+    if name in ("port", "workers", "max_retries", "max_upload_bytes", "job_create_rate_per_minute",
+                "runner_nice"):
         return int(raw)
     if name.endswith("_seconds"):
         return float(raw)

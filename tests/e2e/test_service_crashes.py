@@ -63,6 +63,8 @@ def test_runner_killed(service: Service, tmp_path: Path) -> None:
     job = submit(client, **LONG)
     wait_mid_training(client, job["id"])
     [pid] = runner_pids(service.data_dir / "runs" / job["id"])
+    # Below the service's own priority (the default nice 10), so the API answers first.
+    assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
     os.kill(pid, signal.SIGKILL)
     finish(client, job["id"])
     events = client.events(job["id"])

@@ -14,8 +14,12 @@ def test_argv_runs_the_training_module_on_the_run_dirs_spec(tmp_path: Path) -> N
     run_dir = tmp_path / "runs" / "job-1"
     assert runner_argv(settings, run_dir) == [
         sys.executable, "-m", "tuneyard.training", str(run_dir / "spec.json"),
-        "--run-dir", str(run_dir), "--model-cache-dir", str(tmp_path / "cache" / "models"),
+        "--run-dir", str(run_dir), "--model-cache-dir", str(tmp_path / "cache" / "models"), "--nice", "10",
     ]  # fmt: skip
+
+
+def test_argv_leaves_the_priority_alone_at_nice_zero(tmp_path: Path) -> None:
+    assert "--nice" not in runner_argv(Settings(data_dir=tmp_path, runner_nice=0), tmp_path)
 
 
 def test_argv_uses_the_configured_interpreter_and_resume(tmp_path: Path) -> None:

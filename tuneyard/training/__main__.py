@@ -7,6 +7,7 @@ dependencies. `tuneyard train` is the same entry for people.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -19,8 +20,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", type=Path, required=True, help="where this run's files go")
     parser.add_argument("--resume", default=None, help="latest, step-N, or a checkpoint folder")
     parser.add_argument("--model-cache-dir", type=Path, default=None, help="where built-in models are cached")
+    parser.add_argument("--nice", type=int, default=0, help="lower this process's CPU priority by N first")
     parser.add_argument("--exit-with-parent", action="store_true", help="die when the starting process dies")
     args = parser.parse_args(argv)
+    if args.nice:
+        # Before torch starts its threads: they inherit the priority of the thread that makes them.
+        os.nice(args.nice)
     if args.exit_with_parent:
         from tuneyard.training.control import exit_with_parent
 
