@@ -1,7 +1,8 @@
 """API latency under load: CLIENTS concurrent pollers against a real `tuneyard serve` while a job trains.
 
 Each client loops over GET /v1/jobs/{id}, GET …/metrics?since_step=<last step seen> and
-GET …/logs?since=<last seq seen>, on its own keep-alive connection, for DURATION seconds, waiting
+GET …/logs?since=<last seq seen>, on its own keep-alive connection (benchmarks/lean_http.py, so the
+generator takes little of the CPU it shares with the server), for DURATION seconds, waiting
 THINK seconds between rounds: 1 s by default, as `TuneyardClient.wait` and `jobs get --follow` poll.
 Clients start at random moments within the first THINK seconds, as independent users would, not in
 lock-step bursts. THINK 0 hammers the server as hard as the clients can: a throughput figure.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import shutil
@@ -32,12 +34,14 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import psutil
 
+from benchmarks.lean_http import Connection, ResponseError
 from benchmarks.service_bench import Served, job_spec, load_average, make_dataset, tokens_per_s, train_steps
+from benchmarks.sft_data import docstring_chats, write_jsonl
 
 TARGET_P99_MS = 100.0
+SAVE_STEPS = 500
 ROUTES = ("job", "metrics", "logs")
 
 
@@ -87,7 +91,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[int(rank) - 1]
 
 
-async def poll(http: httpx.AsyncClient, job_id: str, deadline: float, think: float, start_after: float,
+async def poll(http: Connection, job_id: str, deadline: float, think: float, start_after: float,
                tally: Tally) -> None:
     """One client: job status, then metrics and logs from where it left off, until the deadline."""
     last_step, last_seq = -1, 0
@@ -102,16 +106,16 @@ async def poll(http: httpx.AsyncClient, job_id: str, deadline: float, think: flo
                 url, params = f"/v1/jobs/{job_id}/logs", {"since": last_seq}
             started = time.perf_counter()
             try:
-                response = await http.get(url, params=params)
-            except httpx.HTTPError as exc:
+                status, body = await asyncio.wait_for(http.get(url, params), timeout=30.0)
+            except (OSError, TimeoutError, asyncio.IncompleteReadError, ResponseError) as exc:
                 tally.fail(route, f"{type(exc).__name__}: {exc}")
                 continue
             took = time.perf_counter() - started
-            if response.status_code != 200:
-                tally.fail(route, f"HTTP {response.status_code}: {response.text[:200]}")
+            if status != 200:
+                tally.fail(route, f"HTTP {status}: {body[:200]!r}")
                 continue
             tally.latencies[route].append(took)
-            items = response.json().get("data", []) if route != "job" else []
+            items = json.loads(body).get("data", []) if route != "job" else []
             if route == "metrics" and items:
                 last_step = max(last_step, *(int(m["step"]) for m in items))
             elif route == "logs" and items:
@@ -122,17 +126,14 @@ async def poll(http: httpx.AsyncClient, job_id: str, deadline: float, think: flo
 
 async def hammer(base_url: str, api_key: str, job_id: str, clients: int, duration: float, think: float) -> Tally:
     tally = Tally()
-    headers = {"Authorization": f"Bearer {api_key}"}
     # One connection per client, as 100 separate dashboards or CLIs would have.
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    https = [httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits, timeout=30.0)
-             for _ in range(clients)]
+    connections = [Connection(base_url, {"Authorization": f"Bearer {api_key}"}) for _ in range(clients)]
     try:
         deadline = time.perf_counter() + duration
         starts = random.Random(0).uniform
-        await asyncio.gather(*(poll(http, job_id, deadline, think, starts(0, think), tally) for http in https))
+        await asyncio.gather(*(poll(c, job_id, deadline, think, starts(0, think), tally) for c in connections))
     finally:
-        await asyncio.gather(*(http.aclose() for http in https))
+        await asyncio.gather(*(c.close() for c in connections))
     return tally
 
 
@@ -175,9 +176,11 @@ def run(clients: int = 100, duration: float = 30.0, think: float = 1.0, quiet: f
         served.start()
         try:
             with served.client() as client:
-                dataset = make_dataset(client)
-                # Many short epochs: the job outlives any load window and then gets cancelled.
-                job = client.create_job(job_spec(dataset, epochs=1000))
+                chats, _ = docstring_chats(limit=4000)
+                dataset = make_dataset(client, write_jsonl(Path(tmp) / "chats.jsonl", chats))
+                # Epochs of ~1000 steps, checkpointed every SAVE_STEPS as a real job would be (not at
+                # the end of every second's tiny epoch): it outlives the windows and is cancelled.
+                job = client.create_job(job_spec(dataset, epochs=10, save_steps=SAVE_STEPS))
                 run_dir = served.data_dir / "runs" / job["id"]
                 wait_for_steps(run_dir, warm_steps)  # past model loading and the first, slowest steps
                 windows: dict[str, tuple[float, float]] = {}

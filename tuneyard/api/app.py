@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI
 
 from tuneyard import __version__
@@ -21,6 +22,10 @@ from tuneyard.settings import Settings
 from tuneyard.store.engine import Database, make_engine
 from tuneyard.store.migrate import migrate
 
+API_THREADS = 16
+"""Threads that run the blocking part of requests. More would not run faster on a few cores (the
+GIL), and every one of them may hold a database connection: the pool is sized for this many."""
+
 
 def create_app(settings: Settings, db: Database | None = None, *, stream_poll_seconds: float = 0.5) -> FastAPI:
     """The native API on `db` (or a new database from `settings`, migrated and disposed with the app)."""
@@ -31,6 +36,7 @@ def create_app(settings: Settings, db: Database | None = None, *, stream_poll_se
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = API_THREADS
         if owned:
             migrate(database.engine)
         yield

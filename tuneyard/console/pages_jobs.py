@@ -111,7 +111,8 @@ def job_page(request: Request, context: Context, viewer: CurrentViewer, job_id: 
 def download_checkpoint(context: Context, viewer: CurrentViewer, job_id: str, checkpoint_id: str) -> Response:
     """One checkpoint folder as a .tar.gz (the API serves its files one by one; people want one file)."""
     job = jobs.get_job(context.db, viewer.principal.org_id, checked_id("job", job_id))
-    found = [c for c in timeline.checkpoints(context.db, job.id) if c.id == checkpoint_id]
+    with context.db.read() as session:
+        found = [c for c in timeline.checkpoints(session, job.id) if c.id == checkpoint_id]
     if not found:
         raise NotFound("checkpoint", checkpoint_id[:64])
     root = runs.run_dir(context.settings, job.id).resolve()

@@ -11,29 +11,33 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from tuneyard.services.errors import InvalidRequest
 from tuneyard.store import telemetry
-from tuneyard.store.engine import Database
 from tuneyard.store.tables import Checkpoint, JobEvent, LogLine, MetricPoint
 
 MAX_BATCH = 500
 
 
-def events(db: Database, job_id: str, since: int = 0, limit: int = 1000) -> list[JobEvent]:
-    return telemetry.list_events(db, job_id, since=since, limit=limit)
+# Reads inside a caller's transaction (a request checks the key, loads the job and reads in one).
+
+def events(session: Session, job_id: str, since: int = 0, limit: int = 1000) -> list[JobEvent]:
+    return telemetry.read_events(session, job_id, since=since, limit=limit)
 
 
-def metrics(db: Database, job_id: str, since_step: int = -1, kind: str | None = None,
+def metrics(session: Session, job_id: str, since_step: int = -1, kind: str | None = None,
             limit: int = 10_000) -> list[MetricPoint]:
-    return telemetry.list_metrics(db, job_id, since_step=since_step, kind=kind, limit=limit)
+    return telemetry.read_metrics(session, job_id, since_step=since_step, kind=kind, limit=limit)
 
 
-def logs(db: Database, job_id: str, since: int = 0, tail: int | None = None, limit: int = 10_000) -> list[LogLine]:
-    return telemetry.list_logs(db, job_id, since=since, tail=tail, limit=limit)
+def logs(session: Session, job_id: str, since: int = 0, tail: int | None = None,
+         limit: int = 10_000) -> list[LogLine]:
+    return telemetry.read_logs(session, job_id, since=since, tail=tail, limit=limit)
 
 
-def checkpoints(db: Database, job_id: str) -> list[Checkpoint]:
-    return telemetry.list_checkpoints(db, job_id)
+def checkpoints(session: Session, job_id: str) -> list[Checkpoint]:
+    return telemetry.read_checkpoints(session, job_id)
 
 
 @dataclass(frozen=True)
@@ -68,19 +72,19 @@ class StreamItem:
     data: dict[str, Any]
 
 
-def next_items(db: Database, job_id: str, cursor: StreamCursor) -> list[StreamItem]:
+def next_items(session: Session, job_id: str, cursor: StreamCursor) -> list[StreamItem]:
     """Everything after `cursor`, oldest first within each kind; each item carries its position."""
     items: list[StreamItem] = []
-    for ev in telemetry.list_events(db, job_id, since=cursor.event, limit=MAX_BATCH):
+    for ev in telemetry.read_events(session, job_id, since=cursor.event, limit=MAX_BATCH):
         cursor = replace(cursor, event=ev.seq)
         items.append(StreamItem("event", cursor, event_dict(ev)))
-    for point in telemetry.list_metrics(db, job_id, since_step=cursor.train, kind="train", limit=MAX_BATCH):
+    for point in telemetry.read_metrics(session, job_id, since_step=cursor.train, kind="train", limit=MAX_BATCH):
         cursor = replace(cursor, train=point.step)
         items.append(StreamItem("metric", cursor, metric_dict(point)))
-    for point in telemetry.list_metrics(db, job_id, since_step=cursor.eval, kind="eval", limit=MAX_BATCH):
+    for point in telemetry.read_metrics(session, job_id, since_step=cursor.eval, kind="eval", limit=MAX_BATCH):
         cursor = replace(cursor, eval=point.step)
         items.append(StreamItem("metric", cursor, metric_dict(point)))
-    for line in telemetry.list_logs(db, job_id, since=cursor.log, limit=MAX_BATCH):
+    for line in telemetry.read_logs(session, job_id, since=cursor.log, limit=MAX_BATCH):
         cursor = replace(cursor, log=line.seq)
         items.append(StreamItem("log", cursor, log_dict(line)))
     return items

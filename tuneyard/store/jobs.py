@@ -106,7 +106,12 @@ def insert_job(session: Session, new: NewJob, digest: str) -> Job:
 
 def get_job(db: Database, org_id: str, job_id: str) -> Job:
     with db.read() as session:
-        job = session.get(Job, job_id)
+        return owned_job(session, org_id, job_id)
+
+
+def owned_job(session: Session, org_id: str, job_id: str) -> Job:
+    """The organization's job; another organization's is as missing as one that never existed."""
+    job = session.get(Job, job_id)
     if job is None or job.org_id != org_id:
         raise NotFound("job", job_id)
     return job

@@ -155,41 +155,62 @@ def latest_checkpoint_id(session: Session, job_id: str) -> str | None:
     return found
 
 
-def list_events(db: Database, job_id: str, since: int = 0, limit: int = 1000) -> list[JobEvent]:
+def read_events(session: Session, job_id: str, since: int = 0, limit: int = 1000) -> list[JobEvent]:
     """Events with seq > since, oldest first."""
     stmt = (
         select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.seq > since)
         .order_by(JobEvent.seq).limit(limit)
     )
-    with db.read() as session:
-        return list(session.scalars(stmt))
+    return list(session.scalars(stmt))
 
 
-def list_metrics(
-    db: Database, job_id: str, since_step: int = -1, kind: str | None = None, limit: int = 10_000
+def read_metrics(
+    session: Session, job_id: str, since_step: int = -1, kind: str | None = None, limit: int = 10_000
 ) -> list[MetricPoint]:
     """Metric points with step > since_step, by step then kind."""
     stmt = select(MetricPoint).where(MetricPoint.job_id == job_id, MetricPoint.step > since_step)
     if kind is not None:
         stmt = stmt.where(MetricPoint.kind == kind)
+    return list(session.scalars(stmt.order_by(MetricPoint.step, MetricPoint.kind).limit(limit)))
+
+
+def read_logs(session: Session, job_id: str, since: int = 0, tail: int | None = None,
+              limit: int = 10_000) -> list[LogLine]:
+    """Log lines with seq > since, oldest first; with `tail`, only the last `tail` of those."""
+    stmt = select(LogLine).where(LogLine.job_id == job_id, LogLine.seq > since)
+    if tail is not None:
+        newest = list(session.scalars(stmt.order_by(LogLine.seq.desc()).limit(min(tail, limit))))
+        return newest[::-1]
+    return list(session.scalars(stmt.order_by(LogLine.seq).limit(limit)))
+
+
+def read_checkpoints(session: Session, job_id: str) -> list[Checkpoint]:
+    return list(session.scalars(select(Checkpoint).where(Checkpoint.job_id == job_id).order_by(Checkpoint.step)))
+
+
+# The same reads, each in a transaction of its own.
+
+def list_events(db: Database, job_id: str, since: int = 0, limit: int = 1000) -> list[JobEvent]:
     with db.read() as session:
-        return list(session.scalars(stmt.order_by(MetricPoint.step, MetricPoint.kind).limit(limit)))
+        return read_events(session, job_id, since, limit)
+
+
+def list_metrics(
+    db: Database, job_id: str, since_step: int = -1, kind: str | None = None, limit: int = 10_000
+) -> list[MetricPoint]:
+    with db.read() as session:
+        return read_metrics(session, job_id, since_step, kind, limit)
 
 
 def list_logs(db: Database, job_id: str, since: int = 0, tail: int | None = None,
               limit: int = 10_000) -> list[LogLine]:
-    """Log lines with seq > since, oldest first; with `tail`, only the last `tail` of those."""
-    stmt = select(LogLine).where(LogLine.job_id == job_id, LogLine.seq > since)
     with db.read() as session:
-        if tail is not None:
-            newest = list(session.scalars(stmt.order_by(LogLine.seq.desc()).limit(min(tail, limit))))
-            return newest[::-1]
-        return list(session.scalars(stmt.order_by(LogLine.seq).limit(limit)))
+        return read_logs(session, job_id, since, tail, limit)
 
 
 def list_checkpoints(db: Database, job_id: str) -> list[Checkpoint]:
     with db.read() as session:
-        return list(session.scalars(select(Checkpoint).where(Checkpoint.job_id == job_id).order_by(Checkpoint.step)))
+        return read_checkpoints(session, job_id)
 
 
 def get_checkpoint(db: Database, org_id: str, checkpoint_id: str) -> Checkpoint:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from tuneyard.store.engine import Database
 from tuneyard.store.errors import Conflict, NotFound
@@ -80,12 +81,19 @@ def create_api_key(db: Database, org_id: str, name: str, *, is_admin: bool = Fal
 
 def authenticate(db: Database, plaintext: str) -> Principal | None:
     """The principal behind a key, or None for an unknown or revoked one."""
+    with db.read() as session:
+        return principal_for(session, plaintext)
+
+
+def principal_for(session: Session, plaintext: str) -> Principal | None:
+    """`authenticate` inside the caller's transaction (a request's one read)."""
     if not plaintext.startswith(KEY_PREFIX):
         return None
-    stmt = select(ApiKey).where(ApiKey.key_hash == hash_key(plaintext), ApiKey.revoked_at.is_(None))
-    with db.read() as session:
-        key = session.scalars(stmt).one_or_none()
-    return None if key is None else Principal(key.org_id, key.id, key.is_admin)
+    stmt = select(ApiKey.org_id, ApiKey.id, ApiKey.is_admin).where(
+        ApiKey.key_hash == hash_key(plaintext), ApiKey.revoked_at.is_(None)
+    )
+    row = session.execute(stmt).one_or_none()
+    return None if row is None else Principal(row.org_id, row.id, row.is_admin)
 
 
 def list_api_keys(db: Database, org_id: str) -> list[ApiKey]:

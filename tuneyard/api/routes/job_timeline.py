@@ -9,11 +9,11 @@ import anyio
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from tuneyard.api.deps import Context, OwnedJob
+from tuneyard.api.deps import Context, JobRead, OwnedJob
 from tuneyard.api.schemas.common import ERROR_RESPONSES, ListOf
 from tuneyard.api.schemas.jobs import CheckpointPublic, EventPublic, LogPublic, MetricPublic
 from tuneyard.services import timeline
-from tuneyard.services.jobs import get_job
+from tuneyard.store.jobs import owned_job
 from tuneyard.store.status import JobStatus
 
 router = APIRouter(prefix="/v1/jobs/{job_id}", tags=["jobs"], responses=ERROR_RESPONSES)
@@ -24,37 +24,40 @@ RESTING = frozenset({JobStatus.COMPLETED.value, JobStatus.FAILED.value, JobStatu
 
 
 @router.get("/events", response_model=ListOf[EventPublic])
-def list_events(job: OwnedJob, context: Context, since: Annotated[int, Query(ge=0)] = 0,
-                limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> ListOf[EventPublic]:
+async def list_events(read: JobRead, since: Annotated[int, Query(ge=0)] = 0,
+                      limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> ListOf[EventPublic]:
     """Events with seq > `since`, oldest first."""
-    return ListOf(data=[EventPublic.of(e) for e in timeline.events(context.db, job.id, since, limit)])
+    return ListOf(data=await read(lambda s, job: [EventPublic.of(e) for e in timeline.events(s, job.id, since, limit)]))
 
 
 @router.get("/metrics", response_model=ListOf[MetricPublic])
-def list_metrics(
-    job: OwnedJob, context: Context, since_step: Annotated[int, Query(ge=-1)] = -1,
+async def list_metrics(
+    read: JobRead, since_step: Annotated[int, Query(ge=-1)] = -1,
     kind: Annotated[Literal["train", "eval"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
 ) -> ListOf[MetricPublic]:
     """Metric points with step > `since_step`, by step."""
-    points = timeline.metrics(context.db, job.id, since_step, kind, limit)
-    return ListOf(data=[MetricPublic.of(p) for p in points])
+    return ListOf(data=await read(
+        lambda s, job: [MetricPublic.of(p) for p in timeline.metrics(s, job.id, since_step, kind, limit)]
+    ))
 
 
 @router.get("/logs", response_model=ListOf[LogPublic])
-def list_logs(
-    job: OwnedJob, context: Context, since: Annotated[int, Query(ge=0)] = 0,
+async def list_logs(
+    read: JobRead, since: Annotated[int, Query(ge=0)] = 0,
     tail: Annotated[int | None, Query(ge=1, le=100_000)] = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
 ) -> ListOf[LogPublic]:
     """Log lines with seq > `since`, oldest first; `tail=N` keeps only the last N of them."""
-    return ListOf(data=[LogPublic.of(line) for line in timeline.logs(context.db, job.id, since, tail, limit)])
+    return ListOf(data=await read(
+        lambda s, job: [LogPublic.of(line) for line in timeline.logs(s, job.id, since, tail, limit)]
+    ))
 
 
 @router.get("/checkpoints", response_model=ListOf[CheckpointPublic])
-def list_checkpoints(job: OwnedJob, context: Context) -> ListOf[CheckpointPublic]:
+async def list_checkpoints(read: JobRead) -> ListOf[CheckpointPublic]:
     """Committed checkpoints by step; a checkpoint id is a valid `base_model` for a new job."""
-    return ListOf(data=[CheckpointPublic.of(c) for c in timeline.checkpoints(context.db, job.id)])
+    return ListOf(data=await read(lambda s, job: [CheckpointPublic.of(c) for c in timeline.checkpoints(s, job.id)]))
 
 
 def stream_cursor(
@@ -72,16 +75,20 @@ async def stream(
     failed, cancelled or stopped). Each `id:` is a stream position: send it back as `Last-Event-ID`
     to resume with no gap and no repeat."""
     db, org_id, job_id = context.db, job.org_id, job.id
+
+    def poll(cursor: timeline.StreamCursor) -> tuple[str, list[timeline.StreamItem]]:
+        # The status before the items, in one transaction: anything written before a resting
+        # status is then in this batch, so ending after it loses nothing.
+        with db.read() as session:
+            return owned_job(session, org_id, job_id).status, timeline.next_items(session, job_id, cursor)
+
     while True:
-        # Read the status before the items: anything written before a resting status is then
-        # included in this batch, so ending after it loses nothing.
-        current = await anyio.to_thread.run_sync(get_job, db, org_id, job_id)
-        items = await anyio.to_thread.run_sync(timeline.next_items, db, job_id, cursor)
+        status, items = await anyio.to_thread.run_sync(poll, cursor)
         for item in items:
             cursor = item.cursor
             yield ServerSentEvent(event=item.kind, id=cursor.encode(), data=item.data)
-        if current.status in RESTING and not items:
-            yield ServerSentEvent(event="end", id=cursor.encode(), data={"status": current.status})
+        if status in RESTING and not items:
+            yield ServerSentEvent(event="end", id=cursor.encode(), data={"status": status})
             return
         if not items:
             await anyio.sleep(context.stream_poll_seconds)

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, Query, Response, status
 
-from tuneyard.api.deps import Caller, Context, OwnedJob
+from tuneyard.api.deps import Caller, Context, JobRead, OwnedJob
 from tuneyard.api.errors import rate_limit_headers
 from tuneyard.api.schemas.common import ERROR_RESPONSES
 from tuneyard.api.schemas.jobs import JobPage, JobPublic, ResumeRequest
@@ -55,8 +55,8 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobPublic)
-def get_job(job: OwnedJob) -> JobPublic:
-    return JobPublic.of(job)
+async def get_job(read: JobRead) -> JobPublic:
+    return await read(lambda _session, job: JobPublic.of(job))
 
 
 @router.post("/{job_id}/stop", response_model=JobPublic)
