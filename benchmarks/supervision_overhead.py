@@ -86,7 +86,9 @@ def run_service(served: Served, dataset_id: str, spec: dict[str, Any], warmup: i
             started = time.monotonic()
             job = client.create_job(spec)
             own_before, children_before = _cpu(proc)
-            done = client.wait(job["id"], timeout=3600, poll=0.5)
+            # Watch the run folder, not the API: requests would be serve's CPU, counted as supervision.
+            wait_for_verdict(served.data_dir / "runs" / job["id"])
+            done = client.wait(job["id"], timeout=600, poll=0.2)
             own_after, children_after = _cpu(proc)  # the runner has exited and been waited for
             wall = time.monotonic() - started
         if done["status"] != "completed":
@@ -98,6 +100,24 @@ def run_service(served: Served, dataset_id: str, spec: dict[str, Any], warmup: i
     if times is None:
         raise RuntimeError("too few steps to measure: raise --steps")
     return Run("service", times, wall, children_after - children_before, own_after - own_before), done["config"]
+
+
+def wait_for_verdict(run_dir: Path, timeout: float = 3600.0) -> None:
+    """Until the runner has written its result or error record (its last words before exiting)."""
+    path, deadline = run_dir / "telemetry.jsonl", time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        if any(_kind(line) in ("result", "error") for line in lines):
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"no verdict in {run_dir} after {timeout} s")
+
+
+def _kind(line: str) -> object:
+    try:
+        return json.loads(line).get("kind")
+    except (ValueError, AttributeError):
+        return None  # half-written, or not a record
 
 
 def run_bare(config: dict[str, Any], run_dir: Path, warmup: int) -> Run:

@@ -25,7 +25,8 @@ from tuneyard.worker import (
 )
 
 FAKE_RUNNER = Path(__file__).parents[1] / "support" / "fake_runner.py"
-FAST = SupervisorTimings(stop_grace_seconds=2.0, cancel_grace_seconds=2.0, heartbeat_seconds=0.1, poll_seconds=0.02)
+FAST = SupervisorTimings(stop_grace_seconds=2.0, cancel_grace_seconds=2.0, heartbeat_seconds=0.1, poll_seconds=0.02,
+                        telemetry_seconds=0.02)
 
 
 def fake(run_dir: Path, *args: str) -> list[str]:
@@ -107,7 +108,8 @@ def test_stop_checkpoints_and_exits_75_and_the_grandchild_dies_too(tmp_path: Pat
 
 
 def test_a_runner_ignoring_stop_is_killed_after_the_stop_grace(tmp_path: Path) -> None:
-    timings = SupervisorTimings(stop_grace_seconds=0.3, cancel_grace_seconds=5, heartbeat_seconds=5, poll_seconds=0.02)
+    timings = SupervisorTimings(stop_grace_seconds=0.3, cancel_grace_seconds=5, heartbeat_seconds=5, poll_seconds=0.02,
+                                telemetry_seconds=0.02)
     supervisor, reporter = supervise(tmp_path, fake(tmp_path, "--then", "hang", "--on-sigterm", "ignore"), timings)
     future = in_background(supervisor)
     training(reporter)
@@ -120,7 +122,8 @@ def test_a_runner_ignoring_stop_is_killed_after_the_stop_grace(tmp_path: Path) -
 
 
 def test_cancel_escalates_to_sigkill_within_the_cancel_grace(tmp_path: Path) -> None:
-    timings = SupervisorTimings(stop_grace_seconds=30, cancel_grace_seconds=0.3, heartbeat_seconds=5, poll_seconds=0.02)
+    timings = SupervisorTimings(stop_grace_seconds=30, cancel_grace_seconds=0.3, heartbeat_seconds=5, poll_seconds=0.02,
+                                telemetry_seconds=0.02)
     argv = fake(tmp_path, "--then", "hang", "--on-sigterm", "ignore", "--grandchild")
     supervisor, reporter = supervise(tmp_path, argv, timings)
     future = in_background(supervisor)
@@ -222,7 +225,7 @@ def test_a_line_written_in_two_halves_arrives_once_and_whole(tmp_path: Path) -> 
 
 def test_a_stale_heartbeat_kills_the_runner_at_once(tmp_path: Path) -> None:
     timings = SupervisorTimings(
-        stop_grace_seconds=30, cancel_grace_seconds=30, heartbeat_seconds=0.1, poll_seconds=0.02
+        stop_grace_seconds=30, cancel_grace_seconds=30, heartbeat_seconds=0.1, poll_seconds=0.02, telemetry_seconds=0.02
     )
     argv = fake(tmp_path, "--then", "hang", "--on-sigterm", "ignore", "--grandchild")
     supervisor, reporter = supervise(tmp_path, argv, timings)

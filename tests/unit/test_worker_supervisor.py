@@ -24,7 +24,8 @@ from tuneyard.worker import (
     Verdict,
 )
 
-TIMINGS = SupervisorTimings(stop_grace_seconds=5, cancel_grace_seconds=5, heartbeat_seconds=0.02, poll_seconds=0.005)
+TIMINGS = SupervisorTimings(stop_grace_seconds=5, cancel_grace_seconds=5, heartbeat_seconds=0.02, poll_seconds=0.005,
+                           telemetry_seconds=0.005)
 
 
 class FakeProcess:
@@ -171,12 +172,29 @@ def test_a_write_refused_for_a_stale_attempt_kills_the_runner_and_silences_the_r
 
 def test_the_loop_sleeps_between_polls(tmp_path: Path) -> None:
     executor = FakeExecutor()
-    timings = SupervisorTimings(heartbeat_seconds=60, poll_seconds=0.05)
+    timings = SupervisorTimings(heartbeat_seconds=60, poll_seconds=0.05, telemetry_seconds=0.05)
     launch = Launch(job_id="job-idle", argv=["runner"], run_dir=tmp_path)
     supervisor = Supervisor(launch, executor=executor, timings=timings)
     threading.Timer(0.5, executor.process.finish, args=(0,)).start()
     supervisor.run()
     assert executor.process.polls <= 15  # ~10 polls in 0.5 s at 50 ms, not thousands
+
+
+def test_telemetry_is_read_at_its_own_pace_and_all_of_it_once_the_runner_exits(tmp_path: Path) -> None:
+    executor = FakeExecutor()
+    timings = SupervisorTimings(heartbeat_seconds=60, poll_seconds=0.005, telemetry_seconds=60)
+    reporter = RecordingReporter()
+    launch = Launch(job_id="job-slow-reads", argv=["runner"], run_dir=tmp_path)
+    supervisor = Supervisor(launch, executor=executor, reporter=reporter, timings=timings)
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(supervisor.run)
+        reporter.wait_for(lambda r: r.pid is not None)
+        write_telemetry(tmp_path, {"kind": "metric", "step": 1}, {"kind": "metric", "step": 2})
+        settle()
+        assert reporter.records == []  # the loop went round many times, but the next read is a minute away
+        executor.process.finish(0)
+        future.result(timeout=5)
+    assert [r["step"] for r in reporter.records] == [1, 2] and reporter.batches == 1
 
 
 def test_a_reporter_that_fails_to_hear_the_end_still_gets_an_outcome_back(tmp_path: Path) -> None:

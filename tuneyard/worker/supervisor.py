@@ -45,7 +45,10 @@ class SupervisorTimings:
     cancel_grace_seconds: float = 10.0
     heartbeat_seconds: float = 5.0
     poll_seconds: float = 0.2
-    """How often telemetry is read while nothing else happens; bounds how stale live metrics are."""
+    """How often the loop looks at the runner (has it exited?) while nothing else happens."""
+    telemetry_seconds: float = 1.0
+    """How often telemetry is read and stored. Each read is one database transaction, made on the
+    cores the runner trains on: this bounds how stale live metrics are and what watching costs."""
 
     @classmethod
     def from_settings(cls, settings: Settings, poll_seconds: float = 0.2) -> SupervisorTimings:
@@ -64,6 +67,7 @@ class _Attempt:
     process: RunnerProcess
     tailer: TelemetryTailer
     next_heartbeat: float
+    next_pump: float = 0.0
     acted: Request = Request.NONE
     deadline: float | None = None
     forced: bool = False
@@ -156,7 +160,7 @@ class Supervisor:
     def _watch(self, attempt: _Attempt) -> None:
         while attempt.process.exited() is None:
             self._wake.clear()  # before reading requests, so one arriving later still wakes the wait
-            self._pump(attempt)
+            self._pump_if_due(attempt)
             self._heartbeat_if_due(attempt)
             self._act_on_requests(attempt)
             self._escalate_if_overdue(attempt)
@@ -167,6 +171,12 @@ class Supervisor:
         if attempt.deadline is not None and not attempt.forced:
             until.append(attempt.deadline - self._clock())
         return max(0.0, min(until))
+
+    def _pump_if_due(self, attempt: _Attempt) -> None:
+        now = self._clock()
+        if now >= attempt.next_pump:
+            attempt.next_pump = now + self._timings.telemetry_seconds
+            self._pump(attempt)
 
     def _pump(self, attempt: _Attempt) -> None:
         records = [_as_log_record(item) if isinstance(item, MalformedLine) else item
