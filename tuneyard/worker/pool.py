@@ -1,4 +1,9 @@
-"""Several workers in one process (threads), started together and drained together."""
+"""Several workers in one process (threads), started together and drained together.
+
+Alongside them one housekeeping thread heartbeats for every worker and reaps expired leases, on
+the heartbeat's clock whether the workers are idle or busy: a worker deep in a day-long job is
+still alive, and a job whose worker died is put back even while every worker here is busy.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,22 @@ import logging
 import threading
 from collections.abc import Mapping
 
+from tuneyard.scheduler import reap
+from tuneyard.scheduler.workers import worker_heartbeat
 from tuneyard.settings import Settings
 from tuneyard.store.engine import Database
+from tuneyard.worker.executors import Executor
 from tuneyard.worker.loop import Worker
 
 log = logging.getLogger(__name__)
 
 
 class WorkerPool:
-    def __init__(self, db: Database, settings: Settings, environ: Mapping[str, str], size: int) -> None:
+    def __init__(self, db: Database, settings: Settings, environ: Mapping[str, str], size: int,
+                 executor: Executor | None = None) -> None:
         self.shutdown = threading.Event()
-        self.workers = [Worker(db, settings, environ) for _ in range(size)]
+        self.db = db
+        self.workers = [Worker(db, settings, environ, executor) for _ in range(size)]
         self.settings = settings
         self._threads: list[threading.Thread] = []
 
@@ -25,6 +35,19 @@ class WorkerPool:
             thread = threading.Thread(target=self._run, args=(worker,), name=f"worker-{worker.id}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        if self.workers:
+            threading.Thread(target=self._housekeeping, name="worker-housekeeping", daemon=True).start()
+
+    def _housekeeping(self) -> None:
+        while not self.shutdown.wait(self.settings.heartbeat_seconds):
+            try:
+                for worker in self.workers:
+                    worker_heartbeat(self.db, worker.id)
+                for reaped in reap(self.db):
+                    log.info("job %s: lease of attempt %d expired; now %s", reaped.job_id, reaped.attempt,
+                             reaped.new_status)
+            except Exception:
+                log.exception("housekeeping failed; trying again in %.0fs", self.settings.heartbeat_seconds)
 
     def _run(self, worker: Worker) -> None:
         try:
