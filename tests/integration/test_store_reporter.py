@@ -61,6 +61,11 @@ def test_a_batch_is_stored_in_file_order_with_progress_events_and_checkpoints(
     assert [p.step for p in telemetry.list_metrics(db, job_id, kind="train")] == [1, 2, 3]
     assert jobs.get_job(db, org_id, job_id).progress["step"] == 3
 
+    # save_total_limit: the runner deleted the older folders as it kept step 6.
+    reporter.on_records([{"kind": "checkpoint", "step": 6, "path": "checkpoints/step-000006", "pruned": [2, 4]}])
+    assert [c.step for c in telemetry.list_checkpoints(db, job_id)] == [6]
+    assert jobs.get_job(db, org_id, job_id).last_checkpoint_step == 6
+
 
 def test_the_final_eval_phase_marks_the_job_finalizing(
     db: Database, new_job: Callable[..., str], org_id: str, tmp_path: Path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -21,6 +22,7 @@ from tests.support.runs import (
     write_jsonl,
     write_spec,
 )
+from tuneyard.training.checkpoint import complete_checkpoints
 
 
 def _kill_group(pid: int) -> None:
@@ -42,6 +44,12 @@ def test_sigkill_mid_checkpoint_and_at_random_moments(tmp_path: Path, model_cach
     spec = write_spec(tmp_path, data, method="full", save_steps=1, save_total_limit=2, max_steps=20)
     straight = tmp_path / "straight"
     assert run_runner(spec, straight, model_cache) == 0
+    # Each checkpoint record names the older folders deleted to keep it: the service unlists those.
+    records = [json.loads(line) for line in (straight / "telemetry.jsonl").read_text().splitlines()]
+    saved = {r["step"] for r in records if r["kind"] == "checkpoint"}
+    pruned = {step for r in records if r["kind"] == "checkpoint" for step in r["pruned"]}
+    on_disk = [step for step, _ in complete_checkpoints(straight)]
+    assert sorted(saved - pruned) == on_disk and len(on_disk) == 2, (saved, pruned, on_disk)
 
     crashed = tmp_path / "crashed"
     rng = random.Random(1234)

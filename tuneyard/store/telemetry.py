@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from tuneyard.store.engine import Database
@@ -48,6 +48,8 @@ class CheckpointIn:
     step: int
     path: str
     metrics: dict[str, Any] = field(default_factory=dict)
+    pruned: tuple[int, ...] = ()
+    """Steps of older checkpoints the runner deleted as it kept this one (save_total_limit)."""
 
 
 TelemetryItem = MetricIn | LogIn | Event | CheckpointIn
@@ -137,6 +139,9 @@ def _insert_logs(session: Session, job_id: str, first_seq: int, lines: Sequence[
 
 
 def _insert_checkpoint(session: Session, job_id: str, seq: int, ckpt: CheckpointIn) -> None:
+    if ckpt.pruned:  # their folders are gone: listing them would offer ids nothing can resume from
+        session.execute(delete(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.step.in_(ckpt.pruned))
+                        .execution_options(synchronize_session=False))
     insert_ignoring_duplicates(
         session, Checkpoint,
         [{"id": new_id("ckpt"), "job_id": job_id, "step": ckpt.step, "path": ckpt.path,

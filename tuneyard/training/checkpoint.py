@@ -75,11 +75,11 @@ def clean_incomplete(run_dir: Path) -> list[Path]:
     return removed
 
 
-def prune(run_dir: Path, keep: int) -> list[Path]:
-    """Keep the newest `keep` complete checkpoints; the newest is never deleted."""
+def prune(run_dir: Path, keep: int) -> list[tuple[int, Path]]:
+    """Keep the newest `keep` complete checkpoints; the newest is never deleted. Returns the deleted."""
     complete = complete_checkpoints(run_dir)
-    doomed = [path for _, path in complete[: max(0, len(complete) - max(keep, 1))]]
-    for path in doomed:
+    doomed = complete[: max(0, len(complete) - max(keep, 1))]
+    for _, path in doomed:
         shutil.rmtree(path, ignore_errors=True)
     return doomed
 

@@ -40,7 +40,8 @@ KIND_METRIC = "metric"  # step, total_steps, epoch, phase, loss, lr, grad_norm, 
 #                         memory_gb, elapsed_s, eta_s
 KIND_EVAL = "eval"  # step, eval_loss, eval_ppl, eval_tokens; "baseline": true before training
 KIND_LOG = "log"  # level, message
-KIND_CHECKPOINT = "checkpoint"  # step, path (relative to the run dir), epoch, tokens, loss
+KIND_CHECKPOINT = "checkpoint"  # step, path (relative to the run dir), epoch, tokens, loss,
+#                                 pruned: the steps of older checkpoints deleted (save_total_limit)
 KIND_RESULT = "result"  # the contents of result.json
 KIND_ERROR = "error"  # error_type, message, details
 

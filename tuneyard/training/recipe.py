@@ -169,10 +169,11 @@ class FinetuneRecipe:
             capture_rng_state(), self.config.to_json(),
         )  # fmt: skip
         self._last_saved_step = self.state.step
-        checkpoint.prune(self.run_dir, self.hp.save_total_limit)
+        pruned = checkpoint.prune(self.run_dir, self.hp.save_total_limit)
         self.telemetry.emit(
             contract.KIND_CHECKPOINT, step=self.state.step, path=str(folder.relative_to(self.run_dir)),
             epoch=self.state.epoch, tokens=self.state.tokens_seen, loss=self.state.last_loss,
+            pruned=[step for step, _ in pruned],
         )  # fmt: skip
         return folder
 

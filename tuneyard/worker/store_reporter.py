@@ -123,7 +123,8 @@ class StoreReporter:
             return [Event("phase", f"phase: {phase}", {"phase": phase})]
         if kind == contract.KIND_CHECKPOINT:
             metrics = {k: record[k] for k in ("loss", "tokens", "epoch") if record.get(k) is not None}
-            return [CheckpointIn(int(record["step"]), str(record["path"]), metrics)]
+            pruned = tuple(int(step) for step in record.get("pruned") or ())
+            return [CheckpointIn(int(record["step"]), str(record["path"]), metrics, pruned)]
         return []  # result and error records: the verdict reads them when the runner has exited
 
     # ---- the verdict ------------------------------------------------------------------------
