@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import time
 
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tests.support import api
 from tests.support.api import Tenant, chat_lines, upload
 from tuneyard.services import datasets
+from tuneyard.store import datasets as store
 from tuneyard.store.engine import Database
 
 app, client, tenant, other, api_settings = api.app, api.client, api.tenant, api.other, api.api_settings
@@ -74,3 +76,22 @@ def test_large_dataset_is_validated_in_the_background(db: Database, tenant: Tena
         assert time.monotonic() < deadline
         time.sleep(0.02)
     assert current.status == "ready" and current.examples == 5
+
+
+def test_a_dataset_left_validating_by_a_dead_process_is_validated_at_the_next_start(
+    db: Database, tenant: Tenant, client: TestClient, app: FastAPI
+) -> None:
+    good, bad = upload(client, tenant, chat_lines(3)), upload(client, tenant, b'{"messages": 1}\n', "bad.jsonl")
+    orphans = [store.create_dataset(db, tenant.org_id, name, [file["id"]]) for name, file in (("a", good), ("b", bad))]
+    gone = upload(client, tenant, chat_lines(2), "gone.jsonl")
+    orphans.append(store.create_dataset(db, tenant.org_id, "c", [gone["id"]]))
+    store.delete_file(db, tenant.org_id, gone["id"])
+    with TestClient(app):  # the next start
+        deadline = time.monotonic() + 10
+        while any(datasets.get_dataset(db, tenant.org_id, d.id).status == "validating" for d in orphans):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    a, b, c = (datasets.get_dataset(db, tenant.org_id, d.id) for d in orphans)
+    assert (a.status, a.examples) == ("ready", 3)
+    assert b.status == "invalid" and b.errors[0]["line"] == 1
+    assert c.status == "invalid" and "deleted" in c.errors[0]["message"]

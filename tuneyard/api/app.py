@@ -6,6 +6,7 @@ API reads it, through Settings.from_env).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -18,6 +19,7 @@ from tuneyard.api.errors import install_error_handlers
 from tuneyard.api.limits import BodyLimit
 from tuneyard.api.routes import catalog, data, job_outputs, job_timeline, jobs, system
 from tuneyard.console import install_console
+from tuneyard.services import datasets
 from tuneyard.settings import Settings
 from tuneyard.store.engine import Database, make_engine
 from tuneyard.store.migrate import migrate
@@ -39,6 +41,9 @@ def create_app(settings: Settings, db: Database | None = None, *, stream_poll_se
         anyio.to_thread.current_default_thread_limiter().total_tokens = API_THREADS
         if owned:
             migrate(database.engine)
+        # Not awaited: a large dataset must not hold up the API's start.
+        threading.Thread(target=datasets.validate_unfinished, args=(database,), daemon=True,
+                         name="validate-unfinished").start()
         yield
         if owned:
             database.dispose()

@@ -66,6 +66,24 @@ def create_dataset(
     return dataset
 
 
+def validate_unfinished(db: Database) -> list[str]:
+    """Validate again the datasets a process left `validating` when it died mid-validation.
+
+    Run at startup. Another live API process may be validating one of them right now; the
+    verdicts are the same, so the second write changes nothing. Returns the ids validated.
+    """
+    done = []
+    for dataset, files in store.unfinished_datasets(db):
+        if len(files) < len(dataset.file_ids):
+            error = {"file_index": None, "line": 0, "message": "a file of this dataset was deleted before validation"}
+            store.set_dataset_validated(db, dataset.id, status="invalid", errors=[error])
+        else:
+            validate_dataset(db, dataset.id, [Path(f.path) for f in files], dataset.format)
+        log.info("dataset %s: validated again after an interrupted validation", dataset.id)
+        done.append(dataset.id)
+    return done
+
+
 def validate_dataset(db: Database, dataset_id: str, paths: list[Path], format: str) -> None:
     """Validate every file and record `ready` with totals, or `invalid` with line-numbered errors."""
     try:

@@ -109,6 +109,15 @@ def get_dataset_by_name(db: Database, org_id: str, name: str) -> Dataset:
     return row
 
 
+def unfinished_datasets(db: Database) -> list[tuple[Dataset, list[File]]]:
+    """Every organization's datasets still `validating`, each with its files (those that still exist)."""
+    with db.read() as session:
+        found = list(session.scalars(select(Dataset).where(Dataset.status == "validating")))
+        files = {f.id: f for f in session.scalars(select(File).where(
+            File.id.in_([fid for d in found for fid in d.file_ids])))}
+    return [(d, [files[fid] for fid in d.file_ids if fid in files]) for d in found]
+
+
 def list_datasets(db: Database, org_id: str) -> list[Dataset]:
     stmt = select(Dataset).where(Dataset.org_id == org_id).order_by(Dataset.created_at.desc())
     with db.read() as session:
