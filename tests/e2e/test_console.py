@@ -97,8 +97,17 @@ def test_train_from_the_browser_stop_resume_complete_download(service: Service, 
         watch_it_train(page)
         page.get_by_role("button", name="Stop", exact=True).click()
         page.wait_for_selector('#status[data-status="stopped"]', timeout=SLOW)
-        assert client.get_job(job_id)["last_checkpoint_step"] >= 2
-        assert page.locator("#checkpoints").get_by_role("button", name="Resume from step 2").is_enabled()
+        from playwright.sync_api import expect  # here: the module imports where playwright is missing
+
+        step = client.get_job(job_id)["last_checkpoint_step"]
+        assert step >= 2
+        checkpoints = page.locator("#checkpoints")
+        expect(checkpoints.get_by_role("button", name=f"Resume from step {step}", exact=True)).to_be_enabled()
+        # Listed are exactly the checkpoints on disk: those the runner pruned (save_total_limit) are gone.
+        on_disk = sorted(int(p.name.split("-")[1]) for p in (service.data_dir / "runs" / job_id / "checkpoints")
+                         .glob("step-*"))
+        assert [c["step"] for c in client.checkpoints(job_id)] == on_disk and len(on_disk) == 3
+        expect(checkpoints.get_by_role("button")).to_have_count(3)
         page.get_by_role("button", name="Resume", exact=True).click()
         page.wait_for_selector('#status[data-status="completed"]', timeout=SLOW)
 

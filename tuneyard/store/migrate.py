@@ -8,6 +8,7 @@ transactional DDL, so a failed upgrade leaves no half-made schema.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from alembic import command
@@ -15,6 +16,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Any fixed 64-bit number; it only has to be the same in every tuneyard process.
@@ -27,8 +29,22 @@ def alembic_config() -> Config:
     return config
 
 
-def migrate(engine: Engine) -> None:
+def migrate(engine: Engine, attempts: int = 5) -> None:
     """Upgrade the database behind `engine` to the head revision."""
+    for attempt in range(1, attempts + 1):
+        try:
+            _upgrade(engine)
+            return
+        except OperationalError as exc:
+            # SQLite answers "locked" at once, without its busy wait, where waiting could deadlock
+            # (seen once under load: several processes opening a new file, which switches to WAL).
+            # The upgrade is one transaction, so nothing is half-done: try again shortly.
+            if engine.dialect.name != "sqlite" or "locked" not in str(exc.orig) or attempt == attempts:
+                raise
+            time.sleep(0.1 * attempt)
+
+
+def _upgrade(engine: Engine) -> None:
     config = alembic_config()
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
