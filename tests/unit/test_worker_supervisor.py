@@ -188,12 +188,15 @@ def test_telemetry_is_read_at_its_own_pace_and_all_of_it_once_the_runner_exits(t
     supervisor = Supervisor(launch, executor=executor, reporter=reporter, timings=timings)
     with ThreadPoolExecutor(1) as pool:
         future = pool.submit(supervisor.run)
-        reporter.wait_for(lambda r: r.pid is not None)
-        write_telemetry(tmp_path, {"kind": "metric", "step": 1}, {"kind": "metric", "step": 2})
-        settle()
-        assert reporter.records == []  # the loop went round many times, but the next read is a minute away
-        executor.process.finish(0)
+        try:
+            reporter.wait_for(lambda r: r.pid is not None)
+            write_telemetry(tmp_path, {"kind": "metric", "step": 1}, {"kind": "metric", "step": 2})
+            settle()
+            before_exit = list(reporter.records)
+        finally:
+            executor.process.finish(0)
         future.result(timeout=5)
+    assert before_exit == []  # the loop went round many times, but the first read is a minute away
     assert [r["step"] for r in reporter.records] == [1, 2] and reporter.batches == 1
 
 

@@ -146,7 +146,10 @@ class Supervisor:
                     telemetry_offset=self._telemetry_offset,
                 )
             )
-        attempt = _Attempt(process, tailer, next_heartbeat=self._clock() + self._timings.heartbeat_seconds)
+        now = self._clock()
+        # The first read after one interval: a runner spends its first seconds importing, not writing.
+        attempt = _Attempt(process, tailer, next_heartbeat=now + self._timings.heartbeat_seconds,
+                           next_pump=now + self._timings.telemetry_seconds)
         try:
             self._tell(attempt, self._reporter.on_started, process.pid)
             self._watch(attempt)
