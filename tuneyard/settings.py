@@ -30,6 +30,9 @@ class Settings:
     heartbeat_seconds: float = 5.0
     poll_seconds: float = 0.5
     """How often an idle worker looks for work."""
+    telemetry_seconds: float = 1.0
+    """How often a worker stores what its runners report: how stale live metrics may be. Each store
+    is a database transaction on the cores the runner trains on; more often costs training time."""
     max_retries: int = 3
     """Lease expiries tolerated before a job fails."""
     stop_grace_seconds: float = 60.0

@@ -57,6 +57,7 @@ class SupervisorTimings:
             settings.cancel_grace_seconds,
             settings.heartbeat_seconds,
             poll_seconds,
+            settings.telemetry_seconds,
         )
 
 
