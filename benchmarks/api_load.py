@@ -1,16 +1,19 @@
 """API latency under load: CLIENTS concurrent pollers against a real `tuneyard serve` while a job trains.
 
-Each client loops over GET /v1/jobs/{id}, GET …/metrics?since_step=<last step seen> and
+Each client first reads everything so far (GET …/metrics and …/logs from the start: timed, reported
+as "history", and kept out of the target, which is about polling), then loops over
+GET /v1/jobs/{id}, GET …/metrics?since_step=<last step seen> and
 GET …/logs?since=<last seq seen>, on its own keep-alive connection (benchmarks/lean_http.py, so the
 generator takes little of the CPU it shares with the server), for DURATION seconds, waiting
 THINK seconds between rounds: 1 s by default, as `TuneyardClient.wait` and `jobs get --follow` poll.
-Clients start at random moments within the first THINK seconds, as independent users would, not in
-lock-step bursts. THINK 0 hammers the server as hard as the clients can: a throughput figure.
+Clients join at random moments over the first RAMP seconds (10 by default), as independent users
+would, not in one burst; `--ramp 1` has all 100 open their dashboards within a second. THINK 0
+hammers the server as hard as the clients can: a throughput figure.
 Training tokens/s is read from the run's telemetry over a quiet window before the load, the load
 itself, and a quiet window after, so the cost of serving on the training is visible too. Prints
 figures; asserts nothing.
 
-    .venv/bin/python -m benchmarks.api_load [--clients 100] [--duration 30] [--think 1]
+    .venv/bin/python -m benchmarks.api_load [--clients 100] [--duration 30] [--think 1] [--ramp 10]
         [--database-url URL | --postgres] [--py-spy FILE]
 
 The load generator shares the machine (2 cores here) with the server and the training, so the
@@ -41,16 +44,18 @@ from benchmarks.service_bench import Served, job_spec, load_average, make_datase
 from benchmarks.sft_data import docstring_chats, write_jsonl
 
 TARGET_P99_MS = 100.0
-SAVE_STEPS = 500
-ROUTES = ("job", "metrics", "logs")
+SAVE_STEPS = 2000
+CHAT_COPIES = 6  # 1760 stdlib docstring chats, six times over
+ROUTES = ("job", "metrics", "logs")  # polled: the target is about these
+HISTORY = "history"  # each client's first two reads: every metric point and log line so far
 
 
 @dataclass
 class Tally:
     """Latencies (seconds) of the answered requests and the count of failed ones, per route."""
 
-    latencies: dict[str, list[float]] = field(default_factory=lambda: {r: [] for r in ROUTES})
-    errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ROUTES, 0))
+    latencies: dict[str, list[float]] = field(default_factory=lambda: {r: [] for r in (*ROUTES, HISTORY)})
+    errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys((*ROUTES, HISTORY), 0))
     first_error: str | None = None
 
     def fail(self, route: str, why: str) -> None:
@@ -76,7 +81,8 @@ class LoadResult:
         return sum(self.tally.errors.values())
 
     def all_latencies(self) -> list[float]:
-        return [x for v in self.tally.latencies.values() for x in v]
+        """Of the polling requests (not the history reads)."""
+        return [x for route in ROUTES for x in self.tally.latencies[route]]
 
     @property
     def target_met(self) -> bool:
@@ -93,45 +99,52 @@ def percentile(values: list[float], q: float) -> float:
 
 async def poll(http: Connection, job_id: str, deadline: float, think: float, start_after: float,
                tally: Tally) -> None:
-    """One client: job status, then metrics and logs from where it left off, until the deadline."""
-    last_step, last_seq = -1, 0
+    """One client: all metrics and logs so far, then job status, metrics and logs from where it left
+    off, every THINK seconds until the deadline."""
+    position = {"metrics": -1, "logs": 0}
     await asyncio.sleep(start_after)
+    for route in ("metrics", "logs"):  # what a dashboard does first; timed apart, it is not polling
+        await get(http, job_id, route, position, tally, HISTORY)
     while time.perf_counter() < deadline:
         for route in ROUTES:
-            if route == "job":
-                url, params = f"/v1/jobs/{job_id}", {}
-            elif route == "metrics":
-                url, params = f"/v1/jobs/{job_id}/metrics", {"since_step": last_step}
-            else:
-                url, params = f"/v1/jobs/{job_id}/logs", {"since": last_seq}
-            started = time.perf_counter()
-            try:
-                status, body = await asyncio.wait_for(http.get(url, params), timeout=30.0)
-            except (OSError, TimeoutError, asyncio.IncompleteReadError, ResponseError) as exc:
-                tally.fail(route, f"{type(exc).__name__}: {exc}")
-                continue
-            took = time.perf_counter() - started
-            if status != 200:
-                tally.fail(route, f"HTTP {status}: {body[:200]!r}")
-                continue
-            tally.latencies[route].append(took)
-            items = json.loads(body).get("data", []) if route != "job" else []
-            if route == "metrics" and items:
-                last_step = max(last_step, *(int(m["step"]) for m in items))
-            elif route == "logs" and items:
-                last_seq = max(last_seq, *(int(line["seq"]) for line in items))
+            await get(http, job_id, route, position, tally, route)
         if think > 0:
             await asyncio.sleep(think)
 
 
-async def hammer(base_url: str, api_key: str, job_id: str, clients: int, duration: float, think: float) -> Tally:
+async def get(http: Connection, job_id: str, route: str, position: dict[str, int], tally: Tally,
+              tally_as: str) -> None:
+    """One request; its latency goes to `tally_as`, and what it returned moves `position` on."""
+    url, params = {
+        "job": (f"/v1/jobs/{job_id}", {}),
+        "metrics": (f"/v1/jobs/{job_id}/metrics", {"since_step": position["metrics"]}),
+        "logs": (f"/v1/jobs/{job_id}/logs", {"since": position["logs"]}),
+    }[route]
+    started = time.perf_counter()
+    try:
+        status, body = await asyncio.wait_for(http.get(url, params), timeout=30.0)
+    except (OSError, TimeoutError, asyncio.IncompleteReadError, ResponseError) as exc:
+        tally.fail(tally_as, f"{type(exc).__name__}: {exc}")
+        return
+    took = time.perf_counter() - started
+    if status != 200:
+        tally.fail(tally_as, f"HTTP {status}: {body[:200]!r}")
+        return
+    tally.latencies[tally_as].append(took)
+    if route != "job":
+        key = "step" if route == "metrics" else "seq"
+        position[route] = max([position[route], *(int(item[key]) for item in json.loads(body)["data"])])
+
+
+async def hammer(base_url: str, api_key: str, job_id: str, clients: int, duration: float, think: float,
+                 ramp: float) -> Tally:
     tally = Tally()
     # One connection per client, as 100 separate dashboards or CLIs would have.
     connections = [Connection(base_url, {"Authorization": f"Bearer {api_key}"}) for _ in range(clients)]
     try:
         deadline = time.perf_counter() + duration
         starts = random.Random(0).uniform
-        await asyncio.gather(*(poll(c, job_id, deadline, think, starts(0, think), tally) for c in connections))
+        await asyncio.gather(*(poll(c, job_id, deadline, think, starts(0, ramp), tally) for c in connections))
     finally:
         await asyncio.gather(*(c.close() for c in connections))
     return tally
@@ -169,17 +182,20 @@ def wait_for_steps(run_dir: Path, steps: int, timeout: float = 600.0) -> None:
 
 
 def run(clients: int = 100, duration: float = 30.0, think: float = 1.0, quiet: float = 15.0,
-        database_url: str | None = None, profile: Path | None = None, warm_steps: int = 3) -> LoadResult:
+        database_url: str | None = None, profile: Path | None = None, warm_steps: int = 3,
+        ramp: float = 10.0) -> LoadResult:
     """Start a service, train a long job on it, measure a quiet window, the load, a quiet window."""
     with tempfile.TemporaryDirectory(prefix="tuneyard-api-load-") as tmp:
         served = Served(Path(tmp) / "data", database_url)
         served.start()
         try:
             with served.client() as client:
-                chats, _ = docstring_chats(limit=4000)
-                dataset = make_dataset(client, write_jsonl(Path(tmp) / "chats.jsonl", chats))
-                # Epochs of ~1000 steps, checkpointed every SAVE_STEPS as a real job would be (not at
-                # the end of every second's tiny epoch): it outlives the windows and is cancelled.
+                chats, _ = docstring_chats()
+                data = write_jsonl(Path(tmp) / "chats.jsonl", chats * CHAT_COPIES)
+                dataset = make_dataset(client, data)
+                # Epochs of ~2600 steps, checkpointed every SAVE_STEPS (about once a minute here) as a
+                # real job would be, not at the end of a tiny epoch every few seconds. It outlives
+                # the windows and is cancelled.
                 job = client.create_job(job_spec(dataset, epochs=10, save_steps=SAVE_STEPS))
                 run_dir = served.data_dir / "runs" / job["id"]
                 wait_for_steps(run_dir, warm_steps)  # past model loading and the first, slowest steps
@@ -192,7 +208,8 @@ def run(clients: int = 100, duration: float = 30.0, think: float = 1.0, quiet: f
                 server = psutil.Process(served.proc.pid)
                 server_before, client_before = _cpu(server), time.process_time()
                 with py_spy(served.proc.pid, duration, profile):
-                    tally = asyncio.run(hammer(served.url, served.api_key(), job["id"], clients, duration, think))
+                    tally = asyncio.run(hammer(served.url, served.api_key(), job["id"], clients, duration, think,
+                                               ramp))
                 server_cpu, client_cpu = _cpu(server) - server_before, time.process_time() - client_before
                 windows["during load"] = (t1, time.time())
                 t2 = time.time()
@@ -217,7 +234,8 @@ def report(result: LoadResult, label: str) -> None:
     print(f"{'route':<10}{'requests':>10}{'errors':>8}{'req/s':>9}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}"
           f"{'max ms':>9}")
     rows = [(r, tally.latencies[r], tally.errors[r]) for r in ROUTES]
-    rows.append(("all", result.all_latencies(), result.errors))
+    rows.append(("all", result.all_latencies(), sum(tally.errors[r] for r in ROUTES)))
+    rows.append((HISTORY, tally.latencies[HISTORY], tally.errors[HISTORY]))
     for route, lat, errors in rows:
         if not lat:
             print(f"{route:<10}{errors:>10}{errors:>8}   no answered requests")
@@ -225,7 +243,8 @@ def report(result: LoadResult, label: str) -> None:
         ms = [1000 * percentile(lat, q) for q in (50, 90, 99, 100)]
         print(f"{route:<10}{len(lat) + errors:>10}{errors:>8}{len(lat) / result.duration_s:>9.0f}"
               + "".join(f"{v:>9.1f}" for v in ms))
-    answered = max(len(result.all_latencies()), 1)
+    print(f"({HISTORY}: each client's first reads of all metrics and logs so far, not in 'all' or the target)")
+    answered = max(sum(len(v) for v in tally.latencies.values()), 1)
     print(f"server CPU {result.server_cpu_s:.1f} s = {1000 * result.server_cpu_s / answered:.2f} ms a request; "
           f"load generator CPU {result.client_cpu_s:.1f} s = {1000 * result.client_cpu_s / answered:.2f} ms a request")
     if tally.first_error:
@@ -242,6 +261,7 @@ def main(argv: list[str] | None = None) -> LoadResult:
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of load")
     parser.add_argument("--think", type=float, default=1.0, help="seconds each client waits between rounds")
+    parser.add_argument("--ramp", type=float, default=10.0, help="clients join over this many seconds")
     parser.add_argument("--quiet", type=float, default=15.0, help="seconds of training without load, before and after")
     parser.add_argument("--warm-steps", type=int, default=3, help="training steps to wait for before measuring")
     parser.add_argument("--database-url", default=None, help="a database of its own (default: SQLite in a temp dir)")
@@ -254,7 +274,8 @@ def main(argv: list[str] | None = None) -> LoadResult:
             from benchmarks.queue import DEFAULT_PG_URL, fresh_postgres
 
             url = stack.enter_context(fresh_postgres(os.environ.get("TUNEYARD_TEST_PG_URL", DEFAULT_PG_URL)))
-        result = run(args.clients, args.duration, args.think, args.quiet, url, args.py_spy, args.warm_steps)
+        result = run(args.clients, args.duration, args.think, args.quiet, url, args.py_spy, args.warm_steps,
+                     args.ramp)
     report(result, "PostgreSQL" if url and url.startswith("postgres") else "SQLite")
     return result
 

@@ -8,14 +8,16 @@ stream resumes after exactly what the client had seen, whatever kind came last.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from tuneyard.services.errors import InvalidRequest
 from tuneyard.store import telemetry
-from tuneyard.store.tables import Checkpoint, JobEvent, LogLine, MetricPoint
+from tuneyard.store.tables import Checkpoint, JobEvent, LogLine
 
 MAX_BATCH = 500
 
@@ -27,7 +29,7 @@ def events(session: Session, job_id: str, since: int = 0, limit: int = 1000) -> 
 
 
 def metrics(session: Session, job_id: str, since_step: int = -1, kind: str | None = None,
-            limit: int = 10_000) -> list[MetricPoint]:
+            limit: int = 10_000) -> list[telemetry.MetricRecord]:
     return telemetry.read_metrics(session, job_id, since_step=since_step, kind=kind, limit=limit)
 
 
@@ -90,15 +92,22 @@ def next_items(session: Session, job_id: str, cursor: StreamCursor) -> list[Stre
     return items
 
 
+def iso(ts: datetime) -> str:
+    """ISO 8601 as pydantic writes it in every other answer of the API: UTC as `Z`."""
+    text = ts.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
 def event_dict(ev: JobEvent) -> dict[str, Any]:
-    return {"seq": ev.seq, "type": ev.type, "message": ev.message, "data": ev.data,
-            "created_at": ev.created_at.isoformat()}
+    return {"seq": ev.seq, "type": ev.type, "message": ev.message, "data": ev.data, "created_at": iso(ev.created_at)}
 
 
-def metric_dict(point: MetricPoint) -> dict[str, Any]:
+def metric_dict(point: telemetry.MetricRecord) -> dict[str, Any]:
+    # A diverged run logs NaN or inf, which JSON cannot carry: null, as pydantic writes them.
+    values = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in point.values.items()}
     return {"step": point.step, "kind": point.kind, "epoch": point.epoch, "phase": point.phase,
-            "values": point.values, "ts": point.ts.isoformat()}
+            "values": values, "ts": iso(point.ts)}
 
 
 def log_dict(line: LogLine) -> dict[str, Any]:
-    return {"seq": line.seq, "level": line.level, "message": line.message, "ts": line.ts.isoformat()}
+    return {"seq": line.seq, "level": line.level, "message": line.message, "ts": iso(line.ts)}
