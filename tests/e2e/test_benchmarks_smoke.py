@@ -12,10 +12,11 @@ from benchmarks import api_load, supervision_overhead
 
 
 def test_api_load_runs_and_prints_figures(capsys: pytest.CaptureFixture[str]) -> None:
-    result = api_load.main(["--clients", "5", "--duration", "2", "--quiet", "1", "--warm-steps", "1"])
+    result = api_load.main(["--clients", "5", "--duration", "2", "--ramp", "0.5", "--quiet", "1", "--warm-steps", "1"])
     out = capsys.readouterr().out
     assert result.requests > 0 and result.errors == 0, result.tally.first_error
     assert all(result.tally.latencies[route] for route in api_load.ROUTES)
+    assert result.tally.latencies[api_load.HISTORY]  # every client read the history first
     assert "p99 ms" in out and "target p99 < 100 ms" in out
 
 
