@@ -54,15 +54,18 @@ def serve(
                f"{settings.workers} worker(s) · admin key in {key_file}")
     # uvicorn handles SIGTERM and SIGINT while it serves, and once it has shut down it raises the
     # signal again for whatever handler was there before it. The default handler would end the
-    # process here, before the drain below hands the running jobs back; this one lets it run.
+    # process here, before the drain below hands the running jobs back; this one lets it run (and
+    # remembers a signal that came before uvicorn started).
+    stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: None)
+        signal.signal(signum, lambda *_: stopping.set())
     app = create_app(settings, db)
     # Everything imported and built so far lives as long as the process: moved out of the
     # collector's reach, full collections no longer walk it (tens of ms each, under load).
     gc.freeze()
     try:
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+        if not stopping.is_set():
+            uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C leaves at once
         typer.echo("draining: handing running jobs back to the queue")
