@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from tests.support import api
 from tests.support.api import Tenant, create_job, finished_job, live_server, ready_dataset
+from tuneyard.api.schemas.jobs import EventPublic, LogPublic, MetricPublic
 from tuneyard.client import TuneyardClient
 from tuneyard.scheduler import claim
 from tuneyard.settings import Settings
@@ -49,6 +50,10 @@ def test_timeline_routes(client: TestClient, db, api_settings: Settings, tenant:
 
     assert [line["seq"] for line in get(client, tenant, f"{url}/logs", since=3)["data"]] == [4, 5]
     assert [line["message"] for line in get(client, tenant, f"{url}/logs", tail=2)["data"]] == ["line 4", "line 5"]
+    # Written straight to JSON, the lists still have exactly the shape their response models document.
+    for route, model in (("events", EventPublic), ("metrics", MetricPublic), ("logs", LogPublic)):
+        for item in get(client, tenant, f"{url}/{route}")["data"]:
+            assert model.model_validate(item).model_dump(mode="json").keys() == item.keys(), (route, item)
 
     checkpoints = get(client, tenant, f"{url}/checkpoints")["data"]
     assert [(c["id"], c["step"], c["metrics"]) for c in checkpoints] == [(done["checkpoint_id"], 2, {"loss": 2.0})]

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from tuneyard.api.schemas.common import Request
-from tuneyard.store.tables import Checkpoint, Job, JobEvent, LogLine, MetricPoint
+from tuneyard.store.tables import Checkpoint, Job
 
 
 class Progress(BaseModel):
@@ -72,16 +72,15 @@ class ResumeRequest(Request):
     checkpoint: str | None = Field(None, description="A checkpoint id of this job; the latest when omitted.")
 
 
+# The three timeline items below document what the lists and the stream send; those answers are
+# written from services/timeline.py's dicts (tests hold the two to the same shape).
+
 class EventPublic(BaseModel):
     seq: int
     type: str
     message: str
     data: dict[str, Any]
     created_at: datetime
-
-    @classmethod
-    def of(cls, ev: JobEvent) -> EventPublic:
-        return cls(seq=ev.seq, type=ev.type, message=ev.message, data=ev.data, created_at=ev.created_at)
 
 
 class MetricPublic(BaseModel):
@@ -92,20 +91,12 @@ class MetricPublic(BaseModel):
     values: dict[str, Any]
     ts: datetime
 
-    @classmethod
-    def of(cls, p: MetricPoint) -> MetricPublic:
-        return cls(step=p.step, kind=p.kind, epoch=p.epoch, phase=p.phase, values=p.values, ts=p.ts)
-
 
 class LogPublic(BaseModel):
     seq: int
     level: str
     message: str
     ts: datetime
-
-    @classmethod
-    def of(cls, line: LogLine) -> LogPublic:
-        return cls(seq=line.seq, level=line.level, message=line.message, ts=line.ts)
 
 
 class CheckpointPublic(BaseModel):
