@@ -50,6 +50,18 @@ class Settings:
     """The nice increment runners start with (0 keeps the worker's priority). Training is throughput
     work: on cores it shares with the API and the supervisors, they must answer first."""
 
+    def __post_init__(self) -> None:
+        # Paths are made absolute once, here, against the directory the process started in: they
+        # are stored (file and model paths in the database) and handed to runners that work in
+        # their run folder, where a relative path would name something else.
+        absolute = _absolute_path
+        object.__setattr__(self, "data_dir", absolute(self.data_dir))
+        if self.model_cache_dir is not None:
+            object.__setattr__(self, "model_cache_dir", absolute(self.model_cache_dir))
+        object.__setattr__(self, "model_roots", tuple(absolute(root) for root in self.model_roots))
+        if self.runner_python is not None and os.sep in self.runner_python:
+            object.__setattr__(self, "runner_python", str(absolute(Path(self.runner_python))))
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'tuneyard.db').resolve()}"
@@ -72,6 +84,11 @@ class Settings:
                 continue
             values[f.name] = _parse(f.name, raw)
         return cls(**values)
+
+
+def _absolute_path(path: Path | str) -> Path:
+    """`path` with `~` expanded, made absolute and normalised; symlinks are kept as the user named them."""
+    return Path(os.path.abspath(Path(path).expanduser()))
 
 
 def _parse(name: str, raw: str) -> Any:

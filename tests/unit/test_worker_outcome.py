@@ -7,7 +7,16 @@ from pathlib import Path
 import pytest
 
 from tuneyard.worker.logtail import tail_lines
-from tuneyard.worker.outcome import Ending, ExitStatus, Request, TelemetryRecord, Verdict, decide, error_type_for
+from tuneyard.worker.outcome import (
+    Ending,
+    ExitStatus,
+    Request,
+    TelemetryRecord,
+    Verdict,
+    decide,
+    error_from_log,
+    error_type_for,
+)
 
 RESULT: TelemetryRecord = {"kind": "result", "final_loss": 1.0}
 USER_ERR: TelemetryRecord = {"kind": "error", "error_type": "data_error", "message": "line 3 is not JSON"}
@@ -101,3 +110,31 @@ def test_log_tail_of_a_huge_log_reads_only_its_end_and_drops_the_cut_line(tmp_pa
     log.write_bytes(b"x" * 200_000 + b"\n" + b"".join(b"tail %d\n" % i for i in range(3)))
     assert tail_lines(log, 50)[-3:] == ["tail 0", "tail 1", "tail 2"]
     assert all(len(line) < 70_000 for line in tail_lines(log, 50))
+
+
+def test_a_runner_that_wrote_no_telemetry_is_explained_by_its_last_error_line() -> None:
+    log = ["loading", "error: invalid job spec: (file): cannot read runs/j/spec.json: No such file or directory"]
+    error = error_from_log(log)
+    assert error is not None
+    verdict, message = decide(Ending(Request.NONE, ExitStatus(3), False, None, error))
+    assert verdict is Verdict.USER_ERROR
+    assert message == "invalid job spec: (file): cannot read runs/j/spec.json: No such file or directory"
+    assert error_type_for(verdict, Ending(Request.NONE, ExitStatus(3), False, None, error)) == "user_error"
+
+
+def test_a_crash_before_telemetry_is_explained_by_the_tracebacks_exception_line() -> None:
+    log = [
+        "Traceback (most recent call last):",
+        '  File "x.py", line 1, in <module>',
+        "    import torch",
+        "ModuleNotFoundError: No module named 'torch'",
+    ]
+    error = error_from_log(log)
+    assert error is not None and error["message"] == "ModuleNotFoundError: No module named 'torch'"
+    verdict, message = decide(Ending(Request.NONE, ExitStatus(1), False, None, error))
+    assert (verdict, message) == (Verdict.FAILED, "ModuleNotFoundError: No module named 'torch'")
+
+
+def test_a_log_without_last_words_leaves_the_exit_code_to_speak() -> None:
+    assert error_from_log(["step 1/10 loss 2.0", "step 2/10 loss 1.9"]) is None
+    assert error_from_log([]) is None

@@ -155,6 +155,25 @@ def error_type_for(verdict: Verdict, ending: Ending) -> str | None:
     return None
 
 
+def error_from_log(lines: list[str]) -> TelemetryRecord | None:
+    """The runner's own last words from runner.log, for an ending its telemetry does not explain.
+
+    A runner that could not open its telemetry (an unreadable run folder, a crash while importing)
+    still printed `error: ...` (a user error) or a Python traceback; that line says more to a user
+    than an exit code. The error type stays the exit code's: a log line cannot be trusted to name it.
+    """
+    for line in reversed(lines):
+        text = line.strip()
+        if text.startswith("error: "):
+            return {"kind": contract.KIND_ERROR, "message": text.removeprefix("error: "), "source": "runner.log"}
+    for index, line in enumerate(lines):
+        if line.startswith("Traceback (most recent call last):"):
+            last = next((ln.strip() for ln in reversed(lines[index:]) if ln.strip() and not ln[0].isspace()), "")
+            if last and not last.startswith("Traceback"):
+                return {"kind": contract.KIND_ERROR, "message": last, "source": "runner.log"}
+    return None
+
+
 def _stop_message(ending: Ending, what: str) -> str:
     if ending.forced:
         return f"{what}: runner did not exit within its grace and was killed; last checkpoint kept"

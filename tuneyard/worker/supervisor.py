@@ -28,6 +28,7 @@ from tuneyard.worker.outcome import (
     TelemetryRecord,
     Verdict,
     decide,
+    error_from_log,
     error_type_for,
 )
 from tuneyard.worker.reporter import JobReporter, NullReporter
@@ -257,13 +258,11 @@ class Supervisor:
     # The verdict.
 
     def _judge(self, attempt: _Attempt, status: ExitStatus) -> Outcome:
-        ending = Ending(
-            attempt.acted,
-            status,
-            attempt.forced,
-            attempt.last.get(contract.KIND_RESULT),
-            attempt.last.get(contract.KIND_ERROR),
-        )
+        result, error = attempt.last.get(contract.KIND_RESULT), attempt.last.get(contract.KIND_ERROR)
+        tail: list[str] = []
+        if status.returncode != contract.EXIT_COMPLETED or result is None:
+            tail = tail_lines(self.launch.run_dir / contract.RUNNER_LOG_FILE, LOG_TAIL_LINES)
+        ending = Ending(attempt.acted, status, attempt.forced, result, error or error_from_log(tail))
         verdict, message = decide(ending)
         unexplained = verdict in (Verdict.FAILED, Verdict.USER_ERROR)
         details = dict(ending.error.get("details") or {}) if ending.error else {}
@@ -277,7 +276,7 @@ class Supervisor:
             details=details,
             result=ending.result,
             last_checkpoint=attempt.last.get(contract.KIND_CHECKPOINT),
-            log_tail=tail_lines(self.launch.run_dir / contract.RUNNER_LOG_FILE, LOG_TAIL_LINES) if unexplained else [],
+            log_tail=tail if unexplained else [],
             forced=attempt.forced,
             telemetry_offset=attempt.tailer.offset,
         )
