@@ -58,3 +58,11 @@ class CheckpointError(UserError):
 
 class PlatformError(TuneyardError):
     """tuneyard failed for a reason of its own; the job may succeed when retried."""
+
+
+class SettingsError(TuneyardError, ValueError):
+    """A setting has a value tuneyard cannot use."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        self.variable = variable
+        super().__init__(f"{variable}: {problem}", variable=variable)

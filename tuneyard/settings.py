@@ -5,10 +5,15 @@ Nothing below this module reads os.environ: `Settings.from_env()` is the only pl
 
 from __future__ import annotations
 
+import math
 import os
+import types
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+from tuneyard.errors import SettingsError
 
 ENV_PREFIX = "TUNEYARD_"
 
@@ -75,14 +80,22 @@ class Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The defaults, with each TUNEYARD_<NAME> that is set parsed by its field's annotation.
+
+        Raises SettingsError naming the variable whose value is not of its field's type.
+        """
         env = os.environ if environ is None else environ
+        annotations = get_type_hints(cls)
         values: dict[str, Any] = {}
         for f in fields(cls):
-            raw = env.get(ENV_PREFIX + f.name.upper())
-            if raw is None:
-                continue
-            values[f.name] = _parse(f.name, raw)
+            # Every field's parser is found, set or not: a field of a type no parser knows fails
+            # every call, in the first test, not when someone first sets its variable.
+            parse = _parser(annotations[f.name])
+            variable = ENV_PREFIX + f.name.upper()
+            raw = env.get(variable)
+            if raw is not None:
+                values[f.name] = parse(variable, raw)
         return cls(**values)
 
 
@@ -91,14 +104,60 @@ def _absolute_path(path: Path | str) -> Path:
     return Path(os.path.abspath(Path(path).expanduser()))
 
 
-def _parse(name: str, raw: str) -> Any:
-    if name in ("data_dir", "model_cache_dir"):
-        return Path(raw)
-    if name == "model_roots":
-        return tuple(Path(p) for p in raw.split(os.pathsep) if p)
-    if name in ("port", "workers", "max_retries", "max_upload_bytes", "job_create_rate_per_minute",
-                "runner_nice"):
-        return int(raw)
-    if name.endswith("_seconds"):
-        return float(raw)
+Parser = Callable[[str, str], Any]
+"""(variable, its raw value) -> the field's value, or SettingsError naming the variable."""
+
+
+def _parser(annotation: Any) -> Parser:
+    """How a variable becomes a value of the field type `annotation`."""
+    if annotation in _SCALARS:
+        return _SCALARS[annotation]
+    args = get_args(annotation)
+    if get_origin(annotation) in (Union, types.UnionType) and len(args) == 2 and type(None) in args:
+        inner = _parser(args[0] if args[1] is type(None) else args[1])
+        # Set but empty means "not given": how an env file or a compose file says "the default".
+        return lambda variable, raw: inner(variable, raw) if raw.strip() else None
+    if get_origin(annotation) is tuple and len(args) == 2 and args[1] is Ellipsis:
+        item = _parser(args[0])
+        return lambda variable, raw: tuple(item(variable, part) for part in raw.split(os.pathsep) if part)
+    raise TypeError(f"Settings.from_env has no parser for fields of type {annotation!r}")
+
+
+def _str(variable: str, raw: str) -> str:
     return raw
+
+
+def _path(variable: str, raw: str) -> Path:
+    if not raw.strip():  # Path("") is the current folder: surely not what was meant
+        raise SettingsError(variable, "'' is not a path")
+    return Path(raw)
+
+
+def _int(variable: str, raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(variable, f"{raw!r} is not an integer") from None
+
+
+def _float(variable: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise SettingsError(variable, f"{raw!r} is not a finite number")
+    return value
+
+
+_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def _bool(variable: str, raw: str) -> bool:
+    try:
+        return _BOOLS[raw.strip().lower()]
+    except KeyError:
+        raise SettingsError(variable, f"{raw!r} is not a boolean (true/false, yes/no, 1/0)") from None
+
+
+_SCALARS: dict[Any, Parser] = {str: _str, Path: _path, int: _int, float: _float, bool: _bool}

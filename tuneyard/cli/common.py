@@ -21,7 +21,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from tuneyard.client import NoApiKey, TuneyardAPIError, TuneyardClient
-from tuneyard.errors import TuneyardError
+from tuneyard.errors import SettingsError, TuneyardError
 
 EXIT_API = 1
 EXIT_USAGE = 2
@@ -105,6 +105,8 @@ class CliGroup(TyperGroup):
             where = f" at {url.url}" if url else ""
             error_line(f"cannot reach tuneyard{where}: {exc or type(exc).__name__}")
             raise typer.Exit(EXIT_API) from None
+        except SettingsError as exc:  # a TUNEYARD_ variable this process was started with
+            usage_error(exc.message)
         except TuneyardError as exc:  # from `keys`, which works on the database directly
             error_line(exc.message)
             raise typer.Exit(EXIT_API) from None

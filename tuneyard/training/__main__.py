@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+from tuneyard.errors import SettingsError
 from tuneyard.settings import Settings
 
 
@@ -30,7 +31,10 @@ def main(argv: list[str] | None = None) -> int:
         from tuneyard.training.control import exit_with_parent
 
         exit_with_parent()
-    cache = args.model_cache_dir or Settings.from_env().resolved_model_cache_dir
+    try:
+        cache = args.model_cache_dir or Settings.from_env().resolved_model_cache_dir
+    except SettingsError as exc:  # a usage error, as argparse's own: one line, exit 2
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
     from tuneyard.training.runner import run  # torch loads here, after argument errors are out
 
     return run(args.spec, args.run_dir, args.resume, cache)
