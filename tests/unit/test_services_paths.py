@@ -4,7 +4,9 @@ stream positions and the Prometheus text."""
 from __future__ import annotations
 
 import io
+import os
 import tarfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -58,10 +60,16 @@ def test_tar_gz_stream_holds_the_folder(tmp_path: Path) -> None:
 
 
 def test_tar_gz_stream_can_be_abandoned(tmp_path: Path) -> None:
-    (tmp_path / "big.bin").write_bytes(b"\x01" * 5_000_000)
+    # Incompressible and many times a pipe's buffer: the writer is still at work after one chunk.
+    (tmp_path / "big.bin").write_bytes(os.urandom(5_000_000))
+    before = set(threading.enumerate())
     stream = runs.stream_tar_gz(tmp_path, "m")
     next(stream)
+    (writer,) = set(threading.enumerate()) - before
+    assert writer.is_alive()
     stream.close()  # the client went away: the writer thread must end, not hang
+    writer.join(timeout=10)
+    assert not writer.is_alive()
 
 
 def test_models_register_only_under_a_root(tmp_path: Path) -> None:
