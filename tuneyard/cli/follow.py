@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from tuneyard.cli.common import EXIT_API, EXIT_INTERRUPTED, EXIT_STOPPED, duration, stderr, stdout, when
 from tuneyard.client import StreamItem, TuneyardClient
+from tuneyard.problems import error_detail_lines
 
 RECONNECTS = 30
 PLAIN_EVERY_S = 1.0
@@ -112,7 +113,8 @@ def outcome_lines(job: dict[str, Any]) -> list[str]:
     error = job.get("error") or {}
     reason = error.get("message") or "no reason recorded"
     kind = f" ({error['error_type']})" if error.get("error_type") else ""
-    return [f"job {job_id} {status}{kind}: {reason}"]
+    problems = [f"  {line}" for line in error_detail_lines(error.get("details"))]
+    return [f"job {job_id} {status}{kind}: {reason}", *problems]
 
 
 def print_log(line: dict[str, Any]) -> None:

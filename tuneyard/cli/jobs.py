@@ -28,6 +28,7 @@ from tuneyard.cli.common import (
 from tuneyard.cli.datasets import problem_lines, upload_dataset
 from tuneyard.cli.jobspec import SpecUsageError, Uploader, build_request
 from tuneyard.client import TuneyardClient
+from tuneyard.problems import error_detail_lines
 
 app = typer.Typer(help="Fine-tuning jobs.", no_args_is_help=True)
 
@@ -60,6 +61,7 @@ def show_job(job: dict[str, Any]) -> None:
         ("created", when(job["created_at"])), ("started", _when_set(job.get("started_at"))),
         ("finished", _when_set(job.get("finished_at"))),
         ("error", f"{error.get('error_type', 'error')}: {error.get('message')}" if error else None),
+        *(("", line) for line in error_detail_lines(error.get("details"))),
     ])
 
 

@@ -17,6 +17,7 @@ from tuneyard.api.schemas.jobs import JobPublic
 from tuneyard.console.auth import CurrentViewer
 from tuneyard.console.hyperparams import form_fields
 from tuneyard.console.views import page
+from tuneyard.problems import error_detail_lines
 from tuneyard.scheduler.queue import queue_position
 from tuneyard.services import base_models, datasets, jobs, runs, timeline
 from tuneyard.store import tenancy
@@ -104,7 +105,8 @@ def job_page(request: Request, context: Context, viewer: CurrentViewer, job_id: 
     except NotFound:
         return page(request, "not_found.html", viewer, 404, what=f"job {job_id}")
     public = JobPublic.of(job).model_dump(mode="json")
-    return page(request, "job_detail.html", viewer, job=public)
+    error_lines = error_detail_lines((public.get("error") or {}).get("details"))
+    return page(request, "job_detail.html", viewer, job=public, error_lines=error_lines)
 
 
 @router.get("/console/jobs/{job_id}/checkpoints/{checkpoint_id}/download")

@@ -15,6 +15,7 @@ RESULT_FILE = "result.json"
 CHECKPOINTS_DIR = "checkpoints"
 FINAL_DIR = "final"
 MANIFEST_FILE = "manifest.json"
+LINEAGE_FILE = "lineage.json"  # optional, from the service: job and dataset ids for the model card
 RUNNER_LOG_FILE = "runner.log"  # the child's stderr/stdout, kept for "died without a verdict"
 
 CHECKPOINT_NAME = re.compile(r"^step-(\d{6,})$")
@@ -36,9 +37,8 @@ SIGNAL_CHECKPOINT = signal.SIGUSR1  # checkpoint at the next step boundary, keep
 
 # Telemetry record kinds: one JSON object a line, each with "kind" and "ts" (unix seconds).
 KIND_PHASE = "phase"  # {"phase": one of PHASES}
-KIND_METRIC = "metric"  # step, total_steps, epoch, phase, loss, lr, grad_norm, tokens, tokens_per_s,
-#                         memory_gb, elapsed_s, eta_s
-KIND_EVAL = "eval"  # step, eval_loss, eval_ppl, eval_tokens; "baseline": true before training
+KIND_METRIC = "metric"  # step, epoch, phase, and the figures in METRIC_VALUES
+KIND_EVAL = "eval"  # step and the figures in EVAL_VALUES
 KIND_LOG = "log"  # level, message
 KIND_CHECKPOINT = "checkpoint"  # step, path (relative to the run dir), epoch, tokens, loss,
 #                                 pruned: the steps of older checkpoints deleted (save_total_limit)
@@ -46,3 +46,24 @@ KIND_RESULT = "result"  # the contents of result.json
 KIND_ERROR = "error"  # error_type, message, details
 
 PHASES = ("loading_model", "loading_data", "baseline_eval", "training", "saving", "final_eval", "done")
+
+# The figures a record of each kind may carry beside its step (and a metric's epoch and phase); the
+# worker stores exactly these as the point's values, so a new figure is added here and nowhere else.
+METRIC_VALUES = (
+    "loss",  # training loss of this optimizer step
+    "lr",  # learning rate used for it
+    "grad_norm",  # gradient norm before clipping
+    "tokens",  # tokens trained on so far
+    "tokens_per_s",  # throughput of this step
+    "memory_gb",  # peak accelerator memory; on CPU the process's resident memory
+    "elapsed_s",  # training seconds so far
+    "eta_s",  # estimated seconds to the last step
+    "total_steps",  # optimizer steps the run will take
+)
+EVAL_VALUES = (
+    "eval_loss",  # mean loss on the evaluated rows
+    "eval_ppl",  # exp(eval_loss)
+    "eval_tokens",  # tokens evaluated
+    "baseline",  # true for the evaluation before training
+    "eval_on",  # "eval" (the evaluation split) or "train_sample" (no split: a sample of the training rows)
+)

@@ -19,11 +19,13 @@ from tuneyard.training.config import RunConfig
 from tuneyard.training.control import RunControl
 from tuneyard.training.data import build_rows, collate
 from tuneyard.training.evaluation import evaluate
+from tuneyard.training.model_card import CardInputs, read_lineage
 from tuneyard.training.optim import build_optimizer, build_scheduler
 from tuneyard.training.plan import TrainingPlan
 from tuneyard.training.rng import capture_rng_state, restore_rng_state
 from tuneyard.training.session import Session
 from tuneyard.training.telemetry import Telemetry, console_line
+from tuneyard.training.versions import library_versions
 
 
 class FinetuneRecipe:
@@ -189,10 +191,20 @@ class FinetuneRecipe:
     def finish(self) -> dict[str, Any]:
         """Final eval, the trained model in final/, and the result card."""
         self.telemetry.phase("final_eval")
-        final_eval = self._evaluate(baseline=False)
+        result = self._result(self._evaluate(baseline=False))
         self.telemetry.phase("saving")
-        self.session.save_final(self.run_dir / contract.FINAL_DIR, self.config.to_json())
-        return self._result(final_eval)
+        self.session.save_final(self.run_dir / contract.FINAL_DIR, self._card_inputs(result))
+        return result
+
+    def _card_inputs(self, result: dict[str, Any]) -> CardInputs:
+        stats = self.session.data.stats
+        assert self.session.source is not None  # set by Session.open
+        return CardInputs(
+            spec=self.config.to_json(), source=self.session.source, result=result, data_files=stats.files,
+            data_counts={"examples": stats.examples, "eval_examples": stats.eval_examples, "tokens": stats.tokens,
+                         "loss_tokens": stats.loss_tokens},
+            lineage=read_lineage(self.run_dir), versions=library_versions(),
+        )  # fmt: skip
 
     def _result(self, final_eval: dict[str, float]) -> dict[str, Any]:
         baseline = self.state.baseline_eval or final_eval

@@ -16,12 +16,19 @@ import psutil
 import torch
 from transformers.utils import logging as hf_logging
 
-from tuneyard.training import artifacts
+from tuneyard.training import artifacts, model_card
 from tuneyard.training.config import RunConfig
 from tuneyard.training.data import DataSource, PreparedData, prepare_data
 from tuneyard.training.loss import chunked_token_loss_sum, token_loss_sum
 from tuneyard.training.methods import Method, get_method
-from tuneyard.training.models import check_method_supported, load_model, load_tokenizer, resolve_model_source
+from tuneyard.training.model_card import CardInputs
+from tuneyard.training.models import (
+    ModelSource,
+    check_method_supported,
+    load_model,
+    load_tokenizer,
+    resolve_model_source,
+)
 from tuneyard.training.rng import seed_everything
 from tuneyard.training.telemetry import Telemetry
 from tuneyard.training.versions import library_versions
@@ -50,6 +57,7 @@ class Session:
     bf16: bool
     data: PreparedData
     head: Any = None  # (decoder, lm_head weight) when the loss may skip the model's full logits
+    source: ModelSource | None = None  # where the base model came from; the model card names it
 
     @classmethod
     def open(cls, config: RunConfig, telemetry: Telemetry) -> Session:
@@ -81,7 +89,7 @@ class Session:
             max_seq_length=hp.max_seq_length, train_on_inputs=hp.train_on_inputs,
             eval_split=hp.eval_split, seed=hp.seed, log=telemetry.log,
         )  # fmt: skip
-        return cls(model, tokenizer, method, device, bf16, data, head)
+        return cls(model, tokenizer, method, device, bf16, data, head, source)
 
     @property
     def pad_token_id(self) -> int:
@@ -113,13 +121,16 @@ class Session:
             return torch.cuda.max_memory_allocated(self.device) / 2**30
         return psutil.Process().memory_info().rss / 2**30
 
-    def save_final(self, target: Path, resolved_spec: dict[str, Any]) -> None:
-        """The trained model in the standard layout, loadable without tuneyard."""
-        manifest = {"kind": "final", "method": self.method.name, "spec": resolved_spec,
-                    "versions": library_versions()}
+    def save_final(self, target: Path, card: CardInputs) -> None:
+        """The trained model in the standard layout, loadable without tuneyard or this machine's
+        files: the adapter names its base portably, and README.md is tuneyard's model card."""
+        manifest = {"kind": "final", "method": self.method.name, "spec": card.spec, "versions": card.versions}
         with artifacts.atomic_folder(target, manifest) as tmp:
             self.save_weights(tmp)
             self.tokenizer.save_pretrained(tmp)
+            model_card.name_base_portably(tmp, model_card.base_reference(card.source))
+            adapter = (tmp / model_card.ADAPTER_CONFIG_FILE).is_file()
+            (tmp / model_card.CARD_FILE).write_text(model_card.render_card(card, adapter), encoding="utf-8")
 
     def save_weights(self, folder: Path) -> None:
         self.method.save(self.model, folder)

@@ -63,9 +63,9 @@ class Worker:
         job_id = claimed.job_id
         log.info("worker %s: job %s attempt %d claimed", self.id, job_id, claimed.attempt)
         run_dir = self.settings.data_dir / "runs" / job_id
-        launch = self._launch(claimed, run_dir)
-        reporter = StoreReporter(self.db, job_id, claimed.attempt, run_dir, self.settings.lease_seconds,
-                                 self._lineage(job_id))
+        lineage = self._lineage(job_id)
+        launch = self._launch(claimed, run_dir, lineage)
+        reporter = StoreReporter(self.db, job_id, claimed.attempt, run_dir, self.settings.lease_seconds, lineage)
         supervisor = Supervisor(launch, executor=self.executor, reporter=reporter,
                                 timings=SupervisorTimings.from_settings(self.settings),
                                 telemetry_offset=_size(run_dir / contract.TELEMETRY_FILE))
@@ -79,17 +79,21 @@ class Worker:
         finally:
             done.set()
 
-    def _launch(self, claimed: ClaimedJob, run_dir: Path) -> Launch:
+    def _launch(self, claimed: ClaimedJob, run_dir: Path, lineage: dict[str, Any]) -> Launch:
         run_dir.mkdir(parents=True, exist_ok=True)
         spec = run_dir / contract.SPEC_FILE
         if not spec.exists():  # later attempts start from the runner's own resolved spec.json
             write_json_atomic(spec, claimed.config)
+        write_json_atomic(run_dir / contract.LINEAGE_FILE, lineage)  # ids for the model card
         argv = runner_argv(self.settings, run_dir, _resume_arg(claimed, run_dir))
         return Launch(claimed.job_id, [*argv, "--exit-with-parent"], run_dir, self.env)
 
     def _lineage(self, job_id: str) -> dict[str, Any]:
-        spec = load_job(self.db, job_id).spec or {}
-        return {"base_model": spec.get("base_model"), "method": spec.get("method", "lora"),
+        """Where the job's model comes from, as the user asked for it (ids and names, not paths)."""
+        job = load_job(self.db, job_id)
+        spec = job.spec or {}
+        return {"job_id": job.id, "job_name": job.name, "project_id": job.project_id,
+                "base_model": spec.get("base_model"), "method": spec.get("method", "lora"),
                 "type": spec.get("type", "finetune"), "datasets": spec.get("datasets", [])}
 
 

@@ -133,6 +133,21 @@ class JobPage {
     for (const button of document.querySelectorAll("[data-action]")) {
       button.disabled = !ACTIONS[button.dataset.action].has(job.status);
     }
+    if ("error" in job) this.showError(job.error);
+  }
+
+  /* The runner's own words and each offending field or line, as the page first rendered them
+     (tuneyard/problems.py words them the same way). */
+  showError(error) {
+    const box = document.getElementById("job-error");
+    box.hidden = !error;
+    if (!error) return;
+    document.getElementById("job-error-message").textContent = error.message || "no reason recorded";
+    const details = error.details || {};
+    const lines = [...(details.problems || []), ...(details.errors || [])].map((p) =>
+      "field" in p ? `${p.field}: ${p.message}` : `${[p.file, p.line !== undefined ? `line ${p.line}` : ""].filter(Boolean).join(" ")}: ${p.message}`);
+    const shown = lines.length > 10 ? [...lines.slice(0, 10), `… and ${lines.length - 10} more`] : lines;
+    document.getElementById("job-error-details").replaceChildren(...shown.map((text) => el("li", { text })));
   }
 
   async act(button, body) {
