@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import threading
-import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -39,7 +38,7 @@ class FakeProcess:
         self.polls = 0
         self.released = False
         self._status: ExitStatus | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()  # notified at every poll: the supervisor's loop went round
 
     def finish(self, returncode: int) -> None:
         with self._lock:
@@ -48,7 +47,17 @@ class FakeProcess:
     def exited(self) -> ExitStatus | None:
         with self._lock:
             self.polls += 1
+            self._lock.notify_all()
             return self._status
+
+    def settle(self, rounds: int = 2, timeout: float = 5.0) -> None:
+        """Block until the supervisor's loop has gone round fully since this call, so whatever was
+        asked of it before has been acted on: the loop may be past acting when called, and the poll
+        after the next one shows that the next round acted. TimeoutError after `timeout` s."""
+        with self._lock:
+            target = self.polls + rounds
+            if not self._lock.wait_for(lambda: self.polls >= target, timeout):
+                raise TimeoutError(f"the supervisor polled {self.polls} times, not {target}, in {timeout}s")
 
     def signal_runner(self, sig: signal.Signals) -> None:
         self.signals.append(sig)
@@ -111,17 +120,12 @@ def write_telemetry(run_dir: Path, *records: TelemetryRecord) -> None:
         f.writelines(json.dumps(r) + "\n" for r in records)
 
 
-def settle() -> None:
-    """Give the loop (polling every 5 ms) time to act on what was just asked."""
-    time.sleep(0.1)
-
-
 def test_a_stop_after_a_release_sends_no_second_sigterm(tmp_path: Path) -> None:
     supervisor, process, _, future = start(tmp_path)
     supervisor.request_release()
-    settle()
+    process.settle()
     supervisor.request_stop()  # the user's stop wins over the shutdown, without aborting the runner
-    settle()
+    process.settle()
     process.finish(75)
     assert future.result(timeout=5).verdict is Verdict.STOPPED
     assert process.signals == [signal.SIGTERM]
@@ -130,11 +134,11 @@ def test_a_stop_after_a_release_sends_no_second_sigterm(tmp_path: Path) -> None:
 def test_a_cancel_after_a_stop_sends_the_aborting_second_sigterm(tmp_path: Path) -> None:
     supervisor, process, _, future = start(tmp_path)
     supervisor.request_stop()
-    settle()
+    process.settle()
     supervisor.request_cancel()
-    settle()
+    process.settle()
     supervisor.request_stop()  # weaker than the cancel already in force: ignored
-    settle()
+    process.settle()
     process.finish(1)
     assert future.result(timeout=5).verdict is Verdict.CANCELLED
     assert process.signals == [signal.SIGTERM, signal.SIGTERM]
@@ -143,7 +147,7 @@ def test_a_cancel_after_a_stop_sends_the_aborting_second_sigterm(tmp_path: Path)
 def test_a_checkpoint_request_sends_sigusr1_to_the_runner_alone(tmp_path: Path) -> None:
     supervisor, process, _, future = start(tmp_path)
     supervisor.request_checkpoint()
-    settle()
+    process.settle()
     assert (process.signals, process.kills) == ([signal.SIGUSR1], 0)
     process.finish(1)
     future.result(timeout=5)
@@ -191,7 +195,7 @@ def test_telemetry_is_read_at_its_own_pace_and_all_of_it_once_the_runner_exits(t
         try:
             reporter.wait_for(lambda r: r.pid is not None)
             write_telemetry(tmp_path, {"kind": "metric", "step": 1}, {"kind": "metric", "step": 2})
-            settle()
+            executor.process.settle(rounds=20)  # many rounds, none of them a minute after the start
             before_exit = list(reporter.records)
         finally:
             executor.process.finish(0)
