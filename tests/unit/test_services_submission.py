@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.store import memory_database
 from tuneyard.services import datasets, files
 from tuneyard.services.errors import InvalidRequest, RateLimited
 from tuneyard.services.jobs import submit_job
@@ -17,7 +18,6 @@ from tuneyard.store import tenancy
 from tuneyard.store.engine import Database
 from tuneyard.store.errors import IdempotencyConflict
 from tuneyard.store.tenancy import Principal
-from tuneyard.store.testing import memory_database
 
 CHATS = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n' * 3
 

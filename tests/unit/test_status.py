@@ -7,11 +7,11 @@ import itertools
 import pytest
 from sqlalchemy import func, select, update
 
+from tests.support.store import memory_database
 from tuneyard.store import Database, jobs, status, tenancy
 from tuneyard.store.errors import InvalidTransition, NotFound, StaleAttempt
 from tuneyard.store.status import HELD, TERMINAL, TRANSITIONS, Event, JobStatus, transition
 from tuneyard.store.tables import Job, JobEvent
-from tuneyard.store.testing import memory_database
 
 S = JobStatus
 

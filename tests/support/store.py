@@ -1,7 +1,8 @@
 """The store on an in-memory SQLite database, migrated: the fake unit tests use.
 
 It is the real code on a real (if private) database, so a unit test exercises the same SQL the
-service runs; only concurrency is out of reach (one shared connection).
+service runs; only concurrency is out of reach (one shared connection). It lives with the tests,
+not in the package: nothing in production uses it.
 """
 
 from __future__ import annotations
