@@ -15,7 +15,7 @@ from tuneyard.scheduler import claim
 from tuneyard.services.runs import run_dir
 from tuneyard.settings import Settings
 from tuneyard.store import tenancy
-from tuneyard.store.outcomes import mark_cancelled
+from tuneyard.store.lifecycle import finish_cancel
 
 app, client, tenant, other, api_settings = api.app, api.client, api.tenant, api.other, api.api_settings
 
@@ -103,7 +103,7 @@ def test_delete_refuses_a_held_job_and_removes_the_run_folder(
     refused = client.delete(f"/v1/jobs/{job_id}", headers=tenant.headers)
     assert refused.status_code == 409 and refused.json()["error"]["details"]["current_status"] == "starting"
     assert client.post(f"/v1/jobs/{job_id}/cancel", headers=tenant.headers).json()["status"] == "cancelling"
-    mark_cancelled(db, job_id, claimed.attempt)
+    finish_cancel(db, job_id, claimed.attempt)
     assert client.delete(f"/v1/jobs/{job_id}", headers=tenant.headers).status_code == 204
     assert not folder.exists()
 

@@ -19,7 +19,7 @@ from tuneyard.api.schemas.jobs import EventPublic, LogPublic, MetricPublic
 from tuneyard.client import TuneyardClient
 from tuneyard.scheduler import claim
 from tuneyard.settings import Settings
-from tuneyard.store import outcomes, telemetry
+from tuneyard.store import lifecycle, telemetry
 from tuneyard.store.status import Event
 
 app, client, tenant, other, api_settings = api.app, api.client, api.tenant, api.other, api.api_settings
@@ -194,15 +194,15 @@ def test_live_stream_reconnects_mid_training_without_gaps_or_repeats(
     steps = 40
 
     def train() -> None:
-        outcomes.mark_running(db, job_id, claimed.attempt)
+        lifecycle.start(db, job_id, claimed.attempt)
         for step in range(1, steps + 1):
             telemetry.record_metrics(db, job_id, claimed.attempt, [telemetry.MetricIn(step, {"loss": 1 / step})])
             telemetry.append_logs(db, job_id, claimed.attempt, [telemetry.LogIn(f"step {step}")])
             if step % 10 == 0:
                 telemetry.add_event(db, job_id, claimed.attempt, Event("note", f"at {step}"))
             time.sleep(0.005)
-        outcomes.mark_finalizing(db, job_id, claimed.attempt)
-        outcomes.complete(db, job_id, claimed.attempt, {"ok": True})
+        lifecycle.finalize(db, job_id, claimed.attempt)
+        lifecycle.complete(db, job_id, claimed.attempt, {"ok": True})
 
     with live_server(app) as base_url, TuneyardClient(base_url, tenant.key) as ty:
         writer = threading.Thread(target=train)

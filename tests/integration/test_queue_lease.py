@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from tuneyard.scheduler import ClaimedJob, claim, heartbeat, reap, release
-from tuneyard.store import Database, jobs, outcomes, telemetry
+from tuneyard.store import Database, jobs, lifecycle, telemetry
 from tuneyard.store.errors import StaleAttempt
 from tuneyard.store.ids import utcnow
 from tuneyard.store.status import Event
@@ -32,7 +32,7 @@ def test_a_worker_whose_lease_expired_cannot_write_once_another_attempt_holds_th
 ) -> None:
     job_id = new_job()
     old = _claim(db, "w1")
-    outcomes.mark_running(db, job_id, old.attempt)
+    lifecycle.start(db, job_id, old.attempt)
     ckpt = telemetry.add_checkpoint(db, job_id, old.attempt, 10, "checkpoints/step-000010")
     telemetry.record_metrics(db, job_id, old.attempt, [MetricIn(step=10, values={"loss": 2.0})])
 
@@ -43,8 +43,8 @@ def test_a_worker_whose_lease_expired_cannot_write_once_another_attempt_holds_th
     # Refused already, before anyone claims it again (the attempt number has not moved yet).
     for early in (
         lambda: telemetry.append_logs(db, job_id, old.attempt, [LogIn("late")]),
-        lambda: outcomes.fail(db, job_id, "platform_error", "x", attempt=old.attempt),
-        lambda: outcomes.mark_stopped(db, job_id, old.attempt),
+        lambda: lifecycle.fail(db, job_id, "platform_error", "x", attempt=old.attempt),
+        lambda: lifecycle.finish_stop(db, job_id, old.attempt),
         lambda: heartbeat(db, job_id, old.attempt, 30),
     ):
         with pytest.raises(StaleAttempt):
@@ -59,10 +59,10 @@ def test_a_worker_whose_lease_expired_cannot_write_once_another_attempt_holds_th
         lambda: telemetry.append_logs(db, job_id, old.attempt, [LogIn("from the dead")]),
         lambda: telemetry.add_event(db, job_id, old.attempt, Event("phase", "x")),
         lambda: telemetry.add_checkpoint(db, job_id, old.attempt, 20, "x"),
-        lambda: outcomes.mark_running(db, job_id, old.attempt),
-        lambda: outcomes.mark_finalizing(db, job_id, old.attempt),
-        lambda: outcomes.complete(db, job_id, old.attempt, {"ok": True}),
-        lambda: outcomes.fail(db, job_id, "platform_error", "x", attempt=old.attempt),
+        lambda: lifecycle.start(db, job_id, old.attempt),
+        lambda: lifecycle.finalize(db, job_id, old.attempt),
+        lambda: lifecycle.complete(db, job_id, old.attempt, {"ok": True}),
+        lambda: lifecycle.fail(db, job_id, "platform_error", "x", attempt=old.attempt),
         lambda: release(db, job_id, old.attempt, "shutdown"),
     ]
     for write in stale_writes:
@@ -72,7 +72,7 @@ def test_a_worker_whose_lease_expired_cannot_write_once_another_attempt_holds_th
     assert telemetry.count_log_lines(db, job_id) == 0
     assert [c.step for c in telemetry.list_checkpoints(db, job_id)] == [10]
 
-    outcomes.mark_running(db, job_id, new.attempt)  # the current attempt still can
+    lifecycle.start(db, job_id, new.attempt)  # the current attempt still can
     heartbeat(db, job_id, new.attempt, 30)
     assert jobs.get_job(db, org_id, job_id).status == "running"
 
@@ -118,8 +118,8 @@ def test_users_requests_reach_the_worker_through_its_heartbeat_and_expired_ones_
 ) -> None:
     stop_id, cancel_id = new_job(), new_job()
     stopping, cancelling = _claim(db, "w1"), _claim(db, "w1")
-    jobs.request_stop(db, org_id, stop_id)
-    jobs.request_cancel(db, org_id, cancel_id)
+    lifecycle.request_stop(db, org_id, stop_id)
+    lifecycle.request_cancel(db, org_id, cancel_id)
     lease = heartbeat(db, stop_id, stopping.attempt, 30)
     assert (lease.status, lease.stop_requested) == ("stopping", True)
     assert heartbeat(db, cancel_id, cancelling.attempt, 30).cancel_requested

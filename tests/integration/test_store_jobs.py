@@ -9,7 +9,7 @@ import pytest
 
 from tuneyard.errors import UserError
 from tuneyard.scheduler import claim
-from tuneyard.store import Database, jobs, outcomes, telemetry, tenancy
+from tuneyard.store import Database, jobs, lifecycle, telemetry, tenancy
 from tuneyard.store.errors import Conflict, IdempotencyConflict, InvalidTransition, NotFound
 from tuneyard.store.telemetry import LogIn, MetricIn
 
@@ -56,7 +56,8 @@ def test_fifty_concurrent_identical_creations_make_one_job(
 def test_another_organizations_ids_are_not_found(db: Database, new_job: Callable[..., str]) -> None:
     job_id = new_job()
     stranger = tenancy.create_org(db, "other").id
-    for call in (jobs.get_job, jobs.request_stop, jobs.request_cancel, jobs.request_resume, jobs.delete_job):
+    requests = (lifecycle.request_stop, lifecycle.request_cancel, lifecycle.request_resume)
+    for call in (jobs.get_job, *requests, jobs.delete_job):
         with pytest.raises(NotFound):
             call(db, stranger, job_id)
     assert jobs.list_jobs(db, stranger).items == []
@@ -74,7 +75,7 @@ def test_listing_is_newest_first_with_a_cursor_and_filters(
             break
     assert seen == ids[::-1]
     assert [j.id for j in jobs.list_jobs(db, org_id, type="merge").items] == [ids[6], ids[3], ids[0]]
-    jobs.request_cancel(db, org_id, ids[1])
+    lifecycle.request_cancel(db, org_id, ids[1])
     assert [j.id for j in jobs.list_jobs(db, org_id, status="cancelled").items] == [ids[1]]
     with pytest.raises(UserError):
         jobs.list_jobs(db, org_id, cursor="not-a-cursor")
@@ -84,19 +85,19 @@ def test_stop_resume_cancel_and_delete(db: Database, new_job: Callable[..., str]
     job_id = new_job()
     held = claim(db, "w", 30)
     assert held is not None
-    outcomes.mark_running(db, job_id, held.attempt)
+    lifecycle.start(db, job_id, held.attempt)
     with pytest.raises(InvalidTransition, match="is running"):
-        jobs.request_resume(db, org_id, job_id)
+        lifecycle.request_resume(db, org_id, job_id)
     with pytest.raises(InvalidTransition, match="is running"):
         jobs.delete_job(db, org_id, job_id)
-    assert jobs.request_stop(db, org_id, job_id).status == "stopping"
+    assert lifecycle.request_stop(db, org_id, job_id).status == "stopping"
     ckpt = telemetry.add_checkpoint(db, job_id, held.attempt, 5, "checkpoints/step-000005")
-    outcomes.mark_stopped(db, job_id, held.attempt, 5)
-    resumed = jobs.request_resume(db, org_id, job_id)
+    lifecycle.finish_stop(db, job_id, held.attempt, 5)
+    resumed = lifecycle.request_resume(db, org_id, job_id)
     assert (resumed.status, resumed.resume_from, resumed.stop_requested) == ("queued", ckpt.id, False)
-    assert jobs.request_cancel(db, org_id, job_id).status == "cancelled"
+    assert lifecycle.request_cancel(db, org_id, job_id).status == "cancelled"
     with pytest.raises(InvalidTransition, match="is cancelled"):
-        jobs.request_stop(db, org_id, job_id)
+        lifecycle.request_stop(db, org_id, job_id)
     assert jobs.delete_job(db, org_id, job_id).id == job_id
     with pytest.raises(NotFound):
         jobs.get_job(db, org_id, job_id)
@@ -107,9 +108,9 @@ def test_a_failed_job_resumes_only_from_a_checkpoint(db: Database, new_job: Call
     job_id = new_job()
     held = claim(db, "w", 30)
     assert held is not None
-    outcomes.fail(db, job_id, "platform_error", "out of memory", attempt=held.attempt)
+    lifecycle.fail(db, job_id, "platform_error", "out of memory", attempt=held.attempt)
     with pytest.raises(Conflict, match="without a checkpoint"):
-        jobs.request_resume(db, org_id, job_id)
+        lifecycle.request_resume(db, org_id, job_id)
     assert jobs.get_job(db, org_id, job_id).error == {"error_type": "platform_error", "message": "out of memory"}
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tuneyard.scheduler import ClaimedJob, claim, reap
-from tuneyard.store import Database, jobs, telemetry
+from tuneyard.store import Database, jobs, lifecycle, telemetry
 from tuneyard.store.ids import utcnow
 from tuneyard.worker.outcome import ExitStatus, LeaseLost, Outcome, TelemetryRecord, Verdict
 from tuneyard.worker.store_reporter import StoreReporter
@@ -92,7 +92,7 @@ def test_a_runner_released_while_a_user_request_was_on_its_way_ends_as_the_user_
     # The worker shuts down (release) in the same moment a user stops or cancels the job, before
     # a heartbeat relayed the request: the runner checkpointed and left, as both wanted.
     job_id, reporter = running(db, new_job, tmp_path)
-    (jobs.request_cancel if request_ == "cancel" else jobs.request_stop)(db, org_id, job_id)
+    (lifecycle.request_cancel if request_ == "cancel" else lifecycle.request_stop)(db, org_id, job_id)
     released = Outcome(Verdict.RELEASED, ExitStatus(75), "released to the queue",
                        last_checkpoint={"kind": "checkpoint", "step": 4})
     reporter.on_finished(released)

@@ -8,7 +8,7 @@ import pytest
 
 from tuneyard.scheduler import claim
 from tuneyard.scheduler.workers import register_worker, set_worker_state, worker_heartbeat, workers_alive
-from tuneyard.store import Database, catalog, datasets, jobs, outcomes, stats, tenancy
+from tuneyard.store import Database, catalog, datasets, jobs, lifecycle, stats, tenancy
 from tuneyard.store.errors import Conflict, NotFound
 
 
@@ -57,10 +57,10 @@ def test_models_and_stats(db: Database, org_id: str, new_job: Callable[..., str]
     job_id, _ = new_job(), new_job()
     held = claim(db, "w1", 30)
     assert held is not None
-    outcomes.mark_running(db, job_id, held.attempt)
-    outcomes.mark_finalizing(db, job_id, held.attempt)
-    model = outcomes.NewTrainedModel("adapter", "/runs/final", "tiny-llama", ["ds_1"])
-    done = outcomes.complete(db, job_id, held.attempt, {"loss": 1.0}, model)
+    lifecycle.start(db, job_id, held.attempt)
+    lifecycle.finalize(db, job_id, held.attempt)
+    model = lifecycle.NewTrainedModel("adapter", "/runs/final", "tiny-llama", ["ds_1"])
+    done = lifecycle.complete(db, job_id, held.attempt, {"loss": 1.0}, model)
     assert done.output_model_id is not None
     trained = catalog.get_trained_model(db, org_id, done.output_model_id)
     assert (trained.job_id, trained.datasets, trained.base_model) == (job_id, ["ds_1"], "tiny-llama")

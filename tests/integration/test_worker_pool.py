@@ -13,7 +13,7 @@ from tests.support.service import wait_until
 from tuneyard.scheduler import claim
 from tuneyard.scheduler.workers import workers_alive
 from tuneyard.settings import Settings
-from tuneyard.store import Database, jobs, outcomes
+from tuneyard.store import Database, jobs, lifecycle
 from tuneyard.worker.executors import Launch
 from tuneyard.worker.executors.local import LocalExecutor, LocalProcess
 from tuneyard.worker.pool import WorkerPool
@@ -34,7 +34,7 @@ def test_a_busy_pool_stays_alive_and_reaps_a_dead_workers_job(
     orphan = new_job()
     ghost = claim(db, "ghost-worker", lease_seconds=1.0)  # a worker that dies right after its claim
     assert ghost is not None and ghost.job_id == orphan
-    outcomes.mark_running(db, orphan, ghost.attempt)
+    lifecycle.start(db, orphan, ghost.attempt)
     busy = new_job()
 
     pool = WorkerPool(db, settings, {}, 1, executor=HangingRunners())

@@ -25,7 +25,7 @@ from tuneyard.api.app import create_app
 from tuneyard.scheduler import claim
 from tuneyard.services.runs import run_dir
 from tuneyard.settings import Settings
-from tuneyard.store import outcomes, telemetry, tenancy
+from tuneyard.store import lifecycle, telemetry, tenancy
 from tuneyard.store.engine import Database
 
 UPLOAD_LIMIT = 64 * 1024
@@ -142,7 +142,7 @@ def finished_job(client: TestClient, db: Database, settings: Settings, tenant: T
     claimed = claim(db, "fake-worker", 60)
     assert claimed is not None and claimed.job_id == job["id"]
     job_id, attempt = job["id"], claimed.attempt
-    outcomes.mark_running(db, job_id, attempt)
+    lifecycle.start(db, job_id, attempt)
     folder = run_dir(settings, job_id)
     (folder / "checkpoints" / "step-000002" / "model").mkdir(parents=True)
     (folder / "final").mkdir()
@@ -155,10 +155,10 @@ def finished_job(client: TestClient, db: Database, settings: Settings, tenant: T
     ] + [telemetry.MetricIn(step=2, values={"eval_loss": 2.5}, kind="eval")])
     telemetry.append_logs(db, job_id, attempt, [telemetry.LogIn(f"line {i}") for i in range(1, 6)])
     checkpoint = telemetry.add_checkpoint(db, job_id, attempt, 2, "checkpoints/step-000002", {"loss": 2.0})
-    outcomes.mark_finalizing(db, job_id, attempt)
+    lifecycle.finalize(db, job_id, attempt)
     result = {"ppl_baseline": 30.0, "ppl_final": 12.0}
-    model = outcomes.NewTrainedModel(kind="adapter", path=str(folder / "final"), base_model="tiny-llama",
+    model = lifecycle.NewTrainedModel(kind="adapter", path=str(folder / "final"), base_model="tiny-llama",
                                      datasets=[dataset["id"]])
-    done = outcomes.complete(db, job_id, attempt, result, model)
+    done = lifecycle.complete(db, job_id, attempt, result, model)
     return {"job_id": job_id, "dataset_id": dataset["id"], "file_id": dataset["file_ids"][0],
             "checkpoint_id": checkpoint.id, "model_id": done.output_model_id, "result": result}

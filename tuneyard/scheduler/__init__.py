@@ -1,12 +1,14 @@
-"""Claim, leases and heartbeats, the reaper, the worker registry.
+"""Leases and heartbeats, where queued jobs stand, the worker registry.
 
+Claim, release and reap are moves of a job's life, defined in tuneyard.store.lifecycle beside the
+state machine; they are named here too because they are the worker loop's scheduling steps.
 Every write a worker makes carries the attempt its claim handed out; see tuneyard.store.status.
 """
 
 from __future__ import annotations
 
-from tuneyard.scheduler.queue import ClaimedJob, Lease, claim, heartbeat, queue_depth, queue_position, release
-from tuneyard.scheduler.reaper import ReapedJob, reap
+from tuneyard.scheduler.queue import Lease, heartbeat, queue_depth, queue_position
+from tuneyard.store.lifecycle import ClaimedJob, ReapedJob, claim, reap, release
 
 __all__ = [
     "ClaimedJob",

@@ -1,41 +1,21 @@
-"""The durable queue: claim the oldest queued job under a lease, keep the lease, hand it back.
+"""The durable queue between moves: a held job's lease kept alive, and where queued jobs stand.
 
-A claim is one UPDATE whose subquery picks the oldest queued job. On PostgreSQL the subquery
-locks that row with FOR UPDATE SKIP LOCKED, so concurrent claimers each take a different job
-instead of queueing on the same one; on SQLite the write transaction begins IMMEDIATE, so claims
-are serialized by the database lock. Either way a job is claimed once per attempt.
+Taking a job (claim) and letting it go (release, the reaper) are moves of a job's life and live
+in tuneyard.store.lifecycle; a heartbeat changes no status, only how long the lease lasts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
-from typing import Any
 
-from sqlalchemy import Update, and_, bindparam, func, or_, select, update
+from sqlalchemy import and_, func, or_, select
 
 from tuneyard.store.engine import Database
 from tuneyard.store.errors import NotFound
 from tuneyard.store.ids import utcnow
-from tuneyard.store.status import Event, JobStatus, allowed_from, fence, transition, write_event
-from tuneyard.store.tables import Checkpoint, Job, UTCDateTime
-from tuneyard.store.telemetry import latest_checkpoint_id
-
-
-@dataclass(frozen=True)
-class ClaimedJob:
-    """What a worker needs to run a job; `attempt` must accompany every write it makes."""
-
-    job_id: str
-    org_id: str
-    attempt: int
-    type: str
-    config: dict[str, Any]
-    lease_expires_at: datetime
-    retries: int
-    resume_from: str | None  # a checkpoint id, when resuming
-    resume_path: str | None  # that checkpoint's path
+from tuneyard.store.status import JobStatus, fence
+from tuneyard.store.tables import Job
 
 
 @dataclass(frozen=True)
@@ -48,53 +28,6 @@ class Lease:
     cancel_requested: bool
 
 
-@cache
-def _claim_statement() -> Update:
-    """Built once: claims are the hot path, and statement construction costs more than SQLite."""
-    oldest = (
-        select(Job.id)
-        .where(Job.status == JobStatus.QUEUED.value)
-        .order_by(Job.created_at, Job.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
-    return (
-        update(Job)
-        .where(Job.id == oldest, Job.status.in_(allowed_from(JobStatus.STARTING)))
-        .values(
-            status=JobStatus.STARTING.value,
-            attempt=Job.attempt + 1,
-            worker_id=bindparam("worker_id"),
-            lease_expires_at=bindparam("expires", type_=UTCDateTime()),
-            started_at=func.coalesce(Job.started_at, bindparam("now", type_=UTCDateTime())),
-            event_seq=Job.event_seq + 1,
-        )
-        .returning(Job.id, Job.org_id, Job.attempt, Job.type, Job.config, Job.retries, Job.resume_from,
-                   Job.event_seq)
-    )
-
-
-def claim(db: Database, worker_id: str, lease_seconds: float, *, now: datetime | None = None) -> ClaimedJob | None:
-    """Take the oldest queued job for `worker_id`, or None when the queue is empty."""
-    now = now or utcnow()
-    expires = now + timedelta(seconds=lease_seconds)
-    with db.write() as session:
-        params = {"worker_id": worker_id, "expires": expires, "now": now}
-        job = session.connection().execute(_claim_statement(), params).one_or_none()
-        if job is None:
-            return None
-        data = {"status": JobStatus.STARTING.value, "worker_id": worker_id, "attempt": job.attempt}
-        write_event(session, job.id, job.event_seq, Event("claimed", f"claimed by {worker_id}", data))
-        path = None
-        if job.resume_from:
-            path = session.scalar(select(Checkpoint.path).where(Checkpoint.id == job.resume_from))
-        return ClaimedJob(
-            job_id=job.id, org_id=job.org_id, attempt=job.attempt, type=job.type, config=job.config,
-            lease_expires_at=expires, retries=job.retries, resume_from=job.resume_from, resume_path=path,
-        )
-
-
 def heartbeat(
     db: Database, job_id: str, attempt: int, lease_seconds: float, *, now: datetime | None = None
 ) -> Lease:
@@ -103,23 +36,6 @@ def heartbeat(
     with db.write() as session:
         job = fence(session, job_id, attempt, values={"lease_expires_at": expires})
         return Lease(expires, job.status, job.stop_requested, job.cancel_requested)
-
-
-def release(db: Database, job_id: str, attempt: int, reason: str) -> None:
-    """Hand a held job back to the queue without counting a retry (a worker shutting down).
-
-    It resumes from its latest checkpoint. A job already stopping or cancelling is not released:
-    its runner is on the way out and the worker records how it ended.
-    """
-    with db.write() as session:
-        latest = latest_checkpoint_id(session, job_id)
-        transition(
-            session, job_id, JobStatus.QUEUED,
-            Event("released", f"handed back to the queue: {reason}", {"reason": reason}),
-            attempt=attempt,
-            only_from=(JobStatus.STARTING, JobStatus.RUNNING, JobStatus.FINALIZING),
-            values={"worker_id": None, "lease_expires_at": None, "resume_from": latest},
-        )
 
 
 def queue_depth(db: Database) -> int:

@@ -14,6 +14,7 @@ from tuneyard.services.submission import plan_job
 from tuneyard.settings import Settings
 from tuneyard.store import catalog as models_store
 from tuneyard.store import jobs as store
+from tuneyard.store import lifecycle
 from tuneyard.store.admission import admit_job
 from tuneyard.store.engine import Database
 from tuneyard.store.errors import NotFound
@@ -70,15 +71,15 @@ def list_jobs(
 
 
 def stop_job(db: Database, org_id: str, job_id: str) -> Job:
-    return store.request_stop(db, org_id, job_id)
+    return lifecycle.request_stop(db, org_id, job_id)
 
 
 def cancel_job(db: Database, org_id: str, job_id: str) -> Job:
-    return store.request_cancel(db, org_id, job_id)
+    return lifecycle.request_cancel(db, org_id, job_id)
 
 
 def resume_job(db: Database, org_id: str, job_id: str, checkpoint_id: str | None = None) -> Job:
-    return store.request_resume(db, org_id, job_id, checkpoint_id)
+    return lifecycle.request_resume(db, org_id, job_id, checkpoint_id)
 
 
 def delete_job(db: Database, settings: Settings, org_id: str, job_id: str) -> None:

@@ -1,8 +1,9 @@
-"""Jobs as the services see them: create (idempotently), read, list, and a user's requests.
+"""Jobs as the services see them: create (idempotently), read, list, delete.
 
 Every read takes the caller's organization: another organization's job is NotFound, never
-"forbidden", so ids leak nothing. Requests that change status (stop, cancel, resume, delete) are
-guarded by the state machine and raise InvalidTransition naming the job's current status.
+"forbidden", so ids leak nothing. A user's requests that move a job (stop, cancel, resume) are
+moves of tuneyard.store.lifecycle; delete is refused, naming the job's status, while a worker
+holds the job.
 """
 
 from __future__ import annotations
@@ -20,11 +21,10 @@ from sqlalchemy.orm import Session
 
 from tuneyard.errors import UserError
 from tuneyard.store.engine import Database
-from tuneyard.store.errors import Conflict, IdempotencyConflict, InvalidTransition, NotFound
+from tuneyard.store.errors import IdempotencyConflict, InvalidTransition, NotFound
 from tuneyard.store.ids import new_id, utcnow
-from tuneyard.store.status import HELD, Event, JobStatus, transition, write_event
-from tuneyard.store.tables import Checkpoint, Job
-from tuneyard.store.telemetry import latest_checkpoint_id
+from tuneyard.store.status import Event, JobStatus, write_event
+from tuneyard.store.tables import Job
 
 S = JobStatus
 
@@ -124,65 +124,6 @@ def load_job(db: Database, job_id: str) -> Job:
     if job is None:
         raise NotFound("job", job_id)
     return job
-
-
-def _check_owner(session: Session, org_id: str, job_id: str) -> None:
-    if session.scalar(select(Job.id).where(Job.id == job_id, Job.org_id == org_id)) is None:
-        raise NotFound("job", job_id)
-
-
-def request_stop(db: Database, org_id: str, job_id: str) -> Job:
-    """Stop gracefully: a running job checkpoints and becomes stopped; a queued one stops at once."""
-    event = Event("stop_requested", "stop requested")
-    with db.write() as session:
-        _check_owner(session, org_id, job_id)
-        try:
-            return transition(session, job_id, S.STOPPING, event, only_from=(S.STARTING, S.RUNNING),
-                              values={"stop_requested": True})
-        except InvalidTransition as refused:
-            if refused.current != S.QUEUED.value:
-                raise
-        return transition(session, job_id, S.STOPPED, event, only_from=(S.QUEUED,),
-                          values={"stop_requested": True})
-
-
-def request_cancel(db: Database, org_id: str, job_id: str) -> Job:
-    """Cancel: a job no worker holds is cancelled at once; a held one is terminated first."""
-    event = Event("cancel_requested", "cancel requested")
-    with db.write() as session:
-        _check_owner(session, org_id, job_id)
-        try:
-            return transition(session, job_id, S.CANCELLED, event, only_from=(S.QUEUED, S.STOPPED),
-                              values={"cancel_requested": True, "finished_at": utcnow()})
-        except InvalidTransition as refused:
-            if refused.current not in HELD:
-                raise
-        return transition(session, job_id, S.CANCELLING, event, values={"cancel_requested": True})
-
-
-def request_resume(db: Database, org_id: str, job_id: str, checkpoint_id: str | None = None) -> Job:
-    """Queue a stopped job (or a failed one that has a checkpoint) again, under the same id."""
-    with db.write() as session:
-        _check_owner(session, org_id, job_id)
-        resume_from = _resume_point(session, job_id, checkpoint_id)
-        values = {"resume_from": resume_from, "stop_requested": False, "cancel_requested": False,
-                  "error": None, "finished_at": None, "retries": 0, "worker_id": None,
-                  "lease_expires_at": None}
-        event = Event("resumed", f"resumed from {resume_from or 'the start'}", {"checkpoint_id": resume_from})
-        job = session.get(Job, job_id)
-        if job is not None and job.status == S.FAILED.value and resume_from is None:
-            raise Conflict(f"job {job_id} failed without a checkpoint; there is nothing to resume from",
-                           current_status=job.status)
-        return transition(session, job_id, S.QUEUED, event, only_from=(S.STOPPED, S.FAILED), values=values)
-
-
-def _resume_point(session: Session, job_id: str, checkpoint_id: str | None) -> str | None:
-    if checkpoint_id is None:
-        return latest_checkpoint_id(session, job_id)
-    found = session.scalar(select(Checkpoint.id).where(Checkpoint.id == checkpoint_id, Checkpoint.job_id == job_id))
-    if found is None:
-        raise NotFound("checkpoint", checkpoint_id)
-    return found
 
 
 DELETABLE = (S.QUEUED, S.STOPPED, S.COMPLETED, S.FAILED, S.CANCELLED)

@@ -6,6 +6,9 @@ the same transaction. Nothing reads the status, decides in Python, and writes it
 
 Worker writes also carry the attempt (the fencing token handed out by a claim) and are refused
 with StaleAttempt once the attempt no longer holds the job: see `fence`.
+
+The named moves built on `transition` (claim, start, finalize, complete, stop, cancel, resume,
+release, fail, retry-or-fail, reap) are in tuneyard.store.lifecycle; nothing else moves a job.
 """
 
 from __future__ import annotations

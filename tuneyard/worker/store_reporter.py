@@ -15,9 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tuneyard.scheduler import heartbeat, release
-from tuneyard.scheduler.retry import retry_or_fail
-from tuneyard.store import outcomes
+from tuneyard.scheduler import heartbeat
+from tuneyard.store import lifecycle
 from tuneyard.store.engine import Database
 from tuneyard.store.errors import InvalidTransition, StaleAttempt
 from tuneyard.store.status import Event, JobStatus
@@ -66,7 +65,7 @@ class StoreReporter:
         log.info("job %s attempt %d: runner pid %d", self.job_id, self.attempt, pid)
         # A stop or cancel may have arrived while the runner started; the heartbeat relays it.
         with _fenced(self.job_id), contextlib.suppress(InvalidTransition):
-            outcomes.mark_running(self.db, self.job_id, self.attempt)
+            lifecycle.start(self.db, self.job_id, self.attempt)
 
     def on_records(self, records: Sequence[TelemetryRecord]) -> None:
         items = [item for record in records for item in self._items_or_warning(record)]
@@ -75,7 +74,7 @@ class StoreReporter:
             if not self._finalizing and any(_is_final_eval(r) for r in records):
                 self._finalizing = True
                 with contextlib.suppress(InvalidTransition):  # cancelling: the cancel wins
-                    outcomes.mark_finalizing(self.db, self.job_id, self.attempt)
+                    lifecycle.finalize(self.db, self.job_id, self.attempt)
 
     def heartbeat(self) -> bool:
         try:
@@ -136,47 +135,47 @@ class StoreReporter:
         elif verdict is Verdict.STOPPED:
             self._stopped(outcome)
         elif verdict is Verdict.CANCELLED:
-            outcomes.mark_cancelled(self.db, self.job_id, self.attempt)
+            lifecycle.finish_cancel(self.db, self.job_id, self.attempt)
         elif verdict is Verdict.RELEASED:
             self._released(outcome)
         elif verdict is Verdict.USER_ERROR:
-            outcomes.fail(self.db, self.job_id, outcome.error_type or "user_error", outcome.message,
+            lifecycle.fail(self.db, self.job_id, outcome.error_type or "user_error", outcome.message,
                           attempt=self.attempt, details=self._details(outcome))
         elif verdict is Verdict.FAILED:
-            retry_or_fail(self.db, self.job_id, self.attempt, outcome.error_type or "platform_error",
+            lifecycle.retry_or_fail(self.db, self.job_id, self.attempt, outcome.error_type or "platform_error",
                           outcome.message, self._details(outcome))
         # LOST_LEASE: another attempt owns the job; there is nothing of ours to record.
 
     def _complete(self, outcome: Outcome) -> None:
         if not self._finalizing:
-            outcomes.mark_finalizing(self.db, self.job_id, self.attempt)
+            lifecycle.finalize(self.db, self.job_id, self.attempt)
         result = {k: v for k, v in (outcome.result or {}).items() if k not in ("kind", "ts")}
         method = self.lineage.get("method", "lora")
-        model = outcomes.NewTrainedModel(
+        model = lifecycle.NewTrainedModel(
             kind="adapter" if method in ("lora", "qlora") else "full",
             path=str(self.run_dir / contract.FINAL_DIR),
             base_model=str(self.lineage.get("base_model")),
             datasets=list(self.lineage.get("datasets", [])),
             meta={"method": method, "job_type": self.lineage.get("type")},
         )
-        outcomes.complete(self.db, self.job_id, self.attempt, result, model)
+        lifecycle.complete(self.db, self.job_id, self.attempt, result, model)
 
     def _stopped(self, outcome: Outcome) -> None:
         step = (outcome.last_checkpoint or {}).get("step")
         try:
-            outcomes.mark_stopped(self.db, self.job_id, self.attempt, step if isinstance(step, int) else None)
+            lifecycle.finish_stop(self.db, self.job_id, self.attempt, step if isinstance(step, int) else None)
         except InvalidTransition:
             # Exit 75 that nobody asked for (someone signalled the runner directly): hand it back.
-            release(self.db, self.job_id, self.attempt, "the runner stopped without a stop request")
+            lifecycle.release(self.db, self.job_id, self.attempt, "the runner stopped without a stop request")
 
     def _released(self, outcome: Outcome) -> None:
         try:
-            release(self.db, self.job_id, self.attempt, outcome.message)
+            lifecycle.release(self.db, self.job_id, self.attempt, outcome.message)
         except InvalidTransition as refused:
             # A user's stop or cancel landed before a heartbeat relayed it. The runner has
             # checkpointed and left, which is what they asked for: record that, not a hand-back.
             if refused.current == JobStatus.CANCELLING:
-                outcomes.mark_cancelled(self.db, self.job_id, self.attempt)
+                lifecycle.finish_cancel(self.db, self.job_id, self.attempt)
             elif refused.current == JobStatus.STOPPING:
                 self._stopped(outcome)
             else:
