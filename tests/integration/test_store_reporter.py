@@ -21,7 +21,7 @@ def running(db: Database, new_job: Callable[..., str], tmp_path: Path) -> tuple[
     claimed: ClaimedJob | None = claim(db, "w1", lease_seconds=30)
     assert claimed is not None and claimed.job_id == job_id
     reporter = StoreReporter(db, job_id, claimed.attempt, tmp_path / job_id, 30, LINEAGE)
-    reporter.on_started(pid=12345)
+    reporter.on_started("local pid 12345")
     return job_id, reporter
 
 

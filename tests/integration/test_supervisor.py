@@ -6,7 +6,6 @@ Graces are fractions of a second here; each test runs in well under two seconds.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.service import wait_until
 from tuneyard.worker import (
     Launch,
     LocalExecutor,
@@ -68,6 +68,11 @@ def assert_reaped(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)  # no child of ours by that pid, zombie or not
 
 
+def runner_pid(run_dir: Path) -> int:
+    """The pid the fake runner wrote at its start: the process the local executor started."""
+    return int((run_dir / "runner.pid").read_text())
+
+
 def training(reporter: RecordingReporter) -> None:
     """Wait until the fake runner has installed its signal handlers and started its steps."""
     reporter.wait_for(lambda r: "phase" in r.kinds())
@@ -78,7 +83,8 @@ def test_records_arrive_live_in_order_and_a_result_completes_the_job(tmp_path: P
     supervisor, reporter = supervise(tmp_path, fake(tmp_path, "--steps", "3", "--wait-for", str(trigger)))
     future = in_background(supervisor)
     reporter.wait_for(lambda r: r.kinds().count("metric") == 3)
-    assert reporter.pid is not None and alive(reporter.pid)  # seen while the runner still runs
+    pid = runner_pid(tmp_path)
+    assert reporter.handle == f"local pid {pid}" and alive(pid)  # seen while the runner still runs
     trigger.touch()
     outcome = future.result(timeout=10)
     assert outcome.verdict is Verdict.COMPLETED
@@ -88,14 +94,14 @@ def test_records_arrive_live_in_order_and_a_result_completes_the_job(tmp_path: P
     assert (outcome.exit_code, outcome.error_type, outcome.log_tail) == (0, None, [])
     assert outcome.telemetry_offset == (tmp_path / "telemetry.jsonl").stat().st_size
     assert reporter.outcome == outcome
-    assert_reaped(reporter.pid)
+    assert_reaped(pid)
 
 
 def test_stop_checkpoints_and_exits_75_and_the_grandchild_dies_too(tmp_path: Path) -> None:
     supervisor, reporter = supervise(tmp_path, fake(tmp_path, "--then", "hang", "--grandchild"))
     future = in_background(supervisor)
     training(reporter)
-    grandchild = int((tmp_path / "grandchild.pid").read_text())
+    pid, grandchild = runner_pid(tmp_path), int((tmp_path / "grandchild.pid").read_text())
     assert alive(grandchild)
     supervisor.request_stop()
     outcome = future.result(timeout=10)
@@ -103,8 +109,7 @@ def test_stop_checkpoints_and_exits_75_and_the_grandchild_dies_too(tmp_path: Pat
     assert (outcome.exit_code, outcome.forced) == (75, False)
     assert outcome.last_checkpoint is not None and outcome.last_checkpoint["step"] == 3
     assert not alive(grandchild)  # it ignores SIGTERM: only the group kill can have done this
-    assert reporter.pid is not None
-    assert_reaped(reporter.pid)
+    assert_reaped(pid)
 
 
 def test_a_runner_ignoring_stop_is_killed_after_the_stop_grace(tmp_path: Path) -> None:
@@ -138,7 +143,7 @@ def test_cancel_escalates_to_sigkill_within_the_cancel_grace(tmp_path: Path) -> 
     assert not alive(grandchild)
 
 
-def test_cancel_while_stopping_aborts_with_a_second_sigterm(tmp_path: Path) -> None:
+def test_cancel_while_stopping_aborts_the_runner(tmp_path: Path) -> None:
     argv = fake(tmp_path, "--then", "hang", "--stop-delay", "30")
     supervisor, reporter = supervise(tmp_path, argv)
     future = in_background(supervisor)
@@ -155,7 +160,7 @@ def test_cancel_while_stopping_aborts_with_a_second_sigterm(tmp_path: Path) -> N
 def test_a_stop_before_the_runner_handles_signals_still_ends_stopped(tmp_path: Path) -> None:
     supervisor, reporter = supervise(tmp_path, fake(tmp_path, "--slow-start", "5", "--then", "hang"))
     future = in_background(supervisor)
-    reporter.wait_for(lambda r: r.pid is not None)
+    reporter.wait_for(lambda r: r.handle is not None)
     supervisor.request_stop()
     outcome = future.result(timeout=10)
     assert (outcome.verdict, outcome.signal_name, outcome.forced) == (Verdict.STOPPED, "SIGTERM", False)
@@ -179,7 +184,7 @@ def test_a_checkpoint_request_keeps_the_runner_training(tmp_path: Path) -> None:
     training(reporter)
     supervisor.request_checkpoint()
     reporter.wait_for(lambda r: "checkpoint" in r.kinds())
-    assert reporter.pid is not None and alive(reporter.pid)
+    assert alive(runner_pid(tmp_path))
     supervisor.request_stop()
     assert future.result(timeout=10).verdict is Verdict.STOPPED
 
@@ -199,7 +204,7 @@ def test_a_runner_killed_without_a_verdict_gets_one_with_its_log_tail(tmp_path: 
     assert outcome.verdict is Verdict.FAILED
     assert (outcome.signal_name, outcome.exit_code, outcome.forced) == ("SIGKILL", None, False)
     assert outcome.error_type == "platform_error"
-    assert outcome.message == "runner killed by SIGKILL without a verdict"
+    assert outcome.message == "RuntimeError: boom"  # no verdict in its telemetry: its last words in runner.log
     assert outcome.details == {"exit_code": None, "signal": "SIGKILL"}
     assert len(outcome.log_tail) == 50
     assert outcome.log_tail[-1] == "RuntimeError: boom"
@@ -268,7 +273,7 @@ def test_a_runner_that_cannot_start_fails_without_a_process(tmp_path: Path) -> N
     reporter = RecordingReporter()
     launch = Launch(job_id="job-missing", argv=[str(tmp_path / "no-such-runner")], run_dir=tmp_path)
     outcome = Supervisor(launch, executor=LocalExecutor(), reporter=reporter).run()
-    assert (outcome.verdict, outcome.exit, reporter.pid) == (Verdict.FAILED, None, None)
+    assert (outcome.verdict, outcome.exit, reporter.handle) == (Verdict.FAILED, None, None)
     assert outcome.message.startswith("runner could not be started")
     assert reporter.outcome == outcome
 
@@ -277,13 +282,27 @@ def test_a_cancel_before_start_starts_nothing(tmp_path: Path) -> None:
     supervisor, reporter = supervise(tmp_path, fake(tmp_path))
     supervisor.request_cancel()
     outcome = supervisor.run()
-    assert (outcome.verdict, outcome.exit, reporter.pid) == (Verdict.CANCELLED, None, None)
+    assert (outcome.verdict, outcome.exit, reporter.handle) == (Verdict.CANCELLED, None, None)
     assert not (tmp_path / "runner.pid").exists()
 
 
 def test_signals_never_reach_a_reused_pid_after_the_runner_is_reaped(tmp_path: Path) -> None:
     process = LocalExecutor().start(Launch(job_id="job-reap", argv=["/bin/true"], run_dir=tmp_path))
     process.release()
-    process.kill_all()  # must be a no-op now: the group id may belong to someone else
-    process.signal_runner(signal.SIGTERM)
+    process.kill()  # must be a no-op now: the group id may belong to someone else
+    process.stop()
+    process.abort()
+    process.checkpoint()
     assert process.exited() is not None
+
+
+def test_the_local_handle_reads_the_run_folder_also_after_release(tmp_path: Path) -> None:
+    argv = ["/bin/sh", "-c", 'echo \'{"kind": "phase"}\' > telemetry.jsonl; echo one; echo two']
+    process = LocalExecutor().start(Launch(job_id="job-files", argv=argv, run_dir=tmp_path))
+    wait_until(lambda: process.exited() is not None, timeout=5)
+    assert process.release().exit_code == 0
+    assert process.read_telemetry(0, 1024) == b'{"kind": "phase"}\n'
+    assert process.read_telemetry(3, 4) == b'ind"'
+    assert process.read_telemetry(1024, 10) is None  # shorter than the offset: the reader starts over
+    assert process.log_tail(1) == ["two"]
+    assert process.handle == f"local pid {process.pid}"

@@ -5,7 +5,7 @@
 
 It writes RUN_DIR/runner.pid at once, one metric record per step, and after the steps ends as
 --then says. SIGTERM makes it log "stopping", checkpoint --stop-delay seconds later and exit 75 (a second
-SIGTERM aborts with exit 1); SIGUSR1 writes a checkpoint record and carries on.
+SIGTERM, or a SIGINT, aborts with exit 1); SIGUSR1 writes a checkpoint record and carries on.
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ class Runner:
         self.terms += 1
         if self.terms > 1:
             os._exit(1)  # the contract's second SIGTERM: abort at once
+
+    def on_int(self, signum: int, frame: object) -> None:
+        os._exit(1)  # the contract's abort
 
     def on_usr1(self, signum: int, frame: object) -> None:
         self.checkpoint_now = True
@@ -112,6 +115,7 @@ def main() -> None:
     runner = Runner(args)
     time.sleep(args.slow_start)  # like a runner still importing torch: SIGTERM's default applies
     signal.signal(signal.SIGUSR1, runner.on_usr1)
+    signal.signal(signal.SIGINT, runner.on_int)
     signal.signal(signal.SIGTERM, runner.on_term if args.on_sigterm == "checkpoint" else signal.SIG_IGN)
     if args.grandchild:
         spawn_grandchild(args.run_dir)

@@ -1,4 +1,7 @@
-"""The supervisor's loop against an in-memory process: which signals, when, and what survives."""
+"""The supervisor's loop against an in-memory process: which requests, when, and what survives.
+
+The fake process keeps its telemetry and log in memory: the supervisor reaches both only through
+the handle, never through the run folder."""
 
 from __future__ import annotations
 
@@ -30,11 +33,14 @@ TIMINGS = SupervisorTimings(stop_grace_seconds=5, cancel_grace_seconds=5, heartb
 class FakeProcess:
     """A runner that ends only when told to, or when killed."""
 
-    pid = 4242
+    handle = "fake runner 4242"
 
     def __init__(self) -> None:
-        self.signals: list[signal.Signals] = []
+        self.asks: list[str] = []
+        """The requests it received, in order: "stop", "abort", "checkpoint"."""
         self.kills = 0
+        self.telemetry = b""
+        self.log: list[str] = []
         self.polls = 0
         self.released = False
         self._status: ExitStatus | None = None
@@ -59,15 +65,33 @@ class FakeProcess:
             if not self._lock.wait_for(lambda: self.polls >= target, timeout):
                 raise TimeoutError(f"the supervisor polled {self.polls} times, not {target}, in {timeout}s")
 
-    def signal_runner(self, sig: signal.Signals) -> None:
-        self.signals.append(sig)
+    def stop(self) -> None:
+        self.asks.append("stop")
 
-    def kill_all(self) -> None:
+    def abort(self) -> None:
+        self.asks.append("abort")
+
+    def checkpoint(self) -> None:
+        self.asks.append("checkpoint")
+
+    def kill(self) -> None:
         self.kills += 1
         self.finish(-signal.SIGKILL)
 
+    def emit(self, *records: TelemetryRecord) -> None:
+        """Append to the telemetry stream, as a runner writes it."""
+        with self._lock:
+            self.telemetry += "".join(json.dumps(r) + "\n" for r in records).encode()
+
+    def read_telemetry(self, offset: int, limit: int) -> bytes | None:
+        with self._lock:
+            return None if offset > len(self.telemetry) else self.telemetry[offset:offset + limit]
+
+    def log_tail(self, lines: int) -> list[str]:
+        return self.log[-lines:]
+
     def release(self) -> ExitStatus:
-        self.kill_all()
+        self.kill()
         self.released = True
         assert self._status is not None
         return self._status
@@ -111,16 +135,11 @@ def start(
     pool = ThreadPoolExecutor(max_workers=1)
     future = pool.submit(supervisor.run)
     pool.shutdown(wait=False)
-    reporter.wait_for(lambda r: r.pid is not None)
+    reporter.wait_for(lambda r: r.handle is not None)
     return supervisor, executor.process, reporter, future
 
 
-def write_telemetry(run_dir: Path, *records: TelemetryRecord) -> None:
-    with open(run_dir / "telemetry.jsonl", "a") as f:
-        f.writelines(json.dumps(r) + "\n" for r in records)
-
-
-def test_a_stop_after_a_release_sends_no_second_sigterm(tmp_path: Path) -> None:
+def test_a_stop_after_a_release_asks_nothing_more(tmp_path: Path) -> None:
     supervisor, process, _, future = start(tmp_path)
     supervisor.request_release()
     process.settle()
@@ -128,10 +147,10 @@ def test_a_stop_after_a_release_sends_no_second_sigterm(tmp_path: Path) -> None:
     process.settle()
     process.finish(75)
     assert future.result(timeout=5).verdict is Verdict.STOPPED
-    assert process.signals == [signal.SIGTERM]
+    assert process.asks == ["stop"]
 
 
-def test_a_cancel_after_a_stop_sends_the_aborting_second_sigterm(tmp_path: Path) -> None:
+def test_a_cancel_after_a_stop_aborts_the_stopping_runner(tmp_path: Path) -> None:
     supervisor, process, _, future = start(tmp_path)
     supervisor.request_stop()
     process.settle()
@@ -141,14 +160,14 @@ def test_a_cancel_after_a_stop_sends_the_aborting_second_sigterm(tmp_path: Path)
     process.settle()
     process.finish(1)
     assert future.result(timeout=5).verdict is Verdict.CANCELLED
-    assert process.signals == [signal.SIGTERM, signal.SIGTERM]
+    assert process.asks == ["stop", "abort"]
 
 
-def test_a_checkpoint_request_sends_sigusr1_to_the_runner_alone(tmp_path: Path) -> None:
+def test_a_checkpoint_request_asks_for_a_checkpoint_and_kills_nothing(tmp_path: Path) -> None:
     supervisor, process, _, future = start(tmp_path)
     supervisor.request_checkpoint()
     process.settle()
-    assert (process.signals, process.kills) == ([signal.SIGUSR1], 0)
+    assert (process.asks, process.kills) == (["checkpoint"], 0)
     process.finish(1)
     future.result(timeout=5)
 
@@ -156,7 +175,7 @@ def test_a_checkpoint_request_sends_sigusr1_to_the_runner_alone(tmp_path: Path) 
 def test_a_failing_reporter_does_not_stop_supervision(tmp_path: Path) -> None:
     reporter = ExplodingReporter(on_record=RuntimeError("database is down"), heartbeat=RuntimeError("down"))
     _, process, _, future = start(tmp_path, reporter)
-    write_telemetry(tmp_path, {"kind": "metric", "step": 1}, {"kind": "result"})
+    process.emit({"kind": "metric", "step": 1}, {"kind": "result"})
     reporter.wait_for(lambda r: len(r.records) == 2 and r.heartbeats >= 2)
     process.finish(0)
     assert future.result(timeout=5).verdict is Verdict.COMPLETED
@@ -166,12 +185,12 @@ def test_a_failing_reporter_does_not_stop_supervision(tmp_path: Path) -> None:
 def test_a_write_refused_for_a_stale_attempt_kills_the_runner_and_silences_the_rest(tmp_path: Path) -> None:
     reporter = ExplodingReporter(on_record=LeaseLost())
     _, process, _, future = start(tmp_path, reporter)
-    write_telemetry(tmp_path, {"kind": "metric", "step": 1}, {"kind": "metric", "step": 2})
+    process.emit({"kind": "metric", "step": 1}, {"kind": "metric", "step": 2})
     outcome = future.result(timeout=5)
     assert outcome.verdict is Verdict.LOST_LEASE
     assert [r["step"] for r in reporter.records] == [1, 2]  # one read, offered as one batch
     assert reporter.batches == 1  # and nothing more was offered after the refusal
-    assert process.signals == []  # no grace, no SIGTERM: straight to SIGKILL
+    assert process.asks == []  # no grace, no stop: killed at once
 
 
 def test_the_loop_sleeps_between_polls(tmp_path: Path) -> None:
@@ -193,8 +212,8 @@ def test_telemetry_is_read_at_its_own_pace_and_all_of_it_once_the_runner_exits(t
     with ThreadPoolExecutor(1) as pool:
         future = pool.submit(supervisor.run)
         try:
-            reporter.wait_for(lambda r: r.pid is not None)
-            write_telemetry(tmp_path, {"kind": "metric", "step": 1}, {"kind": "metric", "step": 2})
+            reporter.wait_for(lambda r: r.handle is not None)
+            executor.process.emit({"kind": "metric", "step": 1}, {"kind": "metric", "step": 2})
             executor.process.settle(rounds=20)  # many rounds, none of them a minute after the start
             before_exit = list(reporter.records)
         finally:
@@ -216,7 +235,7 @@ def test_a_reporter_that_fails_to_hear_the_end_still_gets_an_outcome_back(tmp_pa
 
 def test_the_runner_is_released_even_when_the_supervising_thread_is_interrupted(tmp_path: Path) -> None:
     class Interrupting(RecordingReporter):
-        def on_started(self, pid: int) -> None:
+        def on_started(self, handle: str) -> None:
             raise KeyboardInterrupt
 
     executor = FakeExecutor()
@@ -225,3 +244,26 @@ def test_the_runner_is_released_even_when_the_supervising_thread_is_interrupted(
         Supervisor(launch, executor=executor, reporter=Interrupting(), timings=TIMINGS).run()
     assert executor.process.released
     assert executor.process.exited() == ExitStatus(-signal.SIGKILL)
+
+
+def test_an_ending_the_runner_did_not_explain_is_judged_from_the_log_tail_of_its_handle(tmp_path: Path) -> None:
+    _, process, reporter, future = start(tmp_path)
+    assert reporter.handle == "fake runner 4242"  # the executor's name for it, passed on as is
+    process.log = [f"line {i}" for i in range(80)]
+    process.log += ["Traceback (most recent call last):", '  File "train.py", line 1', "RuntimeError: boom"]
+    process.finish(1)
+    outcome = future.result(timeout=5)
+    assert (outcome.verdict, outcome.message) == (Verdict.FAILED, "RuntimeError: boom")
+    assert outcome.log_tail == process.log[-50:]
+    assert not (tmp_path / "runner.log").exists()  # nothing came from the run folder
+
+
+def test_a_completed_runner_needs_no_log_tail(tmp_path: Path) -> None:
+    _, process, _, future = start(tmp_path)
+    process.log = ["error: this line must not explain a completion"]
+    process.emit({"kind": "result", "steps": 1})
+    process.finish(0)
+    outcome = future.result(timeout=5)
+    assert (outcome.verdict, outcome.log_tail, outcome.result) == (
+        Verdict.COMPLETED, [], {"kind": "result", "steps": 1})
+    assert outcome.telemetry_offset == len(process.telemetry)

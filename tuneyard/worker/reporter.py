@@ -19,8 +19,8 @@ from tuneyard.worker.outcome import Outcome, TelemetryRecord
 class JobReporter(Protocol):
     """Receives one attempt's events. Any method may raise `LeaseLost`; the runner is then killed."""
 
-    def on_started(self, pid: int) -> None:
-        """The runner process is up."""
+    def on_started(self, handle: str) -> None:
+        """The runner is up; `handle` names it in logs (opaque: "local pid 4242", a remote task id)."""
 
     def on_records(self, records: Sequence[TelemetryRecord]) -> None:
         """The telemetry records completed since the last call, in file order; never empty."""
@@ -29,13 +29,13 @@ class JobReporter(Protocol):
         """Extend the lease. False means another attempt owns the job now."""
 
     def on_finished(self, outcome: Outcome) -> None:
-        """The attempt is over and its process group is gone. Called exactly once."""
+        """The attempt is over and the runner, with all it spawned, is gone. Called exactly once."""
 
 
 class NullReporter:
     """Reports nowhere and always holds the lease: running a runner with nobody listening."""
 
-    def on_started(self, pid: int) -> None:
+    def on_started(self, handle: str) -> None:
         pass
 
     def on_records(self, records: Sequence[TelemetryRecord]) -> None:
@@ -55,7 +55,7 @@ class RecordingReporter:
     """
 
     def __init__(self) -> None:
-        self.pid: int | None = None
+        self.handle: str | None = None
         self.records: list[TelemetryRecord] = []
         self.batches = 0
         self.outcome: Outcome | None = None
@@ -63,9 +63,9 @@ class RecordingReporter:
         self.lease_held = True
         self._changed = threading.Condition()
 
-    def on_started(self, pid: int) -> None:
+    def on_started(self, handle: str) -> None:
         with self._changed:
-            self.pid = pid
+            self.handle = handle
             self._changed.notify_all()
 
     def on_records(self, records: Sequence[TelemetryRecord]) -> None:

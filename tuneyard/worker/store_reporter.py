@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneyard.scheduler import heartbeat
+from tuneyard.spec.jobtypes import model_output
 from tuneyard.store import lifecycle
 from tuneyard.store.engine import Database
 from tuneyard.store.errors import InvalidTransition, StaleAttempt
@@ -25,10 +26,6 @@ from tuneyard.training import contract
 from tuneyard.worker.outcome import LeaseLost, Outcome, TelemetryRecord, Verdict
 
 log = logging.getLogger(__name__)
-
-METRIC_VALUES = ("loss", "lr", "grad_norm", "tokens", "tokens_per_s", "memory_gb", "elapsed_s", "eta_s",
-                 "total_steps")
-EVAL_VALUES = ("eval_loss", "eval_ppl", "eval_tokens", "baseline", "eval_on")
 
 
 @contextmanager
@@ -61,8 +58,8 @@ class StoreReporter:
 
     # ---- JobReporter -------------------------------------------------------------------
 
-    def on_started(self, pid: int) -> None:
-        log.info("job %s attempt %d: runner pid %d", self.job_id, self.attempt, pid)
+    def on_started(self, handle: str) -> None:
+        log.info("job %s attempt %d: runner %s", self.job_id, self.attempt, handle)
         # A stop or cancel may have arrived while the runner started; the heartbeat relays it.
         with _fenced(self.job_id), contextlib.suppress(InvalidTransition):
             lifecycle.start(self.db, self.job_id, self.attempt)
@@ -109,11 +106,11 @@ class StoreReporter:
         """What one record stores: a metric point, a log line, an event or a checkpoint (or nothing)."""
         kind = record.get("kind")
         if kind == contract.KIND_METRIC:
-            values = {k: record[k] for k in METRIC_VALUES if k in record}
+            values = {k: record[k] for k in contract.METRIC_VALUES if k in record}
             return [MetricIn(int(record["step"]), values, "train", record.get("epoch"), record.get("phase"),
                              _ts(record))]
         if kind == contract.KIND_EVAL:
-            values = {k: record[k] for k in EVAL_VALUES if k in record}
+            values = {k: record[k] for k in contract.EVAL_VALUES if k in record}
             return [MetricIn(int(record["step"]), values, "eval", None, "eval", _ts(record))]
         if kind == contract.KIND_LOG:
             return [LogIn(str(record.get("message", "")), str(record.get("level", "info")), _ts(record))]
@@ -152,7 +149,7 @@ class StoreReporter:
         result = {k: v for k, v in (outcome.result or {}).items() if k not in ("kind", "ts")}
         method = self.lineage.get("method", "lora")
         model = lifecycle.NewTrainedModel(
-            kind="adapter" if method in ("lora", "qlora") else "full",
+            kind=model_output(str(self.lineage.get("type", "finetune")), method),
             path=str(self.run_dir / contract.FINAL_DIR),
             base_model=str(self.lineage.get("base_model")),
             datasets=list(self.lineage.get("datasets", [])),

@@ -2,7 +2,10 @@
 
 `Supervisor.run()` blocks the calling thread for the life of the runner. Other threads steer it
 with `request_stop/cancel/release/checkpoint()`, which only record the wish and wake the loop; the
-loop alone signals the process, so there is one place where escalation happens.
+loop alone talks to the process, so there is one place where escalation happens.
+
+The runner is reached only through its `RunnerProcess` handle (telemetry, log tail, requests), never
+through this machine's disk or signals, so the same loop supervises a runner on any executor.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from tuneyard.errors import PlatformError
 from tuneyard.settings import Settings
 from tuneyard.training import contract
 from tuneyard.worker.executors import Executor, Launch, RunnerProcess
-from tuneyard.worker.logtail import tail_lines
 from tuneyard.worker.outcome import (
     Ending,
     ExitStatus,
@@ -42,7 +44,7 @@ LOG_TAIL_LINES = 50
 @dataclass(frozen=True)
 class SupervisorTimings:
     stop_grace_seconds: float = 60.0
-    """How long a stopping (or released) runner may take to checkpoint and exit before SIGKILL."""
+    """How long a stopping (or released) runner may take to checkpoint and exit before it is killed."""
     cancel_grace_seconds: float = 10.0
     heartbeat_seconds: float = 5.0
     poll_seconds: float = 0.2
@@ -103,11 +105,11 @@ class Supervisor:
     # Steering, from any thread.
 
     def request_stop(self) -> None:
-        """Checkpoint and exit (SIGTERM); SIGKILL after the stop grace. Ends `stopped`."""
+        """Checkpoint and exit (the runner's stop); killed after the stop grace. Ends `stopped`."""
         self._ask(Request.STOP)
 
     def request_cancel(self) -> None:
-        """SIGTERM (a second one if already stopping, which aborts); SIGKILL after the cancel grace."""
+        """Stop the runner (abort it if already stopping); killed after the cancel grace."""
         self._ask(Request.CANCEL)
 
     def request_release(self) -> None:
@@ -133,9 +135,6 @@ class Supervisor:
             early = self._requested
         if early is not Request.NONE:
             return self._finish(self._not_started(early))
-        tailer = TelemetryTailer(
-            self.launch.run_dir / contract.TELEMETRY_FILE, job_id=self.job_id, offset=self._telemetry_offset
-        )
         try:
             process = self._executor.start(self.launch)
         except OSError as exc:
@@ -148,18 +147,18 @@ class Supervisor:
                     telemetry_offset=self._telemetry_offset,
                 )
             )
+        tailer = TelemetryTailer(process.read_telemetry, job_id=self.job_id, offset=self._telemetry_offset)
         now = self._clock()
         # The first read after one interval: a runner spends its first seconds importing, not writing.
         attempt = _Attempt(process, tailer, next_heartbeat=now + self._timings.heartbeat_seconds,
                            next_pump=now + self._timings.telemetry_seconds)
         try:
-            self._tell(attempt, self._reporter.on_started, process.pid)
+            self._tell(attempt, self._reporter.on_started, process.handle)
             self._watch(attempt)
         finally:
             # Whatever happened here (even an exception in this thread), nothing outlives us.
             status = process.release()
             self._pump(attempt)
-            tailer.close()
         return self._finish(self._judge(attempt, status))
 
     def _watch(self, attempt: _Attempt) -> None:
@@ -207,21 +206,26 @@ class Supervisor:
             self._checkpoint_wanted = False
         if checkpoint and wanted is Request.NONE:
             log.info("job %s: asking the runner for a checkpoint", self.job_id)
-            attempt.process.signal_runner(contract.SIGNAL_CHECKPOINT)
+            attempt.process.checkpoint()
         if wanted <= attempt.acted:
             return
         previous, attempt.acted = attempt.acted, wanted
         if wanted is Request.LOST_LEASE:
-            attempt.process.kill_all()
+            attempt.process.kill()
             return
         grace = self._grace(wanted)
         deadline = self._clock() + grace
         attempt.deadline = deadline if attempt.deadline is None else min(attempt.deadline, deadline)
-        # A runner already stopping gracefully gets no second SIGTERM unless it is a cancel: the
-        # contract makes the second one an abort, which only a cancel wants.
-        if previous is Request.NONE or wanted is Request.CANCEL:
-            log.info("job %s: %s requested; SIGTERM, SIGKILL in %.1fs", self.job_id, wanted.name.lower(), grace)
-            attempt.process.signal_runner(contract.SIGNAL_STOP)
+        # A runner already stopping gracefully is left to finish unless this is a cancel, which
+        # wants it gone without its checkpoint.
+        if previous is Request.NONE:
+            log.info("job %s: %s requested; stopping the runner, killing it in %.1fs", self.job_id,
+                     wanted.name.lower(), grace)
+            attempt.process.stop()
+        elif wanted is Request.CANCEL:
+            log.info("job %s: cancel requested while stopping; aborting the runner, killing it in %.1fs",
+                     self.job_id, grace)
+            attempt.process.abort()
 
     def _grace(self, request: Request) -> float:
         if request is Request.CANCEL:
@@ -231,9 +235,9 @@ class Supervisor:
     def _escalate_if_overdue(self, attempt: _Attempt) -> None:
         if attempt.deadline is None or attempt.forced or self._clock() < attempt.deadline:
             return
-        log.warning("job %s: runner did not exit within its grace; killing its process group", self.job_id)
+        log.warning("job %s: runner did not exit within its grace; killing it", self.job_id)
         attempt.forced = True
-        attempt.process.kill_all()
+        attempt.process.kill()
 
     def _lose_lease(self, attempt: _Attempt) -> None:
         log.warning("job %s: lease lost to another attempt; killing the runner now", self.job_id)
@@ -261,7 +265,7 @@ class Supervisor:
         result, error = attempt.last.get(contract.KIND_RESULT), attempt.last.get(contract.KIND_ERROR)
         tail: list[str] = []
         if status.returncode != contract.EXIT_COMPLETED or result is None:
-            tail = tail_lines(self.launch.run_dir / contract.RUNNER_LOG_FILE, LOG_TAIL_LINES)
+            tail = attempt.process.log_tail(LOG_TAIL_LINES)
         ending = Ending(attempt.acted, status, attempt.forced, result, error or error_from_log(tail))
         verdict, message = decide(ending)
         unexplained = verdict in (Verdict.FAILED, Verdict.USER_ERROR)

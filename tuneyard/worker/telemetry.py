@@ -1,10 +1,15 @@
-"""Incremental reading of a runner's telemetry.jsonl while the runner is still writing it."""
+"""Incremental reading of a runner's telemetry.jsonl while the runner is still writing it.
+
+`TelemetryTailer` parses a byte stream it reads by offset, wherever the stream lives;
+`read_file_range` is that read for a file this machine sees (the local executor's).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,29 +32,35 @@ class MalformedLine:
     excerpt: str
 
 
-class TelemetryTailer:
-    """Reads the complete lines appended to a telemetry file since the last call.
+TelemetryRead = Callable[[int, int], bytes | None]
+"""`read(offset, limit)`: up to `limit` bytes of the stream from `offset`, b"" when nothing is there
+yet, None when the stream is now shorter than `offset` (see `RunnerProcess.read_telemetry`)."""
 
-    The file may not exist yet, and its last line may be half-written: such a line is kept back
-    until its newline arrives. `offset` only ever covers complete lines, so a tailer created with
-    a saved offset resumes exactly where another one stopped, without re-reading or duplicating.
+
+class TelemetryTailer:
+    """Reads the complete lines appended to a telemetry stream since the last call.
+
+    The stream comes through `read` (a runner handle's `read_telemetry`), so the tailer never knows
+    where it lives. It may be empty yet, and its last line may be half-written: such a line is kept
+    back until its newline arrives. `offset` only ever covers complete lines, so a tailer created
+    with a saved offset resumes exactly where another one stopped, without re-reading or duplicating.
     """
 
     def __init__(
         self,
-        path: Path,
+        read: TelemetryRead,
         *,
         job_id: str,
         offset: int = 0,
         max_line_bytes: int = MAX_LINE_BYTES,
+        chunk_bytes: int = READ_CHUNK_BYTES,
     ) -> None:
-        self.path = path
+        self._read = read
         self.job_id = job_id
         self._offset = offset
         self._max_line_bytes = max_line_bytes
+        self._chunk_bytes = chunk_bytes
         self._pending = b""
-        self._file: int | None = None
-        self._inode: int | None = None
         self._skipping = False
 
     @property
@@ -58,50 +69,34 @@ class TelemetryTailer:
         return self._offset
 
     def read(self) -> list[TelemetryRecord | MalformedLine]:
-        """Lines completed since the last call, in file order; [] when there is nothing new.
+        """Lines completed since the last call, in stream order; [] when there is nothing new.
 
         A line that cannot be a record comes back as a `MalformedLine` in its place (and is logged),
         so the caller can surface it where it happened and carry on.
         """
-        if not self._ensure_open():
+        data = self._read_new()
+        if not data:
             return []
-        assert self._file is not None
-        chunks = []
-        while chunk := os.read(self._file, READ_CHUNK_BYTES):
+        return self._split(self._pending + data)
+
+    def _read_new(self) -> bytes:
+        """Everything past what was already taken; the stream read again from 0 if it got shorter."""
+        chunks: list[bytes] = []
+        at = self._position()
+        while True:
+            chunk = self._read(at, self._chunk_bytes)
+            if chunk is None and at == self._position() > 0:
+                log.warning("job %s: telemetry stream is shorter than offset %d (truncated, replaced, or a "
+                            "saved offset past its end); reading it from the start", self.job_id, at)
+                self._offset, self._pending, self._skipping = 0, b"", False
+                at = 0
+                continue
+            if not chunk:
+                return b"".join(chunks)  # None after a read: it shrank meanwhile; the next call starts over
             chunks.append(chunk)
-        if not chunks:
-            return []
-        return self._split(self._pending + b"".join(chunks))
-
-    def close(self) -> None:
-        if self._file is not None:
-            os.close(self._file)
-            self._file = None
-
-    def _ensure_open(self) -> bool:
-        """Open the file when it appears; start over if it was replaced or truncated."""
-        try:
-            stat = os.stat(self.path)
-        except FileNotFoundError:
-            return False
-        if self._file is not None and stat.st_ino == self._inode and stat.st_size >= self._position():
-            return True
-        if self._file is not None:
-            log.warning("job %s: %s was replaced or truncated; reading it from the start", self.job_id, self.path)
-            self.close()
-            self._offset, self._pending, self._skipping = 0, b"", False
-        self._file = os.open(self.path, os.O_RDONLY)
-        self._inode = stat.st_ino
-        if self._offset > stat.st_size:
-            log.warning(
-                "job %s: saved telemetry offset %d is past the end of %s; reading from the start",
-                self.job_id,
-                self._offset,
-                self.path,
-            )
-            self._offset = 0
-        os.lseek(self._file, self._offset + len(self._pending), os.SEEK_SET)
-        return True
+            at += len(chunk)
+            if len(chunk) < self._chunk_bytes:
+                return b"".join(chunks)
 
     def _position(self) -> int:
         return self._offset + len(self._pending)
@@ -144,3 +139,18 @@ class TelemetryTailer:
         bad = MalformedLine(offset, reason, line[:200].decode("utf-8", errors="replace"))
         log.warning("job %s: malformed telemetry at byte %d (%s): %s", self.job_id, offset, reason, bad.excerpt)
         return bad
+
+
+def read_file_range(path: Path, offset: int, limit: int) -> bytes | None:
+    """Up to `limit` bytes of `path` from `offset`: b"" if there are none yet or the file does not
+    exist yet, None if the file is shorter than `offset` (it was truncated or replaced)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return b""
+    try:
+        if os.fstat(fd).st_size < offset:
+            return None
+        return os.pread(fd, limit, offset)
+    finally:
+        os.close(fd)

@@ -1,4 +1,11 @@
-"""Where a runner runs. The supervisor sees only these two protocols.
+"""Where a runner runs. The supervisor sees only the two protocols here: it starts a runner through
+an `Executor` and from then on knows it only by its `RunnerProcess` handle.
+
+The handle carries everything the supervisor needs from the runner's side: the telemetry stream by
+byte offset, the tail of the runner's log, requests by their meaning in the runner contract (stop,
+abort, checkpoint) and an opaque name for logs. How those travel (files and POSIX signals on this
+machine, messages to a remote task) is the executor's business, so a new executor is one new module
+plus one line in `registry.py`.
 
 `local.LocalExecutor` starts the runner as a subprocess on this machine. A Ray executor (a task on a
 Ray cluster, multi-GPU through Ray Train) belongs beside it as `ray.py`, implementing the same two
@@ -7,7 +14,6 @@ protocols; it is not written yet, and nothing here pretends otherwise.
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,19 +35,37 @@ class Launch:
 
 
 class RunnerProcess(Protocol):
-    """A started runner and everything it spawned."""
+    """A started runner and everything it spawned. Every method may be called from the supervising
+    thread at any time, also after the runner ended; none of them blocks for long except `release`."""
 
     @property
-    def pid(self) -> int: ...
+    def handle(self) -> str:
+        """An opaque name for the runner in logs ("local pid 4242"); nothing is to be parsed from it."""
 
     def exited(self) -> ExitStatus | None:
         """How the runner ended, or None while it runs. Does not release the process yet."""
 
-    def signal_runner(self, sig: signal.Signals) -> None:
-        """Send a signal to the runner alone (graceful requests: its helpers are its own business)."""
+    def stop(self) -> None:
+        """Ask the runner to checkpoint at its next step boundary and exit (the contract's stop); a
+        runner asked twice aborts. Goes to the runner alone: its helpers are its own business."""
 
-    def kill_all(self) -> None:
-        """SIGKILL the runner and everything it spawned. Safe to call at any time, repeatedly."""
+    def abort(self) -> None:
+        """Ask the runner to leave at once, writing nothing more (the contract's abort)."""
+
+    def checkpoint(self) -> None:
+        """Ask the runner for a checkpoint at its next step boundary; it keeps training."""
+
+    def kill(self) -> None:
+        """End the runner and everything it spawned now, without asking. Safe at any time, repeatedly."""
+
+    def read_telemetry(self, offset: int, limit: int) -> bytes | None:
+        """Up to `limit` bytes of the runner's telemetry stream from byte `offset`; b"" when nothing is
+        there yet. None when the stream is now shorter than `offset`: it was truncated or replaced, and
+        the reader starts over from 0. Still readable after `release`."""
+
+    def log_tail(self, lines: int) -> list[str]:
+        """Up to `lines` last lines of the runner's console output; [] when there is none. Still
+        readable after `release`: it is the evidence for an ending the runner did not explain."""
 
     def release(self) -> ExitStatus:
         """Kill whatever is left of the runner's tree and reap it; the process is gone afterwards."""
@@ -49,4 +73,4 @@ class RunnerProcess(Protocol):
 
 class Executor(Protocol):
     def start(self, launch: Launch) -> RunnerProcess:
-        """Start the runner; raise if it cannot be started at all."""
+        """Start the runner; raise OSError if it cannot be started at all."""

@@ -1,4 +1,8 @@
-"""Runners as subprocesses of this worker, each in a process group of its own."""
+"""Runners as subprocesses of this worker, each in a process group of its own.
+
+Requests reach the runner as the contract's signals; telemetry and the log tail are read from the
+run folder, which this machine sees.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,9 @@ import time
 
 from tuneyard.training import contract
 from tuneyard.worker.executors import Launch
+from tuneyard.worker.logtail import tail_lines
 from tuneyard.worker.outcome import ExitStatus
+from tuneyard.worker.telemetry import read_file_range
 
 log = logging.getLogger(__name__)
 
@@ -42,37 +48,47 @@ class LocalExecutor:
                 close_fds=True,
             )
         log.info("job %s: runner started, pid %d: %s", launch.job_id, popen.pid, " ".join(launch.argv))
-        return LocalProcess(popen, launch.job_id)
+        return LocalProcess(popen, launch)
 
 
 class LocalProcess:
     """One runner subprocess. Its pid is also its process group id (it leads its own session)."""
 
-    def __init__(self, popen: subprocess.Popen[bytes], job_id: str) -> None:
+    def __init__(self, popen: subprocess.Popen[bytes], launch: Launch) -> None:
         self._popen = popen
-        self.job_id = job_id
+        self.job_id = launch.job_id
+        self._telemetry = launch.run_dir / contract.TELEMETRY_FILE
+        self._log = launch.run_dir / contract.RUNNER_LOG_FILE
         self._status: ExitStatus | None = None
 
     @property
     def pid(self) -> int:
+        """The runner's pid, for this executor's own use and its tests; the supervisor uses `handle`."""
         return self._popen.pid
+
+    @property
+    def handle(self) -> str:
+        return f"local pid {self.pid}"
 
     def exited(self) -> ExitStatus | None:
         # WNOWAIT looks without reaping: while the runner is an unreaped zombie its pid, and so
-        # its group id, cannot be reused, which keeps kill_all() aimed at our own tree.
+        # its group id, cannot be reused, which keeps kill() aimed at our own tree.
         if self._status is None and not self._reaped():
             info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
             if info is not None:
                 self._status = _status_of(info)
         return self._status
 
-    def signal_runner(self, sig: signal.Signals) -> None:
-        if self._reaped():
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, sig)
+    def stop(self) -> None:
+        self._signal_runner(contract.SIGNAL_STOP)
 
-    def kill_all(self) -> None:
+    def abort(self) -> None:
+        self._signal_runner(contract.SIGNAL_ABORT)
+
+    def checkpoint(self) -> None:
+        self._signal_runner(contract.SIGNAL_CHECKPOINT)
+
+    def kill(self) -> None:
         if self._reaped():
             return  # the group id may belong to someone else by now
         with contextlib.suppress(ProcessLookupError):
@@ -83,11 +99,24 @@ class LocalProcess:
         # SIGKILL is delivered asynchronously, so wait until they are really gone: the next
         # attempt may start in the same run folder at once. The runner stays unreaped meanwhile,
         # which keeps its group id from being reused under us.
-        self.kill_all()
+        self.kill()
         if not _wait_until_group_dead(self.pid, GROUP_DEATH_TIMEOUT_SECONDS):
             log.warning("job %s: process group %d still has live members after SIGKILL", self.job_id, self.pid)
         self._status = ExitStatus(self._popen.wait())
         return self._status
+
+    def read_telemetry(self, offset: int, limit: int) -> bytes | None:
+        return read_file_range(self._telemetry, offset, limit)
+
+    def log_tail(self, lines: int) -> list[str]:
+        return tail_lines(self._log, lines)
+
+    def _signal_runner(self, sig: signal.Signals) -> None:
+        # The runner alone, not its group: the requests are for it, its helpers are its business.
+        if self._reaped():
+            return  # the pid may belong to someone else by now
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, sig)
 
     def _reaped(self) -> bool:
         return self._popen.returncode is not None
