@@ -54,6 +54,9 @@ class Settings:
     runner_nice: int = 10
     """The nice increment runners start with (0 keeps the worker's priority). Training is throughput
     work: on cores it shares with the API and the supervisors, they must answer first."""
+    executor: str = "local"
+    """Where workers run their runners, by registered name (tuneyard.worker.executors.registry):
+    `local` is a subprocess on the worker's machine."""
 
     def __post_init__(self) -> None:
         # Paths are made absolute once, here, against the directory the process started in: they

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from tuneyard.worker.executors import Executor, Launch, RunnerProcess
 from tuneyard.worker.executors.local import LocalExecutor
+from tuneyard.worker.executors.registry import ExecutorRegistry, make_executor, shipped_executors
 from tuneyard.worker.outcome import ExitStatus, LeaseLost, Outcome, TelemetryRecord, Verdict
 from tuneyard.worker.reporter import JobReporter, NullReporter, RecordingReporter
 from tuneyard.worker.supervisor import Supervisor, SupervisorTimings
@@ -15,6 +16,7 @@ from tuneyard.worker.telemetry import MalformedLine, TelemetryTailer
 
 __all__ = [
     "Executor",
+    "ExecutorRegistry",
     "ExitStatus",
     "JobReporter",
     "Launch",
@@ -30,4 +32,6 @@ __all__ = [
     "TelemetryRecord",
     "TelemetryTailer",
     "Verdict",
+    "make_executor",
+    "shipped_executors",
 ]

@@ -17,6 +17,7 @@ from typing import Any
 
 from tuneyard.scheduler import ClaimedJob, claim, reap
 from tuneyard.scheduler.workers import new_worker_id, register_worker, set_worker_state, worker_heartbeat
+from tuneyard.services import runs
 from tuneyard.settings import Settings
 from tuneyard.store.engine import Database
 from tuneyard.store.jobs import load_job
@@ -24,7 +25,7 @@ from tuneyard.training import contract
 from tuneyard.training.artifacts import write_json_atomic
 from tuneyard.worker.command import runner_argv, runner_env
 from tuneyard.worker.executors import Executor, Launch
-from tuneyard.worker.executors.local import LocalExecutor
+from tuneyard.worker.executors.registry import make_executor
 from tuneyard.worker.outcome import Outcome
 from tuneyard.worker.store_reporter import StoreReporter
 from tuneyard.worker.supervisor import Supervisor, SupervisorTimings
@@ -39,7 +40,7 @@ class Worker:
                  executor: Executor | None = None, worker_id: str | None = None) -> None:
         self.db, self.settings = db, settings
         self.env = runner_env(environ)
-        self.executor = executor or LocalExecutor()
+        self.executor = executor or make_executor(settings)
         self.id = worker_id or new_worker_id()
 
     def run(self, shutdown: threading.Event) -> None:
@@ -62,7 +63,7 @@ class Worker:
     def run_job(self, claimed: ClaimedJob, shutdown: threading.Event) -> Outcome:
         job_id = claimed.job_id
         log.info("worker %s: job %s attempt %d claimed", self.id, job_id, claimed.attempt)
-        run_dir = self.settings.data_dir / "runs" / job_id
+        run_dir = runs.run_dir(self.settings, job_id)
         lineage = self._lineage(job_id)
         launch = self._launch(claimed, run_dir, lineage)
         reporter = StoreReporter(self.db, job_id, claimed.attempt, run_dir, self.settings.lease_seconds, lineage)

@@ -16,6 +16,7 @@ from tuneyard.scheduler.workers import worker_heartbeat
 from tuneyard.settings import Settings
 from tuneyard.store.engine import Database
 from tuneyard.worker.executors import Executor
+from tuneyard.worker.executors.registry import make_executor
 from tuneyard.worker.loop import Worker
 
 log = logging.getLogger(__name__)
@@ -24,8 +25,10 @@ log = logging.getLogger(__name__)
 class WorkerPool:
     def __init__(self, db: Database, settings: Settings, environ: Mapping[str, str], size: int,
                  executor: Executor | None = None) -> None:
+        """`executor` defaults to the one `settings.executor` names; the workers share it."""
         self.shutdown = threading.Event()
         self.db = db
+        executor = executor or make_executor(settings)
         self.workers = [Worker(db, settings, environ, executor) for _ in range(size)]
         self.settings = settings
         self._threads: list[threading.Thread] = []
