@@ -7,10 +7,12 @@ each move writes, so that rule lives in one place:
     start             starting → running        the runner is up
     finalize          → finalizing              training is done; the model is being saved
     complete          → completed               with the result and the trained model
-    request_stop      → stopping (or stopped)   a user's stop; `finish_stop` when the runner left
-    request_cancel    → cancelling (cancelled)  a user's cancel; `finish_cancel` when it is over
+    request_stop      → stopping (or stopped)   a user's stop; a queued job stops at once
+    finish_stop       stopping → stopped        the runner checkpointed and left
+    request_cancel    → cancelling (cancelled)  a user's cancel; a job no worker holds ends at once
+    finish_cancel     cancelling → cancelled    the runner is gone
     request_resume    stopped/failed → queued   a user's resume, from a checkpoint
-    release           held → queued             a worker shutting down hands the job back, no retry
+    release           → queued                  a worker shutting down hands the job back, no retry
     fail              → failed                  a verdict not worth retrying
     retry_or_fail     → queued or failed        a platform failure the worker saw
     reap              → queued/failed/stopped/cancelled   leases that expired: their worker is gone
