@@ -161,3 +161,27 @@ def test_rate_limit_holds_across_two_app_instances(
     assert 1 <= int(limited.headers["Retry-After"]) <= 60
     assert limited.headers["X-RateLimit-Limit"] == "3"
     assert 0 < int(limited.headers["X-RateLimit-Reset"]) <= 60
+
+
+def test_qlora_without_its_kernels_is_refused_at_submission(client: TestClient, tenant: Tenant) -> None:
+    """Never queued to fail (and be retried) in a runner: on a host without CUDA and bitsandbytes,
+    a model that lists qlora still gets a 422 naming the method."""
+    dataset = ready_dataset(client, tenant)
+    body = job_body(dataset["id"], base_model="smollm2-135m-instruct", method="qlora")
+    response = client.post("/v1/jobs", headers=tenant.headers, json=body)
+    assert response.status_code == 422, response.text
+    problems = response.json()["error"]["details"]["problems"]
+    assert [p["field"] for p in problems] == ["method"]
+    assert "qlora" in problems[0]["message"] and "not available" in problems[0]["message"]
+    assert client.get("/v1/jobs", headers=tenant.headers).json()["data"] == []
+
+
+def test_a_type_without_a_runner_is_refused_at_submission(client: TestClient, tenant: Tenant) -> None:
+    response = client.post("/v1/jobs", headers=tenant.headers, json={"type": "merge", "base_model": "tiny-llama"})
+    assert response.status_code == 422, response.text
+    problems = response.json()["error"]["details"]["problems"]
+    assert [p["field"] for p in problems] == ["type"]
+    assert "merge jobs cannot run yet" in problems[0]["message"]
+    assert client.get("/v1/jobs", headers=tenant.headers).json()["data"] == []
+    unknown = client.get("/v1/jobs", headers=tenant.headers, params={"type": "distill"})
+    assert unknown.status_code == 422

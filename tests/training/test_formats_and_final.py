@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from tests.support.runs import arithmetic_chat, run_runner, telemetry, write_jsonl, write_spec
+from tuneyard.spec import FORMATS as REGISTERED_FORMATS
 
 FORMATS: dict[str, list[dict[str, Any]]] = {
     "chat": arithmetic_chat(8),
@@ -23,6 +24,10 @@ FORMATS: dict[str, list[dict[str, Any]]] = {
     ],
     "text": [{"text": f"Line {i} of a small plain text corpus about counting."} for i in range(8)],
 }
+
+
+def test_every_registered_format_is_trained_here() -> None:
+    assert tuple(FORMATS) == REGISTERED_FORMATS.names()
 
 
 @pytest.mark.parametrize("fmt", list(FORMATS))
@@ -62,6 +67,26 @@ def test_unknown_spec_field_is_a_user_error(tmp_path: Path, model_cache: Path) -
     assert run_runner(spec, run_dir, model_cache) == 3
     [error] = [r for r in telemetry(run_dir) if r["kind"] == "error"]
     assert {"field": "hyperparams.learning_rat", "message": "unknown field"} in error["details"]["problems"]
+
+
+def test_qlora_on_cpu_is_a_user_error_not_a_platform_one(tmp_path: Path, model_cache: Path) -> None:
+    """Exit 3 is never retried; before the registries, qlora died of a KeyError (exit 1, retried)."""
+    data = write_jsonl(tmp_path / "train.jsonl", arithmetic_chat(4))
+    spec = write_spec(tmp_path, data, method="qlora", max_steps=1)
+    run_dir = tmp_path / "run"
+    assert run_runner(spec, run_dir, model_cache) == 3
+    [error] = [r for r in telemetry(run_dir) if r["kind"] == "error"]
+    assert error["error_type"] == "user_error" and "qlora" in error["message"]
+    assert not (run_dir / "final").exists()
+
+
+def test_a_job_type_without_a_recipe_is_a_user_error(tmp_path: Path, model_cache: Path) -> None:
+    spec = tmp_path / "merge.json"
+    spec.write_text(json.dumps({"type": "merge", "base_model": "tiny-llama"}))
+    run_dir = tmp_path / "run"
+    assert run_runner(spec, run_dir, model_cache) == 3
+    [error] = [r for r in telemetry(run_dir) if r["kind"] == "error"]
+    assert error["error_type"] == "user_error" and "'merge'" in error["message"]
 
 
 # peft 0.21 calls a transformers 5 property that is deprecated; nothing of ours to fix.

@@ -9,10 +9,11 @@ import typer
 
 from tuneyard.cli.common import EXIT_API, emit_json, fields, options, size, stdout, table, usage_error, when
 from tuneyard.client import TuneyardClient
+from tuneyard.spec.formats import format_choices
 
 app = typer.Typer(help="Datasets: uploaded files, validated line by line.", no_args_is_help=True)
 
-FORMATS = ("auto", "chat", "sharegpt", "alpaca", "prompt_completion", "text")
+FORMATS = format_choices()
 
 
 def upload_dataset(client: TuneyardClient, files: list[Path], name: str, data_format: str = "auto",

@@ -37,7 +37,9 @@ def parse_sets(pairs: list[str]) -> dict[str, Any]:
     # pydantic and the schema load only when a job is being made, not for every command.
     from pydantic import ValidationError
 
-    from tuneyard.spec.hyperparams import HYPERPARAM_NAMES, Hyperparams
+    from tuneyard.spec.methods import METHODS, all_hyperparam_names, methods_with
+
+    known = all_hyperparam_names()
 
     values: dict[str, Any] = {}
     for pair in pairs:
@@ -45,12 +47,12 @@ def parse_sets(pairs: list[str]) -> dict[str, Any]:
         name = name.strip()
         if not sep or not name:
             raise SpecUsageError(f"--set {pair!r}: expected name=value, e.g. --set epochs=2")
-        if name not in HYPERPARAM_NAMES:
+        if name not in known:
             raise SpecUsageError(f"--set {pair!r}: unknown hyperparameter {name!r}; "
-                                 f"known: {', '.join(sorted(HYPERPARAM_NAMES))}")
+                                 f"known: {', '.join(sorted(known))}")
         value = parse_value(raw)
-        try:
-            Hyperparams.model_validate({name: value})
+        try:  # the method is checked by the server; here, by the first method that takes the name
+            METHODS.get(methods_with(name)[0]).hyperparams.model_validate({name: value})
         except ValidationError as exc:
             reason = exc.errors()[0]["msg"].removeprefix("Value error, ")
             raise SpecUsageError(f"--set {pair!r}: {reason}") from None

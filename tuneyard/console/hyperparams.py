@@ -1,7 +1,8 @@
 """The new-job form's hyperparameter fields, taken from the spec's own schema.
 
-`tuneyard.spec.Hyperparams` documents each field once (default, bounds, description); the form
-shows exactly that, so the console can never drift from what the API accepts.
+`tuneyard.spec.Hyperparams` and each method's params model (`tuneyard.spec.methods`) document
+each field once (default, bounds, description); the form shows exactly that, so the console can
+never drift from what the API accepts. A method's own fields show only while it is chosen.
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ from typing import Any
 from annotated_types import Ge, Gt, Le, Lt
 from pydantic.fields import FieldInfo
 
-from tuneyard.spec.hyperparams import Hyperparams
+from tuneyard.spec.methods import METHODS, methods_with
 
 MAIN_FIELDS = ("epochs", "max_steps", "learning_rate", "batch_size", "gradient_accumulation_steps",
                "max_seq_length", "warmup_ratio", "lr_scheduler", "eval_split", "eval_steps", "save_steps",
                "lora_rank", "lora_alpha", "seed")
 """The ones people change; the rest keep their defaults (and are still accepted by the API)."""
-LORA_ONLY = frozenset({"lora_rank", "lora_alpha"})
 
 
 @dataclass(frozen=True)
@@ -35,11 +35,13 @@ class FormField:
     choices: tuple[str, ...] = ()
     optional: bool = False
     integer: bool = False
-    lora_only: bool = False
+    methods: tuple[str, ...] = ()
+    """The methods that take it; empty when every method does."""
 
 
 def form_fields() -> list[FormField]:
-    return [_field(name, Hyperparams.model_fields[name]) for name in MAIN_FIELDS]
+    every = {name: info for entry in METHODS for name, info in entry.hyperparams.model_fields.items()}
+    return [_field(name, every[name]) for name in MAIN_FIELDS if name in every]
 
 
 def _field(name: str, info: FieldInfo) -> FormField:
@@ -56,8 +58,13 @@ def _field(name: str, info: FieldInfo) -> FormField:
         name=name, label=name.replace("_", " "), input="select" if literal is not None else "number",
         default=info.default, description=info.description or "", step="1" if integer else "any",
         minimum=minimum, maximum=maximum, choices=tuple(typing.get_args(literal)) if literal is not None else (),
-        optional=type(None) in kinds, integer=integer, lora_only=name in LORA_ONLY,
+        optional=type(None) in kinds, integer=integer, methods=_taken_by(name),
     )
+
+
+def _taken_by(name: str) -> tuple[str, ...]:
+    methods = methods_with(name)
+    return () if len(methods) == len(METHODS) else methods
 
 
 def _kinds(annotation: Any) -> tuple[Any, ...]:

@@ -20,6 +20,7 @@ from tuneyard.console.views import page
 from tuneyard.problems import error_detail_lines
 from tuneyard.scheduler.queue import queue_position
 from tuneyard.services import base_models, datasets, jobs, runs, timeline
+from tuneyard.spec import JOB_TYPES, METHODS
 from tuneyard.store import tenancy
 from tuneyard.store.errors import NotFound
 from tuneyard.store.status import JobStatus
@@ -28,7 +29,7 @@ from tuneyard.store.tables import Job
 router = APIRouter(include_in_schema=False)
 
 STATUSES = [s.value for s in JobStatus]
-TYPES = ["finetune", "train", "contract", "merge"]
+TYPES = list(JOB_TYPES.names())
 PAGE_SIZE = 25
 
 # Plain strings: the filter form sends "" for "any", which an enum-typed query would refuse.
@@ -95,6 +96,7 @@ def new_job_page(request: Request, context: Context, viewer: CurrentViewer,
                 base_models=base_models.list_base_models(context.db, org_id),
                 datasets=datasets.list_datasets(context.db, org_id),
                 projects=tenancy.list_projects(context.db, org_id), fields=form_fields(),
+                methods=[m for m in METHODS if not m.unavailable()],
                 chosen_base=base_model, chosen_dataset=dataset)
 
 

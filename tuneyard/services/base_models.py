@@ -16,6 +16,7 @@ from typing import Any
 
 from tuneyard.services.errors import InvalidRequest
 from tuneyard.settings import Settings
+from tuneyard.spec import METHODS
 from tuneyard.store import catalog as store
 from tuneyard.store.engine import Database
 from tuneyard.training.models import catalog
@@ -35,7 +36,7 @@ class BaseModelInfo:
     architecture: str | None = None
     parameters: int | None = None
     context_length: int | None = None
-    methods: list[str] = field(default_factory=lambda: ["lora", "full"])
+    methods: list[str] = field(default_factory=lambda: list(METHODS.names()))
     defaults: dict[str, Any] = field(default_factory=dict)
     created_at: datetime | None = None
 
@@ -54,7 +55,7 @@ def _registered_info(row: store.BaseModelEntry) -> BaseModelInfo:
         id=row.id, source_kind=row.source_kind, source=row.source, name=meta.get("name"),
         description=meta.get("description"), architecture=meta.get("architecture"),
         parameters=meta.get("parameters"), context_length=meta.get("context_length"),
-        methods=list(meta.get("methods") or ["lora", "full"]), created_at=row.created_at,
+        methods=list(meta.get("methods") or METHODS.names()), created_at=row.created_at,
     )
 
 

@@ -11,13 +11,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tuneyard.errors import SpecError
 from tuneyard.services.errors import InvalidRequest
 from tuneyard.services.runs import run_dir
 from tuneyard.settings import Settings
-from tuneyard.spec import JobSpec, parse_spec, problems_from, resolve_hyperparams
+from tuneyard.spec import (
+    JOB_TYPES,
+    METHODS,
+    JobSpecBase,
+    TrainingJobSpec,
+    check_spec,
+    parse_spec,
+    problems_from,
+    resolve_hyperparams,
+)
 from tuneyard.store import catalog as models_store
 from tuneyard.store import datasets as datasets_store
 from tuneyard.store import tenancy
@@ -30,14 +39,39 @@ from tuneyard.training.models import catalog
 Problems = list[dict[str, Any]]
 
 
-class JobRequest(JobSpec):
-    """A job as POST /v1/jobs takes it: the engine's spec plus the service's own fields."""
+class ServiceFields(BaseModel):
+    """The service's own fields of POST /v1/jobs, beside the engine's spec."""
+
+    model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(None, max_length=255, description="A label for people.")
     project_id: str | None = Field(None, max_length=40, description="The project the job belongs to.")
     idempotency_key: str | None = Field(
         None, min_length=1, max_length=255, description="Retries with the same key return the same job."
     )
+
+
+SERVICE_FIELDS = frozenset(ServiceFields.model_fields)
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """A job as POST /v1/jobs takes it: the engine's spec plus the service's own fields."""
+
+    spec: JobSpecBase
+    fields: ServiceFields
+
+    @property
+    def type(self) -> str:
+        return self.spec.type
+
+    @property
+    def name(self) -> str | None:
+        return self.fields.name
+
+    @property
+    def project_id(self) -> str | None:
+        return self.fields.project_id
 
 
 @dataclass(frozen=True)
@@ -85,11 +119,29 @@ def _message(problems: Problems) -> str:
 
 
 def _validate_fields(body: dict[str, Any], problems: Problems) -> JobRequest | None:
+    spec, spec_problems = check_spec({k: v for k, v in body.items() if k not in SERVICE_FIELDS})
+    problems.extend(spec_problems)
     try:
-        return JobRequest.model_validate(body)
+        fields = ServiceFields.model_validate({k: v for k, v in body.items() if k in SERVICE_FIELDS})
     except ValidationError as exc:
         problems.extend(problems_from(exc))
         return None
+    if spec is None:
+        return None
+    _check_runnable(spec, problems)
+    return JobRequest(spec, fields)
+
+
+def _check_runnable(spec: JobSpecBase, problems: Problems) -> None:
+    """Refuse here what no runner could do, rather than queue it to fail (and be retried) there."""
+    if not JOB_TYPES.get(spec.type).runnable:
+        runnable = ", ".join(t.name for t in JOB_TYPES if t.runnable)
+        problems.append({"field": "type", "message": f"{spec.type} jobs cannot run yet; this server runs {runnable}"})
+    if isinstance(spec, TrainingJobSpec):
+        missing = METHODS.get(spec.method).unavailable()
+        if missing:
+            problems.append({"field": "method", "message": (
+                f"method {spec.method!r} is not available on this server: {'; '.join(missing)}")})
 
 
 def _idempotency_key(body: dict[str, Any], header_key: str | None, problems: Problems) -> str | None:
@@ -196,7 +248,9 @@ def _check_project(db: Database, org_id: str, project_id: Any, problems: Problem
 def _resolve_config(
     request: JobRequest, model: ResolvedModel, datasets: list[tuple[str, list[dict[str, Any]]]]
 ) -> dict[str, Any]:
-    spec = JobSpec.model_validate(request.model_dump(include=set(JobSpec.model_fields), exclude_unset=True))
+    spec = request.spec
+    if not isinstance(spec, TrainingJobSpec):  # refused as not runnable; no runner config to make
+        raise InvalidRequest([{"field": "type", "message": f"{spec.type} jobs cannot run yet"}])
     try:
         hyperparams, _origins = resolve_hyperparams(spec, _defaults_for(model, spec.method))
     except SpecError as exc:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Hyperparams(BaseModel):
-    """Everything that shapes the optimisation. All optional; the defaults are documented here."""
+    """Everything that shapes the optimisation, whatever the method. All optional; the defaults are
+    documented here. A method's own parameters (LoRA's rank, say) are declared by the method
+    (`tuneyard.spec.methods`) and sit beside these in a spec's `hyperparams`."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -30,12 +32,6 @@ class Hyperparams(BaseModel):
     max_grad_norm: float | None = Field(
         1.0, gt=0, description="Clip the global gradient norm to this; null disables clipping."
     )
-    lora_rank: int = Field(16, ge=1, le=4096, description="Rank r of the LoRA update.")
-    lora_alpha: float = Field(32, gt=0, description="LoRA scale numerator (scale = alpha / r).")
-    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
-    lora_target_modules: str | list[str] = Field(
-        "all-linear", description="'all-linear' or a list of module names to adapt."
-    )
     packing: bool = Field(True, description="Pack examples into full rows, with no attention across them.")
     bf16: bool | Literal["auto"] = Field(
         "auto", description="bf16 autocast; 'auto' turns it on where the hardware has fast bf16."
@@ -54,14 +50,6 @@ class Hyperparams(BaseModel):
         False, description="Put loss on prompt tokens too; by default only assistant/completion tokens."
     )
 
-    @field_validator("lora_target_modules")
-    @classmethod
-    def _targets_not_empty(cls, value: str | list[str]) -> str | list[str]:
-        if isinstance(value, list) and not value:
-            raise ValueError("give at least one module name, or 'all-linear'")
-        if isinstance(value, str) and value != "all-linear":
-            return [value]
-        return value
-
 
 HYPERPARAM_NAMES = frozenset(Hyperparams.model_fields)
+"""The method-independent names; `tuneyard.spec.methods.all_hyperparam_names` adds the methods'."""

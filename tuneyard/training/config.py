@@ -14,13 +14,13 @@ from typing import Any
 
 import yaml
 
-from tuneyard.errors import SpecError
-from tuneyard.spec import DatasetRef, Hyperparams, JobSpec, parse_spec, resolve_hyperparams
+from tuneyard.errors import SpecError, UnsupportedError
+from tuneyard.spec import JOB_TYPES, DatasetRef, Hyperparams, TrainingJobSpec, parse_spec, resolve_hyperparams
 
 
 @dataclass
 class RunConfig:
-    spec: JobSpec
+    spec: TrainingJobSpec
     hyperparams: Hyperparams
     origins: dict[str, str]
     datasets: list[DatasetRef]
@@ -61,6 +61,8 @@ def resolve(
     recorded = raw.pop("origins", None) or {}
     raw.pop("resolved", None)
     spec = parse_spec(raw)
+    if not JOB_TYPES.get(spec.type).runnable or not isinstance(spec, TrainingJobSpec):
+        raise UnsupportedError(f"job type {spec.type!r} cannot run yet: no runner implements it", type=spec.type)
     hyperparams, origins = resolve_hyperparams(spec, base_model_defaults)
     for name in origins:
         if isinstance(recorded.get(f"hyperparams.{name}"), str):

@@ -2,7 +2,8 @@
 
 A method turns a loaded base model into the model to train, and restores its trainable
 weights from a checkpoint. Users pick a name from this registry; nothing is imported by
-a path that came from a request.
+a path that came from a request. The names, parameters and requirements are declared in
+`tuneyard.spec.methods`; a test holds this registry to exactly those names.
 """
 
 from __future__ import annotations
@@ -12,11 +13,16 @@ from typing import Any, Protocol
 
 import torch
 
+from tuneyard.errors import UnsupportedError
 from tuneyard.spec import Hyperparams
+from tuneyard.spec.methods import METHODS, LoraParams, params_of
 
 
 class Method(Protocol):
     name: str
+
+    def load_options(self, bf16: bool) -> dict[str, Any]:
+        """Extra `from_pretrained` arguments the base must be loaded with ({} for none)."""
 
     def prepare(self, model: Any, hp: Hyperparams, bf16: bool) -> Any:
         """Return the model to train (trainable parameters set)."""
@@ -34,12 +40,22 @@ _METHODS: dict[str, Method] = {}
 def register(method: Method) -> Method:
     if method.name in _METHODS:
         raise ValueError(f"method {method.name!r} is already registered")
+    if method.name not in METHODS:
+        raise ValueError(f"method {method.name!r} is not declared in tuneyard.spec.methods")
     _METHODS[method.name] = method
     return method
 
 
 def get_method(name: str) -> Method:
-    return _METHODS[name]
+    """The implementation of `name`; UnsupportedError (a user error, never retried) if there is none."""
+    try:
+        return _METHODS[name]
+    except KeyError:
+        raise UnsupportedError(f"method {name!r} has no implementation in this runner", method=name) from None
+
+
+def registered() -> tuple[str, ...]:
+    return tuple(_METHODS)
 
 
 def _freeze_in_dtype(model: torch.nn.Module, dtype: torch.dtype) -> None:
@@ -52,18 +68,11 @@ def _freeze_in_dtype(model: torch.nn.Module, dtype: torch.dtype) -> None:
 class LoraMethod:
     name = "lora"
 
-    def prepare(self, model: Any, hp: Hyperparams, bf16: bool) -> Any:
-        from peft import LoraConfig, get_peft_model
+    def load_options(self, bf16: bool) -> dict[str, Any]:
+        return {}
 
-        config = LoraConfig(
-            r=hp.lora_rank,
-            lora_alpha=hp.lora_alpha,  # type: ignore[arg-type]  # peft annotates int; floats work
-            lora_dropout=hp.lora_dropout,
-            target_modules=hp.lora_target_modules,
-            bias="none",
-            task_type="CAUSAL_LM",
-        )
-        peft_model = get_peft_model(model, config)
+    def prepare(self, model: Any, hp: Hyperparams, bf16: bool) -> Any:
+        peft_model = _add_lora(model, params_of(hp, LoraParams))
         if bf16:
             _freeze_in_dtype(peft_model, torch.bfloat16)
         return peft_model
@@ -83,8 +92,53 @@ class LoraMethod:
             raise RuntimeError(f"checkpoint adapter has unexpected keys: {result.unexpected_keys[:5]}")
 
 
+def _add_lora(model: Any, params: LoraParams) -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=params.lora_rank,
+        lora_alpha=params.lora_alpha,  # type: ignore[arg-type]  # peft annotates int; floats work
+        lora_dropout=params.lora_dropout,
+        target_modules=params.lora_target_modules,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+class QLoraMethod(LoraMethod):
+    """LoRA beside a base quantized to 4-bit NF4 by bitsandbytes (CUDA only).
+
+    The quantization happens as the base loads (`load_options`); `prepare` refuses a base that
+    was loaded without it, as a user error rather than a silent plain LoRA.
+    """
+
+    name = "qlora"
+
+    def load_options(self, bf16: bool) -> dict[str, Any]:
+        from transformers import BitsAndBytesConfig
+
+        config = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16 if bf16 else torch.float32,
+        )
+        return {"quantization_config": config}
+
+    def prepare(self, model: Any, hp: Hyperparams, bf16: bool) -> Any:
+        from peft import prepare_model_for_kbit_training
+
+        if not getattr(model, "is_loaded_in_4bit", False):
+            raise UnsupportedError("method 'qlora' needs the base model loaded in 4 bits, and this runner "
+                                   "loaded it unquantized; use method 'lora'", method=self.name)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=hp.gradient_checkpointing)
+        return _add_lora(model, params_of(hp, LoraParams))
+
+
 class FullMethod:
     name = "full"
+
+    def load_options(self, bf16: bool) -> dict[str, Any]:
+        return {}
 
     def prepare(self, model: Any, hp: Hyperparams, bf16: bool) -> Any:
         model.requires_grad_(True)
@@ -113,4 +167,5 @@ def _check_only_tied_missing(model: Any, missing: list[str], unexpected: list[st
 
 register(LoraMethod())
 register(FullMethod())
+register(QLoraMethod())
 

@@ -18,6 +18,9 @@ from tuneyard.training.models.catalog import builtin_defaults
 from tuneyard.training.recipe import FinetuneRecipe
 from tuneyard.training.telemetry import Telemetry
 
+RECIPES = {"finetune": FinetuneRecipe}
+"""The recipe of each job type this runner can run; tuneyard.spec.jobtypes marks the same ones runnable."""
+
 
 def run(spec_path: Path, run_dir: Path, resume: str | None, model_cache_dir: Path) -> int:
     """Train the job in `spec_path` into `run_dir`; return the exit code."""
@@ -51,10 +54,11 @@ def _run(
     base_model, method = raw.get("base_model"), raw.get("method", "lora")
     defaults = builtin_defaults(base_model, method) if isinstance(base_model, str) and isinstance(method, str) else {}
     config = resolve(raw, spec_path.resolve().parent, cache, defaults)
-    if config.spec.type != "finetune":
+    recipe_class = RECIPES.get(config.spec.type)
+    if recipe_class is None:
         raise UnsupportedError(f"job type {config.spec.type!r} is not available in this runner yet")
     resume_from = _resume_point(run_dir, resume, telemetry)
-    recipe = FinetuneRecipe(config, run_dir, telemetry, control)
+    recipe = recipe_class(config, run_dir, telemetry, control)
     recipe.setup(resume_from)
     artifacts.write_json_atomic(run_dir / contract.SPEC_FILE, config.to_json())
     if recipe.train() == "stopped":

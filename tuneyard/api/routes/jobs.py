@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query, Response, status
 
@@ -11,6 +11,8 @@ from tuneyard.api.errors import rate_limit_headers
 from tuneyard.api.schemas.common import ERROR_RESPONSES
 from tuneyard.api.schemas.jobs import JobPage, JobPublic, ResumeRequest
 from tuneyard.services import jobs
+from tuneyard.services.errors import InvalidRequest
+from tuneyard.spec import JOB_TYPES
 from tuneyard.store.status import JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
@@ -41,12 +43,15 @@ def create_job(
 def list_jobs(
     context: Context, caller: Caller,
     status_: Annotated[JobStatus | None, Query(alias="status")] = None,
-    type_: Annotated[Literal["finetune", "train", "contract", "merge"] | None, Query(alias="type")] = None,
+    type_: Annotated[str | None, Query(alias="type", max_length=40,
+                                       json_schema_extra={"enum": list(JOB_TYPES.names())})] = None,
     project_id: Annotated[str | None, Query(max_length=40)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> JobPage:
     """The organization's jobs, newest first."""
+    if type_ is not None and type_ not in JOB_TYPES:
+        raise InvalidRequest([{"field": "type", "message": f"expected one of {', '.join(JOB_TYPES.names())}"}])
     status_name = status_.value if status_ is not None else None
     page = jobs.list_jobs(context.db, caller.org_id, status=status_name, type=type_, project_id=project_id,
                           limit=limit, cursor=cursor)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from tuneyard.api.schemas.common import Request
 from tuneyard.services.base_models import BaseModelInfo
+from tuneyard.spec.job import DataFormatName
 from tuneyard.store.stats import Stats
 from tuneyard.store.tables import Dataset, File, TrainedModel
 
@@ -31,7 +32,7 @@ class FilePublic(BaseModel):
 class DatasetCreate(Request):
     name: str = Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f/\\]+$")
     file_ids: list[str] = Field(min_length=1, max_length=100)
-    format: Literal["auto", "chat", "sharegpt", "alpaca", "prompt_completion", "text"] = "auto"
+    format: DataFormatName = "auto"
 
 
 class DatasetPublic(BaseModel):

@@ -7,7 +7,8 @@ function hyperparams(form) {
   const method = form.elements.method.value;
   for (const input of form.querySelectorAll("[data-hyperparam]")) {
     if (input.value === "") continue;
-    if (method === "full" && input.closest("[data-lora-only]")) continue;
+    const owner = input.closest("[data-methods]");
+    if (owner && !owner.dataset.methods.split(" ").includes(method)) continue;
     out[input.name] = input.tagName === "SELECT" ? input.value
       : (input.hasAttribute("data-integer") ? parseInt(input.value, 10) : parseFloat(input.value));
   }
@@ -37,11 +38,12 @@ document.addEventListener("DOMContentLoaded", () => {
   const button = document.getElementById("submit-job");
   const errors = document.getElementById("new-job-errors");
   errors.tabIndex = -1;
-  const toggleLora = () => {
-    for (const f of form.querySelectorAll("[data-lora-only]")) f.hidden = form.elements.method.value !== "lora";
+  const showMethodFields = () => {  // a method's own fields show only while it is chosen
+    const method = form.elements.method.value;
+    for (const f of form.querySelectorAll("[data-methods]")) f.hidden = !f.dataset.methods.split(" ").includes(method);
   };
-  form.elements.method.addEventListener("change", toggleLora);
-  toggleLora();
+  form.elements.method.addEventListener("change", showMethodFields);
+  showMethodFields();
 
   const zone = document.getElementById("inline-upload");
   const status = zone.querySelector("[data-upload-status]");

@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from tuneyard.spec.formats import FORMATS
 from tuneyard.training.data.records import CHAT_ROLES, RecordKind, Turn
 
 
@@ -40,18 +41,8 @@ _SHAREGPT_ROLES = {
 
 
 def detect(row: dict[str, Any]) -> str | None:
-    """The format a row looks like, by its keys; None when it looks like none of them."""
-    if "messages" in row:
-        return "chat"
-    if "conversations" in row:
-        return "sharegpt"
-    if "instruction" in row:
-        return "alpaca"
-    if "prompt" in row:
-        return "prompt_completion"
-    if "text" in row:
-        return "text"
-    return None
+    """The format a row looks like, by the key each format declares; None when it looks like none."""
+    return next((entry.name for entry in FORMATS if entry.key in row), None)
 
 
 def _text(value: Any, what: str, *, allow_empty: bool = False) -> str:
@@ -187,6 +178,7 @@ def parse_text(row: dict[str, Any]) -> Parsed:
     return "text", [Turn("text", _text(row.get("text"), "text"), train=True)], None
 
 
+# One parser per format registered in tuneyard.spec.formats (a test holds the two together).
 PARSERS: dict[str, Callable[[dict[str, Any]], Parsed]] = {
     "chat": parse_chat,
     "sharegpt": parse_sharegpt,

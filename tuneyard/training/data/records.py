@@ -7,14 +7,12 @@ never needs to know which file format a record came from.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-# The formats a user may name; "auto" detects one per file.
-FORMATS = ("auto", "chat", "sharegpt", "alpaca", "prompt_completion", "text")
+from tuneyard.spec.formats import RecordKind, format_choices
 
-# How a record is rendered: through the chat template, as prompt + completion text, or as
-# plain text. Alpaca and ShareGPT become "chat"; prompt/completion stays raw text.
-RecordKind = Literal["chat", "completion", "text"]
+# The formats a user may name (registered in tuneyard.spec.formats); "auto" detects one per file.
+FORMATS = format_choices()
 
 CHAT_ROLES = ("system", "user", "assistant", "tool")
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tuneyard.spec.methods import METHODS
+
 TINY_LLAMA = "tiny-llama"
 SMOLLM2_135M = "smollm2-135m-instruct"
 
@@ -30,7 +32,7 @@ class BaseModelEntry:
     parameters: int
     context_length: int
     methods: tuple[str, ...]
-    """Training methods this model may be used with (QLoRA also needs CUDA kernels at run time)."""
+    """Training methods (tuneyard.spec.methods) this model may be used with; QLoRA also needs CUDA kernels."""
     defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Hyperparameter defaults by method; the key "*" applies to every method."""
 
@@ -49,15 +51,15 @@ class BaseModelEntry:
         }
 
 
-# Size tiers, smallest first: (largest parameter count, defaults by method). Small models
-# tolerate, and need, much larger steps than the 2e-4 that suits ~1B LoRA runs; big ones
-# need shorter rows and smaller batches to fit in memory.
+# Size tiers, smallest first: (largest parameter count, defaults by what the method trains, an
+# adapter or the full weights). Small models tolerate, and need, much larger steps than the 2e-4
+# that suits ~1B LoRA runs; big ones need shorter rows and smaller batches to fit in memory.
 _SIZE_TIERS: tuple[tuple[int, dict[str, dict[str, Any]]], ...] = (
     (
         20_000_000,
         {
             "*": {"max_seq_length": 256, "batch_size": 8},
-            "lora": {"learning_rate": 1.0e-3},
+            "adapter": {"learning_rate": 1.0e-3},
             "full": {"learning_rate": 1.0e-3},
         },
     ),
@@ -65,7 +67,7 @@ _SIZE_TIERS: tuple[tuple[int, dict[str, dict[str, Any]]], ...] = (
         1_000_000_000,
         {
             "*": {"max_seq_length": 1024, "batch_size": 4},
-            "lora": {"learning_rate": 2.0e-4},
+            "adapter": {"learning_rate": 2.0e-4},
             "full": {"learning_rate": 2.0e-5},
         },
     ),
@@ -73,31 +75,28 @@ _SIZE_TIERS: tuple[tuple[int, dict[str, dict[str, Any]]], ...] = (
         10_000_000_000,
         {
             "*": {"max_seq_length": 2048, "batch_size": 2, "gradient_checkpointing": True},
-            "lora": {"learning_rate": 1.0e-4},
+            "adapter": {"learning_rate": 1.0e-4},
             "full": {"learning_rate": 1.0e-5},
         },
     ),
 )
 _LARGEST_TIER: dict[str, dict[str, Any]] = {
     "*": {"max_seq_length": 2048, "batch_size": 1, "gradient_checkpointing": True},
-    "lora": {"learning_rate": 1.0e-4},
+    "adapter": {"learning_rate": 1.0e-4},
     "full": {"learning_rate": 5.0e-6},
 }
 
 
 def _tier(parameters: int) -> dict[str, dict[str, Any]]:
-    for limit, defaults in _SIZE_TIERS:
-        if parameters <= limit:
-            return defaults
-    return _LARGEST_TIER
+    """The tier's defaults by method name (each method takes those of what it trains), and "*"."""
+    by_output = next((defaults for limit, defaults in _SIZE_TIERS if parameters <= limit), _LARGEST_TIER)
+    return {"*": by_output["*"], **{m.name: by_output[m.output] for m in METHODS}}
 
 
 def size_defaults(parameters: int, method: str = "lora") -> dict[str, Any]:
     """Hyperparameter defaults for any model of this many parameters (not only built-ins)."""
     tier = _tier(parameters)
-    # qlora trains the same adapter as lora; it only stores the frozen base differently
-    key = "lora" if method == "qlora" else method
-    return {**tier.get("*", {}), **tier.get(key, {})}
+    return {**tier["*"], **tier.get(method, {})}
 
 
 def _entry(**kwargs: Any) -> BaseModelEntry:
@@ -155,4 +154,4 @@ def builtin_defaults(model_id: str, method: str = "lora") -> dict[str, Any]:
     entry = _BUILTINS.get(model_id)
     if entry is None:
         return {}
-    return entry.defaults_for("lora" if method == "qlora" else method)
+    return entry.defaults_for(method)
