@@ -15,6 +15,7 @@ from typing import Any
 
 from tuneyard.training.data.formats import PARSERS, Invalid, decode_nested, detect
 from tuneyard.training.data.records import Turn
+from tuneyard.training.models.chat_template import chatml_turn
 
 
 @dataclass(frozen=True)
@@ -50,10 +51,9 @@ def preview_row(row: dict[str, Any], line: int, file_index: int, fmt: str = "aut
 def _chatml(turns: list[Turn]) -> list[Span]:
     spans: list[Span] = []
     for turn in turns:
-        spans.append(Span(f"<|im_start|>{turn.role}\n", False))
+        head, body, tail = chatml_turn(turn.role, turn.content, turn.tool_calls)
         # The response and the end-of-turn marker carry loss: the model must learn when to stop.
-        spans.append(Span(f"{turn.content}<|im_end|>", turn.train))
-        spans.append(Span("\n", False))
+        spans += [Span(head, False), Span(body, turn.train), Span(tail, False)]
     return spans
 
 

@@ -9,20 +9,12 @@ import json
 from typing import Any
 
 from tuneyard.training.data.records import Record, Turn
+from tuneyard.training.models.chat_template import CHATML_TEMPLATE
 
-# ChatML: the most widely used layout, and what an untemplated base model is most likely to
-# have seen. Used only when the tokenizer has no template of its own. Tool calls are shown as
-# JSON inside <tool_call> tags, the convention of Qwen and Hermes templates.
-DEFAULT_CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] %}{{ message['content'] }}{% endif %}"
-    "{% if message.get('tool_calls') %}{% for call in message['tool_calls'] %}"
-    "<tool_call>{{ call | tojson }}</tool_call>{% endfor %}{% endif %}"
-    "<|im_end|>\n"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
+# ChatML (tuneyard.training.models.chat_template): the most widely used layout, and what an
+# untemplated base model is most likely to have seen. Used only when the tokenizer has no
+# template of its own.
+DEFAULT_CHAT_TEMPLATE = CHATML_TEMPLATE
 
 
 def chat_template_for(tokenizer: Any) -> str:

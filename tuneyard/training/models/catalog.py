@@ -14,7 +14,7 @@ from tuneyard.spec.methods import METHODS
 TINY_LLAMA = "tiny-llama"
 SMOLLM2_135M = "smollm2-135m-instruct"
 
-TINY_LLAMA_RECIPE_VERSION = 1
+TINY_LLAMA_RECIPE_VERSION = 2
 """Bump when tiny-llama's recipe changes the bytes it produces; its cache folder carries it."""
 
 SMOLLM2_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
