@@ -103,10 +103,16 @@ def test_final_loads_with_plain_transformers_and_generates(tmp_path: Path, model
     assert (final / "manifest.json").exists()
     tokenizer = AutoTokenizer.from_pretrained(final)
     if method == "lora":
-        from peft import AutoPeftModelForCausalLM
+        from peft import PeftModel
+
+        from tuneyard.training.models.tiny_llama import ensure_tiny_llama
 
         assert (final / "adapter_config.json").exists() and not (final / "model.safetensors").exists()
-        model = AutoPeftModelForCausalLM.from_pretrained(final)
+        # The adapter names its base portably ("tiny-llama", which any machine builds), as its card says.
+        assert json.loads((final / "adapter_config.json").read_text())["base_model_name_or_path"] == "tiny-llama"
+        assert "tiny-llama" in (final / "README.md").read_text()
+        base = AutoModelForCausalLM.from_pretrained(ensure_tiny_llama(tmp_path / "another-cache"))
+        model = PeftModel.from_pretrained(base, final)
     else:
         model = AutoModelForCausalLM.from_pretrained(final)
     prompt = tokenizer.apply_chat_template(
