@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -28,6 +29,9 @@ def test_create_and_get_job(client: TestClient, tenant: Tenant) -> None:
     assert job["retries"] == 0 and job["last_checkpoint_step"] is None and job["output_model_id"] is None
     assert job["config"]["hyperparams"]["max_steps"] == 5
     assert job["config"]["datasets"][0]["path"].endswith(".jsonl")
+    origins = job["config"]["origins"]  # the runner keeps them: spec.json and the model card say who chose what
+    assert origins["hyperparams.max_steps"] == "user" and origins["hyperparams.learning_rate"] == "base_model"
+    assert origins["hyperparams.seed"] == "default"
     got = client.get(f"/v1/jobs/{job['id']}", headers=tenant.headers)
     assert got.status_code == 200
     assert got.json()["id"] == job["id"]
@@ -163,11 +167,17 @@ def test_rate_limit_holds_across_two_app_instances(
     assert 0 < int(limited.headers["X-RateLimit-Reset"]) <= 60
 
 
-def test_qlora_without_its_kernels_is_refused_at_submission(client: TestClient, tenant: Tenant) -> None:
+def test_qlora_without_its_kernels_is_refused_at_submission(client: TestClient, tenant: Tenant,
+                                                             api_settings: Settings) -> None:
     """Never queued to fail (and be retried) in a runner: on a host without CUDA and bitsandbytes,
-    a model that lists qlora still gets a 422 naming the method."""
+    a model that may take qlora (a registered Hugging Face folder) still gets a 422 naming the method."""
+    folder = api_settings.model_roots[0] / "my-llama"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "llama", "max_position_embeddings": 2048}))
+    base = client.post("/v1/base-models", headers=tenant.headers, json={"source": "my-llama", "name": "mine"})
+    assert base.status_code == 201 and "qlora" in base.json()["methods"], base.text
     dataset = ready_dataset(client, tenant)
-    body = job_body(dataset["id"], base_model="smollm2-135m-instruct", method="qlora")
+    body = job_body(dataset["id"], base_model=base.json()["id"], method="qlora")
     response = client.post("/v1/jobs", headers=tenant.headers, json=body)
     assert response.status_code == 422, response.text
     problems = response.json()["error"]["details"]["problems"]

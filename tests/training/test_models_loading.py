@@ -121,3 +121,16 @@ def test_adapter_on_tiny_llama_survives_a_moved_model_cache(tiny_source, model_c
     source = resolve_model_source(str(tmp_path / "lora"), model_cache)
     assert source.base is not None and source.base.kind == "builtin"
     torch.testing.assert_close(_logits(load_model(source)), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["gguf", "peft_adapter"])
+def test_a_base_that_cannot_be_quantized_on_load_is_a_user_error_before_loading(tmp_path: Path, kind: str) -> None:
+    """qlora's 4-bit quantization happens inside from_pretrained; a GGUF or merged adapter base never gets there."""
+    from tuneyard.errors import UnsupportedError
+    from tuneyard.training.models import ModelSource
+
+    base = ModelSource(TINY_LLAMA, "builtin", tmp_path, builtin_id=TINY_LLAMA)
+    source = (ModelSource("m.gguf", "gguf", tmp_path, gguf_file="m.gguf") if kind == "gguf"
+              else ModelSource(str(tmp_path), "peft_adapter", tmp_path, base=base))
+    with pytest.raises(UnsupportedError, match="use lora"):
+        load_model(source, load_options={"quantization_config": object()})

@@ -252,7 +252,7 @@ def _resolve_config(
     if not isinstance(spec, TrainingJobSpec):  # refused as not runnable; no runner config to make
         raise InvalidRequest([{"field": "type", "message": f"{spec.type} jobs cannot run yet"}])
     try:
-        hyperparams, _origins = resolve_hyperparams(spec, _defaults_for(model, spec.method))
+        hyperparams, origins = resolve_hyperparams(spec, _defaults_for(model, spec.method))
     except SpecError as exc:
         raise InvalidRequest(exc.problems, exc.message) from None
     config = {
@@ -263,6 +263,9 @@ def _resolve_config(
         "hyperparams": hyperparams.model_dump(),
     }
     parse_spec(config)  # the runner will parse it the same way; fail here, not in a worker
+    # Every value is explicit for the runner, so it could not tell the user's from a default: it
+    # keeps these (spec.json, the model card) as it keeps them from its own earlier spec.json.
+    config["origins"] = {f"hyperparams.{name}": origin for name, origin in origins.items()}
     return config
 
 

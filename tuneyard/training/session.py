@@ -70,11 +70,13 @@ class Session:
         check_method_supported(config.spec.method, device.type)
         source = resolve_model_source(config.spec.base_model, config.model_cache_dir)
         tokenizer = load_tokenizer(source)
-        model: Any = load_model(source, dtype=torch.float32)
-        model = model.to(device)
+        method = get_method(config.spec.method)
+        load_options = method.load_options(bf16)
+        model: Any = load_model(source, dtype=torch.float32, load_options=load_options)
+        if not load_options:  # a base quantized as it loads is placed on the device by its loader
+            model = model.to(device)
         if hp.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        method = get_method(config.spec.method)
         model = method.prepare(model, hp, bf16)
         head = _plain_head(model)
         model.train()

@@ -126,7 +126,9 @@ _BUILTINS: dict[str, BaseModelEntry] = {
             architecture="llama",
             parameters=134_515_008,
             context_length=8192,
-            methods=("lora", "full", "qlora"),
+            # Not qlora: 4-bit quantization happens as transformers loads a model folder, and this
+            # base comes from a GGUF file (tuneyard.training.models.loading._check_quantizable).
+            methods=("lora", "full"),
         ),
     )
 }

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from tuneyard.errors import ModelNotFoundError
+from tuneyard.errors import ModelNotFoundError, UnsupportedError
 from tuneyard.training.models.chat_template import CHATML_TEMPLATE
 from tuneyard.training.models.source import ModelSource
 
@@ -52,11 +52,20 @@ def load_model(
     source: ModelSource,
     dtype: torch.dtype = torch.float32,
     attn_implementation: str = "sdpa",
+    load_options: dict[str, Any] | None = None,
 ) -> PreTrainedModel:
-    """The source as a dense causal LM in `dtype`, on CPU, in eval mode."""
+    """The source as a dense causal LM in `dtype`, on CPU, in eval mode.
+
+    `load_options` are a method's extra `from_pretrained` arguments (QLoRA's 4-bit quantization):
+    such a base is quantized as it loads, onto the first CUDA device, and is not dense.
+    """
+    if load_options:
+        _check_quantizable(source)
     if source.kind == "peft_adapter":
         return _load_merged_adapter(source, dtype, attn_implementation)
     kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": attn_implementation}
+    if load_options:
+        kwargs.update(load_options, device_map={"": torch.cuda.current_device()})
     if source.gguf_file:
         kwargs.update(_gguf_kwargs(source.gguf_file))
     try:
@@ -69,6 +78,16 @@ def load_model(
         _drop_gguf_quantizer(model)
     _set_name(model, source)
     return model.eval()
+
+
+def _check_quantizable(source: ModelSource) -> None:
+    """Quantizing on load needs the weights as transformers reads them from a model folder."""
+    if source.gguf_file or source.kind == "peft_adapter":
+        what = "a GGUF file" if source.gguf_file else "a LoRA adapter merged into its base"
+        raise UnsupportedError(
+            f"qlora quantizes the base model to 4 bits as it loads, which transformers cannot do to {what} "
+            f"({source.requested!r}); use lora, or a base model in Hugging Face (safetensors) format"
+        )
 
 
 def _set_name(model: PreTrainedModel, source: ModelSource) -> None:
