@@ -1,19 +1,39 @@
 """The error types of tuneyard.
 
-Each class's docstring is its default message. ``error_type`` is the stable code stored on a
-failed job and mapped to an exit code by the runner and to an HTTP status by the API (which
-keeps that mapping in one module of its own).
+Each class's docstring is its default message. ``error_type`` is the stable code (an ErrorType)
+stored on a failed job and mapped to an exit code by the runner and to an HTTP status by the API
+(which keeps that mapping in one module of its own).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from enum import StrEnum
+from typing import Any, ClassVar
+
+
+class ErrorType(StrEnum):
+    """Why a job failed, as stored in its `error.error_type`: the strings are a stored contract."""
+
+    USER_ERROR = "user_error"  # the request, spec, data or model cannot be used; never retried
+    PLATFORM_ERROR = "platform_error"  # tuneyard failed for a reason of its own; retried up to max_retries
+    LEASE_LOST = "lease_lost"  # the worker lost the job's lease: another attempt owns the job now
+
+    @classmethod
+    def of(cls, code: object) -> ErrorType | None:
+        """The type a stored code names; None for no code. A code tuneyard does not define (a
+        runner may report a finer one; the stored error keeps it verbatim) reads as a platform error."""
+        if not code:
+            return None
+        try:
+            return cls(str(code))
+        except ValueError:
+            return cls.PLATFORM_ERROR
 
 
 class TuneyardError(Exception):
     """Something went wrong in tuneyard."""
 
-    error_type = "platform_error"
+    error_type: ClassVar[ErrorType] = ErrorType.PLATFORM_ERROR
 
     def __init__(self, message: str | None = None, **details: Any) -> None:
         self.message = message or (self.__doc__ or "").strip()
@@ -24,7 +44,7 @@ class TuneyardError(Exception):
 class UserError(TuneyardError):
     """The request, spec, data or model cannot be used; retrying will not help."""
 
-    error_type = "user_error"
+    error_type = ErrorType.USER_ERROR
 
 
 class SpecError(UserError, ValueError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tuneyard.errors import TuneyardError, UserError
+from tuneyard.errors import ErrorType, TuneyardError, UserError
 
 
 class NotFound(UserError):
@@ -37,7 +37,7 @@ class IdempotencyConflict(Conflict):
 class StaleAttempt(TuneyardError):
     """This attempt no longer holds the job; the worker must stop writing to it."""
 
-    error_type = "platform_error"
+    error_type = ErrorType.PLATFORM_ERROR
 
     def __init__(self, job_id: str, attempt: int, current_attempt: int, status: str) -> None:
         self.job_id = job_id

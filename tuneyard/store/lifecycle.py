@@ -32,6 +32,7 @@ from typing import Any
 from sqlalchemy import Update, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from tuneyard.errors import ErrorType
 from tuneyard.store.engine import Database
 from tuneyard.store.errors import Conflict, InvalidTransition, NotFound, StaleAttempt
 from tuneyard.store.ids import new_id, utcnow
@@ -40,7 +41,6 @@ from tuneyard.store.tables import Checkpoint, Job, TrainedModel, UTCDateTime
 from tuneyard.store.telemetry import latest_checkpoint_id
 
 S = JobStatus
-PLATFORM_ERROR = "platform_error"
 
 # The held statuses a job goes back to the queue from when its worker lets go of it unasked:
 # a job stopping or cancelling is on its way out instead, and ends as the user asked.
@@ -304,7 +304,7 @@ def _reap_one(
             elif (target := retry_decision(retries, max_retries)) is S.QUEUED:
                 values = _retry_values(session, job_id, retries)
             else:
-                values = _failed_values(PLATFORM_ERROR, _gave_up(why, retries), None, now)
+                values = _failed_values(ErrorType.PLATFORM_ERROR, _gave_up(why, retries), None, now)
             transition(session, job_id, target, event, attempt=attempt, only_from=(status,), values=values,
                        where=[Job.lease_expires_at < now, Job.retries == retries])
     except (StaleAttempt, InvalidTransition):

@@ -11,7 +11,7 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any
 
-from tuneyard.errors import PlatformError, UserError
+from tuneyard.errors import ErrorType, PlatformError, UserError
 from tuneyard.training import contract
 
 TelemetryRecord = dict[str, Any]
@@ -21,7 +21,7 @@ TelemetryRecord = dict[str, Any]
 class LeaseLost(PlatformError):
     """This worker no longer holds the job: another attempt owns it now."""
 
-    error_type = "lease_lost"
+    error_type = ErrorType.LEASE_LOST
 
 
 class Verdict(enum.StrEnum):
