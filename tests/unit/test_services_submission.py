@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from tests.support.store import memory_database
+from tuneyard.api.schemas.job_create import job_request
 from tuneyard.services import datasets, files
 from tuneyard.services.errors import InvalidRequest, RateLimited
 from tuneyard.services.jobs import submit_job
-from tuneyard.services.submission import plan_job
+from tuneyard.services.submission import JobRequest, plan_job
 from tuneyard.settings import Settings
 from tuneyard.spec import parse_spec
 from tuneyard.store import tenancy
@@ -52,8 +53,9 @@ def dataset_id(db: Database, settings: Settings, caller: Principal, tmp_path: Pa
 
 def test_config_is_resolved_and_runner_valid(db: Database, settings: Settings, caller: Principal,
                                              dataset_id: str) -> None:
-    plan = plan_job(db, settings, caller.org_id, {"base_model": "tiny-llama", "datasets": [{"name": "chats"}],
-                                                  "hyperparams": {"max_steps": 7}, "idempotency_key": "k"})
+    body = {"base_model": "tiny-llama", "datasets": [{"name": "chats"}], "hyperparams": {"max_steps": 7},
+            "idempotency_key": "k"}
+    plan = plan_job(db, settings, caller.org_id, job_request(body))
     assert parse_spec(plan.config).hyperparams.max_steps == 7
     assert plan.config["hyperparams"]["learning_rate"] == 1.0e-3  # tiny-llama's size tier, not the schema's
     assert plan.config["datasets"][0]["path"].startswith(str(settings.data_dir / "files"))
@@ -65,7 +67,7 @@ def test_every_problem_at_once(db: Database, settings: Settings, caller: Princip
     body = {"base_model": "gpt-99", "datasets": [{"id": "ds_gone"}, {"path": "/etc/passwd"}, 7],
             "method": "sideways", "hyperparams": {"epochs": 0}, "project_id": "proj_x", "idempotency_key": "a"}
     with pytest.raises(InvalidRequest) as refused:
-        plan_job(db, settings, caller.org_id, body, header_key="b")
+        plan_job(db, settings, caller.org_id, job_request(body, header_key="b"))
     fields = {p["field"] for p in refused.value.problems}
     assert {"base_model", "datasets.0", "datasets.1.path", "datasets.2", "method", "hyperparams.epochs",
             "project_id", "idempotency_key"} <= fields
@@ -75,14 +77,43 @@ def test_replays_spend_no_quota_and_other_bodies_conflict(
     db: Database, settings: Settings, caller: Principal, dataset_id: str
 ) -> None:
     body = {"base_model": "tiny-llama", "datasets": [{"id": dataset_id}]}
-    first = submit_job(db, settings, caller, body, idempotency_key="same")
+    first = submit_job(db, settings, caller, job_request(body, "same"))
     for _ in range(5):
-        replay = submit_job(db, settings, caller, body, idempotency_key="same")
+        replay = submit_job(db, settings, caller, job_request(body, "same"))
         assert replay.job.id == first.job.id and not replay.created
     with pytest.raises(IdempotencyConflict):
-        submit_job(db, settings, caller, {**body, "name": "changed"}, idempotency_key="same")
-    second = submit_job(db, settings, caller, body)
+        submit_job(db, settings, caller, job_request({**body, "name": "changed"}, "same"))
+    second = submit_job(db, settings, caller, job_request(body))
     assert second.created and second.rate.remaining == 0
     with pytest.raises(RateLimited) as limited:
-        submit_job(db, settings, caller, body)
+        submit_job(db, settings, caller, job_request(body))
     assert limited.value.limit == 2 and 1 <= limited.value.retry_after_s <= 60
+
+
+def test_a_request_another_api_built_is_checked_whole_with_the_problems_it_brought(
+    db: Database, settings: Settings, caller: Principal
+) -> None:
+    request = JobRequest(spec={"base_model": "gpt-99", "datasets": [{"name": "chats"}]}, name="x" * 300,
+                         problems=({"field": "steps", "message": "must be at least 1"},))
+    with pytest.raises(InvalidRequest) as refused:
+        plan_job(db, settings, caller.org_id, request)
+    assert [p["field"] for p in refused.value.problems] == ["steps", "name", "base_model", "datasets.0"]
+
+
+def test_without_the_words_it_was_sent_in_a_job_stores_its_spec_with_its_name(
+    db: Database, settings: Settings, caller: Principal, dataset_id: str
+) -> None:
+    request = JobRequest(spec={"base_model": "tiny-llama", "datasets": [{"id": dataset_id}]}, name="mine")
+    submitted = submit_job(db, settings, caller, request)
+    assert submitted.job.spec == {"base_model": "tiny-llama", "datasets": [{"id": dataset_id}], "name": "mine"}
+    assert submitted.job.name == "mine" and submitted.job.status == "queued"
+
+
+def test_the_native_body_keeps_its_own_field_names() -> None:
+    with pytest.raises(InvalidRequest, match="must be a JSON object"):
+        job_request([{"base_model": "tiny-llama"}])
+    request = job_request({"base_model": "m", "name": 5, "project_id": "p" * 41, "idempotency_key": "a"}, "b")
+    assert [p["field"] for p in request.problems] == ["name", "project_id", "idempotency_key"]
+    assert (request.name, request.project_id, request.idempotency_key) == (None, None, "a")
+    assert request.spec == {"base_model": "m"} and "idempotency_key" not in (request.submitted or {})
+    assert job_request({"base_model": "m"}, "h" * 256).problems[0]["field"] == "Idempotency-Key"

@@ -13,18 +13,17 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from tuneyard.api.deps import ID_SHAPE, Context, checked_id
-from tuneyard.api.schemas.jobs import JobPublic
 from tuneyard.console.auth import CurrentViewer
 from tuneyard.console.hyperparams import form_fields
 from tuneyard.console.views import page
 from tuneyard.problems import error_detail_lines
 from tuneyard.scheduler.queue import queue_position
 from tuneyard.services import base_models, datasets, jobs, runs, timeline
+from tuneyard.services.job_view import JobView
 from tuneyard.spec import JOB_TYPES, METHODS
 from tuneyard.store import tenancy
 from tuneyard.store.errors import NotFound
 from tuneyard.store.status import JobStatus
-from tuneyard.store.tables import Job
 
 router = APIRouter(include_in_schema=False)
 
@@ -46,14 +45,13 @@ def _one_of(value: str | None, allowed: list[str]) -> str | None:
     return value if value in allowed else None
 
 
-def job_row(context: Context, job: Job) -> dict[str, Any]:
+def job_row(context: Context, job: JobView) -> dict[str, Any]:
     """What a list row shows, and what its live refresh updates."""
-    public = JobPublic.of(job)
-    position = queue_position(context.db, job.id) if job.status == JobStatus.QUEUED.value else None
-    return {"id": job.id, "name": job.name, "type": job.type, "status": job.status,
-            "project_id": job.project_id, "created_at": public.created_at.isoformat(),
-            "percent": public.progress.percent, "step": public.progress.step,
-            "total_steps": public.progress.total_steps, "loss": public.loss, "queue_position": position,
+    position = queue_position(context.db, job.id) if job.status is JobStatus.QUEUED else None
+    return {"id": job.id, "name": job.name, "type": job.type, "status": job.status.value,
+            "project_id": job.project_id, "created_at": job.created_at.isoformat(),
+            "percent": job.progress.percent, "step": job.progress.step,
+            "total_steps": job.progress.total_steps, "loss": job.loss, "queue_position": position,
             "base_model": job.spec.get("base_model"), "method": job.spec.get("method", "lora")}
 
 
@@ -106,9 +104,8 @@ def job_page(request: Request, context: Context, viewer: CurrentViewer, job_id: 
         job = jobs.get_job(context.db, viewer.principal.org_id, job_id if ID_SHAPE.match(job_id) else "-")
     except NotFound:
         return page(request, "not_found.html", viewer, 404, what=f"job {job_id}")
-    public = JobPublic.of(job).model_dump(mode="json")
-    error_lines = error_detail_lines((public.get("error") or {}).get("details"))
-    return page(request, "job_detail.html", viewer, job=public, error_lines=error_lines)
+    error_lines = error_detail_lines((job.error or {}).get("details"))
+    return page(request, "job_detail.html", viewer, job=job, error_lines=error_lines)
 
 
 @router.get("/console/jobs/{job_id}/checkpoints/{checkpoint_id}/download")

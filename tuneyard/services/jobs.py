@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from tuneyard.services.errors import RateLimited, TrainingFailed
+from tuneyard.services.job_view import JobView
 from tuneyard.services.runs import remove_run, run_dir
-from tuneyard.services.submission import plan_job
+from tuneyard.services.submission import JobRequest, plan_job
 from tuneyard.settings import Settings
 from tuneyard.store import catalog as models_store
 from tuneyard.store import jobs as store
@@ -31,22 +32,26 @@ RATE_WINDOW_S = 60.0
 
 @dataclass(frozen=True)
 class Submitted:
-    job: Job
+    job: JobView
     created: bool  # False: the same idempotency key and body were seen before; this is that job
     rate: RateDecision
 
 
-def submit_job(
-    db: Database, settings: Settings, caller: Principal, body: Any, *, idempotency_key: str | None = None
-) -> Submitted:
+@dataclass(frozen=True)
+class JobList:
+    items: list[JobView]
+    next_cursor: str | None  # None on the last page
+
+
+def submit_job(db: Database, settings: Settings, caller: Principal, request: JobRequest) -> Submitted:
     """Validate the whole request, then queue the job (or return the one this key already made).
 
     Raises InvalidRequest (every problem at once), IdempotencyConflict, or RateLimited.
     """
-    plan = plan_job(db, settings, caller.org_id, body, idempotency_key)
+    plan = plan_job(db, settings, caller.org_id, request)
     new = store.NewJob(
-        org_id=caller.org_id, type=plan.request.type, spec=plan.spec, config=plan.config,
-        name=plan.request.name, project_id=plan.request.project_id, user_key_id=caller.key_id,
+        org_id=caller.org_id, type=plan.type, spec=plan.spec, config=plan.config,
+        name=request.name, project_id=request.project_id, user_key_id=caller.key_id,
         max_retries=settings.max_retries, idempotency_key=plan.idempotency_key,
     )
     admission = admit_job(
@@ -56,30 +61,31 @@ def submit_job(
     rate = admission.decision
     if admission.job is None:
         raise RateLimited(rate.limit, rate.remaining, rate.retry_after_s, rate.reset_after_s)
-    return Submitted(admission.job, admission.created, rate)
+    return Submitted(JobView.of(admission.job), admission.created, rate)
 
 
-def get_job(db: Database, org_id: str, job_id: str) -> Job:
-    return store.get_job(db, org_id, job_id)
+def get_job(db: Database, org_id: str, job_id: str) -> JobView:
+    return JobView.of(store.get_job(db, org_id, job_id))
 
 
 def list_jobs(
     db: Database, org_id: str, *, status: str | None = None, type: str | None = None,
     project_id: str | None = None, limit: int = 20, cursor: str | None = None,
-) -> store.Page:
-    return store.list_jobs(db, org_id, status=status, type=type, project_id=project_id, limit=limit, cursor=cursor)
+) -> JobList:
+    page = store.list_jobs(db, org_id, status=status, type=type, project_id=project_id, limit=limit, cursor=cursor)
+    return JobList([JobView.of(job) for job in page.items], page.next_cursor)
 
 
-def stop_job(db: Database, org_id: str, job_id: str) -> Job:
-    return lifecycle.request_stop(db, org_id, job_id)
+def stop_job(db: Database, org_id: str, job_id: str) -> JobView:
+    return JobView.of(lifecycle.request_stop(db, org_id, job_id))
 
 
-def cancel_job(db: Database, org_id: str, job_id: str) -> Job:
-    return lifecycle.request_cancel(db, org_id, job_id)
+def cancel_job(db: Database, org_id: str, job_id: str) -> JobView:
+    return JobView.of(lifecycle.request_cancel(db, org_id, job_id))
 
 
-def resume_job(db: Database, org_id: str, job_id: str, checkpoint_id: str | None = None) -> Job:
-    return lifecycle.request_resume(db, org_id, job_id, checkpoint_id)
+def resume_job(db: Database, org_id: str, job_id: str, checkpoint_id: str | None = None) -> JobView:
+    return JobView.of(lifecycle.request_resume(db, org_id, job_id, checkpoint_id))
 
 
 def delete_job(db: Database, settings: Settings, org_id: str, job_id: str) -> None:

@@ -7,6 +7,7 @@ round trip instead of discovering its faults one at a time.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,11 +37,13 @@ from tuneyard.store.jobs import request_hash
 from tuneyard.store.telemetry import get_checkpoint
 from tuneyard.training.models import catalog
 
-Problems = list[dict[str, Any]]
+Problem = dict[str, Any]
+"""{"field": a dotted path in the request's words, "message": what is wrong with it}"""
+Problems = list[Problem]
 
 
 class ServiceFields(BaseModel):
-    """The service's own fields of POST /v1/jobs, beside the engine's spec."""
+    """The service's own fields of a job, beside the engine's spec, with their limits."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -56,22 +59,28 @@ SERVICE_FIELDS = frozenset(ServiceFields.model_fields)
 
 @dataclass(frozen=True)
 class JobRequest:
-    """A job as POST /v1/jobs takes it: the engine's spec plus the service's own fields."""
+    """A job to submit, in the services' words: each API builds one from its own schema.
 
-    spec: JobSpecBase
-    fields: ServiceFields
+    `spec` is the engine's spec (type, base_model, datasets, method, hyperparams) as a mapping;
+    the service checks it whole, with everything else, so a request's problems are reported
+    together, each naming a field of this request. `problems` are those the API already found in
+    its own schema (named in its own words); they are reported with the service's.
+    """
 
-    @property
-    def type(self) -> str:
-        return self.spec.type
+    spec: Mapping[str, Any]
+    name: str | None = None
+    project_id: str | None = None
+    idempotency_key: str | None = None
+    problems: tuple[Problem, ...] = ()
+    submitted: Mapping[str, Any] | None = None
+    """The request as its API received it, stored as the job's `spec` and hashed for idempotency;
+    when None, the spec with the name and project."""
 
-    @property
-    def name(self) -> str | None:
-        return self.fields.name
-
-    @property
-    def project_id(self) -> str | None:
-        return self.fields.project_id
+    def stored_spec(self) -> dict[str, Any]:
+        if self.submitted is not None:
+            return dict(self.submitted)
+        named = {"name": self.name, "project_id": self.project_id}
+        return {**self.spec, **{k: v for k, v in named.items() if v is not None}}
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,7 @@ class JobPlan:
     """A checked request: what to store and what the runner will get."""
 
     request: JobRequest
+    type: str
     spec: dict[str, Any]  # as submitted, without the idempotency key
     config: dict[str, Any]  # the resolved, runner-valid spec
     idempotency_key: str | None
@@ -93,23 +103,21 @@ class ResolvedModel:
     methods: tuple[str, ...] | None  # None: not known, any method may be tried
 
 
-def plan_job(
-    db: Database, settings: Settings, org_id: str, body: Any, header_key: str | None = None
-) -> JobPlan:
+def plan_job(db: Database, settings: Settings, org_id: str, request: JobRequest) -> JobPlan:
     """Check the whole request; raise InvalidRequest listing every problem, or return the plan."""
-    if not isinstance(body, dict):
-        raise InvalidRequest([{"field": "(body)", "message": "the body must be a JSON object"}])
     problems: Problems = []
-    request = _validate_fields(body, problems)
-    key = _idempotency_key(body, header_key, problems)
-    model = _check_base_model(db, settings, org_id, body, problems)
-    datasets = _check_datasets(db, org_id, body.get("datasets"), problems)
-    _check_project(db, org_id, body.get("project_id"), problems)
-    if problems or request is None or model is None:
+    spec = _check_spec(request.spec, problems)
+    problems.extend(request.problems)
+    _check_fields(request, problems)
+    model = _check_base_model(db, settings, org_id, request.spec, problems)
+    datasets = _check_datasets(db, org_id, request.spec.get("datasets"), problems)
+    _check_project(db, org_id, request.project_id, problems)
+    if problems or spec is None or model is None:
         raise InvalidRequest(problems or [{"field": "(body)", "message": "invalid job"}], _message(problems))
-    config = _resolve_config(request, model, datasets)
-    spec = {k: v for k, v in body.items() if k != "idempotency_key"}
-    return JobPlan(request, spec, config, key, request_hash(spec), [d for d, _ in datasets])
+    config = _resolve_config(spec, model, datasets)
+    stored = request.stored_spec()
+    return JobPlan(request, spec.type, stored, config, request.idempotency_key, request_hash(stored),
+                   [d for d, _ in datasets])
 
 
 def _message(problems: Problems) -> str:
@@ -118,18 +126,21 @@ def _message(problems: Problems) -> str:
     return f"the job request has {len(problems)} problem(s): {shown}{more}"
 
 
-def _validate_fields(body: dict[str, Any], problems: Problems) -> JobRequest | None:
-    spec, spec_problems = check_spec({k: v for k, v in body.items() if k not in SERVICE_FIELDS})
+def _check_spec(data: Mapping[str, Any], problems: Problems) -> JobSpecBase | None:
+    spec, spec_problems = check_spec(dict(data))
     problems.extend(spec_problems)
+    if spec is not None:
+        _check_runnable(spec, problems)
+    return spec
+
+
+def _check_fields(request: JobRequest, problems: Problems) -> None:
+    """The service fields' limits, for an API that did not check them against ServiceFields itself."""
+    given = {"name": request.name, "project_id": request.project_id, "idempotency_key": request.idempotency_key}
     try:
-        fields = ServiceFields.model_validate({k: v for k, v in body.items() if k in SERVICE_FIELDS})
+        ServiceFields.model_validate(given)
     except ValidationError as exc:
         problems.extend(problems_from(exc))
-        return None
-    if spec is None:
-        return None
-    _check_runnable(spec, problems)
-    return JobRequest(spec, fields)
 
 
 def _check_runnable(spec: JobSpecBase, problems: Problems) -> None:
@@ -144,21 +155,10 @@ def _check_runnable(spec: JobSpecBase, problems: Problems) -> None:
                 f"method {spec.method!r} is not available on this server: {'; '.join(missing)}")})
 
 
-def _idempotency_key(body: dict[str, Any], header_key: str | None, problems: Problems) -> str | None:
-    in_body = body.get("idempotency_key")
-    if header_key is not None and in_body is not None and header_key != in_body:
-        problems.append({"field": "idempotency_key",
-                         "message": "differs from the Idempotency-Key header; send one or make them equal"})
-    if header_key is not None and not 0 < len(header_key) <= 255:
-        problems.append({"field": "Idempotency-Key", "message": "must be 1 to 255 characters"})
-    key = in_body if isinstance(in_body, str) else header_key
-    return key or None
-
-
 def _check_base_model(
-    db: Database, settings: Settings, org_id: str, body: dict[str, Any], problems: Problems
+    db: Database, settings: Settings, org_id: str, spec: Mapping[str, Any], problems: Problems
 ) -> ResolvedModel | None:
-    name = body.get("base_model")
+    name = spec.get("base_model")
     if not isinstance(name, str) or not name:
         return None  # the field validation has reported it
     try:
@@ -168,7 +168,7 @@ def _check_base_model(
             f"no base model {name!r}: give a built-in or registered base model id, "
             "or a checkpoint or trained-model id of your organization")})
         return None
-    method = body.get("method", "lora")
+    method = spec.get("method", "lora")
     if model.methods is not None and isinstance(method, str) and method not in model.methods:
         problems.append({"field": "method", "message": (
             f"{name} supports {', '.join(model.methods)}, not {method}")})
@@ -236,8 +236,8 @@ def _one_dataset(
     return dataset.id, [{"path": p, "format": fmt, "split": split} for p in paths]
 
 
-def _check_project(db: Database, org_id: str, project_id: Any, problems: Problems) -> None:
-    if not isinstance(project_id, str):
+def _check_project(db: Database, org_id: str, project_id: str | None, problems: Problems) -> None:
+    if project_id is None:
         return
     try:
         tenancy.get_project(db, org_id, project_id)
@@ -246,9 +246,8 @@ def _check_project(db: Database, org_id: str, project_id: Any, problems: Problem
 
 
 def _resolve_config(
-    request: JobRequest, model: ResolvedModel, datasets: list[tuple[str, list[dict[str, Any]]]]
+    spec: JobSpecBase, model: ResolvedModel, datasets: list[tuple[str, list[dict[str, Any]]]]
 ) -> dict[str, Any]:
-    spec = request.spec
     if not isinstance(spec, TrainingJobSpec):  # refused as not runnable; no runner config to make
         raise InvalidRequest([{"field": "type", "message": f"{spec.type} jobs cannot run yet"}])
     try:

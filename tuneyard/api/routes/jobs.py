@@ -9,9 +9,11 @@ from fastapi import APIRouter, Body, Header, Query, Response, status
 from tuneyard.api.deps import Caller, Context, JobRead, OwnedJob
 from tuneyard.api.errors import rate_limit_headers
 from tuneyard.api.schemas.common import ERROR_RESPONSES
+from tuneyard.api.schemas.job_create import job_request
 from tuneyard.api.schemas.jobs import JobPage, JobPublic, ResumeRequest
 from tuneyard.services import jobs
 from tuneyard.services.errors import InvalidRequest
+from tuneyard.services.job_view import JobView
 from tuneyard.spec import JOB_TYPES
 from tuneyard.store.status import JobStatus
 
@@ -31,7 +33,7 @@ def create_job(
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> JobPublic:
     """Queue a job. The whole request is checked first and every problem reported at once (422)."""
-    submitted = jobs.submit_job(context.db, context.settings, caller, body, idempotency_key=idempotency_key)
+    submitted = jobs.submit_job(context.db, context.settings, caller, job_request(body, idempotency_key))
     if not submitted.created:
         response.status_code = status.HTTP_200_OK
     rate = submitted.rate
@@ -61,7 +63,7 @@ def list_jobs(
 
 @router.get("/{job_id}", response_model=JobPublic)
 async def get_job(read: JobRead) -> JobPublic:
-    return await read(lambda _session, job: JobPublic.of(job))
+    return await read(lambda _session, job: JobPublic.of(JobView.of(job)))
 
 
 @router.post("/{job_id}/stop", response_model=JobPublic)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from tuneyard.api.schemas.common import Request
+from tuneyard.services.job_view import JobView
 from tuneyard.store.tables import Checkpoint, Job
 
 
@@ -43,21 +45,17 @@ class JobPublic(BaseModel):
     spec: dict[str, Any] = Field(description="The request as submitted.")
 
     @classmethod
-    def of(cls, job: Job) -> JobPublic:
-        raw = job.progress or {}
-        step, total = raw.get("step"), raw.get("total_steps")
-        percent = round(100.0 * step / total, 2) if isinstance(step, int) and total else None
-        if job.status == "completed":
-            percent = 100.0
-        progress = Progress(step=step, total_steps=total, epoch=raw.get("epoch"), percent=percent,
-                            eta_s=raw.get("eta_s"))
+    def of(cls, job: JobView | Job) -> JobPublic:
+        """The native rendering of a job's view (a row is viewed first)."""
+        view = job if isinstance(job, JobView) else JobView.of(job)
         return cls(
-            id=job.id, type=job.type, name=job.name, status=job.status, project_id=job.project_id,
-            retries=job.retries, attempt=job.attempt, max_retries=job.max_retries,
-            last_checkpoint_step=job.last_checkpoint_step, output_model_id=job.output_model_id,
-            created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
-            progress=progress, loss=raw.get("loss"), error=job.error, stop_requested=job.stop_requested,
-            cancel_requested=job.cancel_requested, config=job.config, spec=job.spec,
+            id=view.id, type=view.type, name=view.name, status=view.status.value, project_id=view.project_id,
+            retries=view.retries, attempt=view.attempt, max_retries=view.max_retries,
+            last_checkpoint_step=view.last_checkpoint_step, output_model_id=view.output_model_id,
+            created_at=view.created_at, started_at=view.started_at, finished_at=view.finished_at,
+            progress=Progress(**asdict(view.progress)), loss=view.loss, error=view.error,
+            stop_requested=view.stop_requested, cancel_requested=view.cancel_requested, config=view.config,
+            spec=view.spec,
         )
 
 

@@ -1,0 +1,55 @@
+"""POST /v1/jobs's body as the services' JobRequest.
+
+The native body is the engine's spec with the service's own fields (name, project_id,
+idempotency_key) beside it, so the services' field names are its own: a problem they report names
+the field as the body wrote it. Problems with the service fields and the Idempotency-Key header are
+found here and travel with the request, to be reported with the rest in one 422.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from tuneyard.services.errors import InvalidRequest
+from tuneyard.services.submission import SERVICE_FIELDS, JobRequest, Problems, ServiceFields
+from tuneyard.spec import problems_from
+
+KEY_FIELD = "idempotency_key"
+
+
+def job_request(body: Any, header_key: str | None = None) -> JobRequest:
+    """The request a native body makes; InvalidRequest at once when it is not even an object."""
+    if not isinstance(body, dict):
+        raise InvalidRequest([{"field": "(body)", "message": "the body must be a JSON object"}])
+    problems: Problems = []
+    fields = _service_fields({k: v for k, v in body.items() if k in SERVICE_FIELDS}, problems)
+    key = _idempotency_key(body.get(KEY_FIELD), fields.idempotency_key, header_key, problems)
+    return JobRequest(
+        spec={k: v for k, v in body.items() if k not in SERVICE_FIELDS},
+        name=fields.name, project_id=fields.project_id, idempotency_key=key, problems=tuple(problems),
+        submitted={k: v for k, v in body.items() if k != KEY_FIELD},
+    )
+
+
+def _service_fields(given: dict[str, Any], problems: Problems) -> ServiceFields:
+    """The fields that check out; each that does not is a problem, and left out."""
+    try:
+        return ServiceFields.model_validate(given)
+    except ValidationError as exc:
+        problems.extend(problems_from(exc))
+        bad = {str(error["loc"][0]) for error in exc.errors() if error["loc"]}
+        return ServiceFields.model_validate({k: v for k, v in given.items() if k not in bad})
+
+
+def _idempotency_key(in_body: Any, checked: str | None, header_key: str | None, problems: Problems) -> str | None:
+    """The body's key, else the header's; both given must agree."""
+    if header_key is not None and in_body is not None and header_key != in_body:
+        problems.append({"field": KEY_FIELD,
+                         "message": "differs from the Idempotency-Key header; send one or make them equal"})
+    if header_key is not None and not 0 < len(header_key) <= 255:
+        problems.append({"field": "Idempotency-Key", "message": "must be 1 to 255 characters"})
+        header_key = None
+    key = checked if isinstance(in_body, str) else header_key
+    return key or None
