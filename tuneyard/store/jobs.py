@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -40,6 +40,7 @@ class NewJob:
     user_key_id: str | None = None
     max_retries: int = 3
     idempotency_key: str | None = None
+    labels: dict[str, dict[str, Any]] = field(default_factory=dict)  # by dialect: tuneyard.store.labels
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ def insert_job(session: Session, new: NewJob, digest: str) -> Job:
         id=new_id("job"), org_id=new.org_id, project_id=new.project_id, user_key_id=new.user_key_id,
         type=new.type, name=new.name, status=S.QUEUED.value, spec=new.spec, config=new.config,
         max_retries=new.max_retries, idempotency_key=new.idempotency_key, request_hash=digest,
-        event_seq=1, progress={}, created_at=utcnow(),
+        event_seq=1, progress={}, labels=new.labels, created_at=utcnow(),
     )
     session.add(job)
     session.flush()

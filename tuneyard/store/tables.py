@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -175,6 +176,8 @@ class Job(Base):
     error: Mapped[dict[str, Any] | None]
     result: Mapped[dict[str, Any] | None]
     output_model_id: Mapped[str | None] = mapped_column(ID)
+    # Each dialect's own fields of the job, by dialect name (tuneyard.store.labels).
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
     idempotency_key: Mapped[str | None]
     request_hash: Mapped[str | None] = mapped_column(String(64))
     # Per-job counters handed out by guarded UPDATEs, so seq numbers never race.
@@ -183,6 +186,17 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+
+
+class JobAlias(Base):
+    """A dialect's id for a job (a vendor's UUID, a name-shaped id): one job per org, dialect and id."""
+
+    __tablename__ = "job_aliases"
+    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True)
+    dialect: Mapped[str] = mapped_column(String(32), primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ID, ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 def _job_fk() -> Mapped[str]:
