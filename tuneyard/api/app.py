@@ -15,9 +15,10 @@ from fastapi import FastAPI
 
 from tuneyard import __version__
 from tuneyard.api.deps import AppContext
+from tuneyard.api.dialects import DialectRegistry, registered
 from tuneyard.api.errors import install_error_handlers
 from tuneyard.api.limits import BodyLimit
-from tuneyard.api.routes import catalog, data, job_outputs, job_timeline, jobs, system
+from tuneyard.api.routes import system
 from tuneyard.console import install_console
 from tuneyard.services import datasets
 from tuneyard.settings import Settings
@@ -29,8 +30,10 @@ API_THREADS = 16
 GIL), and every one of them may hold a database connection: the pool is sized for this many."""
 
 
-def create_app(settings: Settings, db: Database | None = None, *, stream_poll_seconds: float = 0.5) -> FastAPI:
-    """The native API on `db` (or a new database from `settings`, migrated and disposed with the app)."""
+def create_app(settings: Settings, db: Database | None = None, *, stream_poll_seconds: float = 0.5,
+               dialects: DialectRegistry | None = None) -> FastAPI:
+    """The API's dialects (`registered()` unless given: the native one) on `db`, or on a new database
+    from `settings`, migrated and disposed with the app."""
     owned = db is None
     if owned:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -51,10 +54,14 @@ def create_app(settings: Settings, db: Database | None = None, *, stream_poll_se
     app = FastAPI(title="tuneyard", version=__version__, lifespan=lifespan,
                   description="Self-hosted fine-tuning jobs: native API.")
     app.state.context = AppContext(database, settings, stream_poll_seconds)
-    install_error_handlers(app)
-    for module in (catalog, data, jobs, job_timeline, job_outputs, system):
-        app.include_router(module.router)
-    app.add_middleware(BodyLimit, upload_limit=settings.max_upload_bytes)
+    served = dialects if dialects is not None else registered()
+    app.state.dialects = served
+    install_error_handlers(app, served.renderer_for)  # each error in the words of the dialect of its path
+    for dialect in served.in_route_order():
+        app.include_router(dialect.router)
+    app.include_router(system.operator_router)
+    app.add_middleware(BodyLimit, upload_limit=settings.max_upload_bytes, upload_paths=served.upload_paths(),
+                       renderer_for=served.renderer_for)
     install_console(app)  # the web console at / (pages, static assets, session cookie → bearer for /v1)
     return app
 

@@ -1,19 +1,24 @@
-"""The one place errors become HTTP: status, code and the envelope {"error": {code, message, details}}.
+"""The one place errors become HTTP: each failure's status, code, message and details.
 
 Every failure the API can produce goes through here (typed errors from the services and the store,
-request validation, malformed JSON, unknown routes, wrong methods, oversized bodies), so a client
-handles a single shape.
+request validation, malformed JSON, unknown routes, wrong methods, oversized bodies) and becomes an
+ApiError; the dialect that owns the request's path renders it (tuneyard.api.dialects), so each API
+answers in its own shape while the mapping stays one table. The native shape is the envelope
+{"error": {code, message, details}}, also used for paths no dialect owns (the console, /healthz).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 
 from tuneyard.errors import TuneyardError, UserError
 from tuneyard.services.errors import (
@@ -53,10 +58,30 @@ HTTP_CODES = {400: INVALID_REQUEST, 401: UNAUTHORIZED, 404: NOT_FOUND, 409: CONF
               503: SERVICE_UNAVAILABLE}
 
 
+@dataclass(frozen=True)
+class ApiError:
+    """One failure, decided: what a dialect's renderer turns into a response."""
+
+    status: int
+    code: str
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] | None = None
+
+
+ErrorRenderer = Callable[[Request, ApiError], Response]
+"""A dialect's shape for errors: the request (for its path) and the decided failure → a response."""
+
+
 def envelope(status: int, code: str, message: str, details: dict[str, Any] | None = None,
              headers: dict[str, str] | None = None) -> JSONResponse:
     body = {"error": {"code": code, "message": message, "details": details or {}}}
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def render_envelope(_request: Request, error: ApiError) -> Response:
+    """The native renderer: {"error": {code, message, details}} with the decided status."""
+    return envelope(error.status, error.code, error.message, error.details, error.headers)
 
 
 def status_for(exc: TuneyardError) -> tuple[int, str]:
@@ -71,26 +96,24 @@ def rate_limit_headers(limit: int, remaining: int, reset_after_s: int) -> dict[s
             "X-RateLimit-Reset": str(reset_after_s)}
 
 
-async def _tuneyard_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, TuneyardError)
+def tuneyard_error(request: Request, exc: TuneyardError) -> ApiError:
     status, code = status_for(exc)
     if status >= 500:
         log.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=exc)
+        return ApiError(status, code, "internal error")
     headers = None
     if isinstance(exc, RateLimited):
         headers = {"Retry-After": str(exc.retry_after_s),
                    **rate_limit_headers(exc.limit, exc.remaining, exc.reset_after_s)}
-    message = exc.message if status < 500 else "internal error"
-    return envelope(status, code, message, exc.details if status < 500 else {}, headers)
+    return ApiError(status, code, exc.message, exc.details, headers)
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
+def validation_error(exc: RequestValidationError) -> ApiError:
     problems = [_problem(e) for e in exc.errors()]
     if any(e.get("type") == "json_invalid" for e in exc.errors()):
-        return envelope(400, INVALID_REQUEST, "the body is not valid JSON", {"problems": problems})
+        return ApiError(400, INVALID_REQUEST, "the body is not valid JSON", {"problems": problems})
     summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5])
-    return envelope(422, INVALID_REQUEST, f"invalid request: {summary}", {"problems": problems})
+    return ApiError(422, INVALID_REQUEST, f"invalid request: {summary}", {"problems": problems})
 
 
 def _problem(error: Any) -> dict[str, str]:
@@ -103,23 +126,34 @@ def _problem(error: Any) -> dict[str, str]:
     return {"field": field, "message": message}
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
+def http_error(request: Request, exc: StarletteHTTPException) -> ApiError:
     status = exc.status_code
     code = HTTP_CODES.get(status, INTERNAL_ERROR if status >= 500 else INVALID_REQUEST)
     messages = {404: f"no route {request.url.path}", 405: f"{request.method} is not allowed on {request.url.path}",
                 413: "the request body is too large"}
     message = messages.get(status) or str(exc.detail)
-    return envelope(status, code, message, {}, dict(exc.headers) if exc.headers else None)
+    return ApiError(status, code, message, {}, dict(exc.headers) if exc.headers else None)
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+def decide(request: Request, exc: Exception) -> ApiError:
+    """The failure an exception means, whatever raised it."""
+    if isinstance(exc, TuneyardError):
+        return tuneyard_error(request, exc)
+    if isinstance(exc, RequestValidationError):
+        return validation_error(exc)
+    if isinstance(exc, StarletteHTTPException):
+        return http_error(request, exc)
     log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-    return envelope(500, INTERNAL_ERROR, "internal error")
+    return ApiError(500, INTERNAL_ERROR, "internal error")
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(TuneyardError, _tuneyard_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)
+def install_error_handlers(app: FastAPI, renderer_for: Callable[[str], ErrorRenderer] | None = None) -> None:
+    """Send every failure through `decide`, then to the renderer `renderer_for(path)` names
+    (the native envelope everywhere when none is given)."""
+    pick = renderer_for or (lambda _path: render_envelope)
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        return pick(request.url.path)(request, decide(request, exc))
+
+    for kind in (TuneyardError, RequestValidationError, StarletteHTTPException, Exception):
+        app.add_exception_handler(kind, handle)

@@ -1,4 +1,7 @@
-"""Service health and figures: /v1/stats for a user, /healthz and /metrics for operators."""
+"""Service health and figures: /v1/stats for a user (native API), /healthz and /metrics for operators.
+
+The operators' two are the server's own, in no dialect: `operator_router`, mounted by the app.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from tuneyard.services.errors import ServiceUnavailable
 from tuneyard.store.observability import ping
 
 router = APIRouter(responses=ERROR_RESPONSES)
+operator_router = APIRouter(responses=ERROR_RESPONSES)
 
 
 @router.get("/v1/stats", response_model=StatsPublic, tags=["stats"])
@@ -21,7 +25,7 @@ def get_stats(context: Context, caller: Caller) -> StatsPublic:
     return StatsPublic.of(stats.org_stats(context.db, context.settings, caller.org_id))
 
 
-@router.get("/healthz", tags=["health"])
+@operator_router.get("/healthz", tags=["health"])
 def healthz(context: Context) -> dict[str, str]:
     """200 when the database answers; 503 otherwise."""
     try:
@@ -31,7 +35,7 @@ def healthz(context: Context) -> dict[str, str]:
     return {"status": "ok", "database": context.db.dialect}
 
 
-@router.get("/metrics", response_class=PlainTextResponse, tags=["health"])
+@operator_router.get("/metrics", response_class=PlainTextResponse, tags=["health"])
 def metrics(context: Context) -> PlainTextResponse:
     """Prometheus text: queue depth, jobs by status, workers alive, claim latency, job durations."""
     body = stats.prometheus_text(context.db, context.settings)

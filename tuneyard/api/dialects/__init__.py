@@ -1,0 +1,20 @@
+"""The APIs this server speaks, one Dialect each, registered here by name.
+
+A dialect is a thin module beside `native`: a router at its own prefix, translators from its
+words to the services' JobRequest and from JobView back, an error renderer and status names
+(see `base`). To add one, write its module and register it in `registered` below.
+"""
+
+from __future__ import annotations
+
+from tuneyard.api.dialects import native
+from tuneyard.api.dialects.base import Dialect, DialectRegistry
+
+__all__ = ["Dialect", "DialectRegistry", "registered"]
+
+
+def registered() -> DialectRegistry:
+    """Every dialect the app serves, native first; a duplicate or an overlap fails here, at start-up."""
+    dialects = DialectRegistry()
+    dialects.register(native.dialect())
+    return dialects

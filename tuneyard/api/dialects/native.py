@@ -1,0 +1,26 @@
+"""The native API: tuneyard's own words under /v1, and the first dialect.
+
+Its routes live in tuneyard.api.routes, one module per resource; its errors are the envelope
+{"error": {code, message, details}}; its status names are the state machine's own.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from tuneyard.api.dialects.base import Dialect
+from tuneyard.api.errors import render_envelope
+from tuneyard.api.routes import catalog, data, job_outputs, job_timeline, jobs, system
+from tuneyard.store.status import JobStatus
+
+NAME = "native"
+PREFIX = "/v1"
+UPLOAD_PATHS = ("/v1/files",)
+
+
+def dialect() -> Dialect:
+    router = APIRouter()
+    for module in (catalog, data, jobs, job_timeline, job_outputs, system):
+        router.include_router(module.router)
+    return Dialect(name=NAME, prefixes=(PREFIX,), router=router, render_error=render_envelope,
+                   status_names={status: status.value for status in JobStatus}, upload_paths=UPLOAD_PATHS)
