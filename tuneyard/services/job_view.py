@@ -57,6 +57,8 @@ class JobView:
     """The resolved spec the runner gets."""
     spec: dict[str, Any]
     """The request as submitted."""
+    labels: dict[str, dict[str, Any]]
+    """Each dialect's own fields of the job, by dialect name."""
 
     @classmethod
     def of(cls, job: Job) -> JobView:
@@ -69,7 +71,7 @@ class JobView:
             progress=_progress(raw, job.status == JobStatus.COMPLETED), loss=raw.get("loss"), error=job.error,
             error_type=ErrorType.of((job.error or {}).get("error_type")),
             stop_requested=job.stop_requested, cancel_requested=job.cancel_requested,
-            config=job.config, spec=job.spec,
+            config=job.config, spec=job.spec, labels=job.labels or {},
         )
 
 

@@ -52,7 +52,7 @@ def submit_job(db: Database, settings: Settings, caller: Principal, request: Job
     new = store.NewJob(
         org_id=caller.org_id, type=plan.type, spec=plan.spec, config=plan.config,
         name=request.name, project_id=request.project_id, user_key_id=caller.key_id,
-        max_retries=settings.max_retries, idempotency_key=plan.idempotency_key,
+        max_retries=settings.max_retries, idempotency_key=plan.idempotency_key, labels=plan.labels,
     )
     admission = admit_job(
         db, new, plan.body_hash, subject=f"job-create:{caller.key_id}",

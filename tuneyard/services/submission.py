@@ -7,14 +7,15 @@ round trip instead of discovering its faults one at a time.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tuneyard.errors import SpecError
+from tuneyard.errors import PlatformError, SpecError
 from tuneyard.services.errors import InvalidRequest
 from tuneyard.services.runs import run_dir
 from tuneyard.settings import Settings
@@ -75,6 +76,13 @@ class JobRequest:
     submitted: Mapping[str, Any] | None = None
     """The request as its API received it, stored as the job's `spec` and hashed for idempotency;
     when None, the spec with the name and project."""
+    dialect: str = "native"
+    """The API it came through; `labels` are kept under this name."""
+    labels: Mapping[str, Any] = field(default_factory=dict)
+    """The dialect's own fields of the job, kept beside it (tuneyard.store.labels)."""
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """What the job may be given but nothing may store (a vendor's API key), by field name: a job
+    that would store one anywhere (its spec, config, labels or name) is refused."""
 
     def stored_spec(self) -> dict[str, Any]:
         if self.submitted is not None:
@@ -91,6 +99,7 @@ class JobPlan:
     type: str
     spec: dict[str, Any]  # as submitted, without the idempotency key
     config: dict[str, Any]  # the resolved, runner-valid spec
+    labels: dict[str, dict[str, Any]]  # by dialect
     idempotency_key: str | None
     body_hash: str
     dataset_ids: list[str]
@@ -116,8 +125,22 @@ def plan_job(db: Database, settings: Settings, org_id: str, request: JobRequest)
         raise InvalidRequest(problems or [{"field": "(body)", "message": "invalid job"}], _message(problems))
     config = _resolve_config(spec, model, datasets)
     stored = request.stored_spec()
-    return JobPlan(request, spec.type, stored, config, request.idempotency_key, request_hash(stored),
+    labels = {request.dialect: dict(request.labels)} if request.labels else {}
+    _refuse_stored_secrets(request, [stored, config, labels, request.name, request.project_id])
+    # A retry with other labels is another request; one without any hashes as before labels existed.
+    digest = request_hash({"spec": stored, "labels": labels} if labels else stored)
+    return JobPlan(request, spec.type, stored, config, labels, request.idempotency_key, digest,
                    [d for d, _ in datasets])
+
+
+def _refuse_stored_secrets(request: JobRequest, stored: list[Any]) -> None:
+    """A secret reaches nothing stored; finding one there is the API's bug, refused before any write."""
+    text = json.dumps(stored, ensure_ascii=False, default=str)
+    leaked = sorted(name for name, value in request.secrets.items()
+                    if value and (value in text or json.dumps(value, ensure_ascii=False)[1:-1] in text))
+    if leaked:
+        raise PlatformError(f"the {request.dialect} request would have stored its secret {', '.join(leaked)}; "
+                            "refused", dialect=request.dialect, fields=leaked)
 
 
 def _message(problems: Problems) -> str:
