@@ -78,7 +78,7 @@ def count_params(model: Any) -> tuple[int, int]:
 def run_tuneyard(cfg: dict[str, Any]) -> dict[str, Any]:
     from tuneyard.training.config import resolve
     from tuneyard.training.control import RunControl
-    from tuneyard.training.recipe import FinetuneRecipe
+    from tuneyard.training.recipes.finetune import FinetuneRecipe
     from tuneyard.training.telemetry import Telemetry
 
     hp = cfg["hyperparams"]
@@ -100,12 +100,12 @@ def run_tuneyard(cfg: dict[str, Any]) -> dict[str, Any]:
     # The engine's baseline eval is not part of what is compared (HF Trainer has none).
     recipe.state.baseline_eval = {}
     started = time.perf_counter()
-    recipe.train()
+    recipe.run()
     seconds = time.perf_counter() - started
     telemetry.close()
     return {
         "tokens": recipe.state.tokens_seen, "seconds": seconds, "steps": recipe.state.step,
-        "examples": len(recipe.session.data.train), "model": recipe.session.model,
+        "examples": len(recipe.data.train), "model": recipe.session.model,
     }  # fmt: skip
 
 

@@ -10,11 +10,12 @@ import pytest
 
 from tuneyard.spec import FORMATS, JOB_TYPES, METHODS, check_spec, model_output, parse_spec, resolve_hyperparams
 from tuneyard.spec.registry import Registry
-from tuneyard.training import contract, runner
+from tuneyard.training import contract
 from tuneyard.training import methods as implemented_methods
 from tuneyard.training.data.formats import PARSERS, detect
 from tuneyard.training.models.catalog import list_builtins
 from tuneyard.training.models.chat_template import CHATML_TEMPLATE, chatml_turn
+from tuneyard.training.recipes import RECIPES
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ def test_builtin_registries_refuse_duplicates() -> None:
 # ---- the registries equal their implementations --------------------------------------------
 
 def test_runnable_job_types_are_the_runners_recipes() -> None:
-    assert {t.name for t in JOB_TYPES if t.runnable} == set(runner.RECIPES)
+    assert {t.name for t in JOB_TYPES if t.runnable} == set(RECIPES.names())
 
 
 def test_runnable_job_types_announce_only_contract_phases() -> None:

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import traceback
 from pathlib import Path
+from typing import Any
 
-from tuneyard.errors import CheckpointError, UnsupportedError, UserError
+from tuneyard.errors import CheckpointError, UserError
 from tuneyard.training import artifacts, checkpoint, contract
 from tuneyard.training.config import read_spec_file, resolve
 from tuneyard.training.control import AbortRequested, RunControl
 from tuneyard.training.models.catalog import builtin_defaults
-from tuneyard.training.recipe import FinetuneRecipe
+from tuneyard.training.recipes import recipe_for
 from tuneyard.training.telemetry import Telemetry
-
-RECIPES = {"finetune": FinetuneRecipe}
-"""The recipe of each job type this runner can run; tuneyard.spec.jobtypes marks the same ones runnable."""
 
 
 def run(spec_path: Path, run_dir: Path, resume: str | None, model_cache_dir: Path) -> int:
@@ -54,21 +52,26 @@ def _run(
     base_model, method = raw.get("base_model"), raw.get("method", "lora")
     defaults = builtin_defaults(base_model, method) if isinstance(base_model, str) and isinstance(method, str) else {}
     config = resolve(raw, spec_path.resolve().parent, cache, defaults)
-    recipe_class = RECIPES.get(config.spec.type)
-    if recipe_class is None:
-        raise UnsupportedError(f"job type {config.spec.type!r} is not available in this runner yet")
+    build = recipe_for(config.spec.type)
     resume_from = _resume_point(run_dir, resume, telemetry)
-    recipe = recipe_class(config, run_dir, telemetry, control)
+    recipe = build(config, run_dir, telemetry, control)
     recipe.setup(resume_from)
     artifacts.write_json_atomic(run_dir / contract.SPEC_FILE, config.to_json())
-    if recipe.train() == "stopped":
+    if recipe.run() == "stopped":
         return contract.EXIT_STOPPED
     result = recipe.finish()
     artifacts.write_json_atomic(run_dir / contract.RESULT_FILE, result)
     telemetry.emit(contract.KIND_RESULT, **result)
     telemetry.phase("done")
-    telemetry.log(f"completed: ppl {result['ppl_baseline']:.3f} → {result['ppl_final']:.3f}")
+    telemetry.log(_completed_line(result))
     return contract.EXIT_COMPLETED
+
+
+def _completed_line(result: dict[str, Any]) -> str:
+    """The last log line: perplexity before → after, where the job measured it."""
+    if "ppl_baseline" in result and "ppl_final" in result:
+        return f"completed: ppl {result['ppl_baseline']:.3f} → {result['ppl_final']:.3f}"
+    return "completed"
 
 
 def _resume_point(run_dir: Path, resume: str | None, telemetry: Telemetry) -> Path | None:

@@ -1,4 +1,4 @@
-"""What a recipe trains with: the model prepared for its method, tokenizer, data, device.
+"""What a recipe works with: the model prepared for its method, its tokenizer and device, its data.
 
 Loading is where most user errors surface (a missing model, unusable data); it happens
 here, before any step, and each phase is announced in the telemetry as it starts.
@@ -50,17 +50,23 @@ def fast_bf16(device: torch.device) -> bool:
 
 @dataclass
 class Session:
+    """The model a recipe works on, ready for its method, and how to run it on this device.
+
+    Loading is two steps a recipe calls in turn: `load_model` (every job type) and `load_data`
+    (the types that take data), so a data-free job reuses the first alone.
+    """
+
     model: Any
     tokenizer: Any
     method: Method
     device: torch.device
     bf16: bool
-    data: PreparedData
+    source: ModelSource  # where the base model came from; the model card names it
     head: Any = None  # (decoder, lm_head weight) when the loss may skip the model's full logits
-    source: ModelSource | None = None  # where the base model came from; the model card names it
 
     @classmethod
-    def open(cls, config: RunConfig, telemetry: Telemetry) -> Session:
+    def load_model(cls, config: RunConfig, telemetry: Telemetry) -> Session:
+        """Seed every RNG, then load the base model and its tokenizer and prepare it for the method."""
         hp = config.hyperparams
         hf_logging.disable_progress_bar()  # runner.log is read by people and by the supervisor's tail
         seed_everything(hp.seed)
@@ -85,13 +91,17 @@ class Session:
         )
         telemetry.log(f"model {config.spec.base_model} on {device}, bf16 {'on' if bf16 else 'off'}, "
                       f"method {method.name}")
+        return cls(model, tokenizer, method, device, bf16, source, head)
+
+    def load_data(self, config: RunConfig, telemetry: Telemetry) -> PreparedData:
+        """The job's datasets read, validated, split and tokenized with this model's tokenizer."""
+        hp = config.hyperparams
         telemetry.phase("loading_data")
-        data = prepare_data(
-            [DataSource(Path(d.path or ""), d.format, d.split) for d in config.datasets], tokenizer,
+        return prepare_data(
+            [DataSource(Path(d.path or ""), d.format, d.split) for d in config.datasets], self.tokenizer,
             max_seq_length=hp.max_seq_length, train_on_inputs=hp.train_on_inputs,
             eval_split=hp.eval_split, seed=hp.seed, log=telemetry.log,
         )  # fmt: skip
-        return cls(model, tokenizer, method, device, bf16, data, head, source)
 
     @property
     def pad_token_id(self) -> int:

@@ -1,4 +1,4 @@
-"""The fine-tuning recipe: setup() → train() → finish(), read top to bottom.
+"""The fine-tuning recipe: setup() → run() → finish(), read top to bottom.
 
 One optimizer step is a fixed set of micro-batches computed from (seed, epoch, position),
 so a run resumed from a checkpoint takes exactly the steps the uninterrupted run takes.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -27,9 +27,12 @@ from tuneyard.training.session import Session
 from tuneyard.training.telemetry import Telemetry, console_line
 from tuneyard.training.versions import library_versions
 
+if TYPE_CHECKING:  # only for annotations: the package imports this module to register it
+    from tuneyard.training.recipes import Ending
+
 
 class FinetuneRecipe:
-    """Trains one job in this process. The runner builds it, calls the three phases, exits."""
+    """Trains one finetune job in this process. The runner builds it, calls the three phases, exits."""
 
     def __init__(self, config: RunConfig, run_dir: Path, telemetry: Telemetry, control: RunControl) -> None:
         self.config = config
@@ -45,10 +48,11 @@ class FinetuneRecipe:
     # ---- setup -------------------------------------------------------------------------
 
     def setup(self, resume_from: Path | None) -> None:
-        self.session = Session.open(self.config, self.telemetry)
-        self.rows = build_rows(self.session.data.train, self.hp.max_seq_length, self.hp.packing)
+        self.session = Session.load_model(self.config, self.telemetry)
+        self.data = self.session.load_data(self.config, self.telemetry)
+        self.rows = build_rows(self.data.train, self.hp.max_seq_length, self.hp.packing)
         self.row_loss_tokens = [_loss_tokens(row) for row in self.rows]  # counted once, not every step
-        self.eval_rows = build_rows(self.session.data.eval, self.hp.max_seq_length, self.hp.packing)
+        self.eval_rows = build_rows(self.data.eval, self.hp.max_seq_length, self.hp.packing)
         self.plan = TrainingPlan(
             len(self.rows), self.hp.batch_size, self.hp.gradient_accumulation_steps,
             self.hp.epochs, self.hp.max_steps, self.hp.seed,
@@ -71,9 +75,9 @@ class FinetuneRecipe:
         self.telemetry.log(f"resumed from {folder.name}: step {self.state.step}/{self.plan.total_steps}, "
                            f"epoch {self.state.epoch}, batch {self.state.batch_index}")
 
-    # ---- train -------------------------------------------------------------------------
+    # ---- run ---------------------------------------------------------------------------
 
-    def train(self) -> str:
+    def run(self) -> Ending:
         """Run optimizer steps until done ("completed") or asked to stop ("stopped")."""
         if self.control.stop_requested:
             return self._stop()
@@ -92,7 +96,7 @@ class FinetuneRecipe:
         # A stop that lands during the last step is moot: the run is complete.
         return "completed"
 
-    def _stop(self) -> str:
+    def _stop(self) -> Ending:
         if self._last_saved_step != self.state.step and self.state.step > 0:
             self.save_checkpoint()
         self.telemetry.log(f"stopped at step {self.state.step}; resumable")
@@ -197,8 +201,7 @@ class FinetuneRecipe:
         return result
 
     def _card_inputs(self, result: dict[str, Any]) -> CardInputs:
-        stats = self.session.data.stats
-        assert self.session.source is not None  # set by Session.open
+        stats = self.data.stats
         return CardInputs(
             spec=self.config.to_json(), source=self.session.source, result=result, data_files=stats.files,
             data_counts={"examples": stats.examples, "eval_examples": stats.eval_examples, "tokens": stats.tokens,
