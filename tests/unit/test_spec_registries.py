@@ -141,6 +141,21 @@ def test_model_output_follows_the_method() -> None:
     assert model_output("merge", None) == "full"
 
 
+def test_model_output_is_what_the_type_declares(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tuneyard.spec import jobtypes
+    from tuneyard.spec.job import FinetuneSpec, MergeSpec
+
+    declared: Registry[jobtypes.JobTypeEntry] = Registry("job type")
+    for name, spec, outputs in [("score", FinetuneSpec, ("evaluation",)), ("noop", MergeSpec, ("none",)),
+                                ("export", MergeSpec, ("gguf", "evaluation"))]:
+        declared.register(jobtypes.JobTypeEntry(name=name, description=name, spec=spec, needs_data=False,
+                                                input="trained_model", outputs=outputs, phases=("done",)))
+    monkeypatch.setattr(jobtypes, "JOB_TYPES", declared)
+    assert model_output("score", "lora") is None  # takes a method, but declares no model
+    assert model_output("noop", None) is None
+    assert model_output("export", None) == "gguf"
+
+
 def test_qlora_declares_its_kernels() -> None:
     assert "cuda" in METHODS.get("qlora").requires
     assert "the device is 'cpu'" in METHODS.get("qlora").unavailable("cpu")[0]

@@ -66,9 +66,17 @@ JOB_TYPES.register(JobTypeEntry(
 ))
 
 
-def model_output(job_type: str, method: str | None) -> str:
-    """The kind of model a completed job leaves: its method's output, or the type's own."""
+MODEL_OUTPUTS: tuple[Output, ...] = ("adapter", "full", "gguf")
+"""The outputs that are a model: a completed job registers one as a trained model."""
+
+
+def model_output(job_type: str, method: str | None) -> str | None:
+    """The kind of model a completed job leaves: its method's output, or the type's own; None for a
+    type that declares no model among its outputs (an evaluation only, or nothing)."""
     entry = JOB_TYPES.get(job_type)
+    declared = [o for o in entry.outputs if o in MODEL_OUTPUTS]
+    if not declared:
+        return None
     if entry.takes_method and method is not None:
         return METHODS.get(method).output
-    return next(o for o in entry.outputs if o in ("adapter", "full"))
+    return declared[0]

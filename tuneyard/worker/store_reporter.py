@@ -147,15 +147,22 @@ class StoreReporter:
         if not self._finalizing:
             lifecycle.finalize(self.db, self.job_id, self.attempt)
         result = {k: v for k, v in (outcome.result or {}).items() if k not in ("kind", "ts")}
+        lifecycle.complete(self.db, self.job_id, self.attempt, result, self._trained_model())
+
+    def _trained_model(self) -> lifecycle.NewTrainedModel | None:
+        """The model at final/ that the job's type declares among its outputs; None where it declares
+        none (an evaluation is the result itself, stored with the job)."""
         method = self.lineage.get("method", "lora")
-        model = lifecycle.NewTrainedModel(
-            kind=model_output(str(self.lineage.get("type", "finetune")), method),
+        kind = model_output(str(self.lineage.get("type", "finetune")), method)
+        if kind is None:
+            return None
+        return lifecycle.NewTrainedModel(
+            kind=kind,
             path=str(self.run_dir / contract.FINAL_DIR),
             base_model=str(self.lineage.get("base_model")),
             datasets=list(self.lineage.get("datasets", [])),
             meta={"method": method, "job_type": self.lineage.get("type")},
         )
-        lifecycle.complete(self.db, self.job_id, self.attempt, result, model)
 
     def _stopped(self, outcome: Outcome) -> None:
         step = (outcome.last_checkpoint or {}).get("step")
