@@ -83,6 +83,40 @@ def test_a_malformed_dataset_shows_its_line_numbered_errors(service: Service, tm
         screenshots(page, "datasets")
 
 
+def test_a_job_that_fails_while_watched_shows_the_runners_words_and_each_bad_line(
+    service: Service, tmp_path: Path
+) -> None:
+    """The dataset's file is damaged on disk after it was validated; the job page, open while the
+    job waits for a worker, shows the runner's message and the offending lines once it fails, and
+    shows them again when loaded afresh."""
+    service.start_serve(workers=0)
+    client = service.client()
+    upload = client.upload_file(EXAMPLES)
+    dataset = client.wait_dataset(client.create_dataset("soon-damaged", [upload["id"]])["id"])
+    [stored] = (service.data_dir / "files").glob(f"{upload['id']}*")
+    lines = stored.read_text().splitlines()
+    lines[1], lines[4] = "{not json", '{"messages": "nope"}'
+    stored.write_text("\n".join(lines) + "\n")
+    job = client.create_job({"base_model": "tiny-llama", "datasets": [{"id": dataset["id"]}],
+                             "hyperparams": {"max_steps": 2}})
+    with browser_context(tmp_path / "profile") as context:
+        page = context.new_page()
+        sign_in(page, service.url, find_api_key(service.data_dir))
+        page.goto(f"{service.url}/jobs/{job['id']}")
+        assert page.locator("#job-error").is_hidden()
+        service.start_worker()
+        page.wait_for_selector('#status[data-status="failed"]', timeout=SLOW)
+        page.wait_for_selector("#job-error:not([hidden])")
+        message = page.locator("#job-error-message").inner_text()
+        assert message.startswith("2 invalid line(s) in the data; first, ") and " line 2: invalid JSON" in message
+        shown = page.locator("#job-error-details li").all_inner_texts()
+        assert [line.split(": ")[0].rsplit(" ", 1)[-1] for line in shown] == ["2", "5"], shown
+        screenshots(page, "job-failed")
+        page.reload()
+        assert page.locator("#job-error-details li").all_inner_texts() == shown
+        assert page.locator("#job-error-message").inner_text() == message
+
+
 def test_train_from_the_browser_stop_resume_complete_download(service: Service, tmp_path: Path) -> None:
     service.start_serve()
     client = service.client()

@@ -14,11 +14,11 @@ from tuneyard.services.errors import InvalidRequest, RateLimited
 from tuneyard.services.jobs import submit_job
 from tuneyard.services.submission import JobRequest, plan_job
 from tuneyard.settings import Settings
-from tuneyard.spec import parse_spec
 from tuneyard.store import tenancy
 from tuneyard.store.engine import Database
 from tuneyard.store.errors import IdempotencyConflict
 from tuneyard.store.tenancy import Principal
+from tuneyard.training.config import resolve
 
 CHATS = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n' * 3
 
@@ -56,7 +56,10 @@ def test_config_is_resolved_and_runner_valid(db: Database, settings: Settings, c
     body = {"base_model": "tiny-llama", "datasets": [{"name": "chats"}], "hyperparams": {"max_steps": 7},
             "idempotency_key": "k"}
     plan = plan_job(db, settings, caller.org_id, job_request(body))
-    assert parse_spec(plan.config).hyperparams.max_steps == 7
+    runner_config = resolve(plan.config, settings.data_dir, settings.resolved_model_cache_dir, {})  # as the runner
+    assert runner_config.hyperparams.max_steps == 7
+    # every value is explicit for the runner; where each came from travels beside it
+    assert runner_config.origins["max_steps"] == "user" and runner_config.origins["learning_rate"] == "base_model"
     assert plan.config["hyperparams"]["learning_rate"] == 1.0e-3  # tiny-llama's size tier, not the schema's
     assert plan.config["datasets"][0]["path"].startswith(str(settings.data_dir / "files"))
     assert "idempotency_key" not in plan.spec and plan.idempotency_key == "k"
