@@ -143,11 +143,14 @@ def test_model_output_follows_the_method() -> None:
 
 def test_model_output_is_what_the_type_declares(monkeypatch: pytest.MonkeyPatch) -> None:
     from tuneyard.spec import jobtypes
-    from tuneyard.spec.job import FinetuneSpec, MergeSpec
+    from tuneyard.spec.job import FinetuneSpec, JobSpecBase, MergeSpec
 
+    cases: list[tuple[str, type[JobSpecBase], tuple[jobtypes.Output, ...]]] = [
+        ("score", FinetuneSpec, ("evaluation",)), ("noop", MergeSpec, ("none",)),
+        ("export", MergeSpec, ("gguf", "evaluation")),
+    ]
     declared: Registry[jobtypes.JobTypeEntry] = Registry("job type")
-    for name, spec, outputs in [("score", FinetuneSpec, ("evaluation",)), ("noop", MergeSpec, ("none",)),
-                                ("export", MergeSpec, ("gguf", "evaluation"))]:
+    for name, spec, outputs in cases:
         declared.register(jobtypes.JobTypeEntry(name=name, description=name, spec=spec, needs_data=False,
                                                 input="trained_model", outputs=outputs, phases=("done",)))
     monkeypatch.setattr(jobtypes, "JOB_TYPES", declared)
