@@ -9,7 +9,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-from tuneyard.store import Database, jobs, labels, migrate
+from tuneyard.store import Database, jobs, labels, lifecycle, migrate
 from tuneyard.store.migrate import alembic_config, is_current
 from tuneyard.store.tables import Base
 
@@ -91,3 +91,27 @@ def test_labels_and_aliases_arrive_on_a_database_with_jobs_and_leave_it_as_it_wa
         assert conn.execute(text("SELECT count(*) FROM job_events WHERE job_id = 'job_old'")).scalar() == 1
     migrate(db.engine)
     assert is_current(db.engine) and labels.aliases_of(db, "org_old", "job_old") == {}
+
+
+def test_telemetry_offsets_arrive_unknown_on_old_jobs_and_leave_them_as_they_were(
+    open_db: Callable[[], Database],
+) -> None:
+    db = open_db()
+    alembic(db, "upgrade", "0002")
+    with db.engine.begin() as conn:
+        conn.execute(text("INSERT INTO organizations (id, name, created_at) VALUES ('org_old', 'o', :now)"),
+                     {"now": datetime(2026, 1, 1)})
+        conn.execute(text(OLD_JOB), {"org": "org_old", "now": datetime(2026, 1, 1)})
+    migrate(db.engine)
+    # Unknown, not 0: its next attempt reads on from the end of the file, as attempts did before.
+    claimed = lifecycle.claim(db, "w1", 30)
+    assert claimed is not None and (claimed.telemetry_offset, claimed.telemetry_attempt) == (None, None)
+    alembic(db, "downgrade", "0002")
+    gone = {"jobs": {"telemetry_offset", "telemetry_attempt"}, "metric_points": {"attempt"},
+            "log_lines": {"attempt"}, "checkpoints": {"attempt"}}
+    for table, columns in gone.items():
+        assert not {c["name"] for c in inspect(db.engine).get_columns(table)} & columns, table
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM job_events WHERE job_id = 'job_old'")).scalar() == 1  # claimed
+    migrate(db.engine)
+    assert is_current(db.engine)

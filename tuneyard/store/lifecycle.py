@@ -97,6 +97,10 @@ class ClaimedJob:
     retries: int
     resume_from: str | None  # a checkpoint id, when resuming
     resume_path: str | None  # that checkpoint's path
+    telemetry_offset: int | None = 0
+    """Bytes of the run's telemetry.jsonl already stored; None for a job from before this was kept."""
+    telemetry_attempt: int | None = None
+    """The attempt whose runner wrote what lies past `telemetry_offset` (None: none yet, or unknown)."""
 
 
 @cache
@@ -128,7 +132,7 @@ def _claim_statement() -> Update:
             event_seq=Job.event_seq + 1,
         )
         .returning(Job.id, Job.org_id, Job.attempt, Job.type, Job.config, Job.retries, Job.resume_from,
-                   Job.event_seq)
+                   Job.event_seq, Job.telemetry_offset, Job.telemetry_attempt)
     )
 
 
@@ -149,6 +153,7 @@ def claim(db: Database, worker_id: str, lease_seconds: float, *, now: datetime |
         return ClaimedJob(
             job_id=job.id, org_id=job.org_id, attempt=job.attempt, type=job.type, config=job.config,
             lease_expires_at=expires, retries=job.retries, resume_from=job.resume_from, resume_path=path,
+            telemetry_offset=job.telemetry_offset, telemetry_attempt=job.telemetry_attempt,
         )
 
 

@@ -183,6 +183,12 @@ class Job(Base):
     # Per-job counters handed out by guarded UPDATEs, so seq numbers never race.
     event_seq: Mapped[int] = mapped_column(default=0)
     log_seq: Mapped[int] = mapped_column(default=0)
+    # Bytes of the run's telemetry.jsonl whose records are stored, committed with those records;
+    # the next attempt reads on from here. NULL on jobs from before it was kept (read from the end).
+    telemetry_offset: Mapped[int | None] = mapped_column(BigInteger, default=0)
+    # The attempt whose runner writes the telemetry past telemetry_offset: what a later attempt
+    # finds there unstored is that attempt's. NULL until an attempt is about to start its runner.
+    telemetry_attempt: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
@@ -224,6 +230,7 @@ class MetricPoint(Base):
     phase: Mapped[str | None] = mapped_column(String(32))
     values: Mapped[dict[str, Any]]
     ts: Mapped[datetime] = mapped_column(default=utcnow)
+    attempt: Mapped[int | None]  # whose runner wrote it; NULL on rows from before it was kept
 
 
 class LogLine(Base):
@@ -233,6 +240,7 @@ class LogLine(Base):
     level: Mapped[str] = mapped_column(String(16))
     message: Mapped[str] = mapped_column(Text)
     ts: Mapped[datetime] = mapped_column(default=utcnow)
+    attempt: Mapped[int | None]  # whose runner wrote it; NULL on rows from before it was kept
 
 
 class Checkpoint(Base):
@@ -244,6 +252,7 @@ class Checkpoint(Base):
     path: Mapped[str] = mapped_column(Text)
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    attempt: Mapped[int | None]  # whose runner committed it; NULL on rows from before it was kept
 
 
 class TrainedModel(Base):

@@ -1,9 +1,12 @@
 """A job's timeline: metric points, log lines, events and checkpoints.
 
 Writes come from the worker that holds the job and are fenced by its attempt (status.fence), so a
-worker that lost its lease cannot add to a job another attempt now runs. The supervisor may tail
-the same telemetry line twice (after a restart): metric points and checkpoints are keyed by step
-and a repeat is ignored.
+worker that lost its lease cannot add to a job another attempt now runs. Each batch read from the
+runner's telemetry.jsonl is committed with the byte offset it was read through (jobs.telemetry_offset),
+so a later attempt reads on from exactly there: every line is stored once, across crashes. What an
+attempt's runner wrote but a crash kept from the store is stored by the next attempt, marked as the
+earlier one's (`record_backlog`). A step repeats when a run resumes from an earlier checkpoint: the
+metric point and checkpoint stored first for a step are kept, a repeat is ignored.
 """
 
 from __future__ import annotations
@@ -55,32 +58,59 @@ class CheckpointIn:
 TelemetryItem = MetricIn | LogIn | Event | CheckpointIn
 
 
-def record_telemetry(db: Database, job_id: str, attempt: int, items: Sequence[TelemetryItem]) -> None:
+def record_telemetry(db: Database, job_id: str, attempt: int, items: Sequence[TelemetryItem], *,
+                     offset: int | None = None) -> None:
     """A batch of a runner's telemetry (one read of its file) in one fenced transaction.
 
     One transaction a batch, not one a record: a supervisor shares its cores with the runner it
     watches, and a commit costs more than the rows in it. Events and checkpoints keep their order.
+    `offset`, the byte the file was read through, is committed with the batch that covers it.
     """
-    if not items:
+    _record(db, job_id, attempt, items, offset, written_by=attempt)
+
+
+def record_backlog(db: Database, job_id: str, attempt: int, items: Sequence[TelemetryItem], *, offset: int,
+                   written_by: int | None) -> None:
+    """What an earlier attempt's runner wrote and the store never saw (its worker died first), stored
+    once by `attempt` before it starts its own runner, under `attempt`'s fence.
+
+    The rows are marked as `written_by`'s (the job's telemetry_attempt when it was claimed). `offset`
+    is where the file ends now, so where `attempt`'s runner will begin: it is committed with the
+    rows, and `attempt` becomes the one writing past it, even when there is no backlog at all.
+    """
+    _record(db, job_id, attempt, items, offset, written_by)
+
+
+def _record(db: Database, job_id: str, attempt: int, items: Sequence[TelemetryItem], offset: int | None,
+            written_by: int | None) -> None:
+    if not items and offset is None:
         return
     metrics = [i for i in items if isinstance(i, MetricIn)]
     logs = [i for i in items if isinstance(i, LogIn)]
     ordered = [i for i in items if isinstance(i, Event | CheckpointIn)]
+    read_through = {} if offset is None else {"telemetry_offset": offset, "telemetry_attempt": attempt}
     with db.write() as session:
-        job = fence(session, job_id, attempt, log_lines=len(logs), events=len(ordered))
-        _insert_metrics(session, job, metrics)
-        _insert_logs(session, job_id, job.log_seq - len(logs) + 1, logs)
+        job = fence(session, job_id, attempt, log_lines=len(logs), events=len(ordered), values=read_through)
+        _insert_metrics(session, job, metrics, written_by)
+        _insert_logs(session, job_id, job.log_seq - len(logs) + 1, logs, written_by)
         seq, top = job.event_seq - len(ordered), job.last_checkpoint_step
         for item in ordered:
             seq += 1
             if isinstance(item, Event):
-                write_event(session, job_id, seq, item)
+                write_event(session, job_id, seq, _marked(item, written_by))
             else:
-                _insert_checkpoint(session, job_id, seq, item)
+                _insert_checkpoint(session, job_id, seq, item, written_by)
                 top = max(item.step, top if top is not None else -1)
         if top != job.last_checkpoint_step:
             session.execute(update(Job).where(Job.id == job_id).values(last_checkpoint_step=top)
                             .execution_options(synchronize_session=False))
+
+
+def _marked(event: Event, written_by: int | None) -> Event:
+    """The event with the attempt whose runner reported it in its data."""
+    if written_by is None:
+        return event
+    return Event(event.type, event.message, {**(event.data or {}), "attempt": written_by})
 
 
 def record_metrics(db: Database, job_id: str, attempt: int, points: Sequence[MetricIn]) -> None:
@@ -95,7 +125,7 @@ def append_logs(db: Database, job_id: str, attempt: int, lines: Sequence[LogIn])
     with db.write() as session:
         job = fence(session, job_id, attempt, log_lines=len(lines))
         first = job.log_seq - len(lines) + 1
-        _insert_logs(session, job_id, first, lines)
+        _insert_logs(session, job_id, first, lines, attempt)
         return list(range(first, first + len(lines)))
 
 
@@ -114,9 +144,9 @@ def add_checkpoint(
         return session.execute(stmt).scalar_one()
 
 
-def _insert_metrics(session: Session, job: Job, points: Sequence[MetricIn]) -> None:
+def _insert_metrics(session: Session, job: Job, points: Sequence[MetricIn], written_by: int | None) -> None:
     rows = [{"job_id": job.id, "kind": p.kind, "step": p.step, "epoch": p.epoch, "phase": p.phase,
-             "values": p.values, "ts": p.ts} for p in points]
+             "values": p.values, "ts": p.ts, "attempt": written_by} for p in points]
     insert_ignoring_duplicates(session, MetricPoint, rows, ("job_id", "kind", "step"))
     train = [p for p in points if p.kind == "train"]
     if train:
@@ -131,26 +161,27 @@ def _insert_metrics(session: Session, job: Job, points: Sequence[MetricIn]) -> N
 _INSERT_LOG = insert(LogLine)
 
 
-def _insert_logs(session: Session, job_id: str, first_seq: int, lines: Sequence[LogIn]) -> None:
+def _insert_logs(session: Session, job_id: str, first_seq: int, lines: Sequence[LogIn],
+                 written_by: int | None) -> None:
     if lines:
-        rows = [{"job_id": job_id, "seq": seq, "level": line.level, "message": line.message, "ts": line.ts}
-                for seq, line in enumerate(lines, start=first_seq)]
+        rows = [{"job_id": job_id, "seq": seq, "level": line.level, "message": line.message, "ts": line.ts,
+                 "attempt": written_by} for seq, line in enumerate(lines, start=first_seq)]
         session.connection().execute(_INSERT_LOG, rows)
 
 
-def _insert_checkpoint(session: Session, job_id: str, seq: int, ckpt: CheckpointIn) -> None:
+def _insert_checkpoint(session: Session, job_id: str, seq: int, ckpt: CheckpointIn, written_by: int | None) -> None:
     if ckpt.pruned:  # their folders are gone: listing them would offer ids nothing can resume from
         session.execute(delete(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.step.in_(ckpt.pruned))
                         .execution_options(synchronize_session=False))
     insert_ignoring_duplicates(
         session, Checkpoint,
         [{"id": new_id("ckpt"), "job_id": job_id, "step": ckpt.step, "path": ckpt.path,
-          "metrics": ckpt.metrics, "created_at": utcnow()}],
+          "metrics": ckpt.metrics, "created_at": utcnow(), "attempt": written_by}],
         ("job_id", "step"),
     )
     ckpt_id = session.scalar(select(Checkpoint.id).where(Checkpoint.job_id == job_id, Checkpoint.step == ckpt.step))
-    write_event(session, job_id, seq, Event("checkpoint", f"checkpoint at step {ckpt.step}",
-                                            {"step": ckpt.step, "checkpoint_id": ckpt_id}))
+    write_event(session, job_id, seq, _marked(Event("checkpoint", f"checkpoint at step {ckpt.step}",
+                                                    {"step": ckpt.step, "checkpoint_id": ckpt_id}), written_by))
 
 
 def latest_checkpoint_id(session: Session, job_id: str) -> str | None:
