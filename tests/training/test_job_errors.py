@@ -22,6 +22,7 @@ from tuneyard.api.schemas.jobs import JobPublic
 from tuneyard.cli.follow import outcome_lines
 from tuneyard.cli.jobs import show_job
 from tuneyard.scheduler import claim
+from tuneyard.services import jobs as job_service
 from tuneyard.settings import Settings
 from tuneyard.store import Database, jobs, make_engine, migrate, tenancy
 from tuneyard.worker.loop import Worker
@@ -64,7 +65,7 @@ def run_to_the_end(db: Database, settings: Settings, config: dict[str, Any], bef
         during(settings.data_dir / "runs" / job_id)
     thread.join(timeout=300)
     assert not thread.is_alive()
-    return JobPublic.of(jobs.get_job(db, org, job_id)).model_dump(mode="json")
+    return JobPublic.of(job_service.get_job(db, org, job_id)).model_dump(mode="json")
 
 
 def config_for(data: Path, base_model: str = "tiny-llama", **hyperparams: Any) -> dict[str, Any]:

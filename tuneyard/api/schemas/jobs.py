@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from tuneyard.api.schemas.common import Request
 from tuneyard.services.job_view import JobView
-from tuneyard.store.tables import Checkpoint, Job
+from tuneyard.store.tables import Checkpoint
 
 
 class Progress(BaseModel):
@@ -45,9 +45,8 @@ class JobPublic(BaseModel):
     spec: dict[str, Any] = Field(description="The request as submitted.")
 
     @classmethod
-    def of(cls, job: JobView | Job) -> JobPublic:
-        """The native rendering of a job's view (a row is viewed first)."""
-        view = job if isinstance(job, JobView) else JobView.of(job)
+    def of(cls, view: JobView) -> JobPublic:
+        """The native rendering of a job's view."""
         return cls(
             id=view.id, type=view.type, name=view.name, status=view.status.value, project_id=view.project_id,
             retries=view.retries, attempt=view.attempt, max_retries=view.max_retries,
