@@ -42,7 +42,7 @@ def test_a_batch_is_stored_in_file_order_with_progress_events_and_checkpoints(
         {"kind": "metric", "loss": 9.9},  # no step: reported in the log, the rest still stored
         {"kind": "checkpoint", "step": 4, "path": "checkpoints/step-000004"},
         {"kind": "result", "final_loss": 2.5},  # read by the verdict, not stored as telemetry
-    ])
+    ], offset=1000)
     points = telemetry.list_metrics(db, job_id)
     assert [(p.kind, p.step) for p in points] == [("train", 1), ("eval", 2), ("train", 2)]
     lines = telemetry.list_logs(db, job_id)
@@ -57,12 +57,13 @@ def test_a_batch_is_stored_in_file_order_with_progress_events_and_checkpoints(
     assert job.last_checkpoint_step == 4
     assert job.progress == {"step": 2, "total_steps": 10, "epoch": 0.5, "loss": 2.5}
 
-    reporter.on_records([metric(2, 2.5), metric(3, 2.0)])  # line 2 read again after a restart
+    reporter.on_records([metric(2, 2.5), metric(3, 2.0)], offset=1200)  # steps repeat after a resume
     assert [p.step for p in telemetry.list_metrics(db, job_id, kind="train")] == [1, 2, 3]
     assert jobs.get_job(db, org_id, job_id).progress["step"] == 3
 
     # save_total_limit: the runner deleted the older folders as it kept step 6.
-    reporter.on_records([{"kind": "checkpoint", "step": 6, "path": "checkpoints/step-000006", "pruned": [2, 4]}])
+    reporter.on_records([{"kind": "checkpoint", "step": 6, "path": "checkpoints/step-000006", "pruned": [2, 4]}],
+                        offset=1300)
     assert [c.step for c in telemetry.list_checkpoints(db, job_id)] == [6]
     assert jobs.get_job(db, org_id, job_id).last_checkpoint_step == 6
 
@@ -71,7 +72,7 @@ def test_the_final_eval_phase_marks_the_job_finalizing(
     db: Database, new_job: Callable[..., str], org_id: str, tmp_path: Path
 ) -> None:
     job_id, reporter = running(db, new_job, tmp_path)
-    reporter.on_records([metric(1, 3.0), {"kind": "phase", "phase": "final_eval"}])
+    reporter.on_records([metric(1, 3.0), {"kind": "phase", "phase": "final_eval"}], offset=100)
     assert jobs.get_job(db, org_id, job_id).status == "finalizing"
 
 
@@ -81,7 +82,7 @@ def test_a_batch_from_a_stale_attempt_is_refused_whole(
     job_id, reporter = running(db, new_job, tmp_path)
     reap(db, now=utcnow().replace(year=utcnow().year + 1))  # the lease expired: re-queued
     with pytest.raises(LeaseLost):
-        reporter.on_records([metric(1, 3.0), {"kind": "log", "message": "late"}])
+        reporter.on_records([metric(1, 3.0), {"kind": "log", "message": "late"}], offset=100)
     assert telemetry.list_metrics(db, job_id) == [] and telemetry.list_logs(db, job_id) == []
 
 

@@ -113,8 +113,8 @@ class ExplodingReporter(RecordingReporter):
         self.record_error = on_record
         self.heartbeat_error = heartbeat
 
-    def on_records(self, records: Sequence[TelemetryRecord]) -> None:
-        super().on_records(records)
+    def on_records(self, records: Sequence[TelemetryRecord], offset: int) -> None:
+        super().on_records(records, offset)
         if self.record_error is not None:
             raise self.record_error
 
@@ -176,10 +176,27 @@ def test_a_failing_reporter_does_not_stop_supervision(tmp_path: Path) -> None:
     reporter = ExplodingReporter(on_record=RuntimeError("database is down"), heartbeat=RuntimeError("down"))
     _, process, _, future = start(tmp_path, reporter)
     process.emit({"kind": "metric", "step": 1}, {"kind": "result"})
-    reporter.wait_for(lambda r: len(r.records) == 2 and r.heartbeats >= 2)
+    reporter.wait_for(lambda r: len(r.records) >= 2 and r.heartbeats >= 2)
     process.finish(0)
     assert future.result(timeout=5).verdict is Verdict.COMPLETED
     assert process.kills == 1  # only release()'s sweep of the finished group
+
+
+def test_a_batch_the_reporter_failed_to_store_is_offered_again_with_the_next_one(tmp_path: Path) -> None:
+    # The offset stored with a batch must never cover a record that was not stored with it.
+    reporter = ExplodingReporter(on_record=RuntimeError("database is down"))
+    _, process, _, future = start(tmp_path, reporter)
+    process.emit({"kind": "metric", "step": 1})
+    reporter.wait_for(lambda r: r.batches >= 1)
+    reporter.record_error = None
+    first = len(process.telemetry)
+    process.emit({"kind": "metric", "step": 2})
+    reporter.wait_for(lambda r: r.offset == len(process.telemetry))
+    process.finish(0)
+    future.result(timeout=5)
+    offered = [r["step"] for r in reporter.records]
+    assert offered[-2:] == [1, 2] and set(offered[:-2]) == {1}  # failed tries, then the one that held
+    assert first < reporter.offset
 
 
 def test_a_write_refused_for_a_stale_attempt_kills_the_runner_and_silences_the_rest(tmp_path: Path) -> None:

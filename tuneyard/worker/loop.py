@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,10 @@ from tuneyard.training.artifacts import write_json_atomic
 from tuneyard.worker.command import runner_argv, runner_env
 from tuneyard.worker.executors import Executor, Launch
 from tuneyard.worker.executors.registry import make_executor
-from tuneyard.worker.outcome import Outcome
+from tuneyard.worker.outcome import LeaseLost, Outcome, Verdict
 from tuneyard.worker.store_reporter import StoreReporter
 from tuneyard.worker.supervisor import Supervisor, SupervisorTimings
+from tuneyard.worker.telemetry import TelemetryTailer, read_file_range
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +69,11 @@ class Worker:
         lineage = self._lineage(job_id)
         launch = self._launch(claimed, run_dir, lineage)
         reporter = StoreReporter(self.db, job_id, claimed.attempt, run_dir, self.settings.lease_seconds, lineage)
+        offset = _store_backlog(claimed, run_dir / contract.TELEMETRY_FILE, reporter)
+        if offset is None:
+            return Outcome(Verdict.LOST_LEASE, None, "the job moved on before its runner started")
         supervisor = Supervisor(launch, executor=self.executor, reporter=reporter,
-                                timings=SupervisorTimings.from_settings(self.settings),
-                                telemetry_offset=_size(run_dir / contract.TELEMETRY_FILE))
+                                timings=SupervisorTimings.from_settings(self.settings), telemetry_offset=offset)
         reporter.on_stop_requested = supervisor.request_stop
         reporter.on_cancel_requested = supervisor.request_cancel
         done = threading.Event()
@@ -111,6 +115,30 @@ def _resume_arg(claimed: ClaimedJob, run_dir: Path) -> str:
     return "latest"
 
 
+def _store_backlog(claimed: ClaimedJob, telemetry: Path, reporter: StoreReporter) -> int | None:
+    """Store what an earlier attempt's runner wrote after the store last heard from it; return the
+    byte this attempt's runner will begin writing at, or None when the job is no longer ours.
+
+    Done before the runner starts: the file is append-only and one runner writes it at a time, so
+    every line up to that byte is the earlier attempt's. Should the store fail here, the supervisor
+    reads on from the committed offset instead, so the lines are still stored once (as this attempt's).
+    """
+    committed = claimed.telemetry_offset
+    start = _size(telemetry) if committed is None else committed
+    tailer = TelemetryTailer(partial(read_file_range, telemetry), job_id=claimed.job_id, offset=start)
+    records = tailer.read_records()
+    try:
+        reporter.on_backlog(records, tailer.offset, claimed.telemetry_attempt)
+    except LeaseLost:
+        log.warning("job %s attempt %d: lost before its runner started", claimed.job_id, claimed.attempt)
+        return None
+    except Exception:
+        log.exception("job %s attempt %d: earlier telemetry not stored; the supervisor reads it", claimed.job_id,
+                      claimed.attempt)
+        return start
+    return tailer.offset
+
+
 def _release_on_shutdown(shutdown: threading.Event, done: threading.Event, supervisor: Supervisor) -> None:
     while not done.is_set():
         if shutdown.wait(0.2):
@@ -119,7 +147,7 @@ def _release_on_shutdown(shutdown: threading.Event, done: threading.Event, super
 
 
 def _size(path: Path) -> int:
-    """Telemetry already in the file belongs to earlier attempts, which recorded it."""
+    """For a job from before offsets were stored: what its file holds, earlier attempts recorded."""
     try:
         return path.stat().st_size
     except FileNotFoundError:

@@ -22,8 +22,13 @@ class JobReporter(Protocol):
     def on_started(self, handle: str) -> None:
         """The runner is up; `handle` names it in logs (opaque: "local pid 4242", a remote task id)."""
 
-    def on_records(self, records: Sequence[TelemetryRecord]) -> None:
-        """The telemetry records completed since the last call, in file order; never empty."""
+    def on_records(self, records: Sequence[TelemetryRecord], offset: int) -> None:
+        """The telemetry records completed since the last call, in file order; never empty.
+
+        `offset` is the byte of the telemetry stream they were read through: stored with them, in
+        one transaction, it is where a later attempt reads on. A call that raises anything but
+        `LeaseLost` is offered again, with what was read since, at the next read.
+        """
 
     def heartbeat(self) -> bool:
         """Extend the lease. False means another attempt owns the job now."""
@@ -38,7 +43,7 @@ class NullReporter:
     def on_started(self, handle: str) -> None:
         pass
 
-    def on_records(self, records: Sequence[TelemetryRecord]) -> None:
+    def on_records(self, records: Sequence[TelemetryRecord], offset: int) -> None:
         pass
 
     def heartbeat(self) -> bool:
@@ -58,6 +63,7 @@ class RecordingReporter:
         self.handle: str | None = None
         self.records: list[TelemetryRecord] = []
         self.batches = 0
+        self.offset = 0
         self.outcome: Outcome | None = None
         self.heartbeats = 0
         self.lease_held = True
@@ -68,9 +74,10 @@ class RecordingReporter:
             self.handle = handle
             self._changed.notify_all()
 
-    def on_records(self, records: Sequence[TelemetryRecord]) -> None:
+    def on_records(self, records: Sequence[TelemetryRecord], offset: int) -> None:
         with self._changed:
             self.records.extend(records)
+            self.offset = offset
             self.batches += 1
             self._changed.notify_all()
 

@@ -21,7 +21,7 @@ from tuneyard.store import lifecycle
 from tuneyard.store.engine import Database
 from tuneyard.store.errors import InvalidTransition, StaleAttempt
 from tuneyard.store.status import Event, JobStatus
-from tuneyard.store.telemetry import CheckpointIn, LogIn, MetricIn, TelemetryItem, record_telemetry
+from tuneyard.store.telemetry import CheckpointIn, LogIn, MetricIn, TelemetryItem, record_backlog, record_telemetry
 from tuneyard.training import contract
 from tuneyard.worker.outcome import LeaseLost, Outcome, TelemetryRecord, Verdict
 
@@ -64,14 +64,36 @@ class StoreReporter:
         with _fenced(self.job_id), contextlib.suppress(InvalidTransition):
             lifecycle.start(self.db, self.job_id, self.attempt)
 
-    def on_records(self, records: Sequence[TelemetryRecord]) -> None:
+    def on_records(self, records: Sequence[TelemetryRecord], offset: int) -> None:
         items = [item for record in records for item in self._items_or_warning(record)]
         with _fenced(self.job_id):
-            record_telemetry(self.db, self.job_id, self.attempt, items)
+            record_telemetry(self.db, self.job_id, self.attempt, items, offset=offset)
             if not self._finalizing and any(_is_final_eval(r) for r in records):
-                self._finalizing = True
-                with contextlib.suppress(InvalidTransition):  # cancelling: the cancel wins
-                    lifecycle.finalize(self.db, self.job_id, self.attempt)
+                self._finalize_early()
+
+    def _finalize_early(self) -> None:
+        """The runner reached its final evaluation. The records are stored by now, so a failure here
+        must not fail the batch (the supervisor would offer it again): `_complete` finalizes instead."""
+        try:
+            lifecycle.finalize(self.db, self.job_id, self.attempt)
+        except InvalidTransition:
+            pass  # cancelling: the cancel wins
+        except StaleAttempt:
+            raise
+        except Exception as exc:
+            log.warning("job %s attempt %d: finalize deferred to the end: %r", self.job_id, self.attempt, exc)
+            return
+        self._finalizing = True
+
+    def on_backlog(self, records: Sequence[TelemetryRecord], offset: int, written_by: int | None) -> None:
+        """Store what an earlier attempt's runner wrote and the store never saw, marked as `written_by`'s,
+        with `offset` (where this attempt's runner will begin). Called once, before the runner starts."""
+        items = [item for record in records for item in self._items_or_warning(record)]
+        with _fenced(self.job_id):
+            record_backlog(self.db, self.job_id, self.attempt, items, offset=offset, written_by=written_by)
+        if records:
+            log.info("job %s attempt %d: stored %d telemetry records of attempt %s that its worker left unstored",
+                     self.job_id, self.attempt, len(records), written_by)
 
     def heartbeat(self) -> bool:
         try:

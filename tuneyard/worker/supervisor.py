@@ -34,11 +34,13 @@ from tuneyard.worker.outcome import (
     error_type_for,
 )
 from tuneyard.worker.reporter import JobReporter, NullReporter
-from tuneyard.worker.telemetry import MalformedLine, TelemetryTailer
+from tuneyard.worker.telemetry import TelemetryTailer
 
 log = logging.getLogger(__name__)
 
 LOG_TAIL_LINES = 50
+_FAILED = object()
+"""What `_tell` returns when the reporter raised (anything but LeaseLost)."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,9 @@ class _Attempt:
     forced: bool = False
     last: dict[str, TelemetryRecord] = field(default_factory=dict)
     """The latest record of each kind; the verdict reads "result", "error" and "checkpoint"."""
+    unstored: list[TelemetryRecord] = field(default_factory=list)
+    """Records read but not yet taken by the reporter (it failed): offered again with the next read,
+    so the offset it stores never covers a record it has not stored."""
 
 
 class Supervisor:
@@ -183,12 +188,14 @@ class Supervisor:
             self._pump(attempt)
 
     def _pump(self, attempt: _Attempt) -> None:
-        records = [_as_log_record(item) if isinstance(item, MalformedLine) else item
-                   for item in attempt.tailer.read()]
+        records = attempt.tailer.read_records()
         for record in records:
             attempt.last[str(record["kind"])] = record
-        if records and attempt.acted is not Request.LOST_LEASE:
-            self._tell(attempt, self._reporter.on_records, records)
+        attempt.unstored.extend(records)
+        if attempt.unstored and attempt.acted is not Request.LOST_LEASE:
+            told = self._tell(attempt, self._reporter.on_records, list(attempt.unstored), attempt.tailer.offset)
+            if told is not _FAILED:
+                attempt.unstored = []
 
     def _heartbeat_if_due(self, attempt: _Attempt) -> None:
         now = self._clock()
@@ -257,6 +264,7 @@ class Supervisor:
                 self._lose_lease(attempt)
         except Exception:
             log.exception("job %s: reporter %s failed", self.job_id, method.__name__)
+            return _FAILED
         return None
 
     # The verdict.
@@ -302,14 +310,3 @@ class Supervisor:
             # The outcome is returned either way; the caller decides what a lost report means.
             log.exception("job %s: reporter on_finished failed", self.job_id)
         return outcome
-
-
-def _as_log_record(bad: MalformedLine) -> TelemetryRecord:
-    """A malformed line, surfaced in the job's own log where it occurred."""
-    return {
-        "kind": contract.KIND_LOG,
-        "ts": time.time(),
-        "level": "warning",
-        "source": "supervisor",
-        "message": f"malformed telemetry line at byte {bad.offset} ({bad.reason}): {bad.excerpt}",
-    }

@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tuneyard.training import contract
 from tuneyard.worker.outcome import TelemetryRecord
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,10 @@ class TelemetryTailer:
             return []
         return self._split(self._pending + data)
 
+    def read_records(self) -> list[TelemetryRecord]:
+        """`read()`, with each malformed line as a warning in the job's log where it occurred."""
+        return [as_log_record(item) if isinstance(item, MalformedLine) else item for item in self.read()]
+
     def _read_new(self) -> bytes:
         """Everything past what was already taken; the stream read again from 0 if it got shorter."""
         chunks: list[bytes] = []
@@ -139,6 +145,17 @@ class TelemetryTailer:
         bad = MalformedLine(offset, reason, line[:200].decode("utf-8", errors="replace"))
         log.warning("job %s: malformed telemetry at byte %d (%s): %s", self.job_id, offset, reason, bad.excerpt)
         return bad
+
+
+def as_log_record(bad: MalformedLine) -> TelemetryRecord:
+    """A malformed line, surfaced in the job's own log where it occurred."""
+    return {
+        "kind": contract.KIND_LOG,
+        "ts": time.time(),
+        "level": "warning",
+        "source": "supervisor",
+        "message": f"malformed telemetry line at byte {bad.offset} ({bad.reason}): {bad.excerpt}",
+    }
 
 
 def read_file_range(path: Path, offset: int, limit: int) -> bytes | None:
