@@ -43,10 +43,11 @@ def test_a_local_base_keeps_the_name_the_user_gave_and_an_adapter_base_names_its
 
 
 def test_the_adapter_config_is_rewritten_to_the_portable_name(tmp_path: Path) -> None:
-    config = {"base_model_name_or_path": str(CACHE / "tiny-llama-v1"), "r": 8}
+    config = {"base_model_name_or_path": str(CACHE / "tiny-llama-v1"), "r": 8, "target_modules": ["v_proj", "q_proj"]}
     (tmp_path / "adapter_config.json").write_text(json.dumps(config))
     name_base_portably(tmp_path, base_reference(ModelSource(TINY_LLAMA, "builtin", CACHE, builtin_id=TINY_LLAMA)))
-    assert json.loads((tmp_path / "adapter_config.json").read_text()) == {"base_model_name_or_path": TINY_LLAMA, "r": 8}
+    assert json.loads((tmp_path / "adapter_config.json").read_text()) == {
+        "base_model_name_or_path": TINY_LLAMA, "r": 8, "target_modules": ["q_proj", "v_proj"]}  # same bytes every run
 
 
 def test_full_weights_have_no_adapter_config_to_rewrite(tmp_path: Path) -> None:

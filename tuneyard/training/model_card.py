@@ -112,6 +112,8 @@ def name_base_portably(folder: Path, reference: BaseReference) -> None:
         return  # full weights: the folder is the whole model
     config = json.loads(path.read_text(encoding="utf-8"))
     config["base_model_name_or_path"] = reference.name
+    if isinstance(config.get("target_modules"), list):  # peft writes a set's order, which varies by process
+        config["target_modules"] = sorted(config["target_modules"])
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
