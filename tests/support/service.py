@@ -49,16 +49,19 @@ class Service:
                 "TUNEYARD_DATABASE_URL": self.database_url, "TUNEYARD_MODEL_CACHE_DIR": str(self.model_cache),
                 **extra}
 
-    def _spawn(self, args: list[str], log_name: str, **extra: str) -> subprocess.Popen[bytes]:
+    def _spawn(self, args: list[str], log_name: str, own_group: bool = False, **extra: str) -> subprocess.Popen[bytes]:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.data_dir / log_name, "ab") as log:
             proc = subprocess.Popen([sys.executable, "-m", "tuneyard.cli.main", *args], stdout=log,
-                                    stderr=subprocess.STDOUT, env=self.env(**extra))
+                                    stderr=subprocess.STDOUT, env=self.env(**extra), start_new_session=own_group)
         self.procs.append(proc)
         return proc
 
-    def start_serve(self, workers: int = 1) -> subprocess.Popen[bytes]:
-        proc = self._spawn(["serve", "--port", str(self.port), "--workers", str(workers)], "serve.log")
+    def start_serve(self, workers: int = 1, own_group: bool = False, **extra: str) -> subprocess.Popen[bytes]:
+        """`own_group`: in a process group of its own, so a test can kill serve's whole group (not
+        its runners: each runner has a group of its own) without killing itself; `extra`: settings."""
+        proc = self._spawn(["serve", "--port", str(self.port), "--workers", str(workers)], "serve.log", own_group,
+                           **extra)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             assert proc.poll() is None, self.log("serve.log")
