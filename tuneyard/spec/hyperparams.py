@@ -1,10 +1,18 @@
-"""Training hyperparameters: each field documented once, defaults in the schema."""
+"""Training hyperparameters: each field documented once, defaults in the schema.
+
+Every number has an upper bound as well as a lower one: a request is refused at submission rather
+than allowed to hold a worker for ever or overflow a counter (`max_steps: 10**12` used to queue).
+The bounds sit far past any fine-tune a user means; each says why it is where it is.
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+MAX_STEPS = 10_000_000
+"""The most optimizer steps a job may ask for (`max_steps`, and the intervals counted in steps)."""
 
 
 class Hyperparams(BaseModel):
@@ -15,8 +23,9 @@ class Hyperparams(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     epochs: int = Field(1, ge=1, le=1000, description="Passes over the training data.")
+    # 10 million steps is months of a GPU at a step a second: past it, a typo, not a plan.
     max_steps: int | None = Field(
-        None, ge=1, description="Optimizer steps to run; overrides `epochs` when set."
+        None, ge=1, le=MAX_STEPS, description="Optimizer steps to run; overrides `epochs` when set."
     )
     learning_rate: float = Field(2.0e-4, gt=0, le=1.0, description="Peak learning rate of AdamW.")
     batch_size: int = Field(4, ge=1, le=4096, description="Rows per micro-batch.")
@@ -29,8 +38,9 @@ class Hyperparams(BaseModel):
         "cosine", description="Decay after warmup: cosine or linear to zero, or constant."
     )
     weight_decay: float = Field(0.0, ge=0.0, le=10.0, description="AdamW decoupled weight decay.")
+    # Gradient norms past 1e6 mean the run has diverged; clipping there is clipping nothing.
     max_grad_norm: float | None = Field(
-        1.0, gt=0, description="Clip the global gradient norm to this; null disables clipping."
+        1.0, gt=0, le=1.0e6, description="Clip the global gradient norm to this; null disables clipping."
     )
     packing: bool = Field(True, description="Pack examples into full rows, with no attention across them.")
     bf16: bool | Literal["auto"] = Field(
@@ -40,11 +50,15 @@ class Hyperparams(BaseModel):
     eval_split: float = Field(
         0.0, ge=0.0, lt=1.0, description="Share of the training examples held out for evaluation."
     )
-    eval_steps: int | None = Field(None, ge=1, description="Evaluate every N optimizer steps.")
+    # Intervals longer than the longest run allowed would never fire: the same bound as max_steps.
+    eval_steps: int | None = Field(None, ge=1, le=MAX_STEPS, description="Evaluate every N optimizer steps.")
     save_steps: int | None = Field(
-        None, ge=1, description="Checkpoint every N steps (also at each epoch's end and at the end)."
+        None, ge=1, le=MAX_STEPS, description="Checkpoint every N steps (also at each epoch's end and at the end)."
     )
-    save_total_limit: int = Field(3, ge=1, description="Complete checkpoints to keep; the newest always stays.")
+    # Each kept checkpoint is a copy of the trainable weights and optimizer state on disk.
+    save_total_limit: int = Field(
+        3, ge=1, le=1000, description="Complete checkpoints to keep; the newest always stays."
+    )
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Seeds data order, initialisation and dropout.")
     train_on_inputs: bool = Field(
         False, description="Put loss on prompt tokens too; by default only assistant/completion tokens."

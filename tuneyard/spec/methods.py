@@ -24,6 +24,11 @@ ModelOutput = Literal["adapter", "full"]
 
 Requirement = Literal["cuda", "bitsandbytes"]
 
+MODULE_NAME_MAX = 256
+"""The longest module name (a dotted path in the model) a spec may name."""
+TARGET_MODULES_MAX = 1024
+"""The most module names a spec may list."""
+
 
 class MethodParams(BaseModel):
     """A method's own parameters; a method without any uses this as it is."""
@@ -35,8 +40,10 @@ class LoraParams(MethodParams):
     """LoRA's adapter shape (used by `lora` and `qlora`)."""
 
     lora_rank: int = Field(16, ge=1, le=4096, description="Rank r of the LoRA update.")
-    lora_alpha: float = Field(32, gt=0, description="LoRA scale numerator (scale = alpha / r).")
+    # A scale alpha / r past 65536 / 1 multiplies the update out of any useful range.
+    lora_alpha: float = Field(32, gt=0, le=65536, description="LoRA scale numerator (scale = alpha / r).")
     lora_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
+    # A model has a few dozen kinds of linear module; a list of thousands, or names of pages, is no target.
     lora_target_modules: str | list[str] = Field(
         "all-linear", description="'all-linear' or a list of module names to adapt."
     )
@@ -48,6 +55,16 @@ class LoraParams(MethodParams):
             raise ValueError("give at least one module name, or 'all-linear'")
         if isinstance(value, str) and value != "all-linear":
             return [value]
+        return value
+
+    @field_validator("lora_target_modules")
+    @classmethod
+    def _targets_bounded(cls, value: str | list[str]) -> str | list[str]:
+        names = [value] if isinstance(value, str) else value
+        if len(names) > TARGET_MODULES_MAX:
+            raise ValueError(f"list at most {TARGET_MODULES_MAX} module names")
+        if any(len(name) > MODULE_NAME_MAX for name in names):
+            raise ValueError(f"a module name has at most {MODULE_NAME_MAX} characters")
         return value
 
 
