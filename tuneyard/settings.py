@@ -54,6 +54,8 @@ class Settings:
     runner_nice: int = 10
     """The nice increment runners start with (0 keeps the worker's priority). Training is throughput
     work: on cores it shares with the API and the supervisors, they must answer first."""
+    metrics_org_labels: bool = False
+    """/metrics adds jobs by organization (`org` labels); off, it shows service-wide figures only."""
     executor: str = "local"
     """Where workers run their runners, by registered name (tuneyard.worker.executors.registry):
     `local` is a subprocess on the worker's machine."""

@@ -21,6 +21,7 @@ def cases(ids: dict[str, str]) -> list[tuple[str, str, str, dict[str, Any], int]
     """(label, method, url, request kwargs, expected status)."""
     good = job_body(ids["dataset"])
     traversal = "%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd"
+    admin = {"Authorization": f"Bearer {ids['admin_key']}"}  # registering a base model takes an admin key
     return [
         ("malformed json job", "POST", "/v1/jobs", {"content": b'{"base_model": ', "headers": JSON}, 400),
         ("malformed json dataset", "POST", "/v1/datasets", {"content": b"{name: x}", "headers": JSON}, 400),
@@ -49,8 +50,10 @@ def cases(ids: dict[str, str]) -> list[tuple[str, str, str, dict[str, Any], int]
         ("dataset missing file", "POST", "/v1/datasets", {"json": {"name": "d", "file_ids": ["file_nope"]}}, 422),
         ("dataset no files", "POST", "/v1/datasets", {"json": {"name": "d", "file_ids": []}}, 422),
         ("dataset slash name", "POST", "/v1/datasets", {"json": {"name": "../d", "file_ids": [ids["file"]]}}, 422),
-        ("model root escape", "POST", "/v1/base-models", {"json": {"source": "../../../../etc", "kind": "local"}}, 422),
-        ("model outside roots", "POST", "/v1/base-models", {"json": {"source": "/etc", "kind": "local"}}, 422),
+        ("model root escape", "POST", "/v1/base-models",
+         {"json": {"source": "../../../../etc", "kind": "local"}, "headers": admin}, 422),
+        ("model outside roots", "POST", "/v1/base-models",
+         {"json": {"source": "/etc", "kind": "local"}, "headers": admin}, 422),
         ("artifact traversal", "GET", f"/v1/jobs/{ids['job']}/artifacts/{traversal}", {}, 404),
         ("artifact absolute", "GET", f"/v1/jobs/{ids['job']}/artifacts//etc/passwd", {}, 404),
         ("artifact missing", "GET", f"/v1/jobs/{ids['job']}/artifacts/final/nope.bin", {}, 404),
@@ -82,7 +85,8 @@ def ids(client: TestClient, db, api_settings: Settings, tenant: Tenant, other: T
     invalid = client.post("/v1/datasets", headers=tenant.headers, json={"name": "bad", "file_ids": [bad["id"]]})
     assert invalid.json()["status"] == "invalid"
     return {"dataset": finished["dataset_id"], "file": finished["file_id"], "job": finished["job_id"],
-            "invalid": invalid.json()["id"], "foreign": ready_dataset(client, other)["id"]}
+            "invalid": invalid.json()["id"], "foreign": ready_dataset(client, other)["id"],
+            "admin_key": tenant.admin_key}
 
 
 def test_bad_inputs_get_4xx_envelopes_and_create_nothing(

@@ -174,7 +174,7 @@ def test_qlora_without_its_kernels_is_refused_at_submission(client: TestClient, 
     folder = api_settings.model_roots[0] / "my-llama"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"model_type": "llama", "max_position_embeddings": 2048}))
-    base = client.post("/v1/base-models", headers=tenant.headers, json={"source": "my-llama", "name": "mine"})
+    base = client.post("/v1/base-models", headers=tenant.admin_headers, json={"source": "my-llama", "name": "mine"})
     assert base.status_code == 201 and "qlora" in base.json()["methods"], base.text
     dataset = ready_dataset(client, tenant)
     body = job_body(dataset["id"], base_model=base.json()["id"], method="qlora")

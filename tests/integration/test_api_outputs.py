@@ -146,11 +146,11 @@ def test_base_models(client: TestClient, api_settings: Settings, tenant: Tenant,
     folder = api_settings.model_roots[0] / "my-llama"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"model_type": "llama", "max_position_embeddings": 2048}))
-    local = client.post("/v1/base-models", headers=tenant.headers, json={"source": "my-llama", "name": "mine"})
+    local = client.post("/v1/base-models", headers=tenant.admin_headers, json={"source": "my-llama", "name": "mine"})
     assert local.status_code == 201, local.text
     assert local.json()["source_kind"] == "local" and local.json()["architecture"] == "llama"
     assert local.json()["source"] == str(folder.resolve())
-    hub = client.post("/v1/base-models", headers=tenant.headers, json={"source": "HuggingFaceTB/SmolLM2-135M"})
+    hub = client.post("/v1/base-models", headers=tenant.admin_headers, json={"source": "HuggingFaceTB/SmolLM2-135M"})
     assert hub.json()["source_kind"] == "hub"
     ids = [m["id"] for m in get(client, tenant, "/v1/base-models")["data"]]
     assert ids[-2:] == [local.json()["id"], hub.json()["id"]]
@@ -173,7 +173,7 @@ def test_stats_health_metrics_and_openapi(app: FastAPI, client: TestClient, tena
     assert stats["workers_alive"] == 0
 
     assert client.get("/healthz").json()["status"] == "ok"
-    text = client.get("/metrics").text
+    text = client.get("/metrics", headers=tenant.admin_headers).text
     assert "tuneyard_queue_depth 2" in text
     assert 'tuneyard_jobs{status="completed"} 1' in text
     assert 'tuneyard_claim_latency_seconds_bucket{le="+Inf"} 1' in text

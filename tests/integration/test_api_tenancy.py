@@ -20,7 +20,7 @@ from tuneyard.settings import Settings
 
 app, client, tenant, other, api_settings = api.app, api.client, api.tenant, api.other, api.api_settings
 
-PUBLIC = {"/healthz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+PUBLIC = {"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 # Routes whose answer for the owner depends on more than the object existing.
 OWNER_STATUS = {"/v1/jobs/{job_id}/stream": 200}
 
@@ -46,7 +46,8 @@ def fill(path: str, objects: dict[str, Any]) -> str:
 @pytest.fixture
 def owned(client: TestClient, db, api_settings: Settings, tenant: Tenant) -> dict[str, Any]:
     objects = finished_job(client, db, api_settings, tenant)
-    registered = client.post("/v1/base-models", headers=tenant.headers, json={"source": "acme/tiny", "kind": "hub"})
+    registered = client.post("/v1/base-models", headers=tenant.admin_headers,
+                             json={"source": "acme/tiny", "kind": "hub"})
     assert registered.status_code == 201, registered.text
     return {**objects, "base_model_id": registered.json()["id"]}
 

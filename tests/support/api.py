@@ -33,19 +33,27 @@ UPLOAD_LIMIT = 64 * 1024
 
 @dataclass(frozen=True)
 class Tenant:
+    """An organization with a member key (`headers`: jobs and data) and an admin key (`admin_headers`)."""
+
     org_id: str
     key_id: str
     key: str
+    admin_key: str
 
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.key}"}
 
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_key}"}
+
 
 def make_tenant(db: Database, name: str) -> Tenant:
     org = tenancy.create_org(db, name)
     key, plaintext = tenancy.create_api_key(db, org.id, f"{name}-key")
-    return Tenant(org.id, key.id, plaintext)
+    _admin, admin_plaintext = tenancy.create_api_key(db, org.id, f"{name}-admin", is_admin=True)
+    return Tenant(org.id, key.id, plaintext, admin_plaintext)
 
 
 def chat_lines(n: int) -> bytes:

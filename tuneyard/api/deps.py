@@ -1,5 +1,10 @@
 """Dependencies: the app's context, the caller behind the bearer key, and a job loaded for them.
 
+Roles are decided here and nowhere else: `Caller` is any valid key of an organization (a member
+does jobs and data), `AdminCaller` is an admin key (keys, base-model registration, quotas,
+/metrics); a member key on an admin route is a 403 FORBIDDEN. A route takes one of the two, and
+tests/integration/test_api_roles.py holds every operation of the OpenAPI document to its role.
+
 `OwnedJob` and `JobRead` load a job and authorize it once: every route about one job takes one of
 them, so none can forget the check, and another organization's job is a plain 404. Each does the
 key check, the job load and (for `JobRead`) the route's own query in one read transaction on one
@@ -12,14 +17,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import anyio
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from tuneyard.services.errors import Unauthorized
+from tuneyard.api.schemas.common import ErrorEnvelope
+from tuneyard.services.errors import Forbidden, Unauthorized
 from tuneyard.settings import Settings
 from tuneyard.store import jobs, tenancy
 from tuneyard.store.engine import Database
@@ -72,6 +78,20 @@ def get_caller(context: Context, credentials: Bearer) -> Principal:
 
 
 Caller = Annotated[Principal, Depends(get_caller)]
+
+
+def get_admin(caller: Caller) -> Principal:
+    if not caller.is_admin:
+        raise Forbidden()
+    return caller
+
+
+AdminCaller = Annotated[Principal, Depends(get_admin)]
+"""An admin key of its organization; the route's decorator also takes `responses=ADMIN_RESPONSES`."""
+
+ADMIN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    403: {"model": ErrorEnvelope, "description": "FORBIDDEN: the key is a member key; this needs an admin key"},
+}
 
 
 # Every id we hand out (and every built-in model name) has this shape. Anything else names nothing,

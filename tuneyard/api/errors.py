@@ -22,18 +22,20 @@ from starlette.responses import Response
 
 from tuneyard.errors import TuneyardError, UserError
 from tuneyard.services.errors import (
+    Forbidden,
     PayloadTooLarge,
     RateLimited,
     ServiceUnavailable,
     TrainingFailed,
     Unauthorized,
 )
-from tuneyard.store.errors import Conflict, NotFound
+from tuneyard.store.errors import Conflict, NotFound, QuotaExceeded, StorageQuotaExceeded
 
 log = logging.getLogger(__name__)
 
 INVALID_REQUEST = "INVALID_REQUEST"
 UNAUTHORIZED = "UNAUTHORIZED"
+FORBIDDEN = "FORBIDDEN"  # a valid key without the role the route needs (a member key on an admin route)
 NOT_FOUND = "NOT_FOUND"
 CONFLICT = "CONFLICT"
 RATE_LIMITED = "RATE_LIMITED"
@@ -44,17 +46,20 @@ INTERNAL_ERROR = "INTERNAL_ERROR"
 # First match wins, so subclasses come before their bases.
 ERROR_STATUS: tuple[tuple[type[TuneyardError], int, str], ...] = (
     (Unauthorized, 401, UNAUTHORIZED),
+    (Forbidden, 403, FORBIDDEN),
     (NotFound, 404, NOT_FOUND),
     (TrainingFailed, 409, TRAINING_FAILED),
     (Conflict, 409, CONFLICT),
     (RateLimited, 429, RATE_LIMITED),
+    (StorageQuotaExceeded, 413, INVALID_REQUEST),  # its details name the quota and its limit
+    (QuotaExceeded, 429, RATE_LIMITED),
     (PayloadTooLarge, 413, INVALID_REQUEST),
     (UserError, 422, INVALID_REQUEST),
     (ServiceUnavailable, 503, SERVICE_UNAVAILABLE),
     (TuneyardError, 500, INTERNAL_ERROR),
 )
 
-HTTP_CODES = {400: INVALID_REQUEST, 401: UNAUTHORIZED, 404: NOT_FOUND, 409: CONFLICT, 429: RATE_LIMITED,
+HTTP_CODES = {400: INVALID_REQUEST, 401: UNAUTHORIZED, 403: FORBIDDEN, 404: NOT_FOUND, 409: CONFLICT, 429: RATE_LIMITED,
               503: SERVICE_UNAVAILABLE}
 
 

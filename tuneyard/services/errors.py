@@ -23,6 +23,10 @@ class Unauthorized(UserError):
     """A valid API key is needed: send `Authorization: Bearer <key>`."""
 
 
+class Forbidden(UserError):
+    """This needs an admin key of the organization: member keys do jobs and data only."""
+
+
 class PayloadTooLarge(UserError):
     """The request body is larger than this server accepts."""
 

@@ -6,7 +6,7 @@ from tuneyard.scheduler.workers import workers_alive
 from tuneyard.settings import Settings
 from tuneyard.store import stats as store
 from tuneyard.store.engine import Database
-from tuneyard.store.observability import service_figures
+from tuneyard.store.observability import jobs_by_org, service_figures
 
 # Latency buckets (seconds) for claim latency and job duration: from sub-second to a day.
 BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
@@ -23,7 +23,9 @@ def _alive_window(settings: Settings) -> float:
 
 
 def prometheus_text(db: Database, settings: Settings) -> str:
-    """Queue depth, jobs by status, claim latency and job durations, in the text exposition format."""
+    """Queue depth, jobs by status, claim latency and job durations, in the text exposition format;
+    jobs by organization and status too when `settings.metrics_org_labels` is on (off by default:
+    a scrape then names no organization)."""
     figures = service_figures(db)
     alive = workers_alive(db, _alive_window(settings))
     lines = [
@@ -41,6 +43,10 @@ def prometheus_text(db: Database, settings: Settings) -> str:
                         {"": figures.claim_latencies_s})
     lines += _histogram("tuneyard_job_duration_seconds", "From the first claim to the end, by final status.",
                         {f'status="{s}"': v for s, v in sorted(figures.durations_s.items())})
+    if settings.metrics_org_labels:
+        lines += ["# HELP tuneyard_org_jobs Jobs by organization and status.", "# TYPE tuneyard_org_jobs gauge",
+                  *(f'tuneyard_org_jobs{{org="{org}",status="{s}"}} {n}'
+                    for (org, s), n in sorted(jobs_by_org(db).items()))]
     return "\n".join(lines) + "\n"
 
 

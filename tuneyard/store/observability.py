@@ -40,6 +40,13 @@ def service_figures(db: Database) -> ServiceFigures:
     return ServiceFigures(by_status, latencies, durations)
 
 
+def jobs_by_org(db: Database) -> dict[tuple[str, str], int]:
+    """(organization id, status) -> jobs, for the statuses each organization has jobs in."""
+    with db.read() as session:
+        counted = session.execute(select(Job.org_id, Job.status, func.count()).group_by(Job.org_id, Job.status))
+        return {(org_id, status): count for org_id, status, count in counted}
+
+
 def _seconds(start: datetime, end: datetime) -> float:
     return max(0.0, (end - start).total_seconds())
 

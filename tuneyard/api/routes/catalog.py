@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from tuneyard.api.deps import Caller, Context, ModelId
+from tuneyard.api.deps import ADMIN_RESPONSES, AdminCaller, Caller, Context, ModelId
 from tuneyard.api.schemas.common import ERROR_RESPONSES, ListOf
 from tuneyard.api.schemas.resources import BaseModelCreate, BaseModelPublic, TrainedModelPublic
 from tuneyard.services import base_models, models
@@ -25,9 +25,9 @@ def get_base_model(model_id: ModelId, context: Context, caller: Caller) -> BaseM
 
 
 @router.post("/v1/base-models", status_code=status.HTTP_201_CREATED, response_model=BaseModelPublic,
-             tags=["base models"])
-def register_base_model(body: BaseModelCreate, context: Context, caller: Caller) -> BaseModelPublic:
-    """Register a local folder or .gguf file under a configured model root, or a hub id."""
+             tags=["base models"], responses=ADMIN_RESPONSES)
+def register_base_model(body: BaseModelCreate, context: Context, caller: AdminCaller) -> BaseModelPublic:
+    """Register a local folder or .gguf file under a configured model root, or a hub id (admin key)."""
     request = base_models.BaseModelRegistration(body.source, body.kind, body.name, body.description)
     return BaseModelPublic.of(base_models.register_base_model(context.db, context.settings, caller.org_id, request))
 

@@ -1,6 +1,8 @@
 """Service health and figures: /v1/stats for a user (native API), /healthz and /metrics for operators.
 
 The operators' two are the server's own, in no dialect: `operator_router`, mounted by the app.
+/metrics is service-wide, so it takes an admin key (a Prometheus scraper sends it as
+`Authorization: Bearer`); it names no organization unless `metrics_org_labels` is on.
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 
-from tuneyard.api.deps import Caller, Context
+from tuneyard.api.deps import ADMIN_RESPONSES, AdminCaller, Caller, Context
 from tuneyard.api.schemas.common import ERROR_RESPONSES
 from tuneyard.api.schemas.resources import StatsPublic
 from tuneyard.services import stats
@@ -35,8 +37,9 @@ def healthz(context: Context) -> dict[str, str]:
     return {"status": "ok", "database": context.db.dialect}
 
 
-@operator_router.get("/metrics", response_class=PlainTextResponse, tags=["health"])
-def metrics(context: Context) -> PlainTextResponse:
-    """Prometheus text: queue depth, jobs by status, workers alive, claim latency, job durations."""
+@operator_router.get("/metrics", response_class=PlainTextResponse, tags=["health"], responses=ADMIN_RESPONSES)
+def metrics(context: Context, _admin: AdminCaller) -> PlainTextResponse:
+    """Prometheus text (admin key): queue depth, jobs by status, workers alive, claim latency, job
+    durations; jobs by organization too when TUNEYARD_METRICS_ORG_LABELS is on."""
     body = stats.prometheus_text(context.db, context.settings)
     return PlainTextResponse(body, media_type="text/plain; version=0.0.4")
