@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tuneyard.cli import catalog, datasets, jobs, keys
+from tuneyard.cli import catalog, datasets, jobs, keys, orgs
 from tuneyard.cli import serve as serve_command
 from tuneyard.cli.common import CliGroup, Globals
 from tuneyard.settings import Settings
@@ -16,6 +16,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, cls=CliGroup, pret
                   help="tuneyard: fine-tuning jobs you host.")
 app.command()(serve_command.serve)
 app.command()(serve_command.worker)
+app.add_typer(orgs.app, name="orgs")
 app.add_typer(keys.app, name="keys")
 app.add_typer(catalog.base_models, name="base-models")
 app.add_typer(datasets.app, name="datasets")

@@ -50,8 +50,12 @@ def serve(
     key_file = ensure_admin_key(db, settings)
     pool = WorkerPool(db, settings, dict(os.environ), settings.workers)
     pool.start()
+    # Only an empty database gets an organization made here; otherwise admin.key is the operator's to write.
+    key_note = (f"admin key in {key_file}" if key_file else
+                "no admin key in the data folder (the database has organizations: "
+                "`tuneyard keys create NAME --org ORG --admin`)")
     typer.echo(f"tuneyard on http://{settings.host}:{settings.port} · data {settings.data_dir} · "
-               f"{settings.workers} worker(s) · admin key in {key_file}")
+               f"{settings.workers} worker(s) · {key_note}")
     # uvicorn handles SIGTERM and SIGINT while it serves, and once it has shut down it raises the
     # signal again for whatever handler was there before it. The default handler would end the
     # process here, before the drain below hands the running jobs back; this one lets it run (and

@@ -2,6 +2,11 @@
 
 A key is shown once, when it is made; the store keeps only its sha256 (a lookup by hash needs no
 slow KDF: the key has 256 random bits, nothing to brute-force) and a visible prefix for listings.
+A key is an organization's admin (keys, base-model registration, quotas) or a member (jobs and
+data); the API decides by `Principal.is_admin` in one dependency (tuneyard.api.deps).
+
+Organizations are made explicitly (`tuneyard orgs create`); the one implicit one is the first,
+which `tuneyard serve` makes on an empty database (`create_first_org`).
 """
 
 from __future__ import annotations
@@ -9,8 +14,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -32,15 +38,69 @@ class Principal:
     is_admin: bool
 
 
+@dataclass(frozen=True)
+class OrgSummary:
+    """An organization as `tuneyard orgs list` shows it."""
+
+    id: str
+    name: str
+    created_at: datetime
+    active_keys: int
+    admin_keys: int
+
+
 def hash_key(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode()).hexdigest()
 
 
-def create_org(db: Database, name: str) -> Organization:
+def create_org(db: Database, name: str, *, unique_name: bool = False) -> Organization:
+    """A new organization; with `unique_name`, a Conflict when one of that name exists (the CLI's
+    rule, so `--org NAME` names one; older databases may hold duplicates, and ids always work)."""
     with db.write() as session:
+        if unique_name and session.scalar(select(Organization.id).where(Organization.name == name).limit(1)):
+            raise Conflict(f"an organization named {name!r} already exists", name=name)
         org = Organization(id=new_id("org"), name=name, created_at=utcnow())
         session.add(org)
         return org
+
+
+def create_first_org(db: Database, name: str) -> Organization | None:
+    """An organization, made only when the database has none yet (one transaction): None otherwise."""
+    with db.write() as session:
+        if session.scalar(select(Organization.id).limit(1)) is not None:
+            return None
+        org = Organization(id=new_id("org"), name=name, created_at=utcnow())
+        session.add(org)
+        return org
+
+
+def find_org(db: Database, ref: str) -> Organization:
+    """The organization with id `ref`, else the one named `ref`; NotFound for none, Conflict when
+    several share the name."""
+    with db.read() as session:
+        org = session.get(Organization, ref)
+        if org is not None:
+            return org
+        named = list(session.scalars(select(Organization).where(Organization.name == ref).limit(2)))
+    if not named:
+        raise NotFound("organization", ref)
+    if len(named) > 1:
+        raise Conflict(f"several organizations are named {ref!r}: give its id (`tuneyard orgs list`)", name=ref)
+    return named[0]
+
+
+def list_orgs(db: Database) -> list[OrgSummary]:
+    """Every organization, oldest first, with how many of its keys are live (and admin)."""
+    live = ApiKey.revoked_at.is_(None)
+    stmt = (
+        select(Organization.id, Organization.name, Organization.created_at,
+               func.count(ApiKey.id).filter(live), func.count(ApiKey.id).filter(live, ApiKey.is_admin))
+        .outerjoin(ApiKey, ApiKey.org_id == Organization.id)
+        .group_by(Organization.id, Organization.name, Organization.created_at)
+        .order_by(Organization.created_at, Organization.id)
+    )
+    with db.read() as session:
+        return [OrgSummary(*row) for row in session.execute(stmt)]
 
 
 def create_project(db: Database, org_id: str, name: str) -> Project:
