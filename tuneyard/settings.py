@@ -45,6 +45,22 @@ class Settings:
     cancel_grace_seconds: float = 10.0
     max_upload_bytes: int = 512 * 1024 * 1024
     job_create_rate_per_minute: int = 20
+    body_read_timeout_seconds: float = 30.0
+    """A request whose next piece of body takes longer than this to arrive is answered 408."""
+    body_total_timeout_seconds: float = 3600.0
+    """A whole request body may take this long (an upload of max_upload_bytes at ~150 kB/s)."""
+    max_concurrent_uploads_per_key: int = 4
+    """Uploads one API key may have arriving at once; one more is answered 429."""
+    # Quotas per organization, generous for a laptop: they stop a runaway script, not a user.
+    # 0 turns a quota off. Each refusal names its quota (429; 413 for bytes).
+    quota_files: int = 1000
+    quota_file_bytes: int = 50 * 1024**3
+    """Bytes of all the organization's uploaded files together."""
+    quota_datasets: int = 500
+    quota_base_models: int = 100
+    """Base models the organization registered (the built-in catalog is not counted)."""
+    quota_active_jobs: int = 100
+    """Jobs queued or held by a worker (starting, running, finalizing, stopping, cancelling)."""
     model_roots: tuple[Path, ...] = field(default_factory=tuple)
     """Folders under which local base models may be registered."""
     model_cache_dir: Path | None = None

@@ -19,6 +19,7 @@ from tuneyard.settings import Settings
 from tuneyard.spec import METHODS
 from tuneyard.store import catalog as store
 from tuneyard.store.engine import Database
+from tuneyard.store.quotas import Quotas
 from tuneyard.training.models import catalog
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
@@ -98,7 +99,8 @@ def register_base_model(
     else:
         raise InvalidRequest([{"field": "kind", "message": "expected auto, local, gguf or hub"}])
     meta.update({k: v for k, v in (("name", request.name), ("description", request.description)) if v})
-    row = store.register_base_model(db, org_id=org_id, source_kind=kind, source=source, meta=meta)
+    row = store.register_base_model(db, org_id=org_id, source_kind=kind, source=source, meta=meta,
+                                    quotas=Quotas.of(settings))
     return _registered_info(row)
 
 

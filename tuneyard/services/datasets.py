@@ -16,6 +16,7 @@ from tuneyard.services.errors import InvalidRequest
 from tuneyard.store import datasets as store
 from tuneyard.store.engine import Database
 from tuneyard.store.errors import NotFound
+from tuneyard.store.quotas import NO_QUOTAS, Quotas
 from tuneyard.store.tables import Dataset
 from tuneyard.training.data.formats import Invalid
 from tuneyard.training.data.reading import read_rows
@@ -37,9 +38,12 @@ class DatasetCreate:
 
 
 def create_dataset(
-    db: Database, org_id: str, request: DatasetCreate, *, inline_bytes: int = INLINE_VALIDATION_BYTES
+    db: Database, org_id: str, request: DatasetCreate, *, inline_bytes: int = INLINE_VALIDATION_BYTES,
+    quotas: Quotas = NO_QUOTAS,
 ) -> Dataset:
-    """Record the dataset as `validating` and validate it (inline when small, else in a thread)."""
+    """Record the dataset as `validating` and validate it (inline when small, else in a thread).
+
+    Raises QuotaExceeded when the organization has its quota of datasets."""
     problems = []
     if request.format not in FORMATS:
         problems.append({"field": "format", "message": f"expected one of {', '.join(FORMATS)}"})
@@ -53,7 +57,7 @@ def create_dataset(
             problems.append({"field": f"file_ids.{i}", "message": f"no file {file_id}"})
     if problems:
         raise InvalidRequest(problems)
-    dataset = store.create_dataset(db, org_id, request.name, request.file_ids, request.format)
+    dataset = store.create_dataset(db, org_id, request.name, request.file_ids, request.format, quotas=quotas)
     paths = [Path(f.path) for f in files]
     if sum(f.bytes for f in files) <= inline_bytes:
         validate_dataset(db, dataset.id, paths, request.format)

@@ -13,6 +13,7 @@ from tuneyard.settings import Settings
 from tuneyard.store import datasets as store
 from tuneyard.store.engine import Database
 from tuneyard.store.ids import new_id
+from tuneyard.store.quotas import Quotas, file_bytes_left, storage_refusal
 from tuneyard.store.tables import File
 
 CHUNK = 1024 * 1024
@@ -45,7 +46,8 @@ def upload_file(
     db: Database, settings: Settings, org_id: str, filename: str | None, stream: BinaryIO,
     purpose: str = "fine-tune",
 ) -> File:
-    """Copy `stream` to DATA_DIR/files/<file_id><ext>, refusing it past Settings.max_upload_bytes."""
+    """Copy `stream` to DATA_DIR/files/<file_id><ext>, refusing it past Settings.max_upload_bytes or
+    past the organization's quotas (files, file_bytes)."""
     name = check_filename(filename)
     if purpose not in PURPOSES:
         raise InvalidRequest([{"field": "purpose", "message": f"expected one of {', '.join(PURPOSES)}"}])
@@ -53,16 +55,22 @@ def upload_file(
     suffix = Path(name).suffix.lower()
     target = files_dir(settings) / (file_id + (suffix if _SAFE_SUFFIX.match(suffix) else ""))
     target.parent.mkdir(parents=True, exist_ok=True)
+    quotas = Quotas.of(settings)
+    limit = settings.max_upload_bytes
+    refusal: Exception = PayloadTooLarge(limit, f"the file is larger than the upload limit of {limit} bytes")
+    room = file_bytes_left(db, org_id, quotas)
+    if room is not None and room < limit:  # stop copying once over the quota, not at the end
+        limit, refusal = room, storage_refusal(quotas.file_bytes, quotas.file_bytes - room)
     try:
-        size, digest = _copy_capped(stream, target, settings.max_upload_bytes)
+        size, digest = _copy_capped(stream, target, limit, refusal)
         new = store.NewFile(org_id, name, size, digest, str(target), purpose)
-        return store.create_file(db, new, file_id=file_id)
+        return store.create_file(db, new, file_id=file_id, quotas=quotas)
     except BaseException:
         target.unlink(missing_ok=True)  # nothing is kept from a refused or failed upload
         raise
 
 
-def _copy_capped(stream: BinaryIO, target: Path, limit: int) -> tuple[int, str]:
+def _copy_capped(stream: BinaryIO, target: Path, limit: int, refusal: Exception) -> tuple[int, str]:
     digest = hashlib.sha256()
     size = 0
     # O_EXCL: a fresh random id never exists, so an existing file means something is wrong.
@@ -71,7 +79,7 @@ def _copy_capped(stream: BinaryIO, target: Path, limit: int) -> tuple[int, str]:
         while chunk := stream.read(CHUNK):
             size += len(chunk)
             if size > limit:
-                raise PayloadTooLarge(limit, f"the file is larger than the upload limit of {limit} bytes")
+                raise refusal
             digest.update(chunk)
             out.write(chunk)
     return size, digest.hexdigest()

@@ -20,6 +20,7 @@ from tuneyard.store.admission import admit_job
 from tuneyard.store.engine import Database
 from tuneyard.store.errors import NotFound
 from tuneyard.store.model_paths import move_trained_model
+from tuneyard.store.quotas import Quotas
 from tuneyard.store.ratelimit import RateDecision
 from tuneyard.store.status import JobStatus
 from tuneyard.store.tables import Job
@@ -46,7 +47,8 @@ class JobList:
 def submit_job(db: Database, settings: Settings, caller: Principal, request: JobRequest) -> Submitted:
     """Validate the whole request, then queue the job (or return the one this key already made).
 
-    Raises InvalidRequest (every problem at once), IdempotencyConflict, or RateLimited.
+    Raises InvalidRequest (every problem at once), IdempotencyConflict, RateLimited, or
+    QuotaExceeded (the organization's queued and running jobs).
     """
     plan = plan_job(db, settings, caller.org_id, request)
     new = store.NewJob(
@@ -56,7 +58,7 @@ def submit_job(db: Database, settings: Settings, caller: Principal, request: Job
     )
     admission = admit_job(
         db, new, plan.body_hash, subject=f"job-create:{caller.key_id}",
-        limit=settings.job_create_rate_per_minute, window_s=RATE_WINDOW_S,
+        limit=settings.job_create_rate_per_minute, window_s=RATE_WINDOW_S, quotas=Quotas.of(settings),
     )
     rate = admission.decision
     if admission.job is None:

@@ -1,9 +1,11 @@
-"""Admit a job: idempotency key, rate limit and insert in one transaction.
+"""Admit a job: idempotency key, rate limit, job quota and insert in one transaction.
 
-Doing the three apart races: fifty concurrent retries of one request would all miss the key, all
+Doing these apart races: fifty concurrent retries of one request would all miss the key, all
 spend rate-limit quota, and most be refused with 429 although only one job was ever wanted. Here
 the caller's rate-limit row is locked first (SQLite: the write transaction itself), so requests of
-one user are serialized; a retry then finds the first request's job and spends no quota.
+one user are serialized; a retry then finds the first request's job and spends no quota. The
+organization's row is locked next, for its quota of queued and running jobs (tuneyard.store.quotas):
+always in this order, so two admissions never wait on each other's locks.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from sqlalchemy.orm import Session
 from tuneyard.store.engine import Database
 from tuneyard.store.ids import utcnow
 from tuneyard.store.jobs import NewJob, find_by_idempotency_key, insert_job
+from tuneyard.store.quotas import NO_QUOTAS, Quotas, check_active_jobs
 from tuneyard.store.ratelimit import RateDecision
 from tuneyard.store.tables import Job, RateLimitHit, RateLimitSubject
 from tuneyard.store.upsert import insert_ignoring_duplicates
@@ -33,11 +36,13 @@ class Admission:
 
 def admit_job(
     db: Database, new: NewJob, body_hash: str, *, subject: str, limit: int, window_s: float = 60.0,
-    now: datetime | None = None,
+    now: datetime | None = None, quotas: Quotas = NO_QUOTAS,
 ) -> Admission:
-    """Return the job an earlier request with this key made, else rate-limit and insert a new one.
+    """Return the job an earlier request with this key made, else rate-limit, check the
+    organization's job quota and insert a new one.
 
-    Raises IdempotencyConflict when the key was used with another body.
+    Raises IdempotencyConflict when the key was used with another body, QuotaExceeded when the
+    organization has its quota of queued and running jobs (spending no rate-limit quota).
     """
     now = now or utcnow()
     try:
@@ -50,6 +55,7 @@ def admit_job(
                 return Admission(existing, False, decision)
             if decision.remaining <= 0:
                 return Admission(None, False, _refusal(session, subject, limit, window_s, now))
+            check_active_jobs(session, new.org_id, quotas)
             session.execute(insert(RateLimitHit).values(subject=subject, ts=now))
             job = insert_job(session, new, body_hash)
             return Admission(job, True, RateDecision(True, limit, decision.remaining - 1, 0, decision.reset_after_s))

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from tuneyard.store.engine import Database
 from tuneyard.store.errors import Conflict, NotFound
 from tuneyard.store.ids import new_id, utcnow
+from tuneyard.store.quotas import NO_QUOTAS, Quotas, check_base_models
 from tuneyard.store.tables import BaseModelEntry, TrainedModel
 from tuneyard.store.upsert import insert_ignoring_duplicates
 
@@ -21,7 +22,7 @@ SOURCE_KINDS = ("builtin", "local", "gguf", "hub")
 
 def register_base_model(
     db: Database, *, org_id: str | None, source_kind: str, source: str,
-    meta: dict[str, Any] | None = None, model_id: str | None = None,
+    meta: dict[str, Any] | None = None, model_id: str | None = None, quotas: Quotas = NO_QUOTAS,
 ) -> BaseModelEntry:
     if source_kind not in SOURCE_KINDS:
         raise ValueError(f"unknown source kind {source_kind!r}")
@@ -29,6 +30,8 @@ def register_base_model(
                          source=source, meta=meta or {}, created_at=utcnow())
     try:
         with db.write() as session:
+            if org_id is not None:  # global models are the operator's, outside every quota
+                check_base_models(session, org_id, quotas)
             session.add(row)
     except IntegrityError as exc:
         raise Conflict(f"base model {row.id} already exists", id=row.id) from exc

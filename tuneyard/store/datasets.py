@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from tuneyard.store.engine import Database
 from tuneyard.store.errors import Conflict, NotFound
 from tuneyard.store.ids import new_id, utcnow
+from tuneyard.store.quotas import NO_QUOTAS, Quotas, check_datasets, check_files
 from tuneyard.store.tables import Dataset, File
 
 DATASET_STATUSES = ("validating", "ready", "invalid")
@@ -26,11 +27,14 @@ class NewFile:
     purpose: str = "fine-tune"
 
 
-def create_file(db: Database, new: NewFile, *, file_id: str | None = None) -> File:
-    """Record an uploaded blob (already written to `path`); pass `file_id` if the path used it."""
+def create_file(db: Database, new: NewFile, *, file_id: str | None = None, quotas: Quotas = NO_QUOTAS) -> File:
+    """Record an uploaded blob (already written to `path`); pass `file_id` if the path used it.
+
+    Raises QuotaExceeded / StorageQuotaExceeded when the organization's quotas have no room for it."""
     row = File(id=file_id or new_id("file"), org_id=new.org_id, filename=new.filename, bytes=new.bytes,
                sha256=new.sha256, path=new.path, purpose=new.purpose, created_at=utcnow())
     with db.write() as session:
+        check_files(session, new.org_id, quotas, new.bytes)
         session.add(row)
     return row
 
@@ -60,7 +64,8 @@ def delete_file(db: Database, org_id: str, file_id: str) -> File:
     return row
 
 
-def create_dataset(db: Database, org_id: str, name: str, file_ids: list[str], format: str = "auto") -> Dataset:
+def create_dataset(db: Database, org_id: str, name: str, file_ids: list[str], format: str = "auto", *,
+                   quotas: Quotas = NO_QUOTAS) -> Dataset:
     """A dataset in `validating`; every file must belong to the organization. Names are unique."""
     now = utcnow()
     row = Dataset(id=new_id("ds"), org_id=org_id, name=name, file_ids=list(file_ids), format=format,
@@ -71,6 +76,7 @@ def create_dataset(db: Database, org_id: str, name: str, file_ids: list[str], fo
             missing = [f for f in file_ids if f not in owned]
             if missing:
                 raise NotFound("file", missing[0])
+            check_datasets(session, org_id, quotas)
             session.add(row)
     except IntegrityError as exc:
         raise Conflict(f"a dataset named {name!r} already exists", name=name) from exc

@@ -1,4 +1,5 @@
-"""Errors the store raises. The API maps NotFound to 404 and the conflicts to 409."""
+"""Errors the store raises. The API maps NotFound to 404, the conflicts to 409, a used-up quota to 429
+(413 for bytes)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,19 @@ class InvalidTransition(Conflict):
 
 class IdempotencyConflict(Conflict):
     """This idempotency key was already used with a different request."""
+
+
+class QuotaExceeded(UserError):
+    """The organization has used up one of its quotas."""
+
+    def __init__(self, quota: str, limit: int, used: int, message: str | None = None) -> None:
+        self.quota = quota
+        self.limit = limit
+        super().__init__(message, quota=quota, limit=limit, used=used)
+
+
+class StorageQuotaExceeded(QuotaExceeded):
+    """The organization's files would take more bytes than its quota allows."""
 
 
 class StaleAttempt(TuneyardError):

@@ -10,6 +10,7 @@ from tuneyard.api.deps import Caller, Context, DatasetId, FileId
 from tuneyard.api.schemas.common import ERROR_RESPONSES, ListOf
 from tuneyard.api.schemas.resources import DatasetCreate, DatasetPublic, FilePublic, PreviewRow
 from tuneyard.services import datasets, files
+from tuneyard.store.quotas import Quotas
 
 router = APIRouter(responses=ERROR_RESPONSES)
 
@@ -37,7 +38,8 @@ def get_file(file_id: FileId, context: Context, caller: Caller) -> FilePublic:
 def create_dataset(body: DatasetCreate, context: Context, caller: Caller) -> DatasetPublic:
     """Make a dataset of uploaded files; it is `validating`, then `ready` or `invalid` (with errors)."""
     request = datasets.DatasetCreate(body.name, body.file_ids, body.format)
-    return DatasetPublic.of(datasets.create_dataset(context.db, caller.org_id, request))
+    quotas = Quotas.of(context.settings)
+    return DatasetPublic.of(datasets.create_dataset(context.db, caller.org_id, request, quotas=quotas))
 
 
 @router.get("/v1/datasets", response_model=ListOf[DatasetPublic], tags=["datasets"])
