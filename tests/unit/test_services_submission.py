@@ -115,7 +115,7 @@ def test_without_the_words_it_was_sent_in_a_job_stores_its_spec_with_its_name(
 def test_the_native_body_keeps_its_own_field_names() -> None:
     with pytest.raises(InvalidRequest, match="must be a JSON object"):
         job_request([{"base_model": "tiny-llama"}])
-    request = job_request({"base_model": "m", "name": 5, "project_id": "p" * 41, "idempotency_key": "a"}, "b")
+    request = job_request({"base_model": "m", "name": 5, "project_id": "p" * 129, "idempotency_key": "a"}, "b")
     assert [p["field"] for p in request.problems] == ["name", "project_id", "idempotency_key"]
     assert (request.name, request.project_id, request.idempotency_key) == (None, None, "a")
     assert request.spec == {"base_model": "m"} and "idempotency_key" not in (request.submitted or {})

@@ -10,6 +10,7 @@ from typing import BinaryIO
 
 from tuneyard.services.errors import InvalidRequest, PayloadTooLarge
 from tuneyard.settings import Settings
+from tuneyard.spec.text import NAME_MAX, text_problem
 from tuneyard.store import datasets as store
 from tuneyard.store.engine import Database
 from tuneyard.store.ids import new_id
@@ -17,7 +18,7 @@ from tuneyard.store.quotas import Quotas, file_bytes_left, storage_refusal
 from tuneyard.store.tables import File
 
 CHUNK = 1024 * 1024
-MAX_FILENAME = 255
+MAX_FILENAME = NAME_MAX
 # The stored name keeps the extension because the data reader picks CSV / Parquet / JSON by it.
 _SAFE_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,10}$")
 PURPOSES = ("fine-tune", "eval", "model")
@@ -29,16 +30,15 @@ def files_dir(settings: Settings) -> Path:
 
 def check_filename(filename: str | None) -> str:
     """The user's file name as given, or InvalidRequest when it is empty or tries to be a path."""
-    problems = []
     name = filename or ""
     if not name.strip():
-        problems.append("a file name is required")
+        problem: str | None = "a file name is required"
     elif "/" in name or "\\" in name or name in (".", ".."):
-        problems.append("a file name may not contain a path (no '/', '\\' or '..')")
-    elif any(ord(c) < 32 for c in name) or len(name) > MAX_FILENAME:
-        problems.append(f"a file name has at most {MAX_FILENAME} printable characters")
-    if problems:
-        raise InvalidRequest([{"field": "file.filename", "message": p} for p in problems])
+        problem = "a file name may not contain a path (no '/', '\\' or '..')"
+    else:
+        problem = text_problem(name, max_length=MAX_FILENAME)
+    if problem:
+        raise InvalidRequest([{"field": "file.filename", "message": problem}])
     return name
 
 

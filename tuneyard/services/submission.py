@@ -29,6 +29,7 @@ from tuneyard.spec import (
     problems_from,
     resolve_hyperparams,
 )
+from tuneyard.spec.text import Ident, Key, Name
 from tuneyard.store import catalog as models_store
 from tuneyard.store import datasets as datasets_store
 from tuneyard.store import tenancy
@@ -48,11 +49,9 @@ class ServiceFields(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(None, max_length=255, description="A label for people.")
-    project_id: str | None = Field(None, max_length=40, description="The project the job belongs to.")
-    idempotency_key: str | None = Field(
-        None, min_length=1, max_length=255, description="Retries with the same key return the same job."
-    )
+    name: Name | None = Field(None, description="A label for people.")
+    project_id: Ident | None = Field(None, description="The project the job belongs to.")
+    idempotency_key: Key | None = Field(None, description="Retries with the same key return the same job.")
 
 
 SERVICE_FIELDS = frozenset(ServiceFields.model_fields)
@@ -118,7 +117,9 @@ def plan_job(db: Database, settings: Settings, org_id: str, request: JobRequest)
     spec = _check_spec(request.spec, problems)
     problems.extend(request.problems)
     _check_fields(request, problems)
-    model = _check_base_model(db, settings, org_id, request.spec, problems)
+    # A value refused above is not looked up: it may be one the store cannot even take (a NUL byte).
+    model = None if _refused("base_model", problems) else _check_base_model(db, settings, org_id, request.spec,
+                                                                            problems)
     datasets = _check_datasets(db, org_id, request.spec.get("datasets"), problems)
     _check_project(db, org_id, request.project_id, problems)
     if problems or spec is None or model is None:
@@ -147,6 +148,11 @@ def _message(problems: Problems) -> str:
     shown = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5])
     more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
     return f"the job request has {len(problems)} problem(s): {shown}{more}"
+
+
+def _refused(field: str, problems: Problems) -> bool:
+    """Whether a problem was already found with `field` or a field inside it."""
+    return any(p["field"] == field or str(p["field"]).startswith(f"{field}.") for p in problems)
 
 
 def _check_spec(data: Mapping[str, Any], problems: Problems) -> JobSpecBase | None:
@@ -223,7 +229,7 @@ def _check_datasets(db: Database, org_id: str, refs: Any, problems: Problems) ->
         return []
     found = []
     for i, ref in enumerate(refs):
-        if not isinstance(ref, dict):
+        if not isinstance(ref, dict) or _refused(f"datasets.{i}", problems):
             continue  # the field validation has reported it
         if ref.get("path") is not None:
             problems.append({"field": f"datasets.{i}.path",
@@ -260,7 +266,7 @@ def _one_dataset(
 
 
 def _check_project(db: Database, org_id: str, project_id: str | None, problems: Problems) -> None:
-    if project_id is None:
+    if project_id is None or _refused("project_id", problems):
         return
     try:
         tenancy.get_project(db, org_id, project_id)

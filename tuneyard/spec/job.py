@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from tuneyard.spec.formats import format_choices
 from tuneyard.spec.hyperparams import Hyperparams
+from tuneyard.spec.text import Ident, Name, Reference
 
 # Where a resolved value came from, most specific first.
 ORIGIN_USER = "user"
@@ -40,9 +41,9 @@ class DatasetRef(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    path: str | None = Field(None, description="A JSONL, CSV or Parquet file.")
-    id: str | None = Field(None, description="A stored dataset's id.")
-    name: str | None = Field(None, description="A stored dataset's name.")
+    path: Reference | None = Field(None, description="A JSONL, CSV or Parquet file.")
+    id: Ident | None = Field(None, description="A stored dataset's id.")
+    name: Name | None = Field(None, description="A stored dataset's name.")
     format: DataFormatName = Field(
         "auto", description="The record format (see tuneyard.spec.formats); detected when 'auto'."
     )
@@ -62,7 +63,7 @@ class JobSpecBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: str
-    base_model: str = Field(..., min_length=1, max_length=1024)
+    base_model: Reference
     datasets: list[DatasetRef] = Field(default_factory=list)
 
 

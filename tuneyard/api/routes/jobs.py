@@ -15,6 +15,7 @@ from tuneyard.services import jobs
 from tuneyard.services.errors import InvalidRequest
 from tuneyard.services.job_view import JobView
 from tuneyard.spec import JOB_TYPES
+from tuneyard.spec.text import Ident
 from tuneyard.store.status import JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
@@ -47,7 +48,7 @@ def list_jobs(
     status_: Annotated[JobStatus | None, Query(alias="status")] = None,
     type_: Annotated[str | None, Query(alias="type", max_length=40,
                                        json_schema_extra={"enum": list(JOB_TYPES.names())})] = None,
-    project_id: Annotated[str | None, Query(max_length=40)] = None,
+    project_id: Annotated[Ident | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> JobPage:

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from tuneyard.services.errors import InvalidRequest
 from tuneyard.services.submission import SERVICE_FIELDS, JobRequest, Problems, ServiceFields
 from tuneyard.spec import problems_from
+from tuneyard.spec.text import KEY_MAX, text_problem
 
 KEY_FIELD = "idempotency_key"
 
@@ -48,8 +49,9 @@ def _idempotency_key(in_body: Any, checked: str | None, header_key: str | None, 
     if header_key is not None and in_body is not None and header_key != in_body:
         problems.append({"field": KEY_FIELD,
                          "message": "differs from the Idempotency-Key header; send one or make them equal"})
-    if header_key is not None and not 0 < len(header_key) <= 255:
-        problems.append({"field": "Idempotency-Key", "message": "must be 1 to 255 characters"})
+    header_problem = None if header_key is None else text_problem(header_key, max_length=KEY_MAX)
+    if header_problem:
+        problems.append({"field": "Idempotency-Key", "message": header_problem})
         header_key = None
     key = checked if isinstance(in_body, str) else header_key
     return key or None

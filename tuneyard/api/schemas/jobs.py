@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from tuneyard.api.schemas.common import Request
 from tuneyard.services.job_view import JobView
+from tuneyard.spec.text import Ident
 from tuneyard.store.tables import Checkpoint
 
 
@@ -66,7 +67,7 @@ class JobPage(BaseModel):
 
 
 class ResumeRequest(Request):
-    checkpoint: str | None = Field(None, description="A checkpoint id of this job; the latest when omitted.")
+    checkpoint: Ident | None = Field(None, description="A checkpoint id of this job; the latest when omitted.")
 
 
 # The three timeline items below document what the lists and the stream send; those answers are

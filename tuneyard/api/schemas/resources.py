@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from tuneyard.api.schemas.common import Request
 from tuneyard.services.base_models import BaseModelInfo
 from tuneyard.spec.job import DataFormatName
+from tuneyard.spec.text import DatasetName, Description, Ident, Name, Reference
 from tuneyard.store.stats import Stats
 from tuneyard.store.tables import Dataset, File, TrainedModel
 
@@ -30,8 +31,8 @@ class FilePublic(BaseModel):
 
 
 class DatasetCreate(Request):
-    name: str = Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f/\\]+$")
-    file_ids: list[str] = Field(min_length=1, max_length=100)
+    name: DatasetName
+    file_ids: list[Ident] = Field(min_length=1, max_length=100)
     format: DataFormatName = "auto"
 
 
@@ -63,11 +64,10 @@ class PreviewRow(BaseModel):
 
 
 class BaseModelCreate(Request):
-    source: str = Field(min_length=1, max_length=1024,
-                        description="A folder or .gguf file under a configured model root, or a hub id.")
+    source: Reference = Field(description="A folder or .gguf file under a configured model root, or a hub id.")
     kind: Literal["auto", "local", "gguf", "hub"] = "auto"
-    name: str | None = Field(None, max_length=255)
-    description: str | None = Field(None, max_length=2000)
+    name: Name | None = None
+    description: Description | None = None
 
 
 class BaseModelPublic(BaseModel):
