@@ -25,6 +25,7 @@ from tuneyard.spec import (
     JobSpecBase,
     TrainingJobSpec,
     check_spec,
+    module_names,
     parse_spec,
     problems_from,
     resolve_hyperparams,
@@ -120,6 +121,8 @@ def plan_job(db: Database, settings: Settings, org_id: str, request: JobRequest)
     # A value refused above is not looked up: it may be one the store cannot even take (a NUL byte).
     model = None if _refused("base_model", problems) else _check_base_model(db, settings, org_id, request.spec,
                                                                             problems)
+    if spec is not None and model is not None:
+        _check_target_modules(spec, model, problems)
     datasets = _check_datasets(db, org_id, request.spec.get("datasets"), problems)
     _check_project(db, org_id, request.project_id, problems)
     if problems or spec is None or model is None:
@@ -202,6 +205,49 @@ def _check_base_model(
         problems.append({"field": "method", "message": (
             f"{name} supports {', '.join(model.methods)}, not {method}")})
     return model
+
+
+MAX_CONFIG_BYTES = 1 << 20
+"""A config.json is a few KiB; a bigger one is not read at submission."""
+
+
+def _check_target_modules(spec: JobSpecBase, model: ResolvedModel, problems: Problems) -> None:
+    """LoRA's target modules against the base model's module names, read from its config (no weights,
+    no torch). A model whose names are not known here is left to the runner, which reports a name
+    matching nothing as a user error too, but only after loading the model."""
+    targets = getattr(spec.hyperparams, "lora_target_modules", None) if isinstance(spec, TrainingJobSpec) else None
+    if targets is None or targets == "all-linear":
+        return
+    architecture = _architecture(model.runner_source)
+    if architecture is None:
+        return
+    model_type, layers = architecture
+    layout = module_names.layout_for(model_type, module_names.layers_to_assume(targets) if layers is None else layers)
+    if layout is None:
+        return
+    for problem in module_names.target_problems(targets, layout):
+        problems.append({"field": "hyperparams.lora_target_modules", "message": (
+            f"{problem}; LoRA can adapt {', '.join(layout.adaptable_names())}, or give 'all-linear'")})
+
+
+def _architecture(source: str) -> tuple[str, int | None] | None:
+    """(model_type, number of layers if known) of a built-in or of a local folder's config.json."""
+    entry = catalog.get_builtin(source)
+    if entry is not None:
+        return entry.architecture, None
+    if not Path(source).is_absolute():
+        return None  # a hub id: its files are the runner's to fetch
+    config_file = Path(source) / "config.json"
+    try:
+        if config_file.stat().st_size > MAX_CONFIG_BYTES:
+            return None
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # not a model folder, or not readable here: the runner will judge it
+    if not isinstance(config, dict) or not isinstance(config.get("model_type"), str):
+        return None
+    layers = config.get("num_hidden_layers")
+    return config["model_type"], layers if isinstance(layers, int) and not isinstance(layers, bool) else None
 
 
 def resolve_base_model(db: Database, settings: Settings, org_id: str, name: str) -> ResolvedModel:

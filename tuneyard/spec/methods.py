@@ -45,7 +45,9 @@ class LoraParams(MethodParams):
     lora_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
     # A model has a few dozen kinds of linear module; a list of thousands, or names of pages, is no target.
     lora_target_modules: str | list[str] = Field(
-        "all-linear", description="'all-linear' or a list of module names to adapt."
+        "all-linear",
+        description="'all-linear', or module names to adapt: each adapts every linear or embedding module whose "
+        "full name is that name or ends with '.' and that name (peft's rule), and must match at least one.",
     )
 
     @field_validator("lora_target_modules")
