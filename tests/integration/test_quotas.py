@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tests.support import api
@@ -119,7 +117,7 @@ def test_a_quota_of_zero_is_no_quota(db: Database, settings: Settings, tenant: T
 
 
 def test_concurrent_admissions_never_overshoot_the_job_quota(
-    open_db: Callable[[], Database], db: Database, tenant: Tenant, tmp_path: Path,
+    open_db: Callable[[], Database], db: Database, tenant: Tenant,
 ) -> None:
     """Twelve requests from twelve keys (no rate limit between them) through their own engines,
     as API processes would: exactly the quota's number of jobs is made."""

@@ -61,7 +61,9 @@ def create_app(settings: Settings, db: Database | None = None, *, stream_poll_se
         app.include_router(dialect.router)
     app.include_router(system.operator_router)
     app.add_middleware(BodyLimit, upload_limit=settings.max_upload_bytes, upload_paths=served.upload_paths(),
-                       renderer_for=served.renderer_for)
+                       renderer_for=served.renderer_for, read_timeout=settings.body_read_timeout_seconds,
+                       total_timeout=settings.body_total_timeout_seconds,
+                       max_uploads_per_key=settings.max_concurrent_uploads_per_key)
     install_console(app)  # the web console at / (pages, static assets, session cookie → bearer for /v1)
     return app
 
