@@ -20,6 +20,8 @@ from tuneyard.store.errors import NotFound
 from tuneyard.training import contract
 
 CHUNK = 64 * 1024
+MAX_ARTIFACT_PATH = 4096  # Linux's PATH_MAX: no longer path names a file
+MAX_SHOWN = 200
 
 
 def runs_root(settings: Settings) -> Path:
@@ -53,14 +55,27 @@ def list_artifacts(folder: Path) -> list[Artifact]:
 
 
 def safe_child(folder: Path, relative: str) -> Path:
-    """`folder/relative` as a real file inside `folder`, or NotFound (traversal looks like absence)."""
-    if not relative or "\x00" in relative or relative.startswith(("/", "\\")):
-        raise NotFound("artifact", relative)
-    root = folder.resolve()
-    candidate = (root / relative).resolve()
-    if not candidate.is_relative_to(root) or not candidate.is_file():
-        raise NotFound("artifact", relative)
+    """`folder/relative` as a real file inside `folder`, or NotFound (traversal looks like absence).
+
+    Whatever the operating system says about the name (too long, a loop of links, not valid in a
+    path) means the same as a name that leads out: there is no such artifact.
+    """
+    if not relative or len(relative) > MAX_ARTIFACT_PATH or "\x00" in relative or relative.startswith(("/", "\\")):
+        raise NotFound("artifact", _shown(relative))
+    try:
+        root = folder.resolve()
+        candidate = (root / relative).resolve()
+        found = candidate.is_relative_to(root) and candidate.is_file()
+    except (OSError, RuntimeError, ValueError):  # RuntimeError: a symlink loop, before Python 3.13
+        found = False
+    if not found:
+        raise NotFound("artifact", _shown(relative))
     return candidate
+
+
+def _shown(relative: str) -> str:
+    # The error repeats what was asked for, so bounded and with control characters escaped.
+    return relative[:MAX_SHOWN].encode("unicode_escape").decode() + ("..." if len(relative) > MAX_SHOWN else "")
 
 
 def remove_run(settings: Settings, job_id: str) -> None:
