@@ -183,7 +183,7 @@ def test_the_native_api_keeps_its_paths(app: FastAPI) -> None:
         "/v1/jobs/{job_id}/resume", "/v1/jobs/{job_id}/events", "/v1/jobs/{job_id}/metrics",
         "/v1/jobs/{job_id}/logs", "/v1/jobs/{job_id}/checkpoints", "/v1/jobs/{job_id}/stream",
         "/v1/jobs/{job_id}/result", "/v1/jobs/{job_id}/artifacts", "/v1/jobs/{job_id}/artifacts/{path}",
-        "/v1/jobs/{job_id}/download", "/v1/stats", "/healthz", "/metrics",
+        "/v1/jobs/{job_id}/download", "/v1/keys", "/v1/keys/{key_id}", "/v1/stats", "/healthz", "/metrics",
     ]
 
 

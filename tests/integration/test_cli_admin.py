@@ -51,6 +51,10 @@ def test_orgs_create_and_list_then_keys_in_them(database_url: str, tmp_path: Pat
     again = run(database_url, tmp_path, "orgs", "create", "acme")
     assert again.exit_code == 1 and "already exists" in again.stderr
     globex = ok_json(run(database_url, tmp_path, "--json", "orgs", "create", "globex"))
+    for bad in ("", " ", "a\x1b[2Jb"):
+        refused = run(database_url, tmp_path, "orgs", "create", bad)
+        assert refused.exit_code == 2 and ("control characters" in refused.stderr or "blank" in refused.stderr)
+        assert run(database_url, tmp_path, "keys", "create", bad, "--org", "acme").exit_code == 2
 
     admin = ok_json(run(database_url, tmp_path, "--json", "keys", "create", "ops", "--org", "acme", "--admin"))
     member = ok_json(run(database_url, tmp_path, "--json", "keys", "create", "bob", "--org", globex["id"]))

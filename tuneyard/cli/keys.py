@@ -33,6 +33,15 @@ class KeyStore:
     org_id: str
 
 
+def checked_name(name: str) -> None:
+    """The API's rule for a name (no control characters, not blank, bounded), for what the CLI stores."""
+    from tuneyard.spec.text import text_problem
+
+    problem = text_problem(name)
+    if problem:
+        usage_error(f"the name {name!r} {problem}")
+
+
 Org = Annotated[str | None, typer.Option(
     "--org", help="The organization, by id or name (default: that of --api-key or DATA_DIR/admin.key).")]
 
@@ -77,6 +86,7 @@ def create(
     """Make a key and print it once: it is never shown again."""
     from tuneyard.store import tenancy
 
+    checked_name(name)
     with _open(ctx, org) as keys:
         row, plaintext = tenancy.create_api_key(keys.db, keys.org_id, name, is_admin=admin)
     if options(ctx).json:

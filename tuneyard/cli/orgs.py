@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from tuneyard.cli.common import emit_json, options, stdout, table, when
-from tuneyard.cli.keys import open_database
+from tuneyard.cli.keys import checked_name, open_database
 
 app = typer.Typer(help="Organizations (on the database directly; needs the data folder or TUNEYARD_DATABASE_URL).",
                   no_args_is_help=True)
@@ -24,6 +24,7 @@ def create(ctx: typer.Context,
     """Make an organization (with no key yet: `tuneyard keys create NAME --org ORG --admin`)."""
     from tuneyard.store import tenancy
 
+    checked_name(name)
     with open_database(ctx) as (db, _settings):
         org = tenancy.create_org(db, name, unique_name=True)
     if options(ctx).json:

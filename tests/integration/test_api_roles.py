@@ -1,0 +1,152 @@
+"""Every operation of the OpenAPI document × {no key, member key, admin key} → the status its role gives.
+
+`ROLES` decides each operation's role once: a route added later without a line here fails
+`test_every_operation_has_a_role`, so nobody adds one without deciding who may call it. Admin
+routes answer a member key 403 FORBIDDEN (the envelope's code) and document that 403; each role
+gets its own objects of one organization, so a DELETE of one does not change the other's answer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from tests.support import api
+from tests.support.api import Tenant, chat_lines, finished_job, job_body
+from tuneyard.settings import Settings
+from tuneyard.store import tenancy
+
+app, client, tenant, api_settings = api.app, api.client, api.tenant, api.api_settings
+
+ADMIN, MEMBER, PUBLIC = "admin", "member", "public"
+Op = tuple[str, str]
+
+# (method, path) → (role, the status a caller with that role gets in this test's requests).
+ROLES: dict[Op, tuple[str, int]] = {
+    ("GET", "/healthz"): (PUBLIC, 200),
+    ("GET", "/metrics"): (ADMIN, 200),
+    ("GET", "/v1/stats"): (MEMBER, 200),
+    ("GET", "/v1/keys"): (ADMIN, 200),
+    ("POST", "/v1/keys"): (ADMIN, 201),
+    ("DELETE", "/v1/keys/{key_id}"): (ADMIN, 204),
+    ("GET", "/v1/base-models"): (MEMBER, 200),
+    ("POST", "/v1/base-models"): (ADMIN, 201),
+    ("GET", "/v1/base-models/{model_id}"): (MEMBER, 200),
+    ("GET", "/v1/models"): (MEMBER, 200),
+    ("GET", "/v1/models/{model_id}"): (MEMBER, 200),
+    ("DELETE", "/v1/models/{model_id}"): (MEMBER, 204),
+    ("GET", "/v1/files"): (MEMBER, 200),
+    ("POST", "/v1/files"): (MEMBER, 201),
+    ("GET", "/v1/files/{file_id}"): (MEMBER, 200),
+    ("GET", "/v1/datasets"): (MEMBER, 200),
+    ("POST", "/v1/datasets"): (MEMBER, 201),
+    ("GET", "/v1/datasets/{dataset_id}"): (MEMBER, 200),
+    ("GET", "/v1/datasets/{dataset_id}/preview"): (MEMBER, 200),
+    ("DELETE", "/v1/datasets/{dataset_id}"): (MEMBER, 204),
+    ("GET", "/v1/jobs"): (MEMBER, 200),
+    ("POST", "/v1/jobs"): (MEMBER, 201),
+    ("GET", "/v1/jobs/{job_id}"): (MEMBER, 200),
+    ("DELETE", "/v1/jobs/{job_id}"): (MEMBER, 204),
+    ("POST", "/v1/jobs/{job_id}/stop"): (MEMBER, 409),  # the test's job is completed: allowed, refused by state
+    ("POST", "/v1/jobs/{job_id}/cancel"): (MEMBER, 409),
+    ("POST", "/v1/jobs/{job_id}/resume"): (MEMBER, 409),
+    ("GET", "/v1/jobs/{job_id}/events"): (MEMBER, 200),
+    ("GET", "/v1/jobs/{job_id}/metrics"): (MEMBER, 200),
+    ("GET", "/v1/jobs/{job_id}/logs"): (MEMBER, 200),
+    ("GET", "/v1/jobs/{job_id}/checkpoints"): (MEMBER, 200),
+    ("GET", "/v1/jobs/{job_id}/stream"): (MEMBER, 200),
+    ("GET", "/v1/jobs/{job_id}/result"): (MEMBER, 200),
+    ("GET", "/v1/jobs/{job_id}/artifacts"): (MEMBER, 200),
+    ("GET", "/v1/jobs/{job_id}/artifacts/{path}"): (MEMBER, 200),
+    ("GET", "/v1/jobs/{job_id}/download"): (MEMBER, 200),
+}
+DOCS = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+
+# Request bodies for the operations that take one: a function of the caller's objects.
+BODIES: dict[Op, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    ("POST", "/v1/keys"): lambda o: {"json": {"name": f"made-by-{o['role']}"}},
+    ("POST", "/v1/base-models"): lambda o: {"json": {"source": f"acme/by-{o['role']}", "kind": "hub"}},
+    ("POST", "/v1/files"): lambda o: {"files": {"file": ("more.jsonl", chat_lines(4))}},
+    ("POST", "/v1/datasets"): lambda o: {"json": {"name": f"more-{o['role']}", "file_ids": [o["file_id"]]}},
+    ("POST", "/v1/jobs"): lambda o: {"json": job_body(o["dataset_id"])},
+}
+
+
+def operations(app: FastAPI) -> list[Op]:
+    paths = app.openapi()["paths"]
+    return [(method.upper(), path) for path, ops in sorted(paths.items()) if path not in DOCS for method in ops]
+
+
+def fill(path: str, objects: dict[str, Any]) -> str:
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name == "model_id":
+            return str(objects["base_model_id"] if path.startswith("/v1/base-models") else objects["model_id"])
+        if name == "path":
+            return "final/adapter_config.json"
+        assert name in objects, f"teach this test how to fill {{{name}}} in {path}"
+        return str(objects[name])
+
+    return re.sub(r"\{([^}]+)\}", value, path)
+
+
+def objects_for(role: str, client: TestClient, db, settings: Settings, tenant: Tenant) -> dict[str, Any]:
+    """A completed job with its dataset, file, model and checkpoint, a registered base model and a
+    spare key: all of the tenant's organization, for one role's requests."""
+    objects = finished_job(client, db, settings, tenant)
+    base = client.post("/v1/base-models", headers=tenant.admin_headers, json={"source": f"acme/{role}", "kind": "hub"})
+    assert base.status_code == 201, base.text
+    spare, _ = tenancy.create_api_key(db, tenant.org_id, f"spare-{role}")
+    return {**objects, "role": role, "base_model_id": base.json()["id"], "key_id": spare.id}
+
+
+def test_every_operation_has_a_role(app: FastAPI) -> None:
+    found = set(operations(app))
+    undecided = sorted(found - set(ROLES))
+    assert not undecided, f"decide the role of each new operation in ROLES: {undecided}"
+    assert not set(ROLES) - found, f"ROLES names operations the app no longer has: {sorted(set(ROLES) - found)}"
+
+
+def test_admin_operations_document_their_403(app: FastAPI) -> None:
+    paths = app.openapi()["paths"]
+    for (method, path), (role, _status) in ROLES.items():
+        documented = "403" in paths[path][method.lower()]["responses"]
+        assert documented == (role == ADMIN), (method, path, role)
+
+
+@pytest.mark.parametrize("role", [MEMBER, ADMIN])
+def test_each_role_gets_the_status_its_role_decides(
+    app: FastAPI, client: TestClient, db, api_settings: Settings, tenant: Tenant, role: str
+) -> None:
+    objects = objects_for(role, client, db, api_settings, tenant)
+    headers = tenant.admin_headers if role == ADMIN else tenant.headers
+    failures = []
+    # Deletes last, so every other operation finds its objects.
+    for method, path in sorted(operations(app), key=lambda op: op[0] == "DELETE"):
+        needed, allowed = ROLES[(method, path)]
+        kwargs = BODIES[(method, path)](objects) if (method, path) in BODIES else {}
+        response = client.request(method, fill(path, objects), headers=headers, **kwargs)
+        forbidden = needed == ADMIN and role == MEMBER
+        expected = 403 if forbidden else allowed
+        code = response.json()["error"]["code"] if forbidden and response.status_code == 403 else None
+        if response.status_code != expected or (forbidden and code != "FORBIDDEN"):
+            failures.append(f"{role} {method} {path}: {response.status_code} {response.text[:200]}")
+    assert not failures, "\n".join(failures)
+
+
+def test_without_a_key_only_public_operations_answer(app: FastAPI, client: TestClient, db, api_settings: Settings,
+                                                     tenant: Tenant) -> None:
+    objects = objects_for("nobody", client, db, api_settings, tenant)
+    for method, path in operations(app):
+        needed, allowed = ROLES[(method, path)]
+        response = client.request(method, fill(path, objects))
+        if needed == PUBLIC:
+            assert response.status_code == allowed, (method, path, response.text)
+        else:
+            assert response.status_code == 401, (method, path, response.text)
+            assert response.json()["error"]["code"] == "UNAUTHORIZED"
