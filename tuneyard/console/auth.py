@@ -18,7 +18,7 @@ from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tuneyard.api.deps import Context
-from tuneyard.api.errors import envelope
+from tuneyard.api.errors import FORBIDDEN, envelope
 from tuneyard.console.sessions import COOKIE_NAME, ConsoleSession, SessionStore, tokens_match
 from tuneyard.store import tenancy
 from tuneyard.store.tenancy import Principal
@@ -60,7 +60,7 @@ class CookieAuth:
             await self.app(scope, receive, send)
             return
         if scope["method"] not in SAFE_METHODS and not self._csrf_ok(headers, session):
-            response = envelope(403, "UNAUTHORIZED", "cross-site request refused: missing or wrong CSRF token")
+            response = envelope(403, FORBIDDEN, "cross-site request refused: missing or wrong CSRF token")
             await response(scope, receive, send)
             return
         bearer = (b"authorization", f"Bearer {session.api_key}".encode("latin-1"))
