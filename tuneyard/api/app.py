@@ -20,6 +20,7 @@ from tuneyard.api.errors import install_error_handlers
 from tuneyard.api.limits import BodyLimit
 from tuneyard.api.routes import system
 from tuneyard.console import install_console
+from tuneyard.permissions import private_umask, secure_data_dir
 from tuneyard.services import datasets
 from tuneyard.settings import Settings
 from tuneyard.store.engine import Database, make_engine
@@ -36,7 +37,7 @@ def create_app(settings: Settings, db: Database | None = None, *, stream_poll_se
     from `settings`, migrated and disposed with the app."""
     owned = db is None
     if owned:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     database = db if db is not None else Database(make_engine(settings))
 
     @asynccontextmanager
@@ -69,5 +70,8 @@ def create_app(settings: Settings, db: Database | None = None, *, stream_poll_se
 
 
 def factory() -> FastAPI:
-    """For `uvicorn --factory`: settings from the environment."""
-    return create_app(Settings.from_env())
+    """For `uvicorn --factory`: settings from the environment, the data folder made private."""
+    settings = Settings.from_env()
+    private_umask()
+    secure_data_dir(settings.data_dir)
+    return create_app(settings)

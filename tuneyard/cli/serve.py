@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from tuneyard.permissions import private_umask, secure_data_dir
 from tuneyard.settings import Settings
 
 if TYPE_CHECKING:  # the store (SQLAlchemy) loads only for the commands that use it
@@ -22,10 +23,12 @@ Workers = Annotated[int | None, typer.Option("--workers", min=0, help="Workers t
 
 
 def _open(settings: Settings) -> Database:
+    """The migrated database, after making the data folder private (see tuneyard.permissions)."""
     from tuneyard.store.engine import Database, make_engine
     from tuneyard.store.migrate import migrate
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_umask()  # before SQLite, the workers and their runners create anything
+    secure_data_dir(settings.data_dir)
     db = Database(make_engine(settings))
     migrate(db.engine)
     return db

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from tuneyard.errors import SettingsError
+from tuneyard.permissions import private_umask
 from tuneyard.settings import Settings
 
 
@@ -24,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nice", type=int, default=0, help="lower this process's CPU priority by N first")
     parser.add_argument("--exit-with-parent", action="store_true", help="die when the starting process dies")
     args = parser.parse_args(argv)
+    # Run folders hold the spec, logs, telemetry, weights and optimizer state: private to this user
+    # (tuneyard.permissions), whoever started the runner.
+    private_umask()
     if args.nice:
         # Before torch starts its threads: they inherit the priority of the thread that makes them.
         os.nice(args.nice)
