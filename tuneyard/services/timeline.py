@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session
 
 from tuneyard.services.errors import InvalidRequest
 from tuneyard.store import telemetry
+from tuneyard.store.errors import NotFound
+from tuneyard.store.jobs import owned_job
 from tuneyard.store.tables import Checkpoint, JobEvent, LogLine
 
 MAX_BATCH = 500
@@ -72,6 +74,23 @@ class StreamItem:
     kind: str  # event | metric | log
     cursor: StreamCursor  # the position just after this item
     data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StreamBatch:
+    status: str | None  # the job's status before its items were read; None: the job is gone (deleted)
+    items: list[StreamItem]
+
+
+def stream_batch(session: Session, org_id: str, job_id: str, cursor: StreamCursor) -> StreamBatch:
+    """The job's status, then everything after `cursor`, in one transaction: anything written before a
+    resting status is in this batch, so a stream that ends after it loses nothing. A job deleted
+    while its stream is open has no status and nothing more to send."""
+    try:
+        status = owned_job(session, org_id, job_id).status
+    except NotFound:
+        return StreamBatch(None, [])
+    return StreamBatch(status, next_items(session, job_id, cursor))
 
 
 def next_items(session: Session, job_id: str, cursor: StreamCursor) -> list[StreamItem]:

@@ -8,13 +8,14 @@ from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import APIRouter, Depends, Header, Query, Response
-from fastapi.sse import EventSourceResponse, ServerSentEvent
+from fastapi.responses import StreamingResponse
+from fastapi.sse import KEEPALIVE_COMMENT, format_sse_event
 
 from tuneyard.api.deps import Context, JobRead, OwnedJob
 from tuneyard.api.schemas.common import ERROR_RESPONSES, ListOf
 from tuneyard.api.schemas.jobs import CheckpointPublic, EventPublic, LogPublic, MetricPublic
 from tuneyard.services import timeline
-from tuneyard.store.jobs import owned_job
+from tuneyard.store.engine import Database
 from tuneyard.store.status import JobStatus
 
 router = APIRouter(prefix="/v1/jobs/{job_id}", tags=["jobs"], responses=ERROR_RESPONSES)
@@ -22,6 +23,10 @@ router = APIRouter(prefix="/v1/jobs/{job_id}", tags=["jobs"], responses=ERROR_RE
 # The stream ends once the job rests in one of these and everything it wrote was sent.
 RESTING = frozenset({JobStatus.COMPLETED.value, JobStatus.FAILED.value, JobStatus.CANCELLED.value,
                      JobStatus.STOPPED.value})
+GONE = "deleted"
+"""The `end` event's status when the job was deleted while its stream was open."""
+KEEPALIVE_SECONDS = 15.0
+"""An idle stream sends a comment this often, so proxies and clients keep it open."""
 
 
 # The timeline lists are the API's biggest answers (a dashboard's first read of a long run is
@@ -78,28 +83,51 @@ def stream_cursor(
     return timeline.StreamCursor.decode(last_event_id)
 
 
-@router.get("/stream", response_class=EventSourceResponse)
+class EventStream(StreamingResponse):
+    """SSE bytes we write ourselves (FastAPI's `EventSourceResponse` wants the route to be a generator)."""
+
+    media_type = "text/event-stream"
+
+
+@router.get("/stream", response_class=EventStream)
 async def stream(
     job: OwnedJob, context: Context, cursor: Annotated[timeline.StreamCursor, Depends(stream_cursor)],
-) -> AsyncIterator[ServerSentEvent]:
+) -> EventStream:
     """SSE of `event`, `metric` and `log` items, then one `end` once the job rests (completed,
-    failed, cancelled or stopped). Each `id:` is a stream position: send it back as `Last-Event-ID`
-    to resume with no gap and no repeat."""
-    db, org_id, job_id = context.db, job.org_id, job.id
+    failed, cancelled or stopped) or is deleted (`{"status": "deleted"}`). Each `id:` is a stream
+    position: send it back as `Last-Event-ID` to resume with no gap and no repeat. An idle stream
+    sends a comment (`: ping`) every 15 s."""
+    body = _sse(context.db, context.stream_poll_seconds, job.org_id, job.id, cursor)
+    return EventStream(body, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-    def poll(cursor: timeline.StreamCursor) -> tuple[str, list[timeline.StreamItem]]:
-        # The status before the items, in one transaction: anything written before a resting
-        # status is then in this batch, so ending after it loses nothing.
-        with db.read() as session:
-            return owned_job(session, org_id, job_id).status, timeline.next_items(session, job_id, cursor)
 
+async def _sse(db: Database, poll_seconds: float, org_id: str, job_id: str,
+               cursor: timeline.StreamCursor) -> AsyncIterator[bytes]:
+    # Written here rather than yielded to FastAPI's SSE wrapper: its keep-alive task raised
+    # BrokenResourceError into the log whenever a client left an idle stream.
+    idle = 0.0
     while True:
-        status, items = await anyio.to_thread.run_sync(poll, cursor)
-        for item in items:
+        batch = await anyio.to_thread.run_sync(_read_batch, db, org_id, job_id, cursor)
+        for item in batch.items:
             cursor = item.cursor
-            yield ServerSentEvent(event=item.kind, id=cursor.encode(), data=item.data)
-        if status in RESTING and not items:
-            yield ServerSentEvent(event="end", id=cursor.encode(), data={"status": status})
+            yield _event(item.kind, cursor, item.data)
+        if batch.status is None or (batch.status in RESTING and not batch.items):
+            yield _event("end", cursor, {"status": batch.status or GONE})
             return
-        if not items:
-            await anyio.sleep(context.stream_poll_seconds)
+        if batch.items:
+            idle = 0.0
+            continue
+        await anyio.sleep(poll_seconds)
+        idle += poll_seconds
+        if idle >= KEEPALIVE_SECONDS:
+            idle = 0.0
+            yield KEEPALIVE_COMMENT
+
+
+def _read_batch(db: Database, org_id: str, job_id: str, cursor: timeline.StreamCursor) -> timeline.StreamBatch:
+    with db.read() as session:
+        return timeline.stream_batch(session, org_id, job_id, cursor)
+
+
+def _event(kind: str, cursor: timeline.StreamCursor, data: dict[str, Any]) -> bytes:
+    return format_sse_event(event=kind, id=cursor.encode(), data_str=json.dumps(data, separators=(",", ":")))
