@@ -101,7 +101,7 @@ def test_bad_data_lines_are_listed_by_number(db: Database, settings: Settings, t
     job = run_to_the_end(db, settings, config_for(data))
     error = job["error"]
     assert job["status"] == "failed" and error["error_type"] == "user_error"
-    assert error["message"].startswith(f"2 invalid line(s) in the data; first, {data} line 2: invalid JSON")
+    assert error["message"].startswith(f"datasets: 2 invalid line(s) in the data; first, {data} line 2: invalid JSON")
     assert [e["line"] for e in error["details"]["errors"]] == [2, 5]
     said = what_the_cli_says(job, capsys)
     assert f"  {data} line 2: invalid JSON" in said and f"  {data} line 5: " in said
@@ -116,8 +116,8 @@ def test_an_unloadable_model_is_named(db: Database, settings: Settings, tmp_path
     job = run_to_the_end(db, settings, config_for(data, base_model=str(broken)))
     error = job["error"]
     assert job["status"] == "failed" and error["error_type"] == "user_error"
-    assert error["message"].startswith(f"base model {str(broken)!r}: cannot load its tokenizer")
-    assert f"failed (user_error): base model {str(broken)!r}" in what_the_cli_says(job, capsys)
+    assert error["message"].startswith(f"base_model: base model {str(broken)!r}: cannot load its tokenizer")
+    assert f"failed (user_error): base_model: base model {str(broken)!r}" in what_the_cli_says(job, capsys)
 
 
 def test_a_crash_inside_the_runner_says_what_raised(db: Database, settings: Settings, tmp_path: Path,

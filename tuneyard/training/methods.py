@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import torch
 
-from tuneyard.errors import UnsupportedError
+from tuneyard.errors import UnsupportedError, UserError
 from tuneyard.spec import Hyperparams
 from tuneyard.spec.methods import METHODS, LoraParams, params_of
 
@@ -103,7 +103,21 @@ def _add_lora(model: Any, params: LoraParams) -> Any:
         bias="none",
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, config)
+    peft_model: Any = get_peft_model(model, config)
+    _check_every_target_used(params.lora_target_modules, list(peft_model.base_model.targeted_module_names))
+    return peft_model
+
+
+def _check_every_target_used(targets: str | list[str], targeted: list[str]) -> None:
+    """peft fails only when no name matches; a misspelt name beside good ones would be dropped silently.
+    The API refuses it for the architectures it knows (tuneyard.spec.module_names); this is the rest."""
+    if isinstance(targets, str):
+        return  # "all-linear"
+    unused = [name for name in targets if not any(t == name or t.endswith(f".{name}") for t in targeted)]
+    if unused:
+        raise UserError(f"hyperparams.lora_target_modules: {', '.join(map(repr, unused))} matches no module of "
+                        f"the base model; it adapts {', '.join(sorted({t.rsplit('.', 1)[-1] for t in targeted}))}",
+                        field="hyperparams.lora_target_modules")
 
 
 class QLoraMethod(LoraMethod):

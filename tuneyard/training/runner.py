@@ -2,17 +2,19 @@
 
 Every failure is turned into a verdict here: user errors exit 3 and are never retried,
 a graceful stop exits 75, anything unexpected is a failure with its traceback in the
-telemetry so the supervisor can say why without reading the process's mind.
+telemetry so the supervisor can say why without reading the process's mind. A library's
+exception that is known to mean the request's fault (failures.py) is a user error too.
 """
 
 from __future__ import annotations
 
+import json
 import traceback
 from pathlib import Path
 from typing import Any
 
 from tuneyard.errors import CheckpointError, UserError
-from tuneyard.training import artifacts, checkpoint, contract
+from tuneyard.training import artifacts, checkpoint, contract, failures
 from tuneyard.training.config import read_spec_file, resolve
 from tuneyard.training.control import AbortRequested, RunControl
 from tuneyard.training.models.catalog import builtin_defaults
@@ -28,14 +30,13 @@ def run(spec_path: Path, run_dir: Path, resume: str | None, model_cache_dir: Pat
     control.install()
     try:
         return _run(spec_path, run_dir, resume, model_cache_dir, telemetry, control)
-    except UserError as exc:
-        telemetry.emit(contract.KIND_ERROR, error_type=exc.error_type, message=exc.message, details=exc.details)
-        telemetry.log(f"error: {exc.message}", level="error")
-        return contract.EXIT_USER_ERROR
     except AbortRequested as exc:
         telemetry.log(f"{exc}; exiting without a checkpoint", level="warning")
         return 128 + exc.signum
     except Exception as exc:
+        user_error = failures.classify(exc)
+        if user_error is not None:
+            return _user_error(user_error, telemetry)
         tail = traceback.format_exc().splitlines()[-20:]
         telemetry.emit(contract.KIND_ERROR, error_type="platform_error", message=f"{type(exc).__name__}: {exc}",
                        details={"traceback": tail})
@@ -43,6 +44,15 @@ def run(spec_path: Path, run_dir: Path, resume: str | None, model_cache_dir: Pat
         return 1
     finally:
         telemetry.close()
+
+
+def _user_error(exc: UserError, telemetry: Telemetry) -> int:
+    """Report a user error, naming the field to change, and exit so that it is never retried."""
+    message = failures.user_message(exc)
+    details = {**exc.details, "field": failures.blamed_field(exc)}
+    telemetry.emit(contract.KIND_ERROR, error_type=exc.error_type, message=message, details=details)
+    telemetry.log(f"error: {message}", level="error")
+    return contract.EXIT_USER_ERROR
 
 
 def _run(
@@ -54,6 +64,8 @@ def _run(
     config = resolve(raw, spec_path.resolve().parent, cache, defaults)
     build = recipe_for(config.spec.type)
     resume_from = _resume_point(run_dir, resume, telemetry)
+    if resume_from is not None:
+        _check_same_method(resume_from, config.spec.method)
     recipe = build(config, run_dir, telemetry, control)
     recipe.setup(resume_from)
     artifacts.write_json_atomic(run_dir / contract.SPEC_FILE, config.to_json())
@@ -82,3 +94,16 @@ def _resume_point(run_dir: Path, resume: str | None, telemetry: Telemetry) -> Pa
             raise CheckpointError(f"{run_dir} already holds checkpoints: pass --resume latest, or use a new run dir")
         return None
     return checkpoint.locate(run_dir, resume)
+
+
+def _check_same_method(folder: Path, method: str) -> None:
+    """A checkpoint holds the trainable weights of the method that wrote it (an adapter, or every
+    weight): continuing it with another method would fail deep inside the restore, or worse not."""
+    try:
+        saved = json.loads((folder / checkpoint.SPEC_FILE).read_text(encoding="utf-8")).get("method")
+    except (OSError, ValueError, AttributeError):
+        return  # an older checkpoint without a readable spec: the restore itself will judge it
+    if isinstance(saved, str) and saved != method:
+        raise CheckpointError(f"method: the checkpoint {folder.name} was trained with method {saved!r}, "
+                              f"and this job's method is {method!r}; resume it with {saved!r}",
+                              field="method", checkpoint=folder.name)

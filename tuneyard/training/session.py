@@ -16,6 +16,8 @@ import psutil
 import torch
 from transformers.utils import logging as hf_logging
 
+from tuneyard.errors import UserError
+from tuneyard.spec.job import ORIGIN_USER
 from tuneyard.training import artifacts, model_card
 from tuneyard.training.config import RunConfig
 from tuneyard.training.data import DataSource, PreparedData, prepare_data
@@ -79,6 +81,7 @@ class Session:
         method = get_method(config.spec.method)
         load_options = method.load_options(bf16)
         model: Any = load_model(source, dtype=torch.float32, load_options=load_options)
+        _fit_context(config, model.config, telemetry)
         if not load_options:  # a base quantized as it loads is placed on the device by its loader
             model = model.to(device)
         if hp.gradient_checkpointing:
@@ -173,6 +176,25 @@ def _plain_head(model: Any) -> tuple[Any, torch.Tensor] | None:
     finally:
         model.train(was_training)
     return (decoder, head.weight) if plain else None
+
+
+def _fit_context(config: RunConfig, model_config: Any, telemetry: Telemetry) -> None:
+    """Rows no longer than the positions the base model was trained on.
+
+    Past them, most architectures run without complaint and learn from garbage positions, so a
+    user's longer max_seq_length is refused (a user error naming it); a default is lowered to fit.
+    """
+    context = getattr(model_config, "max_position_embeddings", None)
+    hp = config.hyperparams
+    if not isinstance(context, int) or context <= 0 or hp.max_seq_length <= context:
+        return
+    if config.origins.get("max_seq_length") == ORIGIN_USER:
+        raise UserError(f"hyperparams.max_seq_length: {hp.max_seq_length} tokens is beyond the {context} "
+                        f"positions base model {config.spec.base_model!r} takes; give at most {context}",
+                        field="hyperparams.max_seq_length", context_length=context)
+    telemetry.log(f"max_seq_length {hp.max_seq_length} ({config.origins.get('max_seq_length')}) lowered to "
+                  f"{context}, the base model's context", level="warning")
+    hp.max_seq_length = context
 
 
 def _describe(source: Any) -> Any:
