@@ -139,3 +139,17 @@ def test_a_job_from_before_offsets_were_kept_reads_on_from_the_end_of_its_file(
     assert jobs.get_job(db, org_id, job_id).telemetry_offset == size
     expire(db)  # a job that moved on before its runner started: nothing stored, nothing started
     assert _store_backlog(got, path, reporter) is None
+
+
+def test_a_backlog_the_store_refuses_is_left_for_the_supervisor_to_read_from_the_committed_offset(
+    db: Database, settings: Settings, new_job: Callable[..., str]
+) -> None:
+    class Down(StoreReporter):
+        def on_backlog(self, records: Any, offset: int, written_by: int | None) -> None:
+            raise RuntimeError("database is down")
+
+    job_id = new_job()
+    path = runs.run_dir(settings, job_id) / "telemetry.jsonl"
+    append(path, {"kind": "log", "message": "written by a runner whose worker died"})
+    got = claimed(db, job_id)
+    assert _store_backlog(got, path, Down(db, job_id, got.attempt, path.parent, 30, LINEAGE)) == 0
