@@ -80,7 +80,11 @@ def test_outputs_stream_and_download(ty: TuneyardClient, client: TestClient, db,
     assert [m["id"] for m in ty.list_models()] == [done["model_id"]]
     assert ty.stats()["models"] == 1
     assert ty.health()["status"] == "ok"
-    assert "tuneyard_queue_depth" in ty.prometheus_metrics()
+    with pytest.raises(TuneyardAPIError) as refused:  # a member key; /metrics is the operator's
+        ty.prometheus_metrics()
+    assert (refused.value.status, refused.value.code) == (403, "FORBIDDEN")
+    admin = TuneyardClient(BASE, tenant.admin_key, http=client)
+    assert "tuneyard_queue_depth" in admin.prometheus_metrics()
     ty.delete_model(done["model_id"])
     assert ty.list_models() == []
 
