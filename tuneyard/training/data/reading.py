@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,56 @@ from tuneyard.errors import DataError
 from tuneyard.training.data.formats import Invalid, decode_nested
 
 Row = dict[str, Any] | Invalid
+
+MAX_JSON_DEPTH = 100
+"""Arrays and objects nested deeper than this in one row are refused, that row's line named: a chat
+with tool calls is under ten deep, and Python's decoder recurses once a level (a 10,000-deep line
+overflowed its stack, and the whole file was reported as `line 0: RecursionError`)."""
+TOO_DEEP = f"nested deeper than {MAX_JSON_DEPTH} levels of arrays and objects"
+_STRING_OR_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+
+
+def bounded_loads(text: str, limit: int = MAX_JSON_DEPTH) -> Any:
+    """json.loads, refusing with Invalid (its message says why) a value nested deeper than `limit`.
+
+    Decoding first and measuring the result is several times cheaper than scanning the text in
+    Python; what is too deep even to decode stops the decoder with RecursionError, caught here.
+    """
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise Invalid(TOO_DEEP) from None
+    # No text with this few brackets can nest deeper: most rows skip the walk.
+    if text.count("[") + text.count("{") > limit and nested_deeper(value, limit):
+        raise Invalid(TOO_DEEP)
+    return value
+
+
+def nested_deeper(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether arrays and objects in a decoded value nest deeper than `limit` (the value itself is 1)."""
+    level = [value] if isinstance(value, dict | list) else []
+    for _ in range(limit):
+        below = []
+        for container in level:
+            for child in container.values() if isinstance(container, dict) else container:
+                if isinstance(child, dict | list):
+                    below.append(child)
+        if not below:
+            return False
+        level = below
+    return True
+
+
+def deepest_line(text: str, limit: int) -> int:
+    """The 1-based line where nesting in a JSON text first passes `limit` (a scan in Python: slow, so
+    only for a text the decoder already found too deep)."""
+    depth = 0
+    for match in _STRING_OR_BRACKET.finditer(text):
+        token = match.group()
+        depth += 1 if token in ("[", "{") else -1 if token in ("]", "}") else 0
+        if depth > limit:
+            return text.count("\n", 0, match.start()) + 1
+    return 0
 
 
 def file_kind(path: Path) -> str:
@@ -65,7 +116,10 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, Row]]:
             if not line.strip():
                 continue  # blank lines (a trailing newline, say) are not examples
             try:
-                value = json.loads(line)
+                value = bounded_loads(line)
+            except Invalid as exc:
+                yield number, exc
+                continue
             except json.JSONDecodeError as exc:
                 yield number, Invalid(f"invalid JSON: {exc.msg} at column {exc.colno}")
                 continue
@@ -79,13 +133,17 @@ def _starts_with_bracket(path: Path) -> bool:
 
 
 def _json_array_rows(path: Path) -> Iterator[tuple[int, Row]]:
+    text = path.read_text(encoding="utf-8", errors="replace")
     try:
-        values = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+        values = json.loads(text)
+    except RecursionError:
+        yield deepest_line(text, MAX_JSON_DEPTH + 1), Invalid(TOO_DEEP)  # the array itself is a level
+        return
     except json.JSONDecodeError as exc:
         yield exc.lineno, Invalid(f"invalid JSON: {exc.msg} at column {exc.colno}")
         return
     for number, value in enumerate(values, start=1):
-        yield number, _as_row(value)
+        yield number, Invalid(TOO_DEEP) if nested_deeper(value) else _as_row(value)
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[int, Row]]:
@@ -99,9 +157,13 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, Row]]:
             # An empty cell means the column is absent for this row (e.g. Alpaca's optional input).
             row = {k: v for k, v in record.items() if v not in (None, "")}
             try:
-                yield reader.line_num, decode_nested(row)
+                decoded = decode_nested(row)
             except Invalid as exc:
                 yield reader.line_num, exc
+            except RecursionError:
+                yield reader.line_num, Invalid(TOO_DEEP)
+            else:
+                yield reader.line_num, Invalid(TOO_DEEP) if nested_deeper(decoded) else decoded
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[int, Row]]:
