@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from tuneyard.api.schemas.common import ErrorEnvelope
 from tuneyard.services.errors import Forbidden, Unauthorized
 from tuneyard.settings import Settings
+from tuneyard.spec.text import ID_PATTERN
 from tuneyard.store import jobs, tenancy
 from tuneyard.store.engine import Database
 from tuneyard.store.errors import NotFound
@@ -96,7 +97,7 @@ ADMIN_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 # Every id we hand out (and every built-in model name) has this shape. Anything else names nothing,
 # so it is a 404 before it reaches the database (PostgreSQL refuses NUL bytes in text, say).
-ID_SHAPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+ID_SHAPE = re.compile(ID_PATTERN)
 
 
 def checked_id(kind: str, value: str) -> str:
