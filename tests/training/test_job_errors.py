@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,54 +16,11 @@ import psutil
 import pytest
 
 from tests.support.runs import EXACT_HYPERPARAMS, arithmetic_chat, step_losses, wait_for, write_jsonl
-from tuneyard.api.schemas.jobs import JobPublic
+from tests.support.worker_jobs import run_job_once
 from tuneyard.cli.follow import outcome_lines
 from tuneyard.cli.jobs import show_job
-from tuneyard.scheduler import claim
-from tuneyard.services import jobs as job_service
 from tuneyard.settings import Settings
-from tuneyard.store import Database, jobs, make_engine, migrate, tenancy
-from tuneyard.worker.loop import Worker
-
-
-@pytest.fixture
-def settings(tmp_path: Path, model_cache: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", model_cache_dir=model_cache, runner_nice=0)
-
-
-@pytest.fixture
-def db(settings: Settings) -> Iterator[Database]:
-    settings.data_dir.mkdir(parents=True)
-    database = Database(make_engine(settings))
-    migrate(database.engine)
-    yield database
-    database.dispose()
-
-
-RunDirHook = Callable[[Path], None]
-
-
-def run_to_the_end(db: Database, settings: Settings, config: dict[str, Any], before: RunDirHook | None = None,
-                   during: RunDirHook | None = None) -> dict[str, Any]:
-    """Queue one job with no retries, let a worker run it, and return the job as the API shows it.
-
-    `before` sees the run folder before the worker claims the job; `during`, while its runner runs.
-    """
-    org = tenancy.create_org(db, "acme").id
-    job_id = jobs.create_job(db, jobs.NewJob(org, "finetune", {"base_model": config["base_model"]}, config,
-                                             max_retries=0)).job.id
-    if before is not None:
-        before(settings.data_dir / "runs" / job_id)
-    claimed = claim(db, "test-worker", settings.lease_seconds)
-    assert claimed is not None and claimed.job_id == job_id
-    worker = Worker(db, settings, os.environ)
-    thread = threading.Thread(target=worker.run_job, args=(claimed, threading.Event()))
-    thread.start()
-    if during is not None:
-        during(settings.data_dir / "runs" / job_id)
-    thread.join(timeout=300)
-    assert not thread.is_alive()
-    return JobPublic.of(job_service.get_job(db, org, job_id)).model_dump(mode="json")
+from tuneyard.store import Database
 
 
 def config_for(data: Path, base_model: str = "tiny-llama", **hyperparams: Any) -> dict[str, Any]:
@@ -81,7 +36,7 @@ def what_the_cli_says(job: dict[str, Any], capsys: pytest.CaptureFixture[str]) -
 def test_a_bad_spec_field_is_named(db: Database, settings: Settings, tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     data = write_jsonl(tmp_path / "chat.jsonl", arithmetic_chat(16))
-    job = run_to_the_end(db, settings, config_for(data, learning_rat=0.1))
+    job = run_job_once(db, settings, config_for(data, learning_rat=0.1), max_retries=0)
     error = job["error"]
     assert job["status"] == "failed" and error["error_type"] == "user_error"
     assert error["message"] == "invalid job spec: hyperparams.learning_rat: unknown field"
@@ -98,7 +53,7 @@ def test_bad_data_lines_are_listed_by_number(db: Database, settings: Settings, t
     lines.append(json.dumps({"messages": [{"role": "user", "content": "no answer"}]}))
     data = tmp_path / "chat.jsonl"
     data.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    job = run_to_the_end(db, settings, config_for(data))
+    job = run_job_once(db, settings, config_for(data), max_retries=0)
     error = job["error"]
     assert job["status"] == "failed" and error["error_type"] == "user_error"
     assert error["message"].startswith(f"datasets: 2 invalid line(s) in the data; first, {data} line 2: invalid JSON")
@@ -113,7 +68,7 @@ def test_an_unloadable_model_is_named(db: Database, settings: Settings, tmp_path
     broken = tmp_path / "broken-model"
     broken.mkdir()
     (broken / "config.json").write_text('{"model_type": "no-such-architecture"}')
-    job = run_to_the_end(db, settings, config_for(data, base_model=str(broken)))
+    job = run_job_once(db, settings, config_for(data, base_model=str(broken)), max_retries=0)
     error = job["error"]
     assert job["status"] == "failed" and error["error_type"] == "user_error"
     assert error["message"].startswith(f"base_model: base model {str(broken)!r}: cannot load its tokenizer")
@@ -128,7 +83,7 @@ def test_a_crash_inside_the_runner_says_what_raised(db: Database, settings: Sett
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "checkpoints").write_text("a file where the checkpoint folder goes")
 
-    job = run_to_the_end(db, settings, config_for(data, save_steps=2), before=block_checkpoints)
+    job = run_job_once(db, settings, config_for(data, save_steps=2), before=block_checkpoints, max_retries=0)
     error = job["error"]
     assert job["status"] == "failed" and error["error_type"] == "platform_error"
     assert error["message"].split(":")[0] in ("FileExistsError", "NotADirectoryError")
@@ -146,7 +101,7 @@ def test_a_runner_killed_from_outside_is_reported_with_its_last_log_lines(
         runner = next(p for p in psutil.Process().children(recursive=True) if "tuneyard.training" in p.cmdline())
         os.killpg(runner.pid, signal.SIGKILL)
 
-    job = run_to_the_end(db, settings, config_for(data, max_steps=400), during=kill_once_training)
+    job = run_job_once(db, settings, config_for(data, max_steps=400), during=kill_once_training, max_retries=0)
     error = job["error"]
     assert job["status"] == "failed" and error["error_type"] == "platform_error"
     assert error["message"] == "runner killed by SIGKILL without a verdict; gave up after 0 retries"

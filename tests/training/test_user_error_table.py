@@ -9,10 +9,8 @@ and the row would fail. Every row fails before training starts: seconds each.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,14 +18,11 @@ from typing import Any
 import pytest
 
 from tests.support.runs import EXACT_HYPERPARAMS, arithmetic_chat, write_jsonl
-from tuneyard.api.schemas.jobs import JobPublic
-from tuneyard.scheduler import claim
-from tuneyard.services import jobs as job_service
+from tests.support.worker_jobs import run_job_once
 from tuneyard.settings import Settings
-from tuneyard.store import Database, jobs, make_engine, migrate, tenancy
+from tuneyard.store import Database
 from tuneyard.training import artifacts, checkpoint, contract
 from tuneyard.training.models.tiny_llama import ensure_tiny_llama
-from tuneyard.worker.loop import Worker
 
 Prepare = Callable[[Path, Path], dict[str, Any]]
 """(the tiny-llama folder, a scratch folder) → what the row changes in the job's config."""
@@ -152,34 +147,8 @@ MISTAKES = [
 ]
 
 
-@pytest.fixture
-def settings(tmp_path: Path, model_cache: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", model_cache_dir=model_cache, runner_nice=0)
 
 
-@pytest.fixture
-def db(settings: Settings) -> Iterator[Database]:
-    settings.data_dir.mkdir(parents=True)
-    database = Database(make_engine(settings))
-    migrate(database.engine)
-    yield database
-    database.dispose()
-
-
-def run_once(db: Database, settings: Settings, config: dict[str, Any],
-             before: Callable[[Path], None] | None) -> dict[str, Any]:
-    """Queue one job (default max_retries), let a worker run one attempt, return the job as the API shows it."""
-    org = tenancy.create_org(db, "acme").id
-    job_id = jobs.create_job(db, jobs.NewJob(org, "finetune", {"base_model": config["base_model"]}, config)).job.id
-    if before is not None:
-        before(settings.data_dir / "runs" / job_id)
-    claimed = claim(db, "test-worker", settings.lease_seconds)
-    assert claimed is not None and claimed.job_id == job_id
-    thread = threading.Thread(target=Worker(db, settings, os.environ).run_job, args=(claimed, threading.Event()))
-    thread.start()
-    thread.join(timeout=300)
-    assert not thread.is_alive()
-    return JobPublic.of(job_service.get_job(db, org, job_id)).model_dump(mode="json")
 
 
 @pytest.mark.parametrize("mistake", MISTAKES, ids=[m.name.replace(" ", "-") for m in MISTAKES])
@@ -193,7 +162,7 @@ def test_a_mistake_found_in_the_runner_fails_once_as_a_user_error_naming_its_fie
     config = {"type": "finetune", "base_model": "tiny-llama", "datasets": [{"path": str(data), "format": "auto"}],
               "method": "lora", **{k: v for k, v in change.items() if k != "hyperparams"},
               "hyperparams": {**EXACT_HYPERPARAMS, **mistake.hyperparams, **change.get("hyperparams", {})}}
-    job = run_once(db, settings, config, mistake.before)
+    job = run_job_once(db, settings, config, before=mistake.before)
     error = job["error"]
     assert (job["status"], job["attempt"], job["retries"], job["max_retries"]) == ("failed", 1, 0, 3), error
     assert error["error_type"] == "user_error", error
