@@ -11,12 +11,11 @@ from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse
-from fastapi.staticfiles import StaticFiles
 
 from tuneyard.console import pages_auth, pages_data, pages_jobs
 from tuneyard.console.auth import CookieAuth, SignInRequired
 from tuneyard.console.sessions import SessionStore
-from tuneyard.console.views import STATIC_DIR
+from tuneyard.console.views import STATIC_DIR, StaticAssets
 
 __all__ = ["install_console"]
 
@@ -32,5 +31,5 @@ def install_console(app: FastAPI) -> None:
     app.add_exception_handler(SignInRequired, _to_sign_in)
     for module in (pages_auth, pages_jobs, pages_data):
         app.include_router(module.router)
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="console-static")
+    app.mount("/static", StaticAssets(directory=STATIC_DIR), name="console-static")
     app.add_middleware(CookieAuth, store=store)
