@@ -26,7 +26,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from httpx import Response
+from starlette.testclient import httpx
 
 from tests.integration.test_api_roles import ADMIN, BODIES, PUBLIC, ROLES, Op, fill, operations
 from tests.support import api
@@ -35,6 +35,8 @@ from tuneyard.services.runs import run_dir
 from tuneyard.settings import Settings
 from tuneyard.store import tenancy
 from tuneyard.store.engine import Database
+
+Response = httpx.Response  # whichever httpx the TestClient speaks
 
 app, client, tenant, other, api_settings = api.app, api.client, api.tenant, api.other, api.api_settings
 
