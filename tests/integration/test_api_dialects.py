@@ -82,7 +82,7 @@ def create_job(body: ExampleJob, context: Context, caller: Caller) -> dict[str, 
 @router.get("/jobs/{external_id}")
 def get_job(external_id: str, context: Context, caller: Caller) -> dict[str, Any]:
     job_id = labels.resolve_alias(context.db, caller.org_id, NAME, external_id)
-    job = jobs.get_job(context.db, caller.org_id, job_id)
+    job = jobs.get_job(context.db, context.settings, caller.org_id, job_id)
     return {"id": external_id, "state": STATUS_WORDS[job.status], "native_id": job.id}
 
 

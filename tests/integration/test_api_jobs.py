@@ -28,7 +28,8 @@ def test_create_and_get_job(client: TestClient, tenant: Tenant) -> None:
     assert job["name"] == "first"
     assert job["retries"] == 0 and job["last_checkpoint_step"] is None and job["output_model_id"] is None
     assert job["config"]["hyperparams"]["max_steps"] == 5
-    assert job["config"]["datasets"][0]["path"].endswith(".jsonl")
+    # The runner reads the upload's path on the server; a client sees the name it uploaded and its id.
+    assert job["config"]["datasets"][0]["path"] == f"chats.jsonl ({dataset['file_ids'][0]})"
     origins = job["config"]["origins"]  # the runner keeps them: spec.json and the model card say who chose what
     assert origins["hyperparams.max_steps"] == "user" and origins["hyperparams.learning_rate"] == "base_model"
     assert origins["hyperparams.seed"] == "default"

@@ -19,6 +19,7 @@ from tuneyard.api.schemas.jobs import EventPublic, LogPublic, MetricPublic
 from tuneyard.client import TuneyardClient
 from tuneyard.scheduler import claim
 from tuneyard.settings import Settings
+from tuneyard.store import jobs as job_store
 from tuneyard.store import lifecycle, telemetry
 from tuneyard.store.status import Event
 
@@ -126,7 +127,9 @@ def test_trained_models_keep_lineage_and_outlive_their_job(
     # A checkpoint id and a trained-model id are valid base models for a new job.
     for base in (done["checkpoint_id"], done["model_id"]):
         job = create_job(client, tenant, done["dataset_id"], base_model=base)
-        assert job["config"]["base_model"].startswith(str(api_settings.data_dir))
+        assert job["config"]["base_model"] == base  # the client's reference; the runner gets the path
+        assert job_store.get_job(db, tenant.org_id, job["id"]).config["base_model"].startswith(
+            str(api_settings.data_dir))
 
     assert client.delete(f"/v1/jobs/{done['job_id']}", headers=tenant.headers).status_code == 204
     kept = get(client, tenant, f"/v1/models/{done['model_id']}")
@@ -138,7 +141,7 @@ def test_trained_models_keep_lineage_and_outlive_their_job(
     assert client.get(f"/v1/models/{done['model_id']}", headers=tenant.headers).status_code == 404
 
 
-def test_base_models(client: TestClient, api_settings: Settings, tenant: Tenant, other: Tenant) -> None:
+def test_base_models(client: TestClient, db, api_settings: Settings, tenant: Tenant, other: Tenant) -> None:
     listed = get(client, tenant, "/v1/base-models")["data"]
     assert listed[0]["id"] == "tiny-llama" and listed[0]["source_kind"] == "builtin"
     assert get(client, tenant, "/v1/base-models/tiny-llama")["parameters"] > 0
@@ -158,7 +161,8 @@ def test_base_models(client: TestClient, api_settings: Settings, tenant: Tenant,
 
     dataset = ready_dataset(client, tenant)
     job = create_job(client, tenant, dataset["id"], base_model=local.json()["id"])
-    assert job["config"]["base_model"] == str(folder.resolve())
+    assert job["config"]["base_model"] == local.json()["id"]  # as the client named it
+    assert job_store.get_job(db, tenant.org_id, job["id"]).config["base_model"] == str(folder.resolve())
 
 
 def test_stats_health_metrics_and_openapi(app: FastAPI, client: TestClient, tenant: Tenant, other: Tenant,

@@ -37,4 +37,4 @@ def run_job_once(db: Database, settings: Settings, config: dict[str, Any], *, ma
         during(settings.data_dir / "runs" / job_id)
     thread.join(timeout=300)
     assert not thread.is_alive()
-    return JobPublic.of(job_service.get_job(db, org, job_id)).model_dump(mode="json")
+    return JobPublic.of(job_service.get_job(db, settings, org, job_id)).model_dump(mode="json")

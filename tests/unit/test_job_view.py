@@ -9,6 +9,7 @@ import pytest
 
 from tuneyard.errors import ErrorType, PlatformError, UserError
 from tuneyard.services.job_view import JobView
+from tuneyard.services.path_display import PathDisplay
 from tuneyard.store.status import JobStatus
 from tuneyard.store.tables import Job
 from tuneyard.worker.outcome import LeaseLost
@@ -22,8 +23,15 @@ def row(status: str = "running", progress: dict[str, Any] | None = None, error: 
                config={"type": "finetune"}, spec={"base_model": "tiny-llama"})
 
 
+NO_PATHS = PathDisplay()
+
+
+def view_of(job: Job) -> JobView:
+    return JobView.of(job, NO_PATHS)
+
+
 def test_progress_percent_and_the_latest_loss_come_from_the_runners_last_record() -> None:
-    view = JobView.of(row(progress={"step": 3, "total_steps": 8, "epoch": 0.5, "loss": 1.25, "eta_s": 4.0}))
+    view = view_of(row(progress={"step": 3, "total_steps": 8, "epoch": 0.5, "loss": 1.25, "eta_s": 4.0}))
     assert view.status is JobStatus.RUNNING
     assert (view.progress.step, view.progress.total_steps, view.progress.percent) == (3, 8, 37.5)
     assert (view.progress.epoch, view.progress.eta_s, view.loss) == (0.5, 4.0, 1.25)
@@ -31,12 +39,12 @@ def test_progress_percent_and_the_latest_loss_come_from_the_runners_last_record(
 
 @pytest.mark.parametrize("progress", [{}, {"step": 3}, {"step": 3, "total_steps": 0}, {"step": 1.5, "total_steps": 4}])
 def test_no_percent_without_an_integer_step_and_a_total(progress: dict[str, Any]) -> None:
-    assert JobView.of(row(progress=progress)).progress.percent is None
+    assert view_of(row(progress=progress)).progress.percent is None
 
 
 def test_a_completed_job_is_at_100_percent_whatever_its_last_step_said() -> None:
-    assert JobView.of(row("completed", {"step": 7, "total_steps": 8})).progress.percent == 100.0
-    assert JobView.of(row("completed")).progress.percent == 100.0
+    assert view_of(row("completed", {"step": 7, "total_steps": 8})).progress.percent == 100.0
+    assert view_of(row("completed")).progress.percent == 100.0
 
 
 @pytest.mark.parametrize(("stored", "expected"), [
@@ -50,7 +58,7 @@ def test_a_completed_job_is_at_100_percent_whatever_its_last_step_said() -> None
 def test_the_error_type_is_read_from_the_stored_error(
     stored: dict[str, Any] | None, expected: ErrorType | None
 ) -> None:
-    view = JobView.of(row("failed", error=stored))
+    view = view_of(row("failed", error=stored))
     assert view.error_type is expected
     assert view.error == stored  # kept verbatim beside it
 

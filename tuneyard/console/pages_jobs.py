@@ -60,8 +60,8 @@ def jobs_page(request: Request, context: Context, viewer: CurrentViewer, status_
               type_: TypeFilter = None, project_id: ProjectFilter = None,
               cursor: Annotated[str | None, Query(max_length=512)] = None) -> HTMLResponse:
     status, type, project = _one_of(status_, STATUSES), _one_of(type_, TYPES), _blank_as_none(project_id)
-    found = jobs.list_jobs(context.db, viewer.principal.org_id, status=status, type=type, project_id=project,
-                           limit=PAGE_SIZE, cursor=_blank_as_none(cursor))
+    found = jobs.list_jobs(context.db, context.settings, viewer.principal.org_id, status=status, type=type,
+                           project_id=project, limit=PAGE_SIZE, cursor=_blank_as_none(cursor))
     projects = tenancy.list_projects(context.db, viewer.principal.org_id)
     filters = {"status": status or "", "type": type or "", "project_id": project or ""}
     return page(request, "jobs.html", viewer, rows=[job_row(context, j) for j in found.items],
@@ -78,7 +78,7 @@ def jobs_live(context: Context, viewer: CurrentViewer,
         if not ID_SHAPE.match(job_id):
             continue
         try:
-            rows.append(job_row(context, jobs.get_job(context.db, viewer.principal.org_id, job_id)))
+            rows.append(job_row(context, jobs.get_job(context.db, context.settings, viewer.principal.org_id, job_id)))
         except NotFound:
             rows.append({"id": job_id, "status": "deleted"})
     return {"data": rows}
@@ -101,7 +101,8 @@ def new_job_page(request: Request, context: Context, viewer: CurrentViewer,
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
 def job_page(request: Request, context: Context, viewer: CurrentViewer, job_id: str) -> HTMLResponse:
     try:
-        job = jobs.get_job(context.db, viewer.principal.org_id, job_id if ID_SHAPE.match(job_id) else "-")
+        wanted = job_id if ID_SHAPE.match(job_id) else "-"
+        job = jobs.get_job(context.db, context.settings, viewer.principal.org_id, wanted)
     except NotFound:
         return page(request, "not_found.html", viewer, 404, what=f"job {job_id}")
     error_lines = error_detail_lines((job.error or {}).get("details"))
@@ -111,7 +112,7 @@ def job_page(request: Request, context: Context, viewer: CurrentViewer, job_id: 
 @router.get("/console/jobs/{job_id}/checkpoints/{checkpoint_id}/download")
 def download_checkpoint(context: Context, viewer: CurrentViewer, job_id: str, checkpoint_id: str) -> Response:
     """One checkpoint folder as a .tar.gz (the API serves its files one by one; people want one file)."""
-    job = jobs.get_job(context.db, viewer.principal.org_id, checked_id("job", job_id))
+    job = jobs.get_job(context.db, context.settings, viewer.principal.org_id, checked_id("job", job_id))
     with context.db.read() as session:
         found = [c for c in timeline.checkpoints(session, job.id) if c.id == checkpoint_id]
     if not found:

@@ -2,16 +2,18 @@
 
 A job's row holds what the store records (status, the runner's last progress record, the error);
 what people read off it (how far along, the latest loss, done = 100 %) is derived here, so the
-native API, the console and each dialect render the same figures in their own words.
+native API, the console and each dialect render the same figures in their own words. Its config,
+spec and error show the server's paths as clients see them (`services/path_display.py`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from tuneyard.errors import ErrorType
+from tuneyard.services.path_display import PathDisplay
 from tuneyard.store.status import JobStatus
 from tuneyard.store.tables import Job
 
@@ -49,29 +51,33 @@ class JobView:
     loss: float | None
     """The latest training loss the runner reported."""
     error: dict[str, Any] | None
-    """As stored: error_type, message and details (a runner's own finer error_type kept verbatim)."""
+    """As stored (error_type, message, details; a runner's own finer error_type kept verbatim), paths shown."""
     error_type: ErrorType | None
     stop_requested: bool
     cancel_requested: bool
     config: dict[str, Any]
-    """The resolved spec the runner gets."""
+    """The resolved spec the runner gets, its paths as clients see them (the runner reads the stored one)."""
     spec: dict[str, Any]
     """The request as submitted."""
     labels: dict[str, dict[str, Any]]
     """Each dialect's own fields of the job, by dialect name."""
+    paths: PathDisplay = field(repr=False, compare=False)
+    """How this job's server paths are shown: for anything else of it a client reads (result, timeline)."""
 
     @classmethod
-    def of(cls, job: Job) -> JobView:
+    def of(cls, job: Job, shown: PathDisplay) -> JobView:
+        """The job's view; `shown` is its path display (`path_display.for_job`)."""
         raw = job.progress or {}
         return cls(
             id=job.id, org_id=job.org_id, type=job.type, name=job.name, status=JobStatus(job.status),
             project_id=job.project_id, retries=job.retries, attempt=job.attempt, max_retries=job.max_retries,
             last_checkpoint_step=job.last_checkpoint_step, output_model_id=job.output_model_id,
             created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
-            progress=_progress(raw, job.status == JobStatus.COMPLETED), loss=raw.get("loss"), error=job.error,
+            progress=_progress(raw, job.status == JobStatus.COMPLETED), loss=raw.get("loss"),
+            error=shown.value(job.error),
             error_type=ErrorType.of((job.error or {}).get("error_type")),
             stop_requested=job.stop_requested, cancel_requested=job.cancel_requested,
-            config=job.config, spec=job.spec, labels=job.labels or {},
+            config=shown.value(job.config), spec=shown.value(job.spec), labels=job.labels or {}, paths=shown,
         )
 
 

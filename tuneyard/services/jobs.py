@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.orm import Session
+
+from tuneyard.services import path_display
 from tuneyard.services.errors import RateLimited, TrainingFailed
 from tuneyard.services.job_view import JobView
 from tuneyard.services.runs import remove_run, run_dir
@@ -63,31 +67,44 @@ def submit_job(db: Database, settings: Settings, caller: Principal, request: Job
     rate = admission.decision
     if admission.job is None:
         raise RateLimited(rate.limit, rate.remaining, rate.retry_after_s, rate.reset_after_s)
-    return Submitted(JobView.of(admission.job), admission.created, rate)
+    return Submitted(views(db, settings, [admission.job])[0], admission.created, rate)
 
 
-def get_job(db: Database, org_id: str, job_id: str) -> JobView:
-    return JobView.of(store.get_job(db, org_id, job_id))
+def views(db: Database, settings: Settings, rows: Sequence[Job]) -> list[JobView]:
+    """Jobs as clients see them, server paths shown (`path_display`): one read for all of them."""
+    with db.read() as session:
+        shown = path_display.for_jobs(session, settings, rows)
+    return [JobView.of(job, shown[job.id]) for job in rows]
+
+
+def view_in(session: Session, settings: Settings, job: Job) -> JobView:
+    """The same, inside a read the caller already holds."""
+    return JobView.of(job, path_display.for_job(session, settings, job))
+
+
+def get_job(db: Database, settings: Settings, org_id: str, job_id: str) -> JobView:
+    return views(db, settings, [store.get_job(db, org_id, job_id)])[0]
 
 
 def list_jobs(
-    db: Database, org_id: str, *, status: str | None = None, type: str | None = None,
+    db: Database, settings: Settings, org_id: str, *, status: str | None = None, type: str | None = None,
     project_id: str | None = None, limit: int = 20, cursor: str | None = None,
 ) -> JobList:
     page = store.list_jobs(db, org_id, status=status, type=type, project_id=project_id, limit=limit, cursor=cursor)
-    return JobList([JobView.of(job) for job in page.items], page.next_cursor)
+    return JobList(views(db, settings, page.items), page.next_cursor)
 
 
-def stop_job(db: Database, org_id: str, job_id: str) -> JobView:
-    return JobView.of(lifecycle.request_stop(db, org_id, job_id))
+def stop_job(db: Database, settings: Settings, org_id: str, job_id: str) -> JobView:
+    return views(db, settings, [lifecycle.request_stop(db, org_id, job_id)])[0]
 
 
-def cancel_job(db: Database, org_id: str, job_id: str) -> JobView:
-    return JobView.of(lifecycle.request_cancel(db, org_id, job_id))
+def cancel_job(db: Database, settings: Settings, org_id: str, job_id: str) -> JobView:
+    return views(db, settings, [lifecycle.request_cancel(db, org_id, job_id)])[0]
 
 
-def resume_job(db: Database, org_id: str, job_id: str, checkpoint_id: str | None = None) -> JobView:
-    return JobView.of(lifecycle.request_resume(db, org_id, job_id, checkpoint_id))
+def resume_job(db: Database, settings: Settings, org_id: str, job_id: str,
+               checkpoint_id: str | None = None) -> JobView:
+    return views(db, settings, [lifecycle.request_resume(db, org_id, job_id, checkpoint_id)])[0]
 
 
 def delete_job(db: Database, settings: Settings, org_id: str, job_id: str) -> None:
@@ -118,15 +135,17 @@ def models_dir(settings: Settings) -> Path:
     return settings.data_dir / "models"
 
 
-def job_result(db: Database, org_id: str, job_id: str) -> dict[str, Any]:
-    """The result card; NotFound until it exists, TrainingFailed for a failed job."""
+def job_result(db: Database, settings: Settings, org_id: str, job_id: str) -> dict[str, Any]:
+    """The result card, paths shown; NotFound until it exists, TrainingFailed for a failed job."""
     job = store.get_job(db, org_id, job_id)
+    if job.result is None and job.status != JobStatus.FAILED.value:
+        raise NotFound("result", job_id)
+    view = views(db, settings, [job])[0]
     if job.result is not None:
-        return job.result
-    if job.status == JobStatus.FAILED.value:
-        raise TrainingFailed(f"job {job_id} failed: {(job.error or {}).get('message', 'no result')}",
-                             job_id=job_id, error=job.error)
-    raise NotFound("result", job_id)
+        result: dict[str, Any] = view.paths.value(job.result)
+        return result
+    raise TrainingFailed(f"job {job_id} failed: {(view.error or {}).get('message', 'no result')}",
+                         job_id=job_id, error=view.error)
 
 
 def model_folder(db: Database, settings: Settings, job: Job) -> Path:
@@ -140,6 +159,7 @@ def model_folder(db: Database, settings: Settings, job: Job) -> Path:
         path = run_dir(settings, job.id) / "final"
     if not path.is_dir():
         if job.status == JobStatus.FAILED.value:
-            raise TrainingFailed(f"job {job.id} failed; it made no model", job_id=job.id, error=job.error)
+            view = views(db, settings, [job])[0]
+            raise TrainingFailed(f"job {job.id} failed; it made no model", job_id=job.id, error=view.error)
         raise NotFound("model of job", job.id)
     return path

@@ -4,6 +4,9 @@ The stream interleaves three kinds that each have their own order: events and lo
 metric points by step within a kind (train, eval). A stream position is therefore the tuple of
 those cursors, written as `e.l.t.v` in each SSE `id:`; `Last-Event-ID` hands it back, and the
 stream resumes after exactly what the client had seen, whatever kind came last.
+
+Events and log lines are the runner's words, which name the server's paths: what clients get of them
+is shown through the job's `PathDisplay` (`services/path_display.py`), as its config and error are.
 """
 
 from __future__ import annotations
@@ -15,11 +18,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from tuneyard.services import path_display
 from tuneyard.services.errors import InvalidRequest
+from tuneyard.services.path_display import PathDisplay
+from tuneyard.settings import Settings
 from tuneyard.store import telemetry
 from tuneyard.store.errors import NotFound
 from tuneyard.store.jobs import owned_job
-from tuneyard.store.tables import Checkpoint, JobEvent, LogLine
+from tuneyard.store.tables import Checkpoint, Job, JobEvent, LogLine
 
 MAX_BATCH = 500
 
@@ -42,6 +48,22 @@ def logs(session: Session, job_id: str, since: int = 0, tail: int | None = None,
 
 def checkpoints(session: Session, job_id: str) -> list[Checkpoint]:
     return telemetry.read_checkpoints(session, job_id)
+
+
+def shown_events(session: Session, settings: Settings, job: Job, since: int = 0, limit: int = 1000
+                 ) -> list[dict[str, Any]]:
+    """Events as clients get them: dicts, paths shown."""
+    found = events(session, job.id, since, limit)
+    shown = path_display.for_job(session, settings, job) if found else PathDisplay()
+    return [event_dict(ev, shown) for ev in found]
+
+
+def shown_logs(session: Session, settings: Settings, job: Job, since: int = 0, tail: int | None = None,
+               limit: int = 10_000) -> list[dict[str, Any]]:
+    """Log lines as clients get them: dicts, paths shown."""
+    found = logs(session, job.id, since, tail, limit)
+    shown = path_display.for_job(session, settings, job) if found else PathDisplay()
+    return [log_dict(line, shown) for line in found]
 
 
 @dataclass(frozen=True)
@@ -82,23 +104,24 @@ class StreamBatch:
     items: list[StreamItem]
 
 
-def stream_batch(session: Session, org_id: str, job_id: str, cursor: StreamCursor) -> StreamBatch:
+def stream_batch(session: Session, settings: Settings, org_id: str, job_id: str, cursor: StreamCursor
+                 ) -> StreamBatch:
     """The job's status, then everything after `cursor`, in one transaction: anything written before a
     resting status is in this batch, so a stream that ends after it loses nothing. A job deleted
     while its stream is open has no status and nothing more to send."""
     try:
-        status = owned_job(session, org_id, job_id).status
+        job = owned_job(session, org_id, job_id)
     except NotFound:
         return StreamBatch(None, [])
-    return StreamBatch(status, next_items(session, job_id, cursor))
+    return StreamBatch(job.status, next_items(session, job_id, cursor, path_display.for_job(session, settings, job)))
 
 
-def next_items(session: Session, job_id: str, cursor: StreamCursor) -> list[StreamItem]:
+def next_items(session: Session, job_id: str, cursor: StreamCursor, shown: PathDisplay) -> list[StreamItem]:
     """Everything after `cursor`, oldest first within each kind; each item carries its position."""
     items: list[StreamItem] = []
     for ev in telemetry.read_events(session, job_id, since=cursor.event, limit=MAX_BATCH):
         cursor = replace(cursor, event=ev.seq)
-        items.append(StreamItem("event", cursor, event_dict(ev)))
+        items.append(StreamItem("event", cursor, event_dict(ev, shown)))
     for point in telemetry.read_metrics(session, job_id, since_step=cursor.train, kind="train", limit=MAX_BATCH):
         cursor = replace(cursor, train=point.step)
         items.append(StreamItem("metric", cursor, metric_dict(point)))
@@ -107,7 +130,7 @@ def next_items(session: Session, job_id: str, cursor: StreamCursor) -> list[Stre
         items.append(StreamItem("metric", cursor, metric_dict(point)))
     for line in telemetry.read_logs(session, job_id, since=cursor.log, limit=MAX_BATCH):
         cursor = replace(cursor, log=line.seq)
-        items.append(StreamItem("log", cursor, log_dict(line)))
+        items.append(StreamItem("log", cursor, log_dict(line, shown)))
     return items
 
 
@@ -117,8 +140,9 @@ def iso(ts: datetime) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-def event_dict(ev: JobEvent) -> dict[str, Any]:
-    return {"seq": ev.seq, "type": ev.type, "message": ev.message, "data": ev.data, "created_at": iso(ev.created_at)}
+def event_dict(ev: JobEvent, shown: PathDisplay) -> dict[str, Any]:
+    return {"seq": ev.seq, "type": ev.type, "message": shown.text(ev.message), "data": shown.value(ev.data),
+            "created_at": iso(ev.created_at)}
 
 
 def metric_dict(point: telemetry.MetricRecord) -> dict[str, Any]:
@@ -128,5 +152,5 @@ def metric_dict(point: telemetry.MetricRecord) -> dict[str, Any]:
             "values": values, "ts": iso(point.ts)}
 
 
-def log_dict(line: LogLine) -> dict[str, Any]:
-    return {"seq": line.seq, "level": line.level, "message": line.message, "ts": iso(line.ts)}
+def log_dict(line: LogLine, shown: PathDisplay) -> dict[str, Any]:
+    return {"seq": line.seq, "level": line.level, "message": shown.text(line.message), "ts": iso(line.ts)}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from tuneyard.store.engine import Database
 from tuneyard.store.errors import Conflict, NotFound
@@ -50,6 +52,12 @@ def get_file(db: Database, org_id: str, file_id: str) -> File:
 def list_files(db: Database, org_id: str) -> list[File]:
     with db.read() as session:
         return list(session.scalars(select(File).where(File.org_id == org_id).order_by(File.created_at.desc())))
+
+
+def file_names(session: Session, org_id: str, file_ids: Sequence[str]) -> dict[str, str]:
+    """The name each of these files was uploaded with, by id: the organization's only (in the caller's read)."""
+    rows = session.execute(select(File.id, File.filename).where(File.org_id == org_id, File.id.in_(file_ids)))
+    return {file_id: filename for file_id, filename in rows}
 
 
 def delete_file(db: Database, org_id: str, file_id: str) -> File:

@@ -18,7 +18,7 @@ router = APIRouter(prefix="/v1/jobs/{job_id}", tags=["jobs"], responses=ERROR_RE
 @router.get("/result")
 def get_result(job: OwnedJob, context: Context) -> dict[str, Any]:
     """The result card (perplexity before/after, loss, parameters, compute); 404 until it exists."""
-    return jobs.job_result(context.db, job.org_id, job.id)
+    return jobs.job_result(context.db, context.settings, job.org_id, job.id)
 
 
 @router.get("/artifacts", response_model=ListOf[ArtifactPublic])

@@ -15,6 +15,7 @@ from tuneyard.api.deps import Context, JobRead, OwnedJob
 from tuneyard.api.schemas.common import ERROR_RESPONSES, ListOf
 from tuneyard.api.schemas.jobs import CheckpointPublic, EventPublic, LogPublic, MetricPublic
 from tuneyard.services import timeline
+from tuneyard.settings import Settings
 from tuneyard.store.engine import Database
 from tuneyard.store.status import JobStatus
 
@@ -40,10 +41,10 @@ def _list(items: list[dict[str, Any]]) -> Response:
 
 
 @router.get("/events", response_model=ListOf[EventPublic])
-async def list_events(read: JobRead, since: Annotated[int, Query(ge=0)] = 0,
+async def list_events(read: JobRead, context: Context, since: Annotated[int, Query(ge=0)] = 0,
                       limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> Response:
     """Events with seq > `since`, oldest first."""
-    return _list(await read(lambda s, job: [timeline.event_dict(e) for e in timeline.events(s, job.id, since, limit)]))
+    return _list(await read(lambda s, job: timeline.shown_events(s, context.settings, job, since, limit)))
 
 
 @router.get("/metrics", response_model=ListOf[MetricPublic])
@@ -60,14 +61,12 @@ async def list_metrics(
 
 @router.get("/logs", response_model=ListOf[LogPublic])
 async def list_logs(
-    read: JobRead, since: Annotated[int, Query(ge=0)] = 0,
+    read: JobRead, context: Context, since: Annotated[int, Query(ge=0)] = 0,
     tail: Annotated[int | None, Query(ge=1, le=100_000)] = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
 ) -> Response:
     """Log lines with seq > `since`, oldest first; `tail=N` keeps only the last N of them."""
-    return _list(await read(
-        lambda s, job: [timeline.log_dict(line) for line in timeline.logs(s, job.id, since, tail, limit)]
-    ))
+    return _list(await read(lambda s, job: timeline.shown_logs(s, context.settings, job, since, tail, limit)))
 
 
 @router.get("/checkpoints", response_model=ListOf[CheckpointPublic])
@@ -97,17 +96,17 @@ async def stream(
     failed, cancelled or stopped) or is deleted (`{"status": "deleted"}`). Each `id:` is a stream
     position: send it back as `Last-Event-ID` to resume with no gap and no repeat. An idle stream
     sends a comment (`: ping`) every 15 s."""
-    body = _sse(context.db, context.stream_poll_seconds, job.org_id, job.id, cursor)
+    body = _sse(context.db, context.settings, context.stream_poll_seconds, job.org_id, job.id, cursor)
     return EventStream(body, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-async def _sse(db: Database, poll_seconds: float, org_id: str, job_id: str,
+async def _sse(db: Database, settings: Settings, poll_seconds: float, org_id: str, job_id: str,
                cursor: timeline.StreamCursor) -> AsyncIterator[bytes]:
     # Written here rather than yielded to FastAPI's SSE wrapper: its keep-alive task raised
     # BrokenResourceError into the log whenever a client left an idle stream.
     idle = 0.0
     while True:
-        batch = await anyio.to_thread.run_sync(_read_batch, db, org_id, job_id, cursor)
+        batch = await anyio.to_thread.run_sync(_read_batch, db, settings, org_id, job_id, cursor)
         for item in batch.items:
             cursor = item.cursor
             yield _event(item.kind, cursor, item.data)
@@ -124,9 +123,10 @@ async def _sse(db: Database, poll_seconds: float, org_id: str, job_id: str,
             yield KEEPALIVE_COMMENT
 
 
-def _read_batch(db: Database, org_id: str, job_id: str, cursor: timeline.StreamCursor) -> timeline.StreamBatch:
+def _read_batch(db: Database, settings: Settings, org_id: str, job_id: str,
+                cursor: timeline.StreamCursor) -> timeline.StreamBatch:
     with db.read() as session:
-        return timeline.stream_batch(session, org_id, job_id, cursor)
+        return timeline.stream_batch(session, settings, org_id, job_id, cursor)
 
 
 def _event(kind: str, cursor: timeline.StreamCursor, data: dict[str, Any]) -> bytes:

@@ -13,7 +13,6 @@ from tuneyard.api.schemas.job_create import job_request
 from tuneyard.api.schemas.jobs import JobPage, JobPublic, ResumeRequest
 from tuneyard.services import jobs
 from tuneyard.services.errors import InvalidRequest
-from tuneyard.services.job_view import JobView
 from tuneyard.spec import JOB_TYPES
 from tuneyard.spec.text import Ident
 from tuneyard.store.status import JobStatus
@@ -56,33 +55,33 @@ def list_jobs(
     if type_ is not None and type_ not in JOB_TYPES:
         raise InvalidRequest([{"field": "type", "message": f"expected one of {', '.join(JOB_TYPES.names())}"}])
     status_name = status_.value if status_ is not None else None
-    page = jobs.list_jobs(context.db, caller.org_id, status=status_name, type=type_, project_id=project_id,
-                          limit=limit, cursor=cursor)
+    page = jobs.list_jobs(context.db, context.settings, caller.org_id, status=status_name, type=type_,
+                          project_id=project_id, limit=limit, cursor=cursor)
     return JobPage(data=[JobPublic.of(j) for j in page.items], next_cursor=page.next_cursor,
                    has_more=page.next_cursor is not None)
 
 
 @router.get("/{job_id}", response_model=JobPublic)
-async def get_job(read: JobRead) -> JobPublic:
-    return await read(lambda _session, job: JobPublic.of(JobView.of(job)))
+async def get_job(read: JobRead, context: Context) -> JobPublic:
+    return await read(lambda session, job: JobPublic.of(jobs.view_in(session, context.settings, job)))
 
 
 @router.post("/{job_id}/stop", response_model=JobPublic)
 def stop_job(job: OwnedJob, context: Context) -> JobPublic:
     """Stop gracefully: the runner checkpoints and the job becomes `stopped` (resumable)."""
-    return JobPublic.of(jobs.stop_job(context.db, job.org_id, job.id))
+    return JobPublic.of(jobs.stop_job(context.db, context.settings, job.org_id, job.id))
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic)
 def cancel_job(job: OwnedJob, context: Context) -> JobPublic:
-    return JobPublic.of(jobs.cancel_job(context.db, job.org_id, job.id))
+    return JobPublic.of(jobs.cancel_job(context.db, context.settings, job.org_id, job.id))
 
 
 @router.post("/{job_id}/resume", response_model=JobPublic)
 def resume_job(job: OwnedJob, context: Context, body: Annotated[ResumeRequest | None, Body()] = None) -> JobPublic:
     """Queue a stopped (or failed, checkpointed) job again under the same id."""
     checkpoint = body.checkpoint if body is not None else None
-    return JobPublic.of(jobs.resume_job(context.db, job.org_id, job.id, checkpoint))
+    return JobPublic.of(jobs.resume_job(context.db, context.settings, job.org_id, job.id, checkpoint))
 
 
 @router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)

@@ -39,10 +39,14 @@ class JobPublic(BaseModel):
     finished_at: datetime | None
     progress: Progress
     loss: float | None = Field(None, description="The latest training loss.")
-    error: dict[str, Any] | None
+    error: dict[str, Any] | None = Field(description=(
+        "error_type, message and details of a failed job; files are named as uploaded, with their id."))
     stop_requested: bool
     cancel_requested: bool
-    config: dict[str, Any] = Field(description="The resolved spec the runner gets.")
+    config: dict[str, Any] = Field(description=(
+        "The resolved spec the runner gets. Paths are shown as a client knows them: uploads as "
+        "`name (file id)`, a checkpoint or model base by its id, the run folder's files relative to it "
+        "(as `artifacts/{path}` takes them), anything else in the data folder as `<data>/…`."))
     spec: dict[str, Any] = Field(description="The request as submitted.")
 
     @classmethod

@@ -1,0 +1,112 @@
+"""What clients see of the server's disk: a job's paths as its run folder, its uploads and its references.
+
+The store keeps the truth the worker and the runner need: absolute paths in a job's config, and the
+runner's messages (logs, events, errors, the result) as it wrote them. Everything an API, the
+console or the CLI shows of a job passes through the job's `PathDisplay` first, which rewrites:
+
+* the job's run folder → paths relative to it (`final/adapter_config.json`, `.` for the folder),
+  the same paths `/v1/jobs/{id}/artifacts/{path}` takes;
+* an uploaded file → the name it was uploaded with and its id (`chats.jsonl (file_ab12…)`);
+* the base model the config resolved to a path (a checkpoint, a trained or registered model) → the
+  reference the request gave (`ckpt_…`, `model_…`);
+* anything else under the data folder → `<data>/` and the path inside it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from tuneyard.services.runs import run_dir
+from tuneyard.settings import Settings
+from tuneyard.store.datasets import file_names
+from tuneyard.store.tables import Job
+
+DATA = "<data>"
+"""What the data folder itself is shown as."""
+_NAME_CHAR = r"[\w.-]"  # a path that continues with one of these is another path, not this one
+
+
+@dataclass(frozen=True)
+class PathDisplay:
+    """Server paths and what clients see in their place, applied to text and to JSON values."""
+
+    names: Mapping[str, str] = field(default_factory=dict)
+    """Server path (a folder's with a trailing / for what is inside it) → what is shown."""
+    _pattern: re.Pattern[str] | None = field(init=False, repr=False, compare=False, default=None)
+
+    def __post_init__(self) -> None:
+        # Longest first, so a file wins over its folder and the run folder over the data folder; a
+        # match starts and ends where a path can (not inside /home/srv when the data folder is /srv).
+        keys = sorted((k for k in self.names if k), key=len, reverse=True)
+        parts = [re.escape(k) if k.endswith("/") else f"{re.escape(k)}(?!{_NAME_CHAR})" for k in keys]
+        pattern = re.compile(f"(?<![\\w./-])(?:{'|'.join(parts)})") if parts else None
+        object.__setattr__(self, "_pattern", pattern)
+
+    def text(self, value: str) -> str:
+        if self._pattern is None or "/" not in value:
+            return value
+        return self._pattern.sub(lambda m: self.names[m.group()], value)
+
+    def value(self, value: Any) -> Any:
+        """A JSON value with every string (keys included) shown; other values as they are."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {self.text(k) if isinstance(k, str) else k: self.value(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.value(v) for v in value]
+        return value
+
+
+def for_job(session: Session, settings: Settings, job: Job) -> PathDisplay:
+    return for_jobs(session, settings, [job])[job.id]
+
+
+def for_jobs(session: Session, settings: Settings, jobs: Sequence[Job]) -> dict[str, PathDisplay]:
+    """Each job's display, reading the names of every upload their configs use in one query."""
+    roots = _roots(settings.data_dir)
+    uploads = {job.id: _uploads(job, roots) for job in jobs}
+    wanted = {file_id for found in uploads.values() for file_id in found.values()}
+    orgs = {job.org_id for job in jobs}
+    names = {k: v for org in orgs for k, v in file_names(session, org, sorted(wanted)).items()} if wanted else {}
+    return {job.id: PathDisplay(_names(settings, job, roots, uploads[job.id], names)) for job in jobs}
+
+
+def _roots(data_dir: Path) -> list[str]:
+    # The runner may resolve symlinks (/tmp → /private/tmp): both spellings are the data folder.
+    return sorted({str(data_dir), str(data_dir.resolve())})
+
+
+def _uploads(job: Job, roots: Iterable[str]) -> dict[str, str]:
+    """Path → file id, for each dataset file of the job's config stored under the data folder's files/."""
+    found = {}
+    for ref in (job.config or {}).get("datasets") or []:
+        path = ref.get("path") if isinstance(ref, dict) else None
+        if isinstance(path, str) and any(path.startswith(f"{root}/files/") for root in roots):
+            found[path] = Path(path).stem
+    return found
+
+
+def _names(settings: Settings, job: Job, roots: list[str], uploads: dict[str, str],
+           file_names: Mapping[str, str]) -> dict[str, str]:
+    names: dict[str, str] = {}
+    for root in roots:
+        names[f"{root}/"], names[root] = f"{DATA}/", DATA
+    base, given = (job.config or {}).get("base_model"), (job.spec or {}).get("base_model")
+    if isinstance(base, str) and isinstance(given, str) and base != given and Path(base).is_absolute():
+        names[base] = given
+    for folder in _roots(run_dir(settings, job.id)):
+        names[f"{folder}/"], names[folder] = "", "."
+    for path, file_id in uploads.items():
+        shown = f"{file_names[file_id]} ({file_id})" if file_id in file_names else file_id
+        for root in roots:  # the same file under either spelling of the data folder
+            for prefix in roots:
+                if path.startswith(f"{prefix}/"):
+                    names[root + path[len(prefix):]] = shown
+    return names
