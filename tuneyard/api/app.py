@@ -18,6 +18,7 @@ from tuneyard.api.deps import AppContext
 from tuneyard.api.dialects import DialectRegistry, registered
 from tuneyard.api.errors import install_error_handlers
 from tuneyard.api.limits import BodyLimit
+from tuneyard.api.openapi import install_openapi
 from tuneyard.api.routes import system
 from tuneyard.console import install_console
 from tuneyard.permissions import private_umask, secure_data_dir
@@ -61,6 +62,7 @@ def create_app(settings: Settings, db: Database | None = None, *, stream_poll_se
     for dialect in served.in_route_order():
         app.include_router(dialect.router)
     app.include_router(system.operator_router)
+    install_openapi(app)  # errors documented as JSON on every route, creations linked to what they made
     app.add_middleware(BodyLimit, upload_limit=settings.max_upload_bytes, upload_paths=served.upload_paths(),
                        renderer_for=served.renderer_for, read_timeout=settings.body_read_timeout_seconds,
                        total_timeout=settings.body_total_timeout_seconds,

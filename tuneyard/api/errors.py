@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from tuneyard.errors import TuneyardError, UserError
 from tuneyard.services.errors import (
@@ -137,7 +138,23 @@ def http_error(request: Request, exc: StarletteHTTPException) -> ApiError:
     messages = {404: f"no route {request.url.path}", 405: f"{request.method} is not allowed on {request.url.path}",
                 413: "the request body is too large"}
     message = messages.get(status) or str(exc.detail)
-    return ApiError(status, code, message, {}, dict(exc.headers) if exc.headers else None)
+    headers = dict(exc.headers) if exc.headers else {}
+    allowed = allowed_methods(request) if status == 405 else None
+    if allowed:
+        headers["Allow"] = ", ".join(allowed)
+    return ApiError(status, code, message, {}, headers or None)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route answers on the request's path. Starlette's 405 names only the first
+    route that matched the path, so `GET /v1/jobs` and `POST /v1/jobs` each claimed to be the only one.
+    Asked of the routes as they match (FastAPI nests included routers), one method at a time."""
+    routes = request.app.router.routes
+    return [method for method in ROUTE_METHODS
+            if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)]
+
+
+ROUTE_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
 def decide(request: Request, exc: Exception) -> ApiError:

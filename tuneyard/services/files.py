@@ -6,7 +6,7 @@ import hashlib
 import os
 import re
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal, get_args
 
 from tuneyard.services.errors import InvalidRequest, PayloadTooLarge
 from tuneyard.settings import Settings
@@ -21,7 +21,8 @@ CHUNK = 1024 * 1024
 MAX_FILENAME = NAME_MAX
 # The stored name keeps the extension because the data reader picks CSV / Parquet / JSON by it.
 _SAFE_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,10}$")
-PURPOSES = ("fine-tune", "eval", "model")
+Purpose = Literal["fine-tune", "eval", "model"]
+PURPOSES: tuple[str, ...] = get_args(Purpose)
 
 
 def files_dir(settings: Settings) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from tuneyard.api.deps import ADMIN_RESPONSES, AdminCaller, Caller, Context, ModelId
-from tuneyard.api.schemas.common import ERROR_RESPONSES, ListOf
+from tuneyard.api.schemas.common import BODY_RESPONSES, ERROR_RESPONSES, ListOf
 from tuneyard.api.schemas.resources import BaseModelCreate, BaseModelPublic, TrainedModelPublic
 from tuneyard.services import base_models, models
 
@@ -25,7 +25,7 @@ def get_base_model(model_id: ModelId, context: Context, caller: Caller) -> BaseM
 
 
 @router.post("/v1/base-models", status_code=status.HTTP_201_CREATED, response_model=BaseModelPublic,
-             tags=["base models"], responses=ADMIN_RESPONSES)
+             tags=["base models"], responses={**BODY_RESPONSES, **ADMIN_RESPONSES})
 def register_base_model(body: BaseModelCreate, context: Context, caller: AdminCaller) -> BaseModelPublic:
     """Register a local folder or .gguf file under a configured model root, or a hub id (admin key)."""
     request = base_models.BaseModelRegistration(body.source, body.kind, body.name, body.description)

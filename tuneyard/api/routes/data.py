@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Query, Response, UploadFile, status
 
 from tuneyard.api.deps import Caller, Context, DatasetId, FileId
-from tuneyard.api.schemas.common import ERROR_RESPONSES, ListOf
+from tuneyard.api.schemas.common import BODY_RESPONSES, ERROR_RESPONSES, ListOf
 from tuneyard.api.schemas.resources import DatasetCreate, DatasetPublic, FilePublic, PreviewRow
 from tuneyard.services import datasets, files
 from tuneyard.store.quotas import Quotas
@@ -15,9 +15,10 @@ from tuneyard.store.quotas import Quotas
 router = APIRouter(responses=ERROR_RESPONSES)
 
 
-@router.post("/v1/files", status_code=status.HTTP_201_CREATED, response_model=FilePublic, tags=["files"])
+@router.post("/v1/files", status_code=status.HTTP_201_CREATED, response_model=FilePublic, tags=["files"],
+             responses=BODY_RESPONSES)
 def upload_file(
-    file: UploadFile, context: Context, caller: Caller, purpose: Annotated[str, Form(max_length=32)] = "fine-tune",
+    file: UploadFile, context: Context, caller: Caller, purpose: Annotated[files.Purpose, Form()] = "fine-tune",
 ) -> FilePublic:
     """Upload one file (multipart field `file`); larger than the server's limit is 413."""
     row = files.upload_file(context.db, context.settings, caller.org_id, file.filename, file.file, purpose)
@@ -34,7 +35,8 @@ def get_file(file_id: FileId, context: Context, caller: Caller) -> FilePublic:
     return FilePublic.of(files.get_file(context.db, caller.org_id, file_id))
 
 
-@router.post("/v1/datasets", status_code=status.HTTP_201_CREATED, response_model=DatasetPublic, tags=["datasets"])
+@router.post("/v1/datasets", status_code=status.HTTP_201_CREATED, response_model=DatasetPublic, tags=["datasets"],
+             responses=BODY_RESPONSES)
 def create_dataset(body: DatasetCreate, context: Context, caller: Caller) -> DatasetPublic:
     """Make a dataset of uploaded files; it is `validating`, then `ready` or `invalid` (with errors)."""
     request = datasets.DatasetCreate(body.name, body.file_ids, body.format)

@@ -75,8 +75,13 @@ async def list_checkpoints(read: JobRead) -> ListOf[CheckpointPublic]:
     return ListOf(data=await read(lambda s, job: [CheckpointPublic.of(c) for c in timeline.checkpoints(s, job.id)]))
 
 
+STREAM_POSITION = r"^-?[0-9]{1,18}(\.-?[0-9]{1,18}){3}$"
+"""An `id:` the stream sent: four counters, each small enough for the database's integers."""
+
+
 def stream_cursor(
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=100)] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=100,
+                                                pattern=STREAM_POSITION)] = None,
 ) -> timeline.StreamCursor:
     # A dependency, so a bad position is refused before the stream's 200 has been sent.
     return timeline.StreamCursor.decode(last_event_id)
@@ -88,7 +93,26 @@ class EventStream(StreamingResponse):
     media_type = "text/event-stream"
 
 
-@router.get("/stream", response_class=EventStream)
+_REF = "#/components/schemas/"
+STREAM_ITEM: dict[str, Any] = {
+    "type": "object",
+    "description": "One SSE event: `event` names its kind, `data` is JSON (an event, a metric point, a log line, "
+                   "or the end's status), `id` its stream position.",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": ["event", "metric", "log", "end"]},
+        "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": {"anyOf": [
+            {"$ref": _REF + "EventPublic"}, {"$ref": _REF + "MetricPublic"}, {"$ref": _REF + "LogPublic"},
+            {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
+        ]}},
+        "id": {"type": "string"},
+    },
+}
+"""What each item of /stream is (OpenAPI 3.2's `itemSchema`, as FastAPI documents its own SSE routes)."""
+
+
+@router.get("/stream", response_class=EventStream,
+            responses={200: {"content": {"text/event-stream": {"itemSchema": STREAM_ITEM}}}})
 async def stream(
     job: OwnedJob, context: Context, cursor: Annotated[timeline.StreamCursor, Depends(stream_cursor)],
 ) -> EventStream:

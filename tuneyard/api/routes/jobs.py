@@ -8,16 +8,22 @@ from fastapi import APIRouter, Body, Header, Query, Response, status
 
 from tuneyard.api.deps import Caller, Context, JobRead, OwnedJob
 from tuneyard.api.errors import rate_limit_headers
-from tuneyard.api.schemas.common import ERROR_RESPONSES
+from tuneyard.api.schemas.common import BODY_RESPONSES, ERROR_RESPONSES
 from tuneyard.api.schemas.job_create import job_request
 from tuneyard.api.schemas.jobs import JobPage, JobPublic, ResumeRequest
 from tuneyard.services import jobs
 from tuneyard.services.errors import InvalidRequest
 from tuneyard.spec import JOB_TYPES
-from tuneyard.spec.text import Ident
+from tuneyard.spec.text import KEY_MAX, PRINTABLE_PATTERN, Ident
 from tuneyard.store.status import JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
+
+# Documented only: the header is checked with the body's service fields (job_create), so that its
+# problems are reported with theirs in one 422; these are the bounds that check enforces.
+KEY_SCHEMA = {"minLength": 1, "maxLength": KEY_MAX, "pattern": PRINTABLE_PATTERN}
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"
+"""A cursor is the `next_cursor` of the page before, unpadded base64url; anything else is a 422."""
 
 JobBody = Annotated[dict[str, Any], Body(
     description=("The engine's spec (`type`, `base_model`, `datasets: [{id} | {name}]`, `method`, "
@@ -27,10 +33,11 @@ JobBody = Annotated[dict[str, Any], Body(
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=JobPublic,
-             responses={200: {"model": JobPublic, "description": "A retry with the same idempotency key."}})
+             responses={200: {"model": JobPublic, "description": "A retry with the same idempotency key."},
+                        **BODY_RESPONSES})
 def create_job(
     body: JobBody, context: Context, caller: Caller, response: Response,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", json_schema_extra=KEY_SCHEMA)] = None,
 ) -> JobPublic:
     """Queue a job. The whole request is checked first and every problem reported at once (422)."""
     submitted = jobs.submit_job(context.db, context.settings, caller, job_request(body, idempotency_key))
@@ -49,7 +56,7 @@ def list_jobs(
                                        json_schema_extra={"enum": list(JOB_TYPES.names())})] = None,
     project_id: Annotated[Ident | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    cursor: Annotated[str | None, Query(max_length=512, pattern=CURSOR_PATTERN)] = None,
 ) -> JobPage:
     """The organization's jobs, newest first."""
     if type_ is not None and type_ not in JOB_TYPES:
@@ -77,7 +84,7 @@ def cancel_job(job: OwnedJob, context: Context) -> JobPublic:
     return JobPublic.of(jobs.cancel_job(context.db, context.settings, job.org_id, job.id))
 
 
-@router.post("/{job_id}/resume", response_model=JobPublic)
+@router.post("/{job_id}/resume", response_model=JobPublic, responses=BODY_RESPONSES)
 def resume_job(job: OwnedJob, context: Context, body: Annotated[ResumeRequest | None, Body()] = None) -> JobPublic:
     """Queue a stopped (or failed, checkpointed) job again under the same id."""
     checkpoint = body.checkpoint if body is not None else None

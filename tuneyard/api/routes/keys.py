@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from tuneyard.api.deps import ADMIN_RESPONSES, AdminCaller, Context, checked_id
-from tuneyard.api.schemas.common import ERROR_RESPONSES, ListOf
+from tuneyard.api.schemas.common import BODY_RESPONSES, ERROR_RESPONSES, ListOf
 from tuneyard.api.schemas.keys import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
 from tuneyard.store import tenancy
 
@@ -22,7 +22,7 @@ def list_keys(context: Context, admin: AdminCaller) -> ListOf[ApiKeyPublic]:
     return ListOf(data=[ApiKeyPublic.of(k) for k in tenancy.list_api_keys(context.db, admin.org_id)])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated)
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated, responses=BODY_RESPONSES)
 def create_key(body: ApiKeyCreate, context: Context, admin: AdminCaller) -> ApiKeyCreated:
     """A new key of the organization; the answer holds the key, which is never shown again."""
     key, plaintext = tenancy.create_api_key(context.db, admin.org_id, body.name, is_admin=body.is_admin)

@@ -11,7 +11,7 @@ from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 
 from tuneyard.api.deps import ADMIN_RESPONSES, AdminCaller, Caller, Context
-from tuneyard.api.schemas.common import ERROR_RESPONSES
+from tuneyard.api.schemas.common import ERROR_RESPONSES, ErrorEnvelope
 from tuneyard.api.schemas.resources import StatsPublic
 from tuneyard.services import stats
 from tuneyard.services.errors import ServiceUnavailable
@@ -27,7 +27,8 @@ def get_stats(context: Context, caller: Caller) -> StatsPublic:
     return StatsPublic.of(stats.org_stats(context.db, context.settings, caller.org_id))
 
 
-@operator_router.get("/healthz", tags=["health"])
+@operator_router.get("/healthz", tags=["health"], responses={
+    503: {"model": ErrorEnvelope, "description": "SERVICE_UNAVAILABLE: the database does not answer"}})
 def healthz(context: Context) -> dict[str, str]:
     """200 when the database answers; 503 otherwise."""
     try:
