@@ -29,7 +29,9 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Frame-Options": "DENY",  # frame-ancestors for browsers that predate it
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",  # job ids in the console's URLs stay on this site
+    # Job ids in the console's URLs never leave this site. Not no-referrer: under it a browser sends
+    # `Origin: null` with the sign-in form, which the sign-in's login-CSRF check must then refuse.
+    "Referrer-Policy": "same-origin",
 }
 
 
