@@ -108,7 +108,9 @@ def test_a_job_that_fails_while_watched_shows_the_runners_words_and_each_bad_lin
         page.wait_for_selector('#status[data-status="failed"]', timeout=SLOW)
         page.wait_for_selector("#job-error:not([hidden])")
         message = page.locator("#job-error-message").inner_text()
-        assert message.startswith("2 invalid line(s) in the data; first, ") and " line 2: invalid JSON" in message
+        # The runner names the field to change, and the file as it was uploaded, not where the server keeps it.
+        first = f"datasets: 2 invalid line(s) in the data; first, tiny-chat.jsonl ({upload['id']}) line 2: invalid JSON"
+        assert message.startswith(first) and str(service.data_dir) not in page.content()
         shown = page.locator("#job-error-details li").all_inner_texts()
         assert [line.split(": ")[0].rsplit(" ", 1)[-1] for line in shown] == ["2", "5"], shown
         screenshots(page, "job-failed")
