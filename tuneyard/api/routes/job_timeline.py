@@ -26,6 +26,9 @@ RESTING = frozenset({JobStatus.COMPLETED.value, JobStatus.FAILED.value, JobStatu
                      JobStatus.STOPPED.value})
 GONE = "deleted"
 """The `end` event's status when the job was deleted while its stream was open."""
+POSITION_MAX = 2**31 - 1
+"""The largest seq or step a query may name: they are compared with INTEGER columns, 32-bit on
+PostgreSQL, which answered since_step=6377778719 with an error (a 500) instead of an empty list."""
 KEEPALIVE_SECONDS = 15.0
 """An idle stream sends a comment this often, so proxies and clients keep it open."""
 
@@ -41,7 +44,7 @@ def _list(items: list[dict[str, Any]]) -> Response:
 
 
 @router.get("/events", response_model=ListOf[EventPublic])
-async def list_events(read: JobRead, context: Context, since: Annotated[int, Query(ge=0)] = 0,
+async def list_events(read: JobRead, context: Context, since: Annotated[int, Query(ge=0, le=POSITION_MAX)] = 0,
                       limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> Response:
     """Events with seq > `since`, oldest first."""
     return _list(await read(lambda s, job: timeline.shown_events(s, context.settings, job, since, limit)))
@@ -49,7 +52,7 @@ async def list_events(read: JobRead, context: Context, since: Annotated[int, Que
 
 @router.get("/metrics", response_model=ListOf[MetricPublic])
 async def list_metrics(
-    read: JobRead, since_step: Annotated[int, Query(ge=-1)] = -1,
+    read: JobRead, since_step: Annotated[int, Query(ge=-1, le=POSITION_MAX)] = -1,
     kind: Annotated[Literal["train", "eval"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
 ) -> Response:
@@ -61,7 +64,7 @@ async def list_metrics(
 
 @router.get("/logs", response_model=ListOf[LogPublic])
 async def list_logs(
-    read: JobRead, context: Context, since: Annotated[int, Query(ge=0)] = 0,
+    read: JobRead, context: Context, since: Annotated[int, Query(ge=0, le=POSITION_MAX)] = 0,
     tail: Annotated[int | None, Query(ge=1, le=100_000)] = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
 ) -> Response:
@@ -75,8 +78,8 @@ async def list_checkpoints(read: JobRead) -> ListOf[CheckpointPublic]:
     return ListOf(data=await read(lambda s, job: [CheckpointPublic.of(c) for c in timeline.checkpoints(s, job.id)]))
 
 
-STREAM_POSITION = r"^-?[0-9]{1,18}(\.-?[0-9]{1,18}){3}$"
-"""An `id:` the stream sent: four counters, each small enough for the database's integers."""
+STREAM_POSITION = r"^-?[0-9]{1,9}(\.-?[0-9]{1,9}){3}$"
+"""An `id:` the stream sent: four counters, each within POSITION_MAX."""
 
 
 def stream_cursor(
