@@ -18,7 +18,9 @@ router = APIRouter(responses=ERROR_RESPONSES)
 @router.post("/v1/files", status_code=status.HTTP_201_CREATED, response_model=FilePublic, tags=["files"],
              responses=BODY_RESPONSES)
 def upload_file(
-    file: UploadFile, context: Context, caller: Caller, purpose: Annotated[files.Purpose, Form()] = "fine-tune",
+    file: UploadFile, context: Context, caller: Caller, purpose: Annotated[files.Purpose, Form(
+        description="What the file is for; an empty field is the default, as for any form field",
+        json_schema_extra={"enum": [*files.PURPOSES, ""]})] = "fine-tune",
 ) -> FilePublic:
     """Upload one file (multipart field `file`); larger than the server's limit is 413."""
     row = files.upload_file(context.db, context.settings, caller.org_id, file.filename, file.file, purpose)
