@@ -91,6 +91,12 @@ def config_toml() -> str:
     accepted = '["2xx", "401", "403", "404", "409", "422", "429"]'
     for method, path in REFERENCING:
         blocks.append(_operation(method, path, f"checks.positive_data_acceptance.expected-statuses = {accepted}"))
+    # A multipart part is bytes whatever JSON type the fuzzer meant: `file` mutated to an object
+    # arrives as a file holding '{}', a good upload, so a 201 there is no failure. (An operation's
+    # `enabled = false` is not read for this check in 4.32.5; its expected statuses are.) purpose's
+    # refusals are tested in tests/integration/test_api_openapi.py.
+    rejected = '["2xx", "400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429"]'
+    blocks.append(_operation("POST", "/v1/files", f"checks.negative_data_rejection.expected-statuses = {rejected}"))
     return "\n".join(blocks)
 
 
