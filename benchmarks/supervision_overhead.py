@@ -99,7 +99,10 @@ def run_service(served: Served, dataset_id: str, spec: dict[str, Any], warmup: i
     times = step_times(records, warmup)
     if times is None:
         raise RuntimeError("too few steps to measure: raise --steps")
-    return Run("service", times, wall, children_after - children_before, own_after - own_before), done["config"]
+    # The runner's own spec.json, as the worker handed it over: the API shows clients upload names in
+    # place of the server's paths, which a bare runner could not open.
+    config = json.loads((served.data_dir / "runs" / job["id"] / "spec.json").read_text(encoding="utf-8"))
+    return Run("service", times, wall, children_after - children_before, own_after - own_before), config
 
 
 def wait_for_verdict(run_dir: Path, timeout: float = 3600.0) -> None:

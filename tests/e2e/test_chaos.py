@@ -23,6 +23,11 @@ import pytest
 from tests.e2e.test_service_jobs import submit
 from tests.support.service import Service, runner_pids, wait_until
 from tuneyard.client import TuneyardClient
+from tuneyard.services import path_display
+from tuneyard.services.path_display import PathDisplay
+from tuneyard.settings import Settings
+from tuneyard.store import Database, make_engine
+from tuneyard.store.tables import Job
 from tuneyard.training import contract
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -40,13 +45,26 @@ def records(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().split("\n")[:-1]] if path.exists() else []
 
 
-def assert_store_holds_the_run_folder(client: TuneyardClient, job_id: str, run_dir: Path,
+def path_display_of(service: Service, job_id: str) -> PathDisplay:
+    """How the service shows this job's server paths, read from the service's own database."""
+    settings = Settings(data_dir=service.data_dir, database_url=service.database_url)
+    db = Database(make_engine(settings))
+    try:
+        with db.read() as session:
+            job = session.get(Job, job_id)
+            assert job is not None
+            return path_display.for_job(session, settings, job)
+    finally:
+        db.dispose()
+
+
+def assert_store_holds_the_run_folder(service: Service, client: TuneyardClient, job_id: str,
                                      ending: str = "completed") -> dict[str, int]:
     """The store's metrics, logs and checkpoints against the run folder's telemetry.jsonl, line by line.
 
     A resumed run writes the steps after its checkpoint again: the store keeps a step's first line.
     """
-    lines = records(run_dir)
+    lines = records(service.data_dir / "runs" / job_id)
     first: dict[tuple[str, int], dict[str, Any]] = {}
     for r in lines:
         if r["kind"] == contract.KIND_METRIC:
@@ -55,7 +73,8 @@ def assert_store_holds_the_run_folder(client: TuneyardClient, job_id: str, run_d
             first.setdefault(("eval", r["step"]), {k: r[k] for k in contract.EVAL_VALUES if k in r})
     assert {(m["kind"], m["step"]): m["values"] for m in client.metrics(job_id)} == first
 
-    logs = [(r["level"], r["message"]) for r in lines if r["kind"] == contract.KIND_LOG]
+    shown = path_display_of(service, job_id)  # clients see upload names where the runner wrote server paths
+    logs = [(r["level"], shown.text(r["message"])) for r in lines if r["kind"] == contract.KIND_LOG]
     assert [(line["level"], line["message"]) for line in client.logs(job_id)] == logs  # each once, in order
 
     saved = [r for r in lines if r["kind"] == contract.KIND_CHECKPOINT]
@@ -104,7 +123,7 @@ def test_serve_killed_at_random_moments_loses_and_repeats_nothing(service: Servi
     done = [client.wait(j, timeout=600) for j in job_ids]
     assert [d["status"] for d in done] == ["completed"] * JOBS, [(d["id"], d["status"], d["error"]) for d in done]
     assert sorted(j["id"] for j in client.list_jobs()["data"]) == sorted(job_ids)  # none duplicated
-    figures = [assert_store_holds_the_run_folder(client, j, service.data_dir / "runs" / j) for j in job_ids]
+    figures = [assert_store_holds_the_run_folder(service, client, j) for j in job_ids]
     retried = sum(d["retries"] for d in done)
     print(f"chaos: seed {SEED}, {JOBS} jobs, {KILLS} kills of serve's group, {retried} retries, "
           f"{figures} compared, {time.monotonic() - started:.0f}s")
@@ -133,5 +152,5 @@ def test_runner_kills_are_retried_up_to_max_retries_then_the_job_fails(service: 
     failed = client.wait(gives_up, timeout=300)
     assert (failed["status"], failed["retries"], failed["attempt"]) == ("failed", 1, 2), failed
     assert failed["error"]["error_type"] == "platform_error" and "gave up after 1 retries" in failed["error"]["message"]
-    assert_store_holds_the_run_folder(client, survives, service.data_dir / "runs" / survives)
-    assert_store_holds_the_run_folder(client, gives_up, service.data_dir / "runs" / gives_up, "failed")
+    assert_store_holds_the_run_folder(service, client, survives)
+    assert_store_holds_the_run_folder(service, client, gives_up, "failed")

@@ -6,6 +6,7 @@ Every page is photographed at 1280 and 390 px into test-artifacts/console/.
 from __future__ import annotations
 
 import tarfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -153,6 +154,16 @@ def test_train_from_the_browser_stop_resume_complete_download(service: Service, 
         the_lists_show_it(page, service.url, job_id, client)
 
 
+def wait_for_page(page: Page, expression: str, timeout_ms: float) -> None:
+    """Poll `expression` in the page until it is true. Not page.wait_for_function: its polling evaluates
+    the expression with eval inside the page, which the console's CSP (no 'unsafe-eval') refuses."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"still false after {timeout_ms / 1000:.0f} s: {expression}")
+        page.wait_for_timeout(100)
+
+
 def upload_dataset(page: Page, base_url: str) -> str:
     page.goto(f"{base_url}/datasets")
     # Drag-and-drop: a drop event carrying the file, as a browser makes it for a dragged file.
@@ -189,8 +200,8 @@ def submit_job_twice(page: Page, base_url: str, dataset_id: str) -> str:
 
 
 def watch_it_train(page: Page) -> None:
-    page.wait_for_function("Number(document.querySelector('[data-count=loss]').textContent) >= 2", timeout=SLOW)
-    page.wait_for_function("document.getElementById('log').textContent.includes('step 1/')", timeout=SLOW)
+    wait_for_page(page, "Number(document.querySelector('[data-count=loss]').textContent) >= 2", SLOW)
+    wait_for_page(page, "document.getElementById('log').textContent.includes('step 1/')", SLOW)
     assert page.locator("#chart-loss canvas").count() == 1
     # The log follows: its newest line is scrolled into view.
     assert page.evaluate("(l => l.scrollTop + l.clientHeight >= l.scrollHeight - 2)(document.getElementById('log'))")
@@ -215,8 +226,8 @@ def nothing_missing_nothing_twice(page: Page, client: TuneyardClient, job_id: st
     shows every point, line and event exactly once."""
     train = [m for m in client.metrics(job_id) if m["kind"] == "train"]
     logs, events = client.logs(job_id), client.events(job_id)
-    page.wait_for_function(f"document.getElementById('events').children.length >= {len(events)}", timeout=30_000)
-    page.wait_for_function(f"Number(document.querySelector('[data-count=loss]').textContent) >= {len(train)}")
+    wait_for_page(page, f"document.getElementById('events').children.length >= {len(events)}", 30_000)
+    wait_for_page(page, f"Number(document.querySelector('[data-count=loss]').textContent) >= {len(train)}", 30_000)
     shown_lines = page.evaluate("document.getElementById('log').textContent.trimEnd().split('\\n').length")
     assert shown_lines == len(logs)
     assert page.locator("#events li").count() == len(events)
