@@ -13,7 +13,7 @@ import pytest
 from benchmarks import api_fuzz
 
 SEED = 17
-MAX_EXAMPLES = 6  # about a thousand requests, one to two minutes per database on two busy cores
+MAX_EXAMPLES = 6  # about a thousand requests, under two and a half minutes per database on two busy cores
 
 
 @pytest.mark.timeout(480)
