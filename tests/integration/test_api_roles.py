@@ -8,7 +8,6 @@ gets its own objects of one organization, so a DELETE of one does not change the
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tests.support import api
-from tests.support.api import Tenant, chat_lines, finished_job, job_body
+from tests.support.api import Tenant, chat_lines, fill, finished_job, job_body
 from tuneyard.settings import Settings
 from tuneyard.store import tenancy
 
@@ -80,19 +79,6 @@ BODIES: dict[Op, Callable[[dict[str, Any]], dict[str, Any]]] = {
 def operations(app: FastAPI) -> list[Op]:
     paths = app.openapi()["paths"]
     return [(method.upper(), path) for path, ops in sorted(paths.items()) if path not in DOCS for method in ops]
-
-
-def fill(path: str, objects: dict[str, Any]) -> str:
-    def value(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name == "model_id":
-            return str(objects["base_model_id"] if path.startswith("/v1/base-models") else objects["model_id"])
-        if name == "path":
-            return "final/adapter_config.json"
-        assert name in objects, f"teach this test how to fill {{{name}}} in {path}"
-        return str(objects[name])
-
-    return re.sub(r"\{([^}]+)\}", value, path)
 
 
 def objects_for(role: str, client: TestClient, db, settings: Settings, tenant: Tenant) -> dict[str, Any]:

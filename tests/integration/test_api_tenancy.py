@@ -7,7 +7,6 @@ test; an id parameter nobody taught the test to fill fails it loudly.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pytest
@@ -15,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tests.support import api
-from tests.support.api import Tenant, finished_job
+from tests.support.api import Tenant, fill, finished_job
 from tuneyard.settings import Settings
 from tuneyard.store import tenancy
 
@@ -29,19 +28,6 @@ OWNER_STATUS = {"/v1/jobs/{job_id}/stream": 200}
 def routes(app: FastAPI) -> list[tuple[str, str]]:
     paths = app.openapi()["paths"]
     return [(method.upper(), path) for path, ops in sorted(paths.items()) if path not in PUBLIC for method in ops]
-
-
-def fill(path: str, objects: dict[str, Any]) -> str:
-    def value(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name == "model_id":
-            return str(objects["base_model_id"] if path.startswith("/v1/base-models") else objects["model_id"])
-        if name == "path":
-            return "final/adapter_config.json"
-        assert name in objects, f"teach this test how to fill {{{name}}} in {path}"
-        return str(objects[name])
-
-    return re.sub(r"\{([^}]+)\}", value, path)
 
 
 @pytest.fixture

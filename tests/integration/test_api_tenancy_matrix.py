@@ -28,9 +28,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from starlette.testclient import httpx
 
-from tests.integration.test_api_roles import ADMIN, BODIES, PUBLIC, ROLES, Op, fill, operations
+from tests.integration.test_api_roles import ADMIN, BODIES, PUBLIC, ROLES, Op, operations
 from tests.support import api
-from tests.support.api import Tenant, chat_lines, finished_job, upload
+from tests.support.api import Tenant, chat_lines, fill, finished_job, upload
 from tuneyard.services.runs import run_dir
 from tuneyard.settings import Settings
 from tuneyard.store import tenancy

@@ -7,6 +7,7 @@ a test module binds the fixtures it needs by name, e.g. `client = api.client`.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -170,3 +171,19 @@ def finished_job(client: TestClient, db: Database, settings: Settings, tenant: T
     done = lifecycle.complete(db, job_id, attempt, result, model)
     return {"job_id": job_id, "dataset_id": dataset["id"], "file_id": dataset["file_ids"][0],
             "checkpoint_id": checkpoint.id, "model_id": done.output_model_id, "result": result}
+
+
+def fill(path: str, objects: dict[str, Any]) -> str:
+    """An OpenAPI path template with each {parameter} replaced by the test's object of that name
+    ({model_id} is the registered base model under /v1/base-models, the trained model elsewhere)."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name == "model_id":
+            return str(objects["base_model_id"] if path.startswith("/v1/base-models") else objects["model_id"])
+        if name == "path":
+            return "final/adapter_config.json"
+        assert name in objects, f"teach this test how to fill {{{name}}} in {path}"
+        return str(objects[name])
+
+    return re.sub(r"\{([^}]+)\}", value, path)

@@ -102,18 +102,22 @@ class StreamItem:
 class StreamBatch:
     status: str | None  # the job's status before its items were read; None: the job is gone (deleted)
     items: list[StreamItem]
+    shown: PathDisplay | None = None
+    """How this job's paths are shown; the stream passes it back, as a job's config never changes."""
 
 
-def stream_batch(session: Session, settings: Settings, org_id: str, job_id: str, cursor: StreamCursor
-                 ) -> StreamBatch:
+def stream_batch(session: Session, settings: Settings, org_id: str, job_id: str, cursor: StreamCursor,
+                 shown: PathDisplay | None = None) -> StreamBatch:
     """The job's status, then everything after `cursor`, in one transaction: anything written before a
     resting status is in this batch, so a stream that ends after it loses nothing. A job deleted
-    while its stream is open has no status and nothing more to send."""
+    while its stream is open has no status and nothing more to send. `shown` is the display an
+    earlier batch of the same stream returned: each poll then reads no upload names again."""
     try:
         job = owned_job(session, org_id, job_id)
     except NotFound:
         return StreamBatch(None, [])
-    return StreamBatch(job.status, next_items(session, job_id, cursor, path_display.for_job(session, settings, job)))
+    shown = shown or path_display.for_job(session, settings, job)
+    return StreamBatch(job.status, next_items(session, job_id, cursor, shown), shown)
 
 
 def next_items(session: Session, job_id: str, cursor: StreamCursor, shown: PathDisplay) -> list[StreamItem]:

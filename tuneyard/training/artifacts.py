@@ -31,7 +31,8 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
+    """The file's sha256, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -65,7 +66,7 @@ def _seal(folder: Path, manifest: dict[str, Any]) -> None:
     files = {}
     for path in _files_under(folder):
         _fsync_path(path)
-        files[str(path.relative_to(folder))] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+        files[str(path.relative_to(folder))] = {"bytes": path.stat().st_size, "sha256": sha256_of(path)}
     for sub in sorted({p.parent for p in _files_under(folder)}):
         _fsync_path(sub)
     body = {**manifest, "files": files, "sealed_at": time.time()}
@@ -116,7 +117,7 @@ def verify_folder(folder: Path, hashing: bool = True) -> bool:
         path = folder / name
         if not path.is_file() or path.stat().st_size != meta["bytes"]:
             return False
-        if hashing and _sha256(path) != meta["sha256"]:
+        if hashing and sha256_of(path) != meta["sha256"]:
             return False
     return True
 

@@ -9,12 +9,12 @@ datasets it came from, and how to load it. No torch here: the recipe passes plai
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tuneyard.training.artifacts import sha256_of
 from tuneyard.training.contract import LINEAGE_FILE
 from tuneyard.training.models import catalog
 from tuneyard.training.models.source import ModelSource
@@ -95,10 +95,9 @@ def base_reference(source: ModelSource) -> BaseReference:
             f"base = PeftModel.from_pretrained(base, {source.requested!r}).merge_and_unload()",
         )
     gguf = f", gguf_file={source.gguf_file!r}" if source.gguf_file else ""
-    where = source.requested if not source.gguf_file else str(Path(source.requested))
     return BaseReference(
         source.requested,
-        f"the local model {where} (a {'GGUF file' if source.gguf_file else 'Hugging Face model folder'} "
+        f"the local model {source.requested} (a {'GGUF file' if source.gguf_file else 'Hugging Face model folder'} "
         "given by the user; copy it along with this model)",
         f"base = AutoModelForCausalLM.from_pretrained({str(source.path)!r}{gguf})\n"
         f"tokenizer = AutoTokenizer.from_pretrained({str(source.path)!r}{gguf})",
@@ -124,17 +123,6 @@ def read_lineage(run_dir: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def file_sha256(path: Path) -> str | None:
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    except OSError:
-        return None
-    return digest.hexdigest()
 
 
 def render_card(inputs: CardInputs, adapter: bool) -> str:
@@ -170,7 +158,10 @@ def _data_section(inputs: CardInputs) -> str:
     rows = ["| file | split | format | records | bytes | sha256 |", "|---|---|---|---|---|---|"]
     for item in inputs.data_files:
         path = Path(str(item.get("path", "")))
-        digest = file_sha256(path) or "(unreadable)"
+        try:
+            digest = sha256_of(path)
+        except OSError:
+            digest = "(unreadable)"
         rows.append(f"| {path.name} | {item.get('split')} | {item.get('format')} | {item.get('examples')} | "
                     f"{item.get('bytes')} | `{digest}` |")
     counts = inputs.data_counts

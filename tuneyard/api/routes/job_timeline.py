@@ -15,6 +15,7 @@ from tuneyard.api.deps import Context, JobRead, OwnedJob
 from tuneyard.api.schemas.common import ERROR_RESPONSES, ListOf
 from tuneyard.api.schemas.jobs import CheckpointPublic, EventPublic, LogPublic, MetricPublic
 from tuneyard.services import timeline
+from tuneyard.services.path_display import PathDisplay
 from tuneyard.settings import Settings
 from tuneyard.store.engine import Database
 from tuneyard.store.status import JobStatus
@@ -132,8 +133,10 @@ async def _sse(db: Database, settings: Settings, poll_seconds: float, org_id: st
     # Written here rather than yielded to FastAPI's SSE wrapper: its keep-alive task raised
     # BrokenResourceError into the log whenever a client left an idle stream.
     idle = 0.0
+    shown: PathDisplay | None = None
     while True:
-        batch = await anyio.to_thread.run_sync(_read_batch, db, settings, org_id, job_id, cursor)
+        batch = await anyio.to_thread.run_sync(_read_batch, db, settings, org_id, job_id, cursor, shown)
+        shown = batch.shown
         for item in batch.items:
             cursor = item.cursor
             yield _event(item.kind, cursor, item.data)
@@ -150,10 +153,10 @@ async def _sse(db: Database, settings: Settings, poll_seconds: float, org_id: st
             yield KEEPALIVE_COMMENT
 
 
-def _read_batch(db: Database, settings: Settings, org_id: str, job_id: str,
-                cursor: timeline.StreamCursor) -> timeline.StreamBatch:
+def _read_batch(db: Database, settings: Settings, org_id: str, job_id: str, cursor: timeline.StreamCursor,
+                shown: PathDisplay | None) -> timeline.StreamBatch:
     with db.read() as session:
-        return timeline.stream_batch(session, settings, org_id, job_id, cursor)
+        return timeline.stream_batch(session, settings, org_id, job_id, cursor, shown)
 
 
 def _event(kind: str, cursor: timeline.StreamCursor, data: dict[str, Any]) -> bytes:
