@@ -22,7 +22,13 @@ from tuneyard.training.evaluation import evaluate
 from tuneyard.training.model_card import CardInputs, read_lineage
 from tuneyard.training.optim import build_optimizer, build_scheduler
 from tuneyard.training.plan import TrainingPlan
-from tuneyard.training.rng import capture_rng_state, restore_rng_state
+from tuneyard.training.rng import (
+    PURPOSE_TRAINING,
+    capture_rng_state,
+    derive_seed,
+    restore_rng_state,
+    seed_everything,
+)
 from tuneyard.training.session import Session
 from tuneyard.training.telemetry import Telemetry, console_line
 from tuneyard.training.versions import library_versions
@@ -61,6 +67,9 @@ class FinetuneRecipe:
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(model, self.hp)
         self.scheduler = build_scheduler(self.optimizer, self.hp, self.plan.total_steps)
+        # Dropout draws from the global streams step after step: they start from the seed here, or
+        # where the checkpoint left them.
+        seed_everything(derive_seed(self.hp.seed, PURPOSE_TRAINING))
         if resume_from is not None:
             self._restore(resume_from)
 
