@@ -4,6 +4,9 @@ base model by the reference the request gave; the store keeps the absolute paths
 
 from __future__ import annotations
 
+import io
+import json
+import tarfile
 from typing import Any
 
 import pytest
@@ -41,8 +44,11 @@ def run_with_paths(client: TestClient, db: Database, settings: Settings, tenant:
     upload, model = stored["datasets"][0]["path"], stored["base_model"]
     assert upload.startswith(str(settings.data_dir)) and model.startswith(str(settings.data_dir))  # the truth
     folder = run_dir(settings, job_id)
-    (folder / "final").mkdir(parents=True)
-    (folder / "final" / "adapter_config.json").write_text("{}")
+    (folder / "final").mkdir(parents=True)  # the runner's own files name the server's disk, as a real run's do
+    (folder / "final" / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": model}))
+    (folder / "final" / "adapter_model.safetensors").write_bytes(b"\x00weights\xff" * 64)
+    (folder / "spec.json").write_text(json.dumps({"base_model": model, "datasets": [{"path": upload}]}, indent=2))
+    (folder / "runner.log").write_text(f"reading {upload}\nwriting {folder}/final\n")
     telemetry.append_logs(db, job_id, attempt, [
         telemetry.LogIn(f"loading the base model from {model}"), telemetry.LogIn(f"reading {upload}"),
         telemetry.LogIn(f"saved {folder}/checkpoints/step-000001 under {settings.data_dir}")])
@@ -101,3 +107,32 @@ def test_no_answer_about_a_job_names_the_data_folder(app: FastAPI, client: TestC
     assert shown_upload in answers["console"].text
     # The worker's truth is untouched.
     assert job_store.get_job(db, tenant.org_id, job_id).config["datasets"][0]["path"] == upload
+
+
+def test_run_folder_files_and_the_download_name_no_server_path(client: TestClient, db: Database,
+                                                              api_settings: Settings, tenant: Tenant) -> None:
+    base = finished_job(client, db, api_settings, tenant)
+    job_id, _ = run_with_paths(client, db, api_settings, tenant, base, fail=False)
+    secrets = {str(api_settings.data_dir), str(api_settings.data_dir.resolve())}
+    shown_upload = f"chats.jsonl ({base['file_id']})"
+    listed = client.get(f"/v1/jobs/{job_id}/artifacts", headers=tenant.headers).json()["data"]
+    files = {}
+    for item in listed:
+        answer = client.get(f"/v1/jobs/{job_id}/artifacts/{item['path']}", headers=tenant.headers)
+        assert answer.status_code == 200, (item, answer.text)
+        assert not [s for s in secrets if s.encode() in answer.content], (item["path"], answer.content[:400])
+        files[item["path"]] = answer.content
+    assert json.loads(files["spec.json"]) == {"base_model": base["checkpoint_id"], "datasets": [{"path": shown_upload}]}
+    assert files["runner.log"].decode() == f"reading {shown_upload}\nwriting final\n"
+    assert files["final/adapter_model.safetensors"] == b"\x00weights\xff" * 64  # binary files as they are
+    # The server's own copy keeps the truth the runner and the next job need.
+    assert str(api_settings.data_dir) in (run_dir(api_settings, job_id) / "spec.json").read_text()
+
+    download = client.get(f"/v1/jobs/{job_id}/download", headers=tenant.headers)
+    assert download.status_code == 200
+    with tarfile.open(fileobj=io.BytesIO(download.content), mode="r:gz") as tar:
+        members = {m.name.split("/", 1)[1]: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+    assert set(members) == {"adapter_config.json", "adapter_model.safetensors"}
+    for name, content in members.items():
+        assert not [s for s in secrets if s.encode() in content], (name, content[:400])
+    assert json.loads(members["adapter_config.json"]) == {"base_model_name_or_path": base["checkpoint_id"]}

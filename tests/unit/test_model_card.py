@@ -10,7 +10,9 @@ from tuneyard.problems import error_detail_lines
 from tuneyard.training.model_card import (
     CardInputs,
     base_reference,
+    card_reference,
     name_base_portably,
+    portable_spec,
     read_lineage,
     render_card,
 )
@@ -40,6 +42,26 @@ def test_a_local_base_keeps_the_name_the_user_gave_and_an_adapter_base_names_its
     reference = base_reference(adapter)
     assert reference.name == "/models/adapter"
     assert TINY_LLAMA in reference.origin and "merge_and_unload" in reference.load_base
+
+
+def test_a_service_job_names_a_local_base_as_its_user_did_and_its_spec_names_no_server_path() -> None:
+    server = Path("/srv/tuneyard-data")
+    registered = ModelSource(str(server / "models" / "model_ab12" / "final"), "hf_dir",
+                             server / "models" / "model_ab12" / "final")
+    inputs = CardInputs(
+        spec={"type": "finetune", "base_model": str(registered.path), "method": "lora",
+              "datasets": [{"path": str(server / "files" / "file_9.jsonl"), "split": "train"}]},
+        source=registered, result={}, data_files=[], data_counts={},
+        lineage={"base_model": "model_ab12", "datasets": [{"id": "ds_1"}]},
+    )  # fmt: skip
+    reference = card_reference(inputs)
+    assert reference.name == "model_ab12" and "path/to/model_ab12" in reference.load_base
+    assert str(server) not in reference.origin + reference.load_base
+    spec = portable_spec(inputs)
+    assert spec["base_model"] == "model_ab12" and spec["datasets"] == [{"path": "file_9.jsonl", "split": "train"}]
+    assert str(server) not in json.dumps(spec) + render_card(inputs, adapter=True)
+    # Run alone, a local base is the path its user typed: theirs to see.
+    assert card_reference(CardInputs(**{**inputs.__dict__, "lineage": {}})).name == str(registered.path)
 
 
 def test_the_adapter_config_is_rewritten_to_the_portable_name(tmp_path: Path) -> None:

@@ -77,6 +77,12 @@ def views(db: Database, settings: Settings, rows: Sequence[Job]) -> list[JobView
     return [JobView.of(job, shown[job.id]) for job in rows]
 
 
+def display(db: Database, settings: Settings, job: Job) -> path_display.PathDisplay:
+    """What the job's files show in place of the server's paths (`path_display`)."""
+    with db.read() as session:
+        return path_display.for_job(session, settings, job)
+
+
 def view_in(session: Session, settings: Settings, job: Job) -> JobView:
     """The same, inside a read the caller already holds."""
     return JobView.of(job, path_display.for_job(session, settings, job))

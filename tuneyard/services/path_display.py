@@ -14,6 +14,7 @@ console or the CLI shows of a job passes through the job's `PathDisplay` first, 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +54,13 @@ class PathDisplay:
             return value
         return self._pattern.sub(lambda m: self.names[m.group()], value)
 
+    def json_text(self, value: str) -> str:
+        """JSON source text with the paths inside its strings shown, each replacement escaped as a
+        JSON string's content (an upload's name may hold a quote)."""
+        if self._pattern is None or "/" not in value:
+            return value
+        return self._pattern.sub(lambda m: json.dumps(self.names[m.group()])[1:-1], value)
+
     def value(self, value: Any) -> Any:
         """A JSON value with every string (keys included) shown; other values as they are."""
         if isinstance(value, str):
@@ -62,6 +70,33 @@ class PathDisplay:
         if isinstance(value, list):
             return [self.value(v) for v in value]
         return value
+
+
+SHOWN_FILE_MAX = 16 * 2**20
+"""A run-folder file larger than this is served as it is on disk (telemetry of a very long run, say)."""
+_JSON_SUFFIXES = frozenset({".json", ".jsonl"})
+_TEXT_SUFFIXES = frozenset({".log", ".md", ".txt", ".yaml", ".yml", ".jinja", ".py", ".csv"})
+
+
+def file_as_shown(display: PathDisplay, path: Path) -> bytes | None:
+    """A run-folder file's bytes with the server's paths shown, or None to serve it as it is on disk.
+
+    The runner's own files name the server's disk (spec.json holds the paths it was given, its log
+    and telemetry the folders it wrote); a client reads them, as it reads a job, without those
+    paths. Binary files, files over SHOWN_FILE_MAX and files naming no server path go as they are.
+    """
+    suffix = path.suffix.lower()
+    if suffix not in _JSON_SUFFIXES and suffix not in _TEXT_SUFFIXES:
+        return None
+    try:
+        if path.stat().st_size > SHOWN_FILE_MAX:
+            return None
+        raw = path.read_bytes()
+    except OSError:
+        return None
+    text = raw.decode("utf-8", "surrogateescape")
+    shown = display.json_text(text) if suffix in _JSON_SUFFIXES else display.text(text)
+    return None if shown == text else shown.encode("utf-8", "surrogateescape")
 
 
 def for_job(session: Session, settings: Settings, job: Job) -> PathDisplay:

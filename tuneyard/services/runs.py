@@ -7,11 +7,12 @@ stay inside the run folder, so `../` or a symlink pointing out of it is refused 
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import tarfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,14 +86,19 @@ def remove_run(settings: Settings, job_id: str) -> None:
         shutil.rmtree(folder)
 
 
-def stream_tar_gz(folder: Path, arcname: str) -> Iterator[bytes]:
+FileRewrite = Callable[[Path], bytes | None]
+"""A file's bytes as a client gets them, or None for the bytes on disk."""
+
+
+def stream_tar_gz(folder: Path, arcname: str, rewrite: FileRewrite | None = None) -> Iterator[bytes]:
     """A .tar.gz of `folder`, produced while it is sent, in bounded memory.
 
     A thread writes the archive into a pipe and this generator reads the other end, so a large
     model never sits in memory; if the client goes away, closing the read end stops the writer.
+    `rewrite` may give a (small, text) file's bytes as the client should see them.
     """
     read_fd, write_fd = os.pipe()
-    writer = threading.Thread(target=_write_archive, args=(folder, arcname, write_fd), daemon=True)
+    writer = threading.Thread(target=_write_archive, args=(folder, arcname, write_fd, rewrite), daemon=True)
     writer.start()
     with os.fdopen(read_fd, "rb") as reader:
         while chunk := reader.read(CHUNK):
@@ -100,11 +106,18 @@ def stream_tar_gz(folder: Path, arcname: str) -> Iterator[bytes]:
     writer.join()
 
 
-def _write_archive(folder: Path, arcname: str, write_fd: int) -> None:
+def _write_archive(folder: Path, arcname: str, write_fd: int, rewrite: FileRewrite | None) -> None:
     try:
         with os.fdopen(write_fd, "wb") as pipe, tarfile.open(fileobj=pipe, mode="w|gz") as tar:
             for item in list_artifacts(folder):
-                tar.add(folder / item.path, arcname=f"{arcname}/{item.path}", recursive=False)
+                path, name = folder / item.path, f"{arcname}/{item.path}"
+                shown = rewrite(path) if rewrite is not None else None
+                if shown is None:
+                    tar.add(path, arcname=name, recursive=False)
+                    continue
+                info = tar.gettarinfo(path, arcname=name)
+                info.size = len(shown)
+                tar.addfile(info, io.BytesIO(shown))
     except (BrokenPipeError, OSError):
         pass  # the reader stopped early: the client disconnected
 

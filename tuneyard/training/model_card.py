@@ -54,8 +54,13 @@ class CardInputs:
     versions: dict[str, str] = field(default_factory=dict)
 
 
-def base_reference(source: ModelSource) -> BaseReference:
-    """The portable name of a base model; built-ins and hub downloads are never named by cache path."""
+def base_reference(source: ModelSource, requested: str | None = None) -> BaseReference:
+    """The portable name of a base model; built-ins and hub downloads are never named by cache path.
+
+    `requested` is the base as the service's user named it (lineage.json): a registered or trained
+    model's id, where the runner was handed that model's folder on the server's disk. A local model
+    is then named by that id and loaded from a folder of the same name, never from the server's path.
+    """
     if source.builtin_id == catalog.TINY_LLAMA:
         return BaseReference(
             catalog.TINY_LLAMA,
@@ -86,22 +91,40 @@ def base_reference(source: ModelSource) -> BaseReference:
             f"base = AutoModelForCausalLM.from_pretrained({source.hub_id!r}{rev_arg})\n"
             f"tokenizer = AutoTokenizer.from_pretrained({source.hub_id!r}{rev_arg})",
         )
+    name, folder = (requested, f"path/to/{requested}") if requested else (source.requested, str(source.path))
     if source.kind == "peft_adapter" and source.base is not None:
         root = base_reference(source.base)
         return BaseReference(
-            source.requested,
-            f"the LoRA adapter {source.requested} merged into its own base ({root.name}: {root.origin})",
+            name,
+            f"the LoRA adapter {name} merged into its own base ({root.name}: {root.origin})",
             f"{root.load_base}\n"
-            f"base = PeftModel.from_pretrained(base, {source.requested!r}).merge_and_unload()",
+            f"base = PeftModel.from_pretrained(base, {folder!r}).merge_and_unload()",
         )
     gguf = f", gguf_file={source.gguf_file!r}" if source.gguf_file else ""
+    given = "registered on the tuneyard server that trained this model" if requested else "given by the user"
     return BaseReference(
-        source.requested,
-        f"the local model {source.requested} (a {'GGUF file' if source.gguf_file else 'Hugging Face model folder'} "
-        "given by the user; copy it along with this model)",
-        f"base = AutoModelForCausalLM.from_pretrained({str(source.path)!r}{gguf})\n"
-        f"tokenizer = AutoTokenizer.from_pretrained({str(source.path)!r}{gguf})",
+        name,
+        f"the local model {name} (a {'GGUF file' if source.gguf_file else 'Hugging Face model folder'} "
+        f"{given}; copy it along with this model)",
+        f"base = AutoModelForCausalLM.from_pretrained({folder!r}{gguf})\n"
+        f"tokenizer = AutoTokenizer.from_pretrained({folder!r}{gguf})",
     )
+
+
+def card_reference(inputs: CardInputs) -> BaseReference:
+    """The base as this card and the adapter config name it: as the service's user asked for it."""
+    requested = inputs.lineage.get("base_model")
+    return base_reference(inputs.source, requested if isinstance(requested, str) and requested else None)
+
+
+def portable_spec(inputs: CardInputs) -> dict[str, Any]:
+    """The resolved spec as it travels with the model (final/manifest.json): the base by its portable
+    name and each dataset file by its file name, so nothing in it names this machine's disk."""
+    spec = dict(inputs.spec)
+    spec["base_model"] = card_reference(inputs).name
+    spec["datasets"] = [{**ref, "path": Path(str(ref["path"])).name} if isinstance(ref, dict) and ref.get("path")
+                        else ref for ref in spec.get("datasets") or []]
+    return spec
 
 
 def name_base_portably(folder: Path, reference: BaseReference) -> None:
@@ -127,7 +150,7 @@ def read_lineage(run_dir: Path) -> dict[str, Any]:
 
 def render_card(inputs: CardInputs, adapter: bool) -> str:
     """The README.md of a final/ folder (Hugging Face model-card layout: YAML front matter, Markdown)."""
-    reference = base_reference(inputs.source)
+    reference = card_reference(inputs)
     spec, lineage = inputs.spec, inputs.lineage
     title = lineage.get("job_name") or lineage.get("job_id") or "a tuneyard model"
     kind = "A LoRA adapter (peft)" if adapter else "Full model weights (transformers)"

@@ -139,10 +139,14 @@ class Session:
     def save_final(self, target: Path, card: CardInputs) -> None:
         """The trained model in the standard layout, loadable without tuneyard or this machine's
         files: the adapter names its base portably, and README.md is tuneyard's model card."""
-        manifest = {"kind": "final", "method": self.method.name, "spec": card.spec, "versions": card.versions}
+        manifest = {"kind": "final", "method": self.method.name, "spec": model_card.portable_spec(card),
+                    "versions": card.versions}
         with artifacts.atomic_folder(target, manifest) as tmp:
             self.save_weights(tmp)
             self.tokenizer.save_pretrained(tmp)
+            # Named by the source the runner loaded: the server resolves a trained model's base through
+            # this field when it is trained further; what a client downloads shows it as its user
+            # named it (services/path_display).
             model_card.name_base_portably(tmp, model_card.base_reference(card.source))
             adapter = (tmp / model_card.ADAPTER_CONFIG_FILE).is_file()
             (tmp / model_card.CARD_FILE).write_text(model_card.render_card(card, adapter), encoding="utf-8")
