@@ -15,28 +15,48 @@ from typing import Any
 import yaml
 
 from tuneyard.errors import SpecError, UnsupportedError
-from tuneyard.spec import JOB_TYPES, DatasetRef, Hyperparams, TrainingJobSpec, parse_spec, resolve_hyperparams
+from tuneyard.spec import (
+    JOB_TYPES,
+    DatasetRef,
+    Hyperparams,
+    JobSpecBase,
+    TrainingJobSpec,
+    parse_spec,
+    resolve_hyperparams,
+)
+
+_COMMON_FIELDS = {"type", "base_model", "datasets"}
 
 
 @dataclass
 class RunConfig:
-    spec: TrainingJobSpec
+    spec: JobSpecBase
     hyperparams: Hyperparams
+    """A training type's resolved hyperparameters; the schema's defaults (seed, bf16) for a type
+    without a method, which takes its own parameters in `spec`."""
     origins: dict[str, str]
     datasets: list[DatasetRef]
     model_cache_dir: Path
     decisions: dict[str, Any] = field(default_factory=dict)  # device, bf16, model source, ...
 
+    @property
+    def method(self) -> str:
+        """The training method; a type without one (merge, contract) rewrites every weight, so its
+        model is saved, checkpointed and restored as full weights."""
+        return self.spec.method if isinstance(self.spec, TrainingJobSpec) else "full"
+
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "type": self.spec.type,
             "base_model": self.spec.base_model,
-            "method": self.spec.method,
             "datasets": [d.model_dump(exclude_none=True) for d in self.datasets],
-            "hyperparams": self.hyperparams.model_dump(),
-            "origins": {f"hyperparams.{k}": v for k, v in self.origins.items()},
-            "resolved": self.decisions,
         }
+        if isinstance(self.spec, TrainingJobSpec):
+            out.update(method=self.spec.method, hyperparams=self.hyperparams.model_dump(),
+                       origins={f"hyperparams.{k}": v for k, v in self.origins.items()})
+        else:  # the type's own parameters, as the spec model filled them in
+            out.update(self.spec.model_dump(exclude=_COMMON_FIELDS))
+        return {**out, "resolved": self.decisions}
 
 
 def read_spec_file(path: Path) -> dict[str, Any]:
@@ -61,12 +81,19 @@ def resolve(
     recorded = raw.pop("origins", None) or {}
     raw.pop("resolved", None)
     spec = parse_spec(raw)
-    if not JOB_TYPES.get(spec.type).runnable or not isinstance(spec, TrainingJobSpec):
+    if not JOB_TYPES.get(spec.type).runnable:
         raise UnsupportedError(f"job type {spec.type!r} cannot run yet: no runner implements it", type=spec.type)
+    if not isinstance(spec, TrainingJobSpec):
+        return RunConfig(spec, Hyperparams(), {}, _checked_datasets(spec, spec_dir), model_cache_dir)
     hyperparams, origins = resolve_hyperparams(spec, base_model_defaults)
     for name in origins:
         if isinstance(recorded.get(f"hyperparams.{name}"), str):
             origins[name] = recorded[f"hyperparams.{name}"]
+    return RunConfig(spec, hyperparams, origins, _checked_datasets(spec, spec_dir), model_cache_dir)
+
+
+def _checked_datasets(spec: JobSpecBase, spec_dir: Path) -> list[DatasetRef]:
+    """The spec's datasets with absolute paths; a SpecError naming each that is not a file."""
     datasets = [_absolute(ref, spec_dir) for ref in spec.datasets]
     missing = [
         {"field": f"datasets.{i}.path", "message": f"no such file: {ref.path}"}
@@ -80,7 +107,7 @@ def resolve(
     ]
     if missing:
         raise SpecError(missing)
-    return RunConfig(spec, hyperparams, origins, datasets, model_cache_dir)
+    return datasets
 
 
 def _absolute(ref: DatasetRef, spec_dir: Path) -> DatasetRef:
