@@ -90,6 +90,25 @@ def test_queued_and_running_jobs_past_the_quota_are_429_until_one_ends(
     assert client.post("/v1/jobs", headers=tenant.headers, json=replay).status_code == 200
 
 
+def test_a_resume_back_into_a_full_queue_is_429_and_leaves_the_job_stopped(
+    client: TestClient, tenant: Tenant, db: Database,
+) -> None:
+    dataset = ready_dataset(client, tenant)
+    first, second = (client.post("/v1/jobs", headers=tenant.headers, json=job_body(dataset["id"])).json()
+                     for _ in range(2))
+    assert client.post(f"/v1/jobs/{first['id']}/stop", headers=tenant.headers).json()["status"] == "stopped"
+    third = client.post("/v1/jobs", headers=tenant.headers, json=job_body(dataset["id"]))
+    assert third.status_code == 201  # the stopped job holds only disk: room for one more
+    refused = client.post(f"/v1/jobs/{first['id']}/resume", headers=tenant.headers)
+    _refusal(refused, 429, "active_jobs", 2)
+    assert client.get(f"/v1/jobs/{first['id']}", headers=tenant.headers).json()["status"] == "stopped"
+    lifecycle.request_cancel(db, tenant.org_id, second["id"])
+    resumed = client.post(f"/v1/jobs/{first['id']}/resume", headers=tenant.headers)
+    assert resumed.status_code == 200 and resumed.json()["status"] == "queued"
+    # A resume the state refuses says so (409), whatever the quota.
+    assert client.post(f"/v1/jobs/{first['id']}/resume", headers=tenant.headers).status_code == 409
+
+
 def test_a_quota_refusal_spends_no_rate_limit(client: TestClient, tenant: Tenant) -> None:
     dataset = ready_dataset(client, tenant)
     answers = [client.post("/v1/jobs", headers=tenant.headers, json=job_body(dataset["id"])) for _ in range(5)]

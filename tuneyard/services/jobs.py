@@ -110,7 +110,8 @@ def cancel_job(db: Database, settings: Settings, org_id: str, job_id: str) -> Jo
 
 def resume_job(db: Database, settings: Settings, org_id: str, job_id: str,
                checkpoint_id: str | None = None) -> JobView:
-    return views(db, settings, [lifecycle.request_resume(db, org_id, job_id, checkpoint_id)])[0]
+    resumed = lifecycle.request_resume(db, org_id, job_id, checkpoint_id, Quotas.of(settings))
+    return views(db, settings, [resumed])[0]
 
 
 def delete_job(db: Database, settings: Settings, org_id: str, job_id: str) -> None:

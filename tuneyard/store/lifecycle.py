@@ -36,6 +36,7 @@ from tuneyard.errors import ErrorType
 from tuneyard.store.engine import Database
 from tuneyard.store.errors import Conflict, InvalidTransition, NotFound, StaleAttempt
 from tuneyard.store.ids import new_id, utcnow
+from tuneyard.store.quotas import NO_QUOTAS, Quotas, check_active_jobs
 from tuneyard.store.status import HELD, Event, JobStatus, allowed_from, fence, transition, write_event
 from tuneyard.store.tables import Checkpoint, Job, TrainedModel, UTCDateTime
 from tuneyard.store.telemetry import latest_checkpoint_id
@@ -355,11 +356,19 @@ def request_cancel(db: Database, org_id: str, job_id: str) -> Job:
         return transition(session, job_id, S.CANCELLING, event, values={"cancel_requested": True})
 
 
-def request_resume(db: Database, org_id: str, job_id: str, checkpoint_id: str | None = None) -> Job:
-    """Queue a stopped job (or a failed one that has a checkpoint) again, under the same id."""
+def request_resume(db: Database, org_id: str, job_id: str, checkpoint_id: str | None = None,
+                   quotas: Quotas = NO_QUOTAS) -> Job:
+    """Queue a stopped job (or a failed one that has a checkpoint) again, under the same id.
+
+    Back in the queue it counts against the organization's active-jobs quota again, so a resume
+    is refused by the quota (429) as a new job would be, in the same transaction as the move.
+    """
     with db.write() as session:
         _check_owner(session, org_id, job_id)
         resume_from = _resume_point(session, job_id, checkpoint_id)
+        current = session.get(Job, job_id)
+        if current is not None and current.status in (S.STOPPED.value, S.FAILED.value):
+            check_active_jobs(session, org_id, quotas)  # other states are refused by transition() below
         # A fresh start for the bookkeeping: no pending requests, no error, the retries counted anew.
         values = _let_go(resume_from=resume_from, stop_requested=False, cancel_requested=False, error=None,
                          finished_at=None, retries=0)
