@@ -31,7 +31,7 @@ from tuneyard.training.models import (
     load_tokenizer,
     resolve_model_source,
 )
-from tuneyard.training.rng import seed_everything
+from tuneyard.training.rng import PURPOSE_METHOD_INIT, seed_everything, seeded
 from tuneyard.training.telemetry import Telemetry
 from tuneyard.training.versions import library_versions
 
@@ -68,10 +68,10 @@ class Session:
 
     @classmethod
     def load_model(cls, config: RunConfig, telemetry: Telemetry) -> Session:
-        """Seed every RNG, then load the base model and its tokenizer and prepare it for the method."""
+        """Load the base model and its tokenizer and prepare it for the method, its new weights
+        drawn from the spec's seed; then seed every global stream from it, whatever loading drew."""
         hp = config.hyperparams
         hf_logging.disable_progress_bar()  # runner.log is read by people and by the supervisor's tail
-        seed_everything(hp.seed)
         device = pick_device()
         bf16 = fast_bf16(device) if hp.bf16 == "auto" else bool(hp.bf16)
         telemetry.phase("loading_model")
@@ -86,7 +86,8 @@ class Session:
             model = model.to(device)
         if hp.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model = method.prepare(model, hp, bf16)
+        with seeded(hp.seed, PURPOSE_METHOD_INIT):  # a cold cache built the base from the same streams
+            model = method.prepare(model, hp, bf16)
         head = _plain_head(model)
         model.train()
         config.decisions.update(
@@ -94,6 +95,7 @@ class Session:
         )
         telemetry.log(f"model {config.spec.base_model} on {device}, bf16 {'on' if bf16 else 'off'}, "
                       f"method {method.name}")
+        seed_everything(hp.seed)  # a recipe that draws after loading starts from the seed, not the cache state
         return cls(model, tokenizer, method, device, bf16, source, head)
 
     def load_data(self, config: RunConfig, telemetry: Telemetry) -> PreparedData:
