@@ -9,12 +9,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import jsonschema_rs
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tests.support import api
 from tests.support.api import Tenant, create_job, ready_dataset
 from tuneyard.services.files import PURPOSES
+from tuneyard.spec import JOB_TYPES, METHODS
 
 app, client, tenant, api_settings = api.app, api.client, api.tenant, api.api_settings
 
@@ -111,3 +113,28 @@ def test_the_stream_documents_each_item(app: FastAPI) -> None:
     assert list(media) == ["text/event-stream"]
     assert "schema" not in media["text/event-stream"]
     assert media["text/event-stream"]["itemSchema"]["properties"]["event"]["enum"] == ["event", "metric", "log", "end"]
+
+
+def test_the_job_body_is_documented_per_job_type_and_method_and_agrees_with_the_service(
+    app: FastAPI, client: TestClient, tenant: Tenant,
+) -> None:
+    document = app.openapi()
+    body = document["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    schemas = document["components"]["schemas"]
+    members = [schemas[m["$ref"].rsplit("/", 1)[-1]] for m in body["anyOf"]]
+    assert {m["properties"]["type"]["const"] for m in members} == set(JOB_TYPES.names())
+    finetune = {m["properties"]["method"]["const"] for m in members if m["properties"]["type"]["const"] == "finetune"}
+    assert finetune == set(METHODS.names())
+    for member in members:
+        assert member["additionalProperties"] is False
+        assert {"name", "project_id", "idempotency_key"} <= set(member["properties"])
+    validator = jsonschema_rs.Draft202012Validator({**body, "components": document["components"]})
+    dataset = ready_dataset(client, tenant)
+    good = {"base_model": "tiny-llama", "datasets": [{"id": dataset["id"]}], "name": "documented",
+            "hyperparams": {"max_steps": 2}}
+    assert validator.is_valid(good)
+    assert client.post("/v1/jobs", headers=tenant.headers, json=good).status_code == 201
+    for bad in ({**good, "hyperparams": {"max_steps": -1}}, {**good, "colour": "red"}, {**good, "type": "nope"},
+                {**good, "name": ""}, {**good, "method": "full", "hyperparams": {"lora_rank": 8}}):
+        assert not validator.is_valid(bad), bad
+        assert client.post("/v1/jobs", headers=tenant.headers, json=bad).status_code == 422, bad

@@ -19,6 +19,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from tuneyard.api.schemas.job_create import job_create_schema
+
 JSON = "application/json"
 METHODS = ("get", "put", "post", "delete", "patch")
 _PARAM = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
@@ -45,7 +47,23 @@ def document(app: FastAPI) -> dict[str, Any]:
                 _errors_as_json(operations[method])
                 _streams_by_item(operations[method])
     _link_creations(paths)
+    _job_create_body(schema)
     return schema
+
+
+def _job_create_body(schema: dict[str, Any]) -> None:
+    # POST /v1/jobs reads its body as a mapping (every problem is reported at once, in the body's
+    # words), so FastAPI sees a free-form object; the document gives the job types' real schema.
+    operation = schema.get("paths", {}).get("/v1/jobs", {}).get("post")
+    if operation is None:
+        return
+    body, definitions = job_create_schema("#/components/schemas/{model}")
+    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    clashes = [name for name in definitions if name in schemas and schemas[name] != definitions[name]]
+    if clashes:
+        raise RuntimeError(f"job spec schemas clash with the API's: {', '.join(sorted(clashes))}")
+    schemas.update(definitions)
+    operation["requestBody"]["content"][JSON]["schema"] = body
 
 
 def _errors_as_json(operation: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from tuneyard.services.errors import InvalidRequest
 from tuneyard.services.submission import SERVICE_FIELDS, JobRequest, Problems, ServiceFields
 from tuneyard.spec import problems_from
+from tuneyard.spec.parse import job_spec_adapter
 from tuneyard.spec.text import KEY_MAX, text_problem
 
 KEY_FIELD = "idempotency_key"
@@ -55,3 +56,42 @@ def _idempotency_key(in_body: Any, checked: str | None, header_key: str | None, 
         header_key = None
     key = checked if isinstance(in_body, str) else header_key
     return key or None
+
+
+def job_create_schema(ref_template: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The body's JSON schema and the definitions it refers to, from the registered job types.
+
+    Each job type (and, for a type with a method, each method) is one object schema with its
+    own fields and the service fields beside them. `anyOf`, not pydantic's `oneOf`: `type` and
+    `method` have defaults, so a body that gives neither fits several members, as the service
+    takes it (finetune, lora); which one it is the service decides, by those two fields.
+    """
+    generated = job_spec_adapter().json_schema(ref_template=ref_template)
+    definitions: dict[str, Any] = generated.pop("$defs", {})
+    service = ServiceFields.model_json_schema(ref_template=ref_template)
+    service_properties = service.get("properties", {})
+    definitions.update(service.get("$defs", {}))
+    members = []
+    for ref in _member_refs(generated):
+        name = ref.rsplit("/", 1)[-1]
+        member = definitions[name]
+        member["properties"] = {**member.get("properties", {}), **service_properties}
+        members.append({"$ref": ref})
+    return {"anyOf": members, "description": JOB_BODY_DESCRIPTION}, definitions
+
+
+JOB_BODY_DESCRIPTION = ("The engine's spec (`type`, `base_model`, `datasets: [{id} | {name}]`, `method`, "
+                        "`hyperparams`, or a job type's own fields) plus `name`, `project_id` and "
+                        "`idempotency_key`. Rules across fields and what must exist (the dataset, the base "
+                        "model, a LoRA target module in the model) are checked by the service: 422.")
+
+
+def _member_refs(schema: dict[str, Any]) -> list[str]:
+    """The $ref of every object schema in a (nested) union, in order."""
+    if "$ref" in schema:
+        return [schema["$ref"]]
+    found = []
+    for key in ("oneOf", "anyOf"):
+        for item in schema.get(key, []):
+            found.extend(_member_refs(item))
+    return found
