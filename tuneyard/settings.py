@@ -45,6 +45,8 @@ class Settings:
     cancel_grace_seconds: float = 10.0
     max_upload_bytes: int = 512 * 1024 * 1024
     job_create_rate_per_minute: int = 20
+    head_read_timeout_seconds: float = 10.0
+    """A request whose line and headers have not all arrived this long after it began is answered 408."""
     body_read_timeout_seconds: float = 30.0
     """A request whose next piece of body takes longer than this to arrive is answered 408."""
     body_total_timeout_seconds: float = 3600.0

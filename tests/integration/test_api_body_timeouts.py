@@ -1,4 +1,4 @@
-"""Bodies that stop arriving, and too many uploads at once from one key (issue 17, F8), over real
+"""Request heads and bodies that stop arriving, and too many uploads at once from one key (issue 17, F8), over real
 sockets against a live server: the request ends with 408 within the configured timeout, and the
 upload past a key's allowance with 429 before its body is read."""
 
@@ -22,6 +22,7 @@ from tuneyard.settings import Settings
 app, tenant, other = api.app, api.tenant, api.other
 
 READ_TIMEOUT = 1.0
+HEAD_TIMEOUT = 1.5
 TOTAL_TIMEOUT = 3.0
 UPLOADS_PER_KEY = 2
 SLACK = 2.0  # scheduling on two shared cores, and the response's way back
@@ -31,6 +32,7 @@ BOUNDARY = "tuneyard-test-boundary"
 @pytest.fixture
 def api_settings(settings: Settings) -> Settings:
     return settings.with_overrides(max_upload_bytes=UPLOAD_LIMIT, body_read_timeout_seconds=READ_TIMEOUT,
+                                   head_read_timeout_seconds=HEAD_TIMEOUT,
                                    body_total_timeout_seconds=TOTAL_TIMEOUT,
                                    max_concurrent_uploads_per_key=UPLOADS_PER_KEY)
 
@@ -120,3 +122,43 @@ def test_uploads_past_a_keys_allowance_are_429_and_other_keys_are_untouched(
     assert httpx.post(f"{server}/v1/files", headers=other.headers, files=files).status_code == 201
     assert [_answer(conn)[0] for conn in held] == [408] * UPLOADS_PER_KEY
     assert httpx.post(f"{server}/v1/files", headers=tenant.headers, files=files).status_code == 201
+
+
+def _closed_with(conn: socket.socket) -> bytes:
+    """Everything the server sent until it closed the connection."""
+    data = b""
+    with conn:
+        while chunk := conn.recv(65536):
+            data += chunk
+    return data
+
+
+@pytest.mark.parametrize("kind", ["silent", "trickling", "kept-alive"])
+def test_a_request_head_that_stops_arriving_is_408_and_closed_within_the_head_timeout(
+    server: str, tenant: Tenant, kind: str,
+) -> None:
+    """A slowloris client: a connection that says nothing, or sends its head a byte at a time, or a
+    second request on a kept-alive connection that stops halfway, is answered and closed."""
+    where = urlsplit(server)
+    conn = socket.create_connection((where.hostname, where.port), timeout=HEAD_TIMEOUT + 10)
+    if kind == "kept-alive":
+        conn.sendall(f"GET /healthz HTTP/1.1\r\nHost: {where.netloc}\r\n\r\n".encode())
+        first = conn.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200"), first
+        time.sleep(HEAD_TIMEOUT)  # idle between requests is the keep-alive timeout's business
+    started = time.monotonic()
+    if kind == "trickling":
+        head = f"GET /v1/jobs HTTP/1.1\r\nHost: {where.netloc}\r\nAuthorization: Bearer {tenant.key}\r\n"
+        try:
+            for byte in head.encode():
+                conn.sendall(bytes([byte]))
+                time.sleep(0.05)
+        except OSError:  # closed while we were still sending
+            pass
+    elif kind == "kept-alive":
+        conn.sendall(b"GET /v1/jobs HTTP/1.1\r\nHost: ")
+    answer = _closed_with(conn)
+    waited = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), answer
+    assert b"Connection: close" in answer
+    assert HEAD_TIMEOUT * 0.9 <= waited < HEAD_TIMEOUT + SLACK

@@ -44,6 +44,7 @@ def serve(
     import uvicorn
 
     from tuneyard.api.app import create_app
+    from tuneyard.api.server import server_config
     from tuneyard.services.admin import ensure_admin_key
     from tuneyard.worker.pool import WorkerPool
 
@@ -72,7 +73,7 @@ def serve(
     gc.freeze()
     try:
         if not stopping.is_set():
-            uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+            uvicorn.Server(server_config(app, settings)).run()
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C leaves at once
         typer.echo("draining: handing running jobs back to the queue")
