@@ -31,6 +31,7 @@ from tuneyard.training.models import (
     load_tokenizer,
     resolve_model_source,
 )
+from tuneyard.training.precision import decide_bf16
 from tuneyard.training.rng import PURPOSE_METHOD_INIT, seed_everything, seeded
 from tuneyard.training.telemetry import Telemetry
 from tuneyard.training.versions import library_versions
@@ -38,16 +39,6 @@ from tuneyard.training.versions import library_versions
 
 def pick_device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-
-
-def fast_bf16(device: torch.device) -> bool:
-    """bf16 is worth it only where the hardware computes in it natively.
-
-    On a CPU without AVX512-BF16/AMX, oneDNN emulates bf16 matmuls far slower than fp32.
-    """
-    if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 @dataclass
@@ -73,7 +64,14 @@ class Session:
         hp = config.hyperparams
         hf_logging.disable_progress_bar()  # runner.log is read by people and by the supervisor's tail
         device = pick_device()
-        bf16 = fast_bf16(device) if hp.bf16 == "auto" else bool(hp.bf16)
+        if hp.bf16 == "auto":
+            probe = decide_bf16(device, config.model_cache_dir)
+            bf16 = probe.use_bf16
+            config.decisions["bf16_probe"] = probe.record()
+            telemetry.log(f"bf16 auto: {'on' if bf16 else 'off'} ({probe.reason}"
+                          f"{', measured before on this machine' if probe.cached else ''})")
+        else:
+            bf16 = bool(hp.bf16)
         telemetry.phase("loading_model")
         check_method_supported(config.method, device.type)
         source = resolve_model_source(config.spec.base_model, config.model_cache_dir)
