@@ -38,6 +38,7 @@ from tuneyard.store.engine import Database
 from tuneyard.store.errors import NotFound
 from tuneyard.store.jobs import request_hash
 from tuneyard.store.telemetry import get_checkpoint
+from tuneyard.training.model_card import ADAPTER_CONFIG_FILE
 from tuneyard.training.models import catalog
 
 Problem = dict[str, Any]
@@ -121,13 +122,15 @@ def plan_job(db: Database, settings: Settings, org_id: str, request: JobRequest)
     # A value refused above is not looked up: it may be one the store cannot even take (a NUL byte).
     model = None if _refused("base_model", problems) else _check_base_model(db, settings, org_id, request.spec,
                                                                             problems)
+    adapter_base: dict[str, str] = {}
     if spec is not None and model is not None:
         _check_target_modules(spec, model, problems)
+        adapter_base = _merge_input(db, settings, org_id, spec, model, request.spec, problems)
     datasets = _check_datasets(db, org_id, request.spec.get("datasets"), problems)
     _check_project(db, org_id, request.project_id, problems)
     if problems or spec is None or model is None:
         raise InvalidRequest(problems or [{"field": "(body)", "message": "invalid job"}], _message(problems))
-    config = _resolve_config(spec, model, datasets)
+    config = {**_resolve_config(spec, model, datasets), **adapter_base}
     stored = request.stored_spec()
     labels = {request.dialect: dict(request.labels)} if request.labels else {}
     _refuse_stored_secrets(request, [stored, config, labels, request.name, request.project_id])
@@ -205,6 +208,34 @@ def _check_base_model(
         problems.append({"field": "method", "message": (
             f"{name} supports {', '.join(model.methods)}, not {method}")})
     return model
+
+
+def _merge_input(
+    db: Database, settings: Settings, org_id: str, spec: JobSpecBase, model: ResolvedModel,
+    given: Mapping[str, Any], problems: Problems,
+) -> dict[str, str]:
+    """A merge folds a LoRA adapter into its base: anything else under base_model is refused here,
+    not after a worker has loaded it. The adapter is known by its files, wherever it came from (a
+    trained model, a checkpoint). A trained adapter names its base portably, which for a registered
+    base or a trained model is this service's id: that base's folder is passed on as `adapter_base`."""
+    if spec.type != "merge":
+        return {}
+    config_file = Path(model.runner_source) / ADAPTER_CONFIG_FILE
+    if not config_file.is_file():
+        problems.append({"field": "base_model", "message": (
+            f"{given.get('base_model')} is not a LoRA adapter (full weights or a base model); merge folds a "
+            "LoRA model or a LoRA job's checkpoint into its base")})
+        return {}
+    try:
+        named = json.loads(config_file.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (OSError, ValueError, AttributeError):
+        return {}  # an unreadable adapter config: the runner reports it, naming base_model
+    if not isinstance(named, str) or catalog.get_builtin(named) is not None or Path(named).is_absolute():
+        return {}
+    try:
+        return {"adapter_base": resolve_base_model(db, settings, org_id, named).runner_source}
+    except NotFound:
+        return {}  # a hub id, or a name the runner judges
 
 
 MAX_CONFIG_BYTES = 1 << 20
@@ -323,8 +354,11 @@ def _check_project(db: Database, org_id: str, project_id: str | None, problems: 
 def _resolve_config(
     spec: JobSpecBase, model: ResolvedModel, datasets: list[tuple[str, list[dict[str, Any]]]]
 ) -> dict[str, Any]:
-    if not isinstance(spec, TrainingJobSpec):  # refused as not runnable; no runner config to make
-        raise InvalidRequest([{"field": "type", "message": f"{spec.type} jobs cannot run yet"}])
+    if not isinstance(spec, TrainingJobSpec):  # a type without a method: its own parameters, no hyperparams
+        config = {**spec.model_dump(exclude={"base_model", "datasets"}), "base_model": model.runner_source,
+                  "datasets": [ref for _, refs in datasets for ref in refs]}
+        parse_spec(config)
+        return config
     try:
         hyperparams, origins = resolve_hyperparams(spec, _defaults_for(model, spec.method))
     except SpecError as exc:

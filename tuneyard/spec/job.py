@@ -95,9 +95,15 @@ class ContractSpec(JobSpecBase):
 
 
 class MergeSpec(JobSpecBase):
-    """Fold a trained LoRA adapter into its base model. Takes no data."""
+    """Fold a trained LoRA adapter into its base model. Takes no data.
+
+    `base_model` names the adapter: a trained LoRA model or a checkpoint of a LoRA job (the
+    service), or an adapter folder (the runner). Its own base is the one the adapter names."""
 
     type: Literal["merge"] = "merge"
+    adapter_base: Reference | None = Field(None, description=(
+        "The base to fold the adapter into, where not the one its adapter_config.json names: the service "
+        "gives the folder of a registered base or trained model the adapter names by its id."))
     datasets: list[DatasetRef] = Field(default_factory=list, max_length=0)
 
 

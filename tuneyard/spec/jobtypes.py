@@ -61,7 +61,7 @@ JOB_TYPES.register(JobTypeEntry(
 ))
 JOB_TYPES.register(JobTypeEntry(
     name="merge", spec=MergeSpec, needs_data=False, input="trained_model",
-    outputs=("full",), phases=("loading_model", "merging", "saving", "done"),
+    outputs=("full",), phases=("loading_model", "merging", "saving", "done"), runnable=True,
     description="Fold a trained LoRA adapter into its base model.",
 ))
 

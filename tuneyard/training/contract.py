@@ -45,7 +45,10 @@ KIND_CHECKPOINT = "checkpoint"  # step, path (relative to the run dir), epoch, t
 KIND_RESULT = "result"  # the contents of result.json
 KIND_ERROR = "error"  # error_type, message, details
 
-PHASES = ("loading_model", "loading_data", "baseline_eval", "training", "saving", "final_eval", "done")
+PHASES = (
+    "loading_model", "loading_data", "baseline_eval", "training", "saving", "final_eval", "done",
+    "merging",  # merge: the adapter folded into its base and checked
+)
 
 # The figures a record of each kind may carry beside its step (and a metric's epoch and phase); the
 # worker stores exactly these as the point's values, so a new figure is added here and nowhere else.

@@ -155,10 +155,10 @@ def render_card(inputs: CardInputs, adapter: bool) -> str:
     title = lineage.get("job_name") or lineage.get("job_id") or "a tuneyard model"
     kind = "A LoRA adapter (peft)" if adapter else "Full model weights (transformers)"
     sections = [
-        _front_matter(reference.name, spec.get("method", "lora"), adapter),
+        _front_matter(reference.name, spec.get("method") or spec.get("type", "lora"), adapter),
         f"# {title}\n\n{kind} for `{reference.name}`, trained by tuneyard "
-        f"{inputs.versions.get('tuneyard', '')} with the `{spec.get('method')}` method "
-        f"({spec.get('type', 'finetune')} job).",
+        f"{inputs.versions.get('tuneyard', '')} with the `{spec.get('method') or spec.get('type')}` "
+        f"{'method' if spec.get('method') else 'operation'} ({spec.get('type', 'finetune')} job).",
         f"## Base model\n\n- `{reference.name}`: {reference.origin}.",
         _data_section(inputs),
         _hyperparams_section(spec),

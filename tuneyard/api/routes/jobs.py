@@ -11,7 +11,7 @@ from tuneyard.api.errors import rate_limit_headers
 from tuneyard.api.schemas.common import BODY_RESPONSES, ERROR_RESPONSES
 from tuneyard.api.schemas.job_create import job_request
 from tuneyard.api.schemas.jobs import JobPage, JobPublic, ResumeRequest
-from tuneyard.services import jobs
+from tuneyard.services import jobs, model_ops
 from tuneyard.services.errors import InvalidRequest
 from tuneyard.spec import JOB_TYPES
 from tuneyard.spec.text import KEY_MAX, PRINTABLE_PATTERN, Ident
@@ -89,6 +89,30 @@ def resume_job(job: OwnedJob, context: Context, body: Annotated[ResumeRequest | 
     """Queue a stopped (or failed, checkpointed) job again under the same id."""
     checkpoint = body.checkpoint if body is not None else None
     return JobPublic.of(jobs.resume_job(context.db, context.settings, job.org_id, job.id, checkpoint))
+
+
+MergeBody = Annotated[dict[str, Any] | None, Body(
+    description="Optional service fields of the merge job: `name`, `project_id`, `idempotency_key`.",
+    examples=[{"name": "my-model-merged"}],
+)]
+
+
+@router.post("/{job_id}/merge", status_code=status.HTTP_201_CREATED, response_model=JobPublic,
+             responses={200: {"model": JobPublic, "description": "A retry with the same idempotency key."},
+                        **BODY_RESPONSES})
+def merge_job(
+    job: OwnedJob, context: Context, caller: Caller, response: Response, body: MergeBody = None,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", json_schema_extra=KEY_SCHEMA)] = None,
+) -> JobPublic:
+    """Queue a merge job folding this completed LoRA job's adapter into its base (a `full` model)."""
+    fields = body if isinstance(body, dict) else {}
+    request = job_request({**fields, **model_ops.merge_body(context.db, job)}, idempotency_key)
+    submitted = jobs.submit_job(context.db, context.settings, caller, request)
+    if not submitted.created:
+        response.status_code = status.HTTP_200_OK
+    rate = submitted.rate
+    response.headers.update(rate_limit_headers(rate.limit, rate.remaining, rate.reset_after_s))
+    return JobPublic.of(submitted.job)
 
 
 @router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)

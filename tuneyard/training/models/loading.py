@@ -123,21 +123,26 @@ def _drop_gguf_quantizer(model: PreTrainedModel) -> None:
 
 def _load_merged_adapter(source: ModelSource, dtype: torch.dtype, attn_implementation: str) -> PreTrainedModel:
     """The base with the LoRA adapter folded in: a plain model again, usable as a new base."""
+    merged = load_adapter(source, attn_implementation).merge_and_unload()
+    _set_name(merged, source)
+    return merged.to(dtype).eval()
+
+
+def load_adapter(source: ModelSource, attn_implementation: str = "sdpa") -> Any:
+    """The LoRA adapter at `source` on its base, unmerged (a peft `PeftModel`), in fp32 on CPU.
+
+    fp32 so that folding it in (merge_and_unload) does not round the update twice."""
     from peft import PeftModel
 
-    if source.base is None:
-        raise ModelNotFoundError(f"base model {source.requested!r}: adapter without a base")
-    # merge in fp32 so a bf16 request does not round the update twice
+    if source.kind != "peft_adapter" or source.base is None:
+        raise ModelNotFoundError(f"base model {source.requested!r}: not a LoRA adapter on a base")
     base = load_model(source.base, dtype=torch.float32, attn_implementation=attn_implementation)
     try:
         with warnings.catch_warnings():
             # peft 0.21 reads transformers' deprecated `is_gradient_checkpointing`; harmless here
             warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
-            peft_model = PeftModel.from_pretrained(base, source.path)
+            return PeftModel.from_pretrained(base, source.path).eval()
     except Exception as exc:  # corrupt or mismatched adapter files fail in many library-specific ways
         raise ModelNotFoundError(
             f"base model {source.requested!r}: cannot apply the adapter to {source.base.requested!r} ({exc})"
         ) from exc
-    merged = peft_model.merge_and_unload()
-    _set_name(merged, source)
-    return merged.to(dtype).eval()

@@ -21,6 +21,7 @@ from tuneyard.spec.registry import Registry
 from tuneyard.training.config import RunConfig
 from tuneyard.training.control import RunControl
 from tuneyard.training.recipes.finetune import FinetuneRecipe
+from tuneyard.training.recipes.merge import MergeRecipe
 from tuneyard.training.telemetry import Telemetry
 
 Ending = Literal["completed", "stopped"]
@@ -54,6 +55,7 @@ class RecipeEntry:
 RECIPES: Registry[RecipeEntry] = Registry("recipe")
 
 RECIPES.register(RecipeEntry("finetune", FinetuneRecipe))
+RECIPES.register(RecipeEntry("merge", MergeRecipe))
 
 
 def recipe_for(job_type: str) -> RecipeFactory:
