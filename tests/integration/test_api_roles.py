@@ -54,6 +54,7 @@ ROLES: dict[Op, tuple[str, int]] = {
     ("POST", "/v1/jobs/{job_id}/stop"): (MEMBER, 409),  # the test's job is completed: allowed, refused by state
     ("POST", "/v1/jobs/{job_id}/cancel"): (MEMBER, 409),
     ("POST", "/v1/jobs/{job_id}/resume"): (MEMBER, 409),
+    ("POST", "/v1/jobs/{job_id}/merge"): (MEMBER, 201),  # the test's job trained a LoRA adapter
     ("GET", "/v1/jobs/{job_id}/events"): (MEMBER, 200),
     ("GET", "/v1/jobs/{job_id}/metrics"): (MEMBER, 200),
     ("GET", "/v1/jobs/{job_id}/logs"): (MEMBER, 200),
