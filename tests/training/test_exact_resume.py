@@ -19,21 +19,22 @@ from tests.support.runs import (
     write_spec,
 )
 
-# (method, gradient accumulation, examples): 24 examples in rows of 64 tokens pack into a
-# handful of rows, so 12 steps cross several epoch boundaries.
+# (method, gradient accumulation, examples, packing): 24 examples in rows of 64 tokens pack into a
+# handful of rows, so 12 steps cross several epoch boundaries; unpacked, 40 examples at 4 x 2 a step
+# and 24 at 4 x 2 make epochs of 5 and 3 steps.
 CASES = [
-    pytest.param("lora", 1, 24, id="lora-epochs"),
-    pytest.param("lora", 2, 40, id="lora-accumulation"),
-    pytest.param("full", 2, 24, id="full-accumulation-epochs"),
+    pytest.param("lora", 1, 24, True, id="lora-packed-epochs"),
+    pytest.param("lora", 2, 40, False, id="lora-accumulation"),
+    pytest.param("full", 2, 24, False, id="full-accumulation-epochs"),
 ]
 
 
-@pytest.mark.parametrize(("method", "accumulation", "examples"), CASES)
+@pytest.mark.parametrize(("method", "accumulation", "examples", "packing"), CASES)
 def test_sigterm_then_resume_is_bitwise_equal(
-    tmp_path: Path, model_cache: Path, method: str, accumulation: int, examples: int
+    tmp_path: Path, model_cache: Path, method: str, accumulation: int, examples: int, packing: bool
 ) -> None:
     data = write_jsonl(tmp_path / "train.jsonl", arithmetic_chat(examples))
-    spec = write_spec(tmp_path, data, method=method, gradient_accumulation_steps=accumulation, packing=True)
+    spec = write_spec(tmp_path, data, method=method, gradient_accumulation_steps=accumulation, packing=packing)
 
     straight = tmp_path / "straight"
     assert run_runner(spec, straight, model_cache) == 0

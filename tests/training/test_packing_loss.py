@@ -14,7 +14,16 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from tuneyard.training.data import PACKED_FORWARD_KWARGS, DataSource, Example, Row, build_rows, collate, prepare_data
+from tuneyard.training.data import (
+    PACKED_FORWARD_KWARGS,
+    DataSource,
+    Example,
+    Row,
+    build_rows,
+    collate,
+    collate_padding_free,
+    prepare_data,
+)
 from tuneyard.training.loss import chunked_token_loss_sum, token_loss_sum
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures" / "data"))
@@ -57,21 +66,25 @@ def tiny_llama(attention: str) -> LlamaForCausalLM:
     return LlamaForCausalLM(config).eval()
 
 
-def per_token_losses(model: LlamaForCausalLM, rows: list[Row], batch_size: int, **forward: bool) -> list[torch.Tensor]:
-    """The loss of each loss-bearing token, per example, in the order rows hold them."""
+def per_token_losses(
+    model: LlamaForCausalLM, rows: list[Row], batch_size: int, join: bool = False, **forward: bool
+) -> list[torch.Tensor]:
+    """The loss of each loss-bearing token, per example, in the order rows hold them; `join`: each
+    batch's rows end to end in one sequence (the padding-free batching), else padded side by side."""
     out = []
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
-        batch = collate(chunk, pad_token_id=3)
+        batch = (collate_padding_free if join else collate)(chunk, 3)
+        lines = [[n for row in chunk for n in row.lengths]] if join else [row.lengths for row in chunk]
         with torch.no_grad():
             logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], **forward).logits
         losses = torch.nn.functional.cross_entropy(
             logits[:, :-1].transpose(1, 2), batch["labels"][:, 1:], reduction="none"
         )
         targets = batch["labels"][:, 1:]
-        for i, row in enumerate(chunk):
+        for i, lengths in enumerate(lines):
             begin = 0
-            for length in row.lengths:
+            for length in lengths:
                 # Targets of this example: positions begin..begin+length-1, shifted by one.
                 span = slice(max(begin - 1, 0), begin + length - 1)
                 keep = targets[i, span] != -100
@@ -119,6 +132,21 @@ def test_packed_and_unpacked_losses_agree(examples: list[Example], attention: st
     assert packed_count == alone_count == total.numel()
     assert abs(packed_sum - alone_sum) <= 1e-5 * alone_count  # fp32 sums of ~5.7 a token
     assert abs(packed_sum - total.double().sum().item()) <= 1e-5 * alone_count
+
+
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+def test_padding_free_batches_score_as_padded_ones(examples: list[Example], attention: str) -> None:
+    """The default batching: a micro-batch's examples end to end, no pad, the padded batch's losses."""
+    model = tiny_llama(attention)
+    alone = build_rows(examples, MAX_LEN, packing=False)
+    joined = collate_padding_free(alone[:4])
+    assert joined["input_ids"].shape == (1, sum(len(row) for row in alone[:4]))  # not one pad
+    padded = by_source(alone, examples, per_token_losses(model, alone, 4, **PACKED_FORWARD_KWARGS))
+    free = by_source(alone, examples, per_token_losses(model, alone, 4, join=True, **PACKED_FORWARD_KWARGS))
+    assert padded.keys() == free.keys() and len(free) == len(examples)
+    for source, expected in padded.items():
+        assert free[source].shape == expected.shape, source
+        assert torch.allclose(free[source], expected, rtol=0, atol=1e-5), source
 
 
 def test_a_cache_switches_off_boundary_detection(examples: list[Example]) -> None:

@@ -28,7 +28,11 @@ class Hyperparams(BaseModel):
         None, ge=1, le=MAX_STEPS, description="Optimizer steps to run; overrides `epochs` when set."
     )
     learning_rate: float = Field(2.0e-4, gt=0, le=1.0, description="Peak learning rate of AdamW.")
-    batch_size: int = Field(4, ge=1, le=4096, description="Rows per micro-batch.")
+    batch_size: int = Field(
+        4, ge=1, le=4096,
+        description="Examples per micro-batch (rows of several examples with `packing`); times "
+        "`gradient_accumulation_steps`, the examples of one optimizer step, as in HF Trainer.",
+    )  # fmt: skip
     gradient_accumulation_steps: int = Field(
         1, ge=1, le=1024, description="Micro-batches summed into one optimizer step."
     )
@@ -42,7 +46,15 @@ class Hyperparams(BaseModel):
     max_grad_norm: float | None = Field(
         1.0, gt=0, le=1.0e6, description="Clip the global gradient norm to this; null disables clipping."
     )
-    packing: bool = Field(True, description="Pack examples into full rows, with no attention across them.")
+    # Off by default so an epoch has the steps users expect (ceil(examples / (batch_size x
+    # accumulation))); each micro-batch is then joined end to end with no padding, so none is wasted.
+    packing: bool = Field(
+        False,
+        description="Fill rows of max_seq_length with several examples (no attention across them) and batch "
+        "rows, not examples: fewer, fuller optimizer steps (an epoch is about tokens / (max_seq_length x "
+        "batch_size x accumulation) steps). Off: each step takes batch_size x accumulation examples, "
+        "joined without padding.",
+    )
     bf16: bool | Literal["auto"] = Field(
         "auto", description="bf16 autocast; 'auto' turns it on where the hardware has fast bf16."
     )

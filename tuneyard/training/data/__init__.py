@@ -2,7 +2,8 @@
 
     prepare_data(sources, tokenizer, ...) -> PreparedData   read, validate, split, tokenize
     build_rows(examples, max_seq_length, packing) -> rows   pack whole examples into rows
-    collate(rows, pad_token_id) -> tensors                  one forward pass (use_cache=False!)
+    collate(rows, pad_token_id) -> tensors                  one forward pass (use_cache=False!), padded
+    collate_padding_free(rows) -> tensors                   one forward pass, rows end to end, no padding
 
 Importing this package imports neither torch nor transformers: the API service uses
 ``validate_file`` to check uploads. Only ``collate`` needs torch, and imports it when called.
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneyard.errors import DataError
-from tuneyard.training.data.collate import PACKED_FORWARD_KWARGS, collate
+from tuneyard.training.data.collate import PACKED_FORWARD_KWARGS, Collate, collate, collate_for, collate_padding_free
 from tuneyard.training.data.encoding import IGNORE_INDEX, Encoder, EncodeStats, Example
 from tuneyard.training.data.formats import Invalid
 from tuneyard.training.data.packing import Row, build_rows
@@ -31,6 +32,7 @@ __all__ = [
     "FORMATS",
     "IGNORE_INDEX",
     "PACKED_FORWARD_KWARGS",
+    "Collate",
     "DataSource",
     "DataStats",
     "Example",
@@ -40,6 +42,8 @@ __all__ = [
     "build_rows",
     "chat_template_for",
     "collate",
+    "collate_for",
+    "collate_padding_free",
     "prepare_data",
     "preview_markup",
     "render_preview",

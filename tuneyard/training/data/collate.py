@@ -1,4 +1,5 @@
-"""Rows to the tensors of one causal-LM forward pass.
+"""Rows to the tensors of one causal-LM forward pass: padded side by side (``collate``), or end to
+end in one sequence with no padding at all (``collate_padding_free``, the default batching).
 
 No attention mask is returned, on purpose. transformers (>= 4.56, and 5.x) builds the mask
 itself when ``attention_mask`` is None: it reads example boundaries from ``position_ids``
@@ -16,6 +17,7 @@ torch is imported inside the function so ``tuneyard.training.data`` stays torch-
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from tuneyard.training.data.encoding import IGNORE_INDEX
@@ -46,3 +48,29 @@ def collate(rows: list[Row], pad_token_id: int, *, pad_to_multiple_of: int | Non
         labels[i, :n] = torch.tensor(row.labels, dtype=torch.long)
         position_ids[i, :n] = torch.tensor(row.position_ids, dtype=torch.long)
     return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids}
+
+
+def collate_padding_free(rows: list[Row], pad_token_id: int = 0) -> dict[str, torch.Tensor]:
+    """Every row's examples end to end in one sequence (a batch of one), with no padding.
+
+    Position ids restart at each example, so attention stays within each (see the module
+    docstring), and each example's first label is IGNORE_INDEX, so none predicts across a
+    boundary: the losses are the padded batch's, and no compute goes to pads. ``pad_token_id``
+    is taken to share ``collate``'s signature and never used.
+    """
+    joined = Row()
+    for row in rows:
+        joined.input_ids += row.input_ids
+        joined.labels += row.labels
+        joined.position_ids += row.position_ids
+        joined.lengths += row.lengths
+    return collate([joined], pad_token_id)
+
+
+Collate = Callable[[list[Row], int], "dict[str, torch.Tensor]"]
+
+
+def collate_for(packing: bool) -> Collate:
+    """Packed rows are nearly full and of one length, so padding them costs little; single examples
+    vary, and are joined without padding."""
+    return collate if packing else collate_padding_free

@@ -17,7 +17,7 @@ from tuneyard.training import checkpoint, contract
 from tuneyard.training.checkpoint import TrainState
 from tuneyard.training.config import RunConfig
 from tuneyard.training.control import RunControl
-from tuneyard.training.data import build_rows, collate
+from tuneyard.training.data import build_rows, collate_for
 from tuneyard.training.evaluation import evaluate
 from tuneyard.training.model_card import CardInputs, read_lineage
 from tuneyard.training.optim import build_optimizer, build_scheduler
@@ -56,7 +56,10 @@ class FinetuneRecipe:
     def setup(self, resume_from: Path | None) -> None:
         self.session = Session.load_model(self.config, self.telemetry)
         self.data = self.session.load_data(self.config, self.telemetry)
+        # Without packing a row is one example, and a micro-batch of batch_size of them is one
+        # sequence with no padding; with it, rows are filled with several and padded side by side.
         self.rows = build_rows(self.data.train, self.hp.max_seq_length, self.hp.packing)
+        self.collate = collate_for(self.hp.packing)
         self.row_loss_tokens = [_loss_tokens(row) for row in self.rows]  # counted once, not every step
         self.eval_rows = build_rows(self.data.eval, self.hp.max_seq_length, self.hp.packing)
         self.plan = TrainingPlan(
@@ -124,7 +127,7 @@ class FinetuneRecipe:
         self._advance(total_loss.item() / max(loss_tokens, 1), grad_norm, tokens, time.perf_counter() - started)
 
     def _micro_step(self, rows: list[Any], step_loss_tokens: int) -> torch.Tensor:
-        loss_sum, _ = self.session.loss_sum(collate(rows, self.session.pad_token_id))
+        loss_sum, _ = self.session.loss_sum(self.collate(rows, self.session.pad_token_id))
         (loss_sum / step_loss_tokens).backward()
         return loss_sum.detach().double()
 
@@ -194,7 +197,7 @@ class FinetuneRecipe:
 
     def _evaluate(self, baseline: bool) -> dict[str, float]:
         rows, on = (self.eval_rows, "eval") if self.eval_rows else (self.rows[:32], "train_sample")
-        loss, tokens = evaluate(self.session, rows, self.hp.batch_size)
+        loss, tokens = evaluate(self.session, rows, self.hp.batch_size, self.collate)
         figures = {"eval_loss": loss, "eval_ppl": math.exp(min(loss, 50.0)), "eval_tokens": tokens}
         self.telemetry.emit(contract.KIND_EVAL, step=self.state.step, baseline=baseline, eval_on=on, **figures)
         return figures
