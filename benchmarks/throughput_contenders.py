@@ -3,10 +3,11 @@
     python -m benchmarks.throughput_contenders CONFIG.json   # writes CONFIG's "out" JSON
 
 Every contender loads the same weights through tuneyard's loader (the GGUF path is not what
-is measured), trains one epoch over the same examples with the same hyperparameters and seed,
-and is timed from the first step to the last (model loading and tokenization excluded). The
-held-out loss is computed afterwards by one function for all, on examples tokenized once by the
-parent, one example per forward pass (no padding, no packing): mean over loss-bearing tokens.
+is measured), trains one epoch over the same examples with the same hyperparameters, batch size
+(examples per step) and seed, by the config's method (LoRA or full), in fp32 or, for the `-bf16`
+contenders, with bf16 autocast; it is timed from the first step to the last (model loading and
+tokenization excluded). The held-out loss is computed afterwards by one function for all, in fp32,
+on examples tokenized once by the parent, one example per forward pass: mean over loss-bearing tokens.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ def _load(cfg: dict[str, Any]) -> tuple[Any, Any]:
     return load_model(source, dtype=torch.float32), load_tokenizer(source)
 
 
+def _bf16(cfg: dict[str, Any]) -> bool:
+    return str(cfg["contender"]).endswith("-bf16")
+
+
 def _lora_config(hp: dict[str, Any]) -> Any:
     from peft import LoraConfig
 
@@ -49,7 +54,7 @@ def _lora_config(hp: dict[str, Any]) -> Any:
 @torch.no_grad()
 def heldout_loss(model: Any, examples: list[dict[str, list[int]]]) -> float:
     """Mean cross-entropy per loss-bearing token, each example alone (the same for everyone)."""
-    model.eval()
+    model.float().eval()  # a bf16 run keeps its frozen base in bf16: scored in fp32 like the others
     total, count = 0.0, 0
     for example in examples:
         ids = torch.tensor([example["input_ids"]])
@@ -84,13 +89,13 @@ def run_tuneyard(cfg: dict[str, Any]) -> dict[str, Any]:
     hp = cfg["hyperparams"]
     run_dir = Path(cfg["work_dir"]) / "tuneyard-run"
     raw = {
-        "type": "finetune", "base_model": cfg["model"], "method": "lora",
+        "type": "finetune", "base_model": cfg["model"], "method": cfg["method"],
         "datasets": [{"path": cfg["train_path"]}],
         "hyperparams": {
-            "epochs": 1, "batch_size": cfg["tuneyard_batch_size"], "max_seq_length": hp["max_seq_length"],
+            "epochs": 1, "batch_size": hp["batch_size"], "max_seq_length": hp["max_seq_length"],
             "learning_rate": hp["learning_rate"], "lr_scheduler": "cosine", "warmup_ratio": 0.0,
-            "lora_rank": hp["lora_rank"], "lora_alpha": hp["lora_alpha"], "seed": hp["seed"],
-            "packing": cfg.get("packing", True), "bf16": False, **cfg.get("tuneyard_extra", {}),
+            "seed": hp["seed"], "bf16": _bf16(cfg), **cfg.get("tuneyard_extra", {}),
+            **({"lora_rank": hp["lora_rank"], "lora_alpha": hp["lora_alpha"]} if cfg["method"] == "lora" else {}),
         },
     }  # fmt: skip
     config = resolve(raw, Path(cfg["work_dir"]), Path(cfg["model_cache_dir"]), {})
@@ -134,7 +139,7 @@ def _training_args(cfg: dict[str, Any], batch_size: int, cls: Any, **extra: Any)
         per_device_train_batch_size=batch_size, learning_rate=hp["learning_rate"],
         lr_scheduler_type="cosine", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
         seed=hp["seed"], data_seed=hp["seed"], logging_steps=10_000, save_strategy="no",
-        report_to=[], use_cpu=True, bf16=False, disable_tqdm=True, **extra,
+        report_to=[], use_cpu=True, bf16=_bf16(cfg), disable_tqdm=True, **extra,
     )  # fmt: skip
 
 
@@ -162,7 +167,8 @@ def run_hf(cfg: dict[str, Any]) -> dict[str, Any]:
         rows = [_hf_tokenize(tokenizer, r["messages"], hp["max_seq_length"]) for r in records]
     else:
         rows = [_hf_text(tokenizer, r["text"], hp["max_seq_length"]) for r in records]
-    model = get_peft_model(model, _lora_config(hp))
+    if cfg["method"] == "lora":
+        model = get_peft_model(model, _lora_config(hp))
     clock = _Clock()
     trainer = Trainer(
         model=model, args=_training_args(cfg, hp["batch_size"], TrainingArguments),
@@ -193,7 +199,7 @@ def run_trl(cfg: dict[str, Any]) -> dict[str, Any]:
     clock = _Clock()
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=Dataset.from_list(data), processing_class=tokenizer,
-        peft_config=_lora_config(hp), callbacks=[clock],
+        peft_config=_lora_config(hp) if cfg["method"] == "lora" else None, callbacks=[clock],
     )  # fmt: skip
     tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
     trainer.train()
@@ -201,7 +207,7 @@ def run_trl(cfg: dict[str, Any]) -> dict[str, Any]:
             "examples": len(data), "model": trainer.model}  # fmt: skip
 
 
-CONTENDERS = {"tuneyard": run_tuneyard, "hf": run_hf, "trl": run_trl}
+CONTENDERS = {"tuneyard": run_tuneyard, "hf": run_hf, "trl": run_trl}  # each also as NAME-bf16
 
 
 def main(config_path: str) -> int:
@@ -209,7 +215,7 @@ def main(config_path: str) -> int:
     torch.manual_seed(cfg["hyperparams"]["seed"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # library chatter about CPU, padding and deprecations
-        figures = CONTENDERS[cfg["contender"]](cfg)
+        figures = CONTENDERS[str(cfg["contender"]).removesuffix("-bf16")](cfg)
         model = figures.pop("model")
         figures["frozen_params"], figures["trainable_params"] = count_params(model)
         eval_examples = json.loads(Path(cfg["eval_path"]).read_text(encoding="utf-8"))

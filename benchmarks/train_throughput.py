@@ -1,23 +1,27 @@
-"""Training throughput: tuneyard's engine against a plain HF Trainer + peft and TRL's SFTTrainer.
+"""Training throughput: tuneyard's engine against a plain HF Trainer (+ peft), fp32 and bf16, and TRL.
 
-    .venv/bin/python benchmarks/train_throughput.py [--model tiny-llama|smollm2|both] [--quick]
+    .venv/bin/python benchmarks/train_throughput.py [--model tiny-llama|smollm2|both] [--repeats N]
+        [--contenders tuneyard,hf,tuneyard-bf16,hf-bf16[,trl]] [--quick]
 
-For each model and dataset, the contenders run back to back, each in its own process (its own
-peak RSS), on the same examples, hyperparameters and seed, one epoch of LoRA in fp32. Prints,
-per contender: real (non-padding) tokens/s, the ratios to HF and TRL, MFU against the fp32 and
-bf16 matmul peak measured in this run, peak RSS, and the held-out loss (one function for all,
-on the same examples). Figures only; asserts nothing.
+For each model, dataset and method (LoRA, full), every contender trains one epoch over the same
+examples with the same hyperparameters, batch size (examples per optimizer step, so the same steps)
+and seed, each in its own process (its own peak RSS). Contenders run interleaved and repeated
+(A B C D, A B C D, ...) so a busy moment of the machine hits them alike; the load average is
+printed before and after each round. Per contender: the median of real (non-padding) tokens/s
+and its spread (min..max), steps, MFU against the matmul peak of the precision it trained in
+(measured in this run), peak RSS, held-out loss (one function for all, same examples). A verdict
+on a target is printed only when the spread decides it: met when even the slowest of ours against
+the fastest of theirs meets it, not met when even our fastest against their slowest misses it,
+otherwise "unresolved". `--quick` is a smoke run (one round, seconds a contender), never a figure.
 
 Datasets: "varied" (stdlib instruction → docstring chats, lengths from a line to a page) and
-"chunks" (plain text rows of exactly max_seq_length tokens, where packing gains nothing).
-Batches: HF and TRL take `batch_size` examples per step, padded to the longest; tuneyard packs
-examples into rows of max_seq_length and takes as many rows per step as carry about the same
-number of tokens, so the three take about as many optimizer steps over the same data.
+"chunks" (plain text rows of exactly max_seq_length tokens, where padding-free batching gains
+nothing). tuneyard batches padding-free (its default); HF and TRL pad each batch to its longest.
 
-MFU counts model FLOPs per real token (attention's sequence-length term left out): LoRA,
-4·N_frozen + 6·N_lora (forward 2N; backward 2N for the activation gradients of every matmul,
-plus 2·N_lora for the adapter's weight gradients); N counts the weights of linear layers,
-lm_head included. (Full fine-tuning would be the usual 6·N.)
+MFU counts model FLOPs per real token (attention's sequence-length term left out):
+4·N_frozen + 6·N_trainable (forward 2N; backward 2N for the activation gradients of every matmul,
+plus 2N for the weight gradients of what trains); N counts the weights of linear layers, lm_head
+included: LoRA 4·N_base + 6·N_lora, full fine-tuning 6·N.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import argparse
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,7 +48,7 @@ if sys.path and Path(sys.path[0]).resolve() == REPO / "benchmarks":
 from benchmarks.sft_data import docstring_chats, text_chunks, write_jsonl  # noqa: E402
 
 MODELS = {"tiny-llama": "tiny-llama", "smollm2": "smollm2-135m-instruct"}
-CONTENDERS = ("tuneyard", "hf", "trl")
+CONTENDERS = ("tuneyard", "hf", "tuneyard-bf16", "hf-bf16")  # "trl" and "trl-bf16" on request
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,7 @@ class Case:
 
     model: str
     dataset: str  # "varied" or "chunks"
+    method: str  # "lora" or "full"
     examples: int
     batch_size: int
     max_seq_length: int
@@ -60,12 +66,13 @@ class Case:
 
 
 def cases(model: str, quick: bool) -> list[Case]:
-    """Sized so a full run of both models stays within ~15 minutes on two busy cores."""
+    """Sized so each contender trains ≥ 30 s on two busy cores (seconds with --quick)."""
     if model == "tiny-llama":
-        n, chunks = (96, 32) if quick else (640, 160)
-        return [Case(model, "varied", n, 8, 512, 1e-3, 32), Case(model, "chunks", chunks, 8, 256, 1e-3, 16)]
-    n, chunks = (8, 4) if quick else (32, 8)
-    return [Case(model, "varied", n, 4, 512, 5e-4, 8), Case(model, "chunks", chunks, 2, 256, 5e-4, 4)]
+        n, chunks = (96, 32) if quick else (1280, 320)
+        return [Case(model, "varied", "lora", n, 8, 512, 1e-3, 32), Case(model, "varied", "full", n, 8, 512, 5e-4, 32),
+                Case(model, "chunks", "lora", chunks, 8, 256, 1e-3, 16)]  # fmt: skip
+    n, chunks = (8, 4) if quick else (48, 16)
+    return [Case(model, "varied", "lora", n, 4, 512, 5e-4, 8), Case(model, "chunks", "lora", chunks, 2, 256, 5e-4, 4)]
 
 
 def matmul_peak(dtype_name: str, size: int = 1024, seconds: float = 2.0) -> float:
@@ -121,10 +128,9 @@ def prepare(case: Case, cache: Path, folder: Path) -> dict[str, Any]:
     eval_path = folder / "eval-tokens.json"
     eval_path.write_text(json.dumps([{"input_ids": e.input_ids, "labels": e.labels} for e in data.eval]))
     mean_tokens = data.stats.tokens / max(data.stats.examples, 1)
-    rows = case.batch_size if case.dataset == "chunks" else round(case.batch_size * mean_tokens / case.max_seq_length)
     return {
-        "model": case.model, "model_cache_dir": str(cache), "train_path": str(train_path),
-        "eval_path": str(eval_path), "tuneyard_batch_size": max(1, rows),
+        "model": case.model, "method": case.method, "model_cache_dir": str(cache), "train_path": str(train_path),
+        "eval_path": str(eval_path),
         "hyperparams": {
             "batch_size": case.batch_size, "max_seq_length": case.max_seq_length,
             "learning_rate": case.learning_rate, "lora_rank": 16, "lora_alpha": 32, "seed": 0,
@@ -135,7 +141,7 @@ def prepare(case: Case, cache: Path, folder: Path) -> dict[str, Any]:
 
 def run_contender(name: str, shared: dict[str, Any], folder: Path) -> dict[str, Any]:
     work = folder / name
-    work.mkdir()
+    work.mkdir(parents=True)
     cfg = {**shared, "contender": name, "work_dir": str(work), "out": str(work / "figures.json")}
     (work / "config.json").write_text(json.dumps(cfg))
     argv = [sys.executable, "-m", "benchmarks.throughput_contenders", str(work / "config.json")]
@@ -152,57 +158,82 @@ def flops_per_token(figures: dict[str, Any]) -> float:
     return 4.0 * figures["frozen_params"] + 6.0 * figures["trainable_params"]
 
 
-def report(case: Case, shared: dict[str, Any], results: dict[str, dict[str, Any]], peaks: dict[str, float]) -> None:
-    print(f"\n== {case.model} · {case.dataset} · {case.examples} examples "
+def rate(figures: dict[str, Any]) -> float:
+    return float(figures["tokens"] / figures["seconds"])
+
+
+def report(case: Case, shared: dict[str, Any], runs: dict[str, list[dict[str, Any]]], peaks: dict[str, float]) -> None:
+    print(f"\n== {case.model} · {case.dataset} · {case.method} · {case.examples} examples "
           f"(mean {shared['mean_example_tokens']:.0f} tokens, {shared['truncated']} truncated) · "
-          f"max_seq_length {case.max_seq_length} · HF/TRL batch {case.batch_size}, "
-          f"tuneyard {shared['tuneyard_batch_size']} packed rows")  # fmt: skip
-    print(f"{'contender':<10}{'steps':>6}{'tokens':>8}{'seconds':>9}{'tok/s':>9}{'vs HF':>7}{'vs TRL':>7}"
-          f"{'MFU fp32':>9}{'MFU bf16':>9}{'RSS GB':>8}{'eval loss':>10}")  # fmt: skip
-    for name, figures in results.items():
-        if "error" in figures:
-            print(f"{name:<10} failed: {figures['error']}")
+          f"max_seq_length {case.max_seq_length} · batch {case.batch_size} examples · "
+          f"{max((len(r) for r in runs.values()), default=0)} round(s)")  # fmt: skip
+    print(f"{'contender':<15}{'steps':>6}{'tokens':>8}{'seconds':>9}{'tok/s':>9}{'spread':>16}{'MFU':>7}"
+          f"{'RSS GB':>8}{'eval loss':>10}")  # fmt: skip
+    for name, figures in runs.items():
+        good = [f for f in figures if "error" not in f]
+        if not good:
+            print(f"{name:<15} failed: {figures[0]['error'] if figures else 'not run'}")
             continue
-        rate = figures["tokens"] / figures["seconds"]
-        achieved = rate * flops_per_token(figures) / 1e9
-        ratios = [_ratio(rate, results.get(other)) for other in ("hf", "trl")]
-        print(f"{name:<10}{figures['steps']:>6}{figures['tokens']:>8}{figures['seconds']:>9.1f}{rate:>9.1f}"
-              f"{ratios[0]:>7}{ratios[1]:>7}{achieved / peaks['float32']:>9.1%}{achieved / peaks['bfloat16']:>9.0%}"
-              f"{figures['peak_rss_gb']:>8.2f}{figures['eval_loss']:>10.4f}")  # fmt: skip
-    _targets(case, results)
+        rates = [rate(f) for f in good]
+        median = statistics.median(rates)
+        first = good[0]
+        peak = peaks["bfloat16" if name.endswith("-bf16") else "float32"]
+        mfu = median * flops_per_token(first) / 1e9 / peak
+        spread = f"{min(rates):.0f}..{max(rates):.0f}" if len(rates) > 1 else "-"
+        print(f"{name:<15}{first['steps']:>6}{first['tokens']:>8}{statistics.median(f['seconds'] for f in good):>9.1f}"
+              f"{median:>9.1f}{spread:>16}{mfu:>7.1%}{max(f['peak_rss_gb'] for f in good):>8.2f}"
+              f"{statistics.median(f['eval_loss'] for f in good):>10.4f}")  # fmt: skip
+    for ours, theirs in (("tuneyard", "hf"), ("tuneyard-bf16", "hf-bf16")):
+        _verdict(case, ours, theirs, runs)
 
 
-def _ratio(rate: float, other: dict[str, Any] | None) -> str:
-    if not other or "error" in other:
-        return "-"
-    return f"{rate / (other['tokens'] / other['seconds']):.2f}x"
-
-
-def _targets(case: Case, results: dict[str, dict[str, Any]]) -> None:
-    ours, hf = results.get("tuneyard"), results.get("hf")
-    if not ours or not hf or "error" in ours or "error" in hf:
+def _verdict(case: Case, ours: str, theirs: str, runs: dict[str, list[dict[str, Any]]]) -> None:
+    """Speed and held-out loss against the targets, decided only where the spread allows."""
+    mine = [rate(f) for f in runs.get(ours, []) if "error" not in f]
+    other = [rate(f) for f in runs.get(theirs, []) if "error" not in f]
+    if not mine or not other:
         return
-    speedup = (ours["tokens"] / ours["seconds"]) / (hf["tokens"] / hf["seconds"])
     wanted = 1.5 if case.dataset == "varied" else 1.0
-    gap = abs(ours["eval_loss"] - hf["eval_loss"]) / hf["eval_loss"]
-    print(f"targets: speed {speedup:.2f}x HF (want ≥ {wanted}x): {'met' if speedup >= wanted else 'NOT met'}; "
-          f"eval loss within {gap:.2%} of HF (want ≤ 2%): {'met' if gap <= 0.02 else 'NOT met'}")  # fmt: skip
+    median = statistics.median(mine) / statistics.median(other)
+    worst, best = min(mine) / max(other), max(mine) / min(other)
+    if len(mine) < 2 or len(other) < 2:
+        speed = "no verdict from one round"
+    elif worst >= wanted:
+        speed = "met"
+    elif best < wanted:
+        speed = "NOT met"
+    else:
+        speed = f"unresolved: the spread allows {worst:.2f}x..{best:.2f}x"
+    loss_ours = statistics.median(f["eval_loss"] for f in runs[ours] if "error" not in f)
+    loss_theirs = statistics.median(f["eval_loss"] for f in runs[theirs] if "error" not in f)
+    gap = (loss_ours - loss_theirs) / loss_theirs
+    print(f"{ours} vs {theirs}: speed {median:.2f}x (want ≥ {wanted}x): {speed}; held-out loss "
+          f"{gap:+.2%} (want ≤ +2%): {'met' if gap <= 0.02 else 'NOT met'}")  # fmt: skip
+
+
+def load() -> str:
+    return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--model", choices=["tiny-llama", "smollm2", "both"], default="both")
-    parser.add_argument("--quick", action="store_true", help="a ~2-minute smoke run (tiny-llama unless --model)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: one round, tiny-llama unless --model")
+    parser.add_argument("--repeats", type=int, default=None, help="rounds of every contender (default 3; 1 quick)")
     parser.add_argument("--contenders", default=",".join(CONTENDERS), help="comma-separated subset")
+    parser.add_argument("--methods", default="lora,full", help="comma-separated subset of lora,full")
     parser.add_argument("--model-cache-dir", type=Path, default=REPO / ".cache" / "models")
     args = parser.parse_args(argv)
     model_keys = ["tiny-llama", "smollm2"] if args.model == "both" else [args.model]
     if args.quick and args.model == "both":
         model_keys = ["tiny-llama"]
+    repeats = args.repeats or (1 if args.quick else 3)
+    contenders = args.contenders.split(",")
     started = time.perf_counter()
+    print(f"load average (1/5/15 min) at start: {load()}")
     peaks = {name: matmul_peak(name, seconds=1.0 if name == "bfloat16" else 2.0) for name in ("float32", "bfloat16")}
     print(f"matmul peak (1024², {os.cpu_count()} cores, torch default threads): "
-          f"fp32 {peaks['float32']:.1f} GFLOP/s, bf16 {peaks['bfloat16']:.1f} GFLOP/s; load {os.getloadavg()[0]:.2f}")
+          f"fp32 {peaks['float32']:.1f} GFLOP/s, bf16 {peaks['bfloat16']:.1f} GFLOP/s")
     with tempfile.TemporaryDirectory(prefix="tuneyard-bench-") as tmp:
         for key in model_keys:
             skipped = ensure_model(MODELS[key], args.model_cache_dir)
@@ -210,12 +241,19 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"\n== {key}: skipped ({skipped})")
                 continue
             for case in cases(MODELS[key], args.quick):
-                folder = Path(tmp) / f"{key}-{case.dataset}"
+                if case.method not in args.methods.split(","):
+                    continue
+                folder = Path(tmp) / f"{key}-{case.dataset}-{case.method}"
                 folder.mkdir()
                 shared = prepare(case, args.model_cache_dir, folder)
-                results = {name: run_contender(name, shared, folder) for name in args.contenders.split(",")}
-                report(case, shared, results, peaks)
-    print(f"\ntotal {time.perf_counter() - started:.0f} s; load average now {os.getloadavg()[0]:.2f}")
+                runs: dict[str, list[dict[str, Any]]] = {name: [] for name in contenders}
+                for round_ in range(repeats):
+                    before = load()
+                    for name in contenders:
+                        runs[name].append(run_contender(name, shared, folder / f"round-{round_}"))
+                    print(f"   {case.dataset}/{case.method} round {round_ + 1}/{repeats}: load {before} → {load()}")
+                report(case, shared, runs, peaks)
+    print(f"\ntotal {time.perf_counter() - started:.0f} s; load average at the end: {load()}")
     return 0
 
 

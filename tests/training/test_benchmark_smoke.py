@@ -24,7 +24,7 @@ def test_text_chunks_reach_the_requested_length() -> None:
 
 
 def test_a_tiny_contender_produces_figures(tmp_path: Path, model_cache: Path) -> None:
-    case = Case("tiny-llama", "varied", examples=24, batch_size=8, max_seq_length=128, learning_rate=1e-3,
+    case = Case("tiny-llama", "varied", "lora", examples=24, batch_size=8, max_seq_length=128, learning_rate=1e-3,
                 eval_examples=4)  # fmt: skip
     shared = prepare(case, model_cache, tmp_path)
     figures = run_contender("tuneyard", shared, tmp_path)
