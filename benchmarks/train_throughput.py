@@ -27,6 +27,7 @@ included: LoRA 4·N_base + 6·N_lora, full fine-tuning 6·N.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import random
@@ -222,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=None, help="rounds of every contender (default 3; 1 quick)")
     parser.add_argument("--contenders", default=",".join(CONTENDERS), help="comma-separated subset")
     parser.add_argument("--methods", default="lora,full", help="comma-separated subset of lora,full")
+    parser.add_argument("--examples", type=int, default=None, help="training examples of every case (default: sized)")
     parser.add_argument("--model-cache-dir", type=Path, default=REPO / ".cache" / "models")
     args = parser.parse_args(argv)
     model_keys = ["tiny-llama", "smollm2"] if args.model == "both" else [args.model]
@@ -243,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
             for case in cases(MODELS[key], args.quick):
                 if case.method not in args.methods.split(","):
                     continue
+                if args.examples:
+                    case = dataclasses.replace(case, examples=args.examples)
                 folder = Path(tmp) / f"{key}-{case.dataset}-{case.method}"
                 folder.mkdir()
                 shared = prepare(case, args.model_cache_dir, folder)
