@@ -30,6 +30,7 @@ from tuneyard.spec import (
     problems_from,
     resolve_hyperparams,
 )
+from tuneyard.spec.job import GROWABLE_MODEL_TYPES
 from tuneyard.spec.text import Ident, Key, Name
 from tuneyard.store import catalog as models_store
 from tuneyard.store import datasets as datasets_store
@@ -126,6 +127,7 @@ def plan_job(db: Database, settings: Settings, org_id: str, request: JobRequest)
     if spec is not None and model is not None:
         _check_target_modules(spec, model, problems)
         adapter_base = _merge_input(db, settings, org_id, spec, model, request.spec, problems)
+        _check_growable(spec, model, problems)
     datasets = _check_datasets(db, org_id, request.spec.get("datasets"), problems)
     _check_project(db, org_id, request.project_id, problems)
     if problems or spec is None or model is None:
@@ -236,6 +238,15 @@ def _merge_input(
         return {"adapter_base": resolve_base_model(db, settings, org_id, named).runner_source}
     except NotFound:
         return {}  # a hub id, or a name the runner judges
+
+
+def _check_growable(spec: JobSpecBase, model: ResolvedModel, problems: Problems) -> None:
+    """Growth keeps the function of the architectures it knows; another is refused before it is queued
+    (one whose config cannot be read here is left to the runner, which refuses it the same way)."""
+    architecture = _architecture(model.runner_source) if spec.type == "train" else None
+    if architecture is not None and architecture[0] not in GROWABLE_MODEL_TYPES:
+        problems.append({"field": "base_model", "message": (
+            f"growth keeps the function of {', '.join(GROWABLE_MODEL_TYPES)} models; this one is {architecture[0]}")})
 
 
 MAX_CONFIG_BYTES = 1 << 20

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, model_validator
 
 from tuneyard.spec.formats import format_choices
-from tuneyard.spec.hyperparams import Hyperparams
+from tuneyard.spec.hyperparams import MAX_STEPS, Hyperparams
 from tuneyard.spec.text import Ident, Name, Reference
 
 # Where a resolved value came from, most specific first.
@@ -66,6 +66,10 @@ class JobSpecBase(BaseModel):
     base_model: Reference
     datasets: list[DatasetRef] = Field(default_factory=list)
 
+    def problems(self) -> list[dict[str, Any]]:
+        """Problems between fields, each naming every field involved; [] when none."""
+        return []
+
 
 class TrainingJobSpec(JobSpecBase):
     """A job that trains weights with a method (`tuneyard.spec.methods`) and its hyperparameters.
@@ -82,10 +86,77 @@ class FinetuneSpec(TrainingJobSpec):
     type: Literal["finetune"] = "finetune"
 
 
-class TrainSpec(TrainingJobSpec):
-    """Grow the model (function-preserving depth growth), then train it; growth parameters to come."""
+GROWABLE_MODEL_TYPES = ("llama", "qwen2", "mistral")
+"""Architectures (config.json `model_type`) whose growth keeps the function: pre-norm decoder blocks
+with `self_attn.o_proj` and `mlp.down_proj` (Llama, Qwen2, Mistral; SmolLM2 and tiny-llama are llama)."""
+
+
+class Growth(BaseModel):
+    """How much to grow: factors on the layer count and on the MLP width."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    depth_factor: float = Field(1.0, ge=1.0, le=8.0, description=(
+        "Layers after growth ÷ before (rounded); each new block starts as the identity."))
+    width_factor: float = Field(1.0, ge=1.0, le=8.0, description=(
+        "MLP channels after growth ÷ before (rounded); new channels start with zero output weights."))
+
+
+class GrowthHyperparams(BaseModel):
+    """Training the grown model, in Fusion's words (full weights; the rest as tuneyard's defaults)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    turns: int = Field(1, ge=1, le=100, description="Full passes over the schedule (all cycles).")
+    cycles: int | None = Field(None, ge=1, le=10_000, description=(
+        "Cosine cycles per turn, the learning rate restarted at each; with steps_per_cycle. Default: one "
+        "cycle of one epoch."))
+    steps_per_cycle: int | None = Field(None, ge=1, le=MAX_STEPS, description="Optimizer steps per cycle.")
+    lr: float = Field(1.0e-4, gt=0, le=1.0, description="Peak learning rate of AdamW.")
+    seq_len: int = Field(512, ge=8, le=1_048_576, description="Tokens per row; longer examples are truncated.")
+    output_name: Name | None = Field(None, description="A name for the grown model.")
+    train_scope: Literal["all", "new"] = Field("all", description=(
+        "Train every weight, or only what growth added (new blocks, and the widened MLP projections whole)."))
+    batch_size: int = Field(4, ge=1, le=4096, description="Rows per micro-batch.")
+    gradient_accumulation_steps: int = Field(1, ge=1, le=1024, description="Micro-batches per optimizer step.")
+    eval_split: float = Field(0.1, ge=0.0, lt=1.0, description="Share of the examples held out for evaluation.")
+    save_steps: int | None = Field(None, ge=1, le=MAX_STEPS, description="Checkpoint every N steps.")
+    bf16: bool | Literal["auto"] = Field("auto", description="bf16 autocast; 'auto' where the hardware is fast at it.")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seeds data order, growth and dropout.")
+
+    def training_hyperparams(self) -> Hyperparams:
+        """The finetune loop's hyperparameters these knobs mean."""
+        steps = self.turns * self.cycles * self.steps_per_cycle if self.cycles and self.steps_per_cycle else None
+        return Hyperparams(
+            epochs=self.turns, max_steps=steps, learning_rate=self.lr, max_seq_length=self.seq_len,
+            batch_size=self.batch_size, gradient_accumulation_steps=self.gradient_accumulation_steps,
+            eval_split=self.eval_split, save_steps=self.save_steps, bf16=self.bf16, seed=self.seed,
+            lr_scheduler="constant",  # the recipe's own cosine, restarted each cycle, replaces it
+        )  # fmt: skip
+
+
+class TrainSpec(JobSpecBase):
+    """Grow the model so that it computes the same function (deeper, wider), then train it.
+
+    With neither `growth` nor `target_params`, depth grows to about 1.5× the parameters."""
 
     type: Literal["train"] = "train"
+    growth: Growth | None = Field(None, description="Grow by these factors.")
+    target_params: int | None = Field(None, ge=1, le=10**13, description=(
+        "Grow depth to the block count whose parameters come nearest this total."))
+    hyperparams: GrowthHyperparams = Field(default_factory=GrowthHyperparams)
+    price_per_device_hour: float = Field(0.0, ge=0.0, le=1.0e6, description=(
+        "USD per device-hour the result's cost_usd is computed at; set by the service, 0 by default."))
+
+    def problems(self) -> list[dict[str, Any]]:
+        if self.growth is not None and self.target_params is not None:
+            message = "give growth or target_params, not both: each decides how much to grow"
+            return [{"field": "growth", "message": message}, {"field": "target_params", "message": message}]
+        steps = (self.hyperparams.cycles, self.hyperparams.steps_per_cycle)
+        if (steps[0] is None) != (steps[1] is None):
+            message = "give cycles and steps_per_cycle together, or neither (one cycle of one epoch)"
+            return [{"field": f"hyperparams.{name}", "message": message} for name in ("cycles", "steps_per_cycle")]
+        return []
 
 
 class ContractSpec(JobSpecBase):

@@ -51,7 +51,8 @@ JOB_TYPES.register(JobTypeEntry(
 ))
 JOB_TYPES.register(JobTypeEntry(
     name="train", spec=TrainSpec, needs_data=True, input="base_model",
-    outputs=("full", "evaluation"), phases=("loading_model", "loading_data", "growing", *_TRAINING_PHASES[2:]),
+    outputs=("full", "evaluation"), runnable=True,
+    phases=("loading_model", "loading_data", "baseline_eval", "growing", *_TRAINING_PHASES[3:]),
     description="Grow the model (new blocks start as the identity), then train it.",
 ))
 JOB_TYPES.register(JobTypeEntry(

@@ -99,7 +99,8 @@ def check_spec(data: dict[str, Any]) -> tuple[JobSpecBase | None, list[dict[str,
         return None, spec_problems(exc) + _beyond_unknown_tags(data, exc)
     if JOB_TYPES.get(spec.type).needs_data and not any(d.split == "train" for d in spec.datasets):
         return None, [{"field": "datasets", "message": f"a {spec.type} job needs at least one training dataset"}]
-    return spec, []
+    problems = spec.problems()
+    return (None, problems) if problems else (spec, [])
 
 
 def _beyond_unknown_tags(data: dict[str, Any], error: ValidationError) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ from tuneyard.spec.registry import Registry
 from tuneyard.training.config import RunConfig
 from tuneyard.training.control import RunControl
 from tuneyard.training.recipes.finetune import FinetuneRecipe
+from tuneyard.training.recipes.grow import GrowRecipe
 from tuneyard.training.recipes.merge import MergeRecipe
 from tuneyard.training.telemetry import Telemetry
 
@@ -56,6 +57,7 @@ RECIPES: Registry[RecipeEntry] = Registry("recipe")
 
 RECIPES.register(RecipeEntry("finetune", FinetuneRecipe))
 RECIPES.register(RecipeEntry("merge", MergeRecipe))
+RECIPES.register(RecipeEntry("train", GrowRecipe))
 
 
 def recipe_for(job_type: str) -> RecipeFactory:
