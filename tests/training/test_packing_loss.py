@@ -148,6 +148,16 @@ def test_padding_free_batches_score_as_padded_ones(examples: list[Example], atte
         assert free[source].shape == expected.shape, source
         assert torch.allclose(free[source], expected, rtol=0, atol=1e-5), source
 
+    # Capped lines (as the trainer joins a large micro-batch): the same loss, lines within the cap.
+    cap = 2 * max(len(row) for row in alone)
+    lined = collate_padding_free(alone, 3, line_tokens=cap)
+    assert 1 < lined["input_ids"].shape[0] < len(alone) and lined["input_ids"].shape[1] <= cap
+    with torch.no_grad():
+        logits = model(input_ids=lined["input_ids"], position_ids=lined["position_ids"], use_cache=False).logits
+    loss, count = token_loss_sum(logits, lined["labels"])
+    reference = torch.cat(list(padded.values()))
+    assert count == reference.numel() and abs(loss.item() - reference.double().sum().item()) <= 1e-5 * count
+
 
 def test_a_cache_switches_off_boundary_detection(examples: list[Example]) -> None:
     """Why PACKED_FORWARD_KWARGS exists: with use_cache on, packed examples see each other."""

@@ -50,27 +50,37 @@ def collate(rows: list[Row], pad_token_id: int, *, pad_to_multiple_of: int | Non
     return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids}
 
 
-def collate_padding_free(rows: list[Row], pad_token_id: int = 0) -> dict[str, torch.Tensor]:
-    """Every row's examples end to end in one sequence (a batch of one), with no padding.
+def collate_padding_free(
+    rows: list[Row], pad_token_id: int = 0, *, line_tokens: int | None = None
+) -> dict[str, torch.Tensor]:
+    """Every row's examples end to end, with no padding between them.
 
     Position ids restart at each example, so attention stays within each (see the module
     docstring), and each example's first label is IGNORE_INDEX, so none predicts across a
-    boundary: the losses are the padded batch's, and no compute goes to pads. ``pad_token_id``
-    is taken to share ``collate``'s signature and never used.
+    boundary: the losses are the padded batch's. With ``line_tokens``, rows go into as few lines of
+    at most that many tokens as first fit takes (a longer row alone), padded to the longest line:
+    eager and sdpa attend through a dense mask over a line, so one line of a whole large micro-batch
+    would cost (all its tokens)² in memory and time. Without it, one line: no pad at all.
     """
-    joined = Row()
+    lines: list[Row] = []
     for row in rows:
-        joined.input_ids += row.input_ids
-        joined.labels += row.labels
-        joined.position_ids += row.position_ids
-        joined.lengths += row.lengths
-    return collate([joined], pad_token_id)
+        line = next((ln for ln in lines if line_tokens is None or len(ln) + len(row) <= line_tokens), None)
+        if line is None:
+            line = Row()
+            lines.append(line)
+        line.input_ids += row.input_ids
+        line.labels += row.labels
+        line.position_ids += row.position_ids
+        line.lengths += row.lengths
+    return collate(lines, pad_token_id)
 
 
 Collate = Callable[[list[Row], int], "dict[str, torch.Tensor]"]
 
 
-def collate_for(packing: bool) -> Collate:
+def collate_for(packing: bool, line_tokens: int) -> Collate:
     """Packed rows are nearly full and of one length, so padding them costs little; single examples
-    vary, and are joined without padding."""
-    return collate if packing else collate_padding_free
+    vary, and are joined without padding into lines of at most ``line_tokens``."""
+    if packing:
+        return collate
+    return lambda rows, pad_token_id: collate_padding_free(rows, pad_token_id, line_tokens=line_tokens)

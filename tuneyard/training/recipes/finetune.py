@@ -37,6 +37,12 @@ if TYPE_CHECKING:  # only for annotations: the package imports this module to re
     from tuneyard.training.recipes import Ending
 
 
+LINE_ROWS = 4
+"""Padding-free lines hold up to this many max_seq_length rows' worth of tokens: long enough that
+the pad at each line's end is a small share, short enough that the dense attention mask of a line
+(eager, sdpa) stays near what a padded batch of 4 full rows would cost."""
+
+
 class FinetuneRecipe:
     """Trains one finetune job in this process. The runner builds it, calls the three phases, exits."""
 
@@ -56,10 +62,11 @@ class FinetuneRecipe:
     def setup(self, resume_from: Path | None) -> None:
         self.session = Session.load_model(self.config, self.telemetry)
         self.data = self.session.load_data(self.config, self.telemetry)
-        # Without packing a row is one example, and a micro-batch of batch_size of them is one
-        # sequence with no padding; with it, rows are filled with several and padded side by side.
+        # Without packing a row is one example, and a micro-batch of batch_size of them is joined
+        # end to end (lines of at most LINE_ROWS x max_seq_length tokens); with it, rows are filled
+        # with several examples and padded side by side.
         self.rows = build_rows(self.data.train, self.hp.max_seq_length, self.hp.packing)
-        self.collate = collate_for(self.hp.packing)
+        self.collate = collate_for(self.hp.packing, LINE_ROWS * self.hp.max_seq_length)
         self.row_loss_tokens = [_loss_tokens(row) for row in self.rows]  # counted once, not every step
         self.eval_rows = build_rows(self.data.eval, self.hp.max_seq_length, self.hp.packing)
         self.plan = TrainingPlan(
