@@ -8,6 +8,7 @@ gets its own objects of one organization, so a DELETE of one does not change the
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +17,15 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tests.support import api
-from tests.support.api import Tenant, chat_lines, fill, finished_job, job_body
+from tests.support.api import (
+    Tenant,
+    chat_lines,
+    chat_log_line,
+    fill,
+    finished_job,
+    job_body,
+    trajectory_body,
+)
 from tuneyard.settings import Settings
 from tuneyard.store import tenancy
 
@@ -39,6 +48,17 @@ ROLES: dict[Op, tuple[str, int]] = {
     ("GET", "/v1/models"): (MEMBER, 200),
     ("GET", "/v1/models/{model_id}"): (MEMBER, 200),
     ("DELETE", "/v1/models/{model_id}"): (MEMBER, 204),
+    ("POST", "/v1/trajectories"): (MEMBER, 201),
+    ("POST", "/v1/trajectory-imports"): (MEMBER, 201),
+    ("GET", "/v1/trajectories"): (MEMBER, 200),
+    ("GET", "/v1/trajectories/{trajectory_id}"): (MEMBER, 200),
+    ("DELETE", "/v1/trajectories/{trajectory_id}"): (MEMBER, 204),
+    ("POST", "/v1/dataset-builds"): (MEMBER, 201),
+    ("GET", "/v1/dataset-builds"): (MEMBER, 200),
+    ("GET", "/v1/dataset-builds/{build_id}"): (MEMBER, 200),
+    ("GET", "/v1/auto-training"): (MEMBER, 200),
+    ("PUT", "/v1/auto-training"): (MEMBER, 200),
+    ("GET", "/v1/auto-training/runs"): (MEMBER, 200),
     ("GET", "/v1/files"): (MEMBER, 200),
     ("POST", "/v1/files"): (MEMBER, 201),
     ("GET", "/v1/files/{file_id}"): (MEMBER, 200),
@@ -74,6 +94,10 @@ BODIES: dict[Op, Callable[[dict[str, Any]], dict[str, Any]]] = {
     ("POST", "/v1/files"): lambda o: {"files": {"file": ("more.jsonl", chat_lines(4))}},
     ("POST", "/v1/datasets"): lambda o: {"json": {"name": f"more-{o['role']}", "file_ids": [o["file_id"]]}},
     ("POST", "/v1/jobs"): lambda o: {"json": job_body(o["dataset_id"])},
+    ("POST", "/v1/trajectories"): lambda o: {"json": trajectory_body(status="failed")},
+    ("POST", "/v1/trajectory-imports"): lambda o: {"content": chat_log_line()},
+    ("POST", "/v1/dataset-builds"): lambda o: {"json": {"name": f"built-{uuid.uuid4().hex[:12]}", "source": "chat"}},
+    ("PUT", "/v1/auto-training"): lambda o: {"json": {"enabled": False, "threshold": 50}},
 }
 
 

@@ -62,8 +62,17 @@ FOREIGN: dict[Op, int] = {
     ("POST", "/v1/datasets"): 422,  # A's file id: "no file"
     ("GET", "/v1/jobs"): 200,
     ("POST", "/v1/jobs"): 422,  # A's dataset id: "no dataset"
+    ("POST", "/v1/trajectories"): 201,
+    ("POST", "/v1/trajectory-imports"): 201,
+    ("GET", "/v1/trajectories"): 200,
+    ("POST", "/v1/dataset-builds"): 422,  # B's own chat trajectories (BODIES) failed: none to build from
+    ("GET", "/v1/dataset-builds"): 200,
+    ("GET", "/v1/auto-training"): 200,
+    ("PUT", "/v1/auto-training"): 200,
+    ("GET", "/v1/auto-training/runs"): 200,
 }
-ID_PARAMS = ("job_id", "dataset_id", "file_id", "checkpoint_id", "model_id", "base_model_id", "key_id")
+ID_PARAMS = ("job_id", "dataset_id", "file_id", "checkpoint_id", "model_id", "base_model_id", "key_id",
+             "trajectory_id", "build_id")
 
 
 def names_an_object(path: str) -> bool:

@@ -11,6 +11,7 @@ import re
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -108,6 +109,27 @@ def ready_dataset(client: TestClient, tenant: Tenant, name: str = "chats", examp
     return body
 
 
+def trajectory_body(trajectory_id: str | None = None, *, task: str | None = None, calls: int = 1,
+                    status: str = "completed") -> dict[str, Any]:
+    """A trajectory of `calls` LLM calls (an id is made by the service when none is given)."""
+    body: dict[str, Any] = {
+        "source": "chat", "status": status, "startTime": 1718000000000, "endTime": 1718000010000,
+        "llmCalls": [{"model": "tiny-llama", "messages": [{"role": "user", "content": f"What is {i} plus 1?"}],
+                      "response": f"{i + 1}."} for i in range(calls)]}
+    if trajectory_id is not None:
+        body["id"] = trajectory_id
+    if task is not None:
+        body["task"] = task
+    return body
+
+
+def chat_log_line() -> bytes:
+    """One OpenAI-style chat log line, new each call (its content names a fresh uuid)."""
+    question = f"Say {uuid.uuid4().hex[:8]}"
+    return (json.dumps({"model": "tiny-llama", "messages": [{"role": "user", "content": question},
+                                                          {"role": "assistant", "content": "Said."}]}) + "\n").encode()
+
+
 def job_body(dataset_id: str, **extra: Any) -> dict[str, Any]:
     return {"base_model": "tiny-llama", "datasets": [{"id": dataset_id}], "hyperparams": {"max_steps": 5}, **extra}
 
@@ -171,7 +193,18 @@ def finished_job(client: TestClient, db: Database, settings: Settings, tenant: T
                                      datasets=[dataset["id"]])
     done = lifecycle.complete(db, job_id, attempt, result, model)
     return {"job_id": job_id, "dataset_id": dataset["id"], "file_id": dataset["file_ids"][0],
-            "checkpoint_id": checkpoint.id, "model_id": done.output_model_id, "result": result}
+            "checkpoint_id": checkpoint.id, "model_id": done.output_model_id, "result": result,
+            **built_objects(client, tenant)}
+
+
+def built_objects(client: TestClient, tenant: Tenant) -> dict[str, Any]:
+    """A trajectory of the tenant's and a dataset built from it: {trajectory_id} and {build_id}."""
+    trajectory_id = f"traj_{uuid.uuid4().hex[:24]}"
+    ingested = client.post("/v1/trajectories", headers=tenant.headers, json=trajectory_body(trajectory_id))
+    assert ingested.status_code == 201, ingested.text
+    built = client.post("/v1/dataset-builds", headers=tenant.headers, json={"name": f"built-{trajectory_id}"})
+    assert built.status_code == 201, built.text
+    return {"trajectory_id": trajectory_id, "build_id": built.json()["id"]}
 
 
 def fill(path: str, objects: dict[str, Any]) -> str:
