@@ -241,12 +241,12 @@ def _merge_input(
 
 
 def _check_growable(spec: JobSpecBase, model: ResolvedModel, problems: Problems) -> None:
-    """Growth keeps the function of the architectures it knows; another is refused before it is queued
-    (one whose config cannot be read here is left to the runner, which refuses it the same way)."""
-    architecture = _architecture(model.runner_source) if spec.type == "train" else None
+    """Growth and contraction know the blocks of some architectures; another is refused before it is
+    queued (one whose config cannot be read here is left to the runner, which refuses it the same way)."""
+    architecture = _architecture(model.runner_source) if spec.type in ("train", "contract") else None
     if architecture is not None and architecture[0] not in GROWABLE_MODEL_TYPES:
         problems.append({"field": "base_model", "message": (
-            f"growth keeps the function of {', '.join(GROWABLE_MODEL_TYPES)} models; this one is {architecture[0]}")})
+            f"{spec.type} jobs reshape {', '.join(GROWABLE_MODEL_TYPES)} models; this one is {architecture[0]}")})
 
 
 MAX_CONFIG_BYTES = 1 << 20

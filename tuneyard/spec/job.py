@@ -160,9 +160,19 @@ class TrainSpec(JobSpecBase):
 
 
 class ContractSpec(JobSpecBase):
-    """Prune the model (layers, MLP width); pruning parameters to come."""
+    """Contract the model: fewer MLP channels in its layers (structured: the matrices get smaller).
+
+    Every layer keeps the same number of channels, so a standard config (one `intermediate_size`)
+    describes the result and plain transformers loads it. `datasets`, when given, are calibration
+    text: channels are scored by their activations on it, and perplexity and KL(source ‖ contracted)
+    are measured on it; without, by weight magnitude, and those figures are null."""
 
     type: Literal["contract"] = "contract"
+    contraction_ratio: float = Field(0.5, gt=0.0, lt=1.0, description=(
+        "Share of each layer's MLP channels removed: 0.5 halves the MLP width."))
+    num_layers_to_contract: int = Field(8, ge=1, le=10_000, description=(
+        "Layers to contract, capped at the model's layer count. A standard config has one MLP width for "
+        "every layer, so this version contracts every layer whatever the number; the result says how many."))
 
 
 class MergeSpec(JobSpecBase):

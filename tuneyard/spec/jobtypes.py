@@ -58,7 +58,7 @@ JOB_TYPES.register(JobTypeEntry(
 JOB_TYPES.register(JobTypeEntry(
     name="contract", spec=ContractSpec, needs_data=False, input="base_model",
     outputs=("full", "evaluation"), phases=("loading_model", "loading_data", "pruning", "final_eval", "saving", "done"),
-    description="Prune the model's layers or MLP width.",
+    runnable=True, description="Prune the model's MLP width (structured: the matrices get smaller).",
 ))
 JOB_TYPES.register(JobTypeEntry(
     name="merge", spec=MergeSpec, needs_data=False, input="trained_model",

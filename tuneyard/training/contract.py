@@ -49,6 +49,7 @@ PHASES = (
     "loading_model", "loading_data", "baseline_eval", "training", "saving", "final_eval", "done",
     "merging",  # merge: the adapter folded into its base and checked
     "growing",  # train: the model grown, its function preservation measured
+    "pruning",  # contract: channels scored and removed
 )
 
 # The figures a record of each kind may carry beside its step (and a metric's epoch and phase); the

@@ -20,6 +20,7 @@ from tuneyard.errors import UnsupportedError
 from tuneyard.spec.registry import Registry
 from tuneyard.training.config import RunConfig
 from tuneyard.training.control import RunControl
+from tuneyard.training.recipes.contract import ContractRecipe
 from tuneyard.training.recipes.finetune import FinetuneRecipe
 from tuneyard.training.recipes.grow import GrowRecipe
 from tuneyard.training.recipes.merge import MergeRecipe
@@ -58,6 +59,7 @@ RECIPES: Registry[RecipeEntry] = Registry("recipe")
 RECIPES.register(RecipeEntry("finetune", FinetuneRecipe))
 RECIPES.register(RecipeEntry("merge", MergeRecipe))
 RECIPES.register(RecipeEntry("train", GrowRecipe))
+RECIPES.register(RecipeEntry("contract", ContractRecipe))
 
 
 def recipe_for(job_type: str) -> RecipeFactory:

@@ -1,0 +1,82 @@
+"""contract jobs: the MLP of every layer contracted (structured: smaller matrices), parameters down by
+exactly what the shapes say, loadable with plain transformers, and a fine-tune of it completes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+from tests.support.runs import arithmetic_chat, run_runner, telemetry, write_jsonl, write_spec
+
+
+def write_contract_spec(folder: Path, base_model: str, data: Path | None = None, **fields: Any) -> Path:
+    spec = {"type": "contract", "base_model": base_model, **fields,
+            "datasets": [{"path": str(data)}] if data else []}
+    path = folder / "contract.yaml"
+    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    return path
+
+
+def contracted(run_dir: Path, ratio: float) -> tuple[dict[str, Any], Any]:
+    """The result and the model plain transformers loads from final/, checked against the shapes."""
+    from transformers import AutoModelForCausalLM
+
+    result: dict[str, Any] = json.loads((run_dir / "result.json").read_text())
+    model = AutoModelForCausalLM.from_pretrained(run_dir / "final", dtype=torch.float32)
+    source = json.loads((run_dir / "final" / "config.json").read_text())
+    layers, hidden = source["num_hidden_layers"], source["hidden_size"]
+    keep = model.config.intermediate_size
+    original = round(keep / (1 - ratio))  # the source's width, as kept_channels rounded it
+    # gate_proj and up_proj lose (original - keep) rows of `hidden`, down_proj as many columns: no biases
+    assert result["params_before"] - result["params_after"] == layers * 3 * hidden * (original - keep)
+    assert result["params_after"] == sum(p.numel() for p in model.parameters())
+    assert result["params_delta"] == result["params_after"] - result["params_before"] < 0
+    return result, model
+
+
+def test_contract_with_calibration_text_then_finetune_it(tmp_path: Path, model_cache: Path) -> None:
+    data = write_jsonl(tmp_path / "calibration.jsonl", arithmetic_chat(24))
+    run_dir = tmp_path / "contracted"
+    assert run_runner(write_contract_spec(tmp_path, "tiny-llama", data), run_dir, model_cache) == 0, \
+        (run_dir / "runner.log").read_text()[-3000:]
+    result, model = contracted(run_dir, 0.5)
+    assert model.config.intermediate_size == 192 and result["intermediate_size"] == 192  # 384 halved
+    assert result["params_before"] - result["params_after"] == 4 * 3 * 128 * 192
+    assert result["importance"] == "activation" and result["layers_contracted"] == 4
+    assert result["ppl_baseline"] > 0 and result["ppl_final"] > 0 and result["function_preservation"] > 0
+    phases = [r["phase"] for r in telemetry(run_dir) if r["kind"] == "phase"]
+    assert phases == ["loading_model", "loading_data", "pruning", "final_eval", "saving", "done"]
+
+    finetune = tmp_path / "finetune"
+    finetune.mkdir()
+    spec = write_spec(finetune, data, method="lora", max_steps=3)
+    raw = yaml.safe_load(spec.read_text())
+    spec.write_text(yaml.safe_dump({**raw, "base_model": str(run_dir / "final")}))
+    assert run_runner(spec, finetune / "run", model_cache) == 0, (finetune / "run" / "runner.log").read_text()[-3000:]
+    assert (finetune / "run" / "final" / "adapter_model.safetensors").is_file()
+
+
+def test_contract_without_data_uses_weight_magnitude(tmp_path: Path, model_cache: Path) -> None:
+    run_dir = tmp_path / "run"
+    spec = write_contract_spec(tmp_path, "tiny-llama", contraction_ratio=0.25, num_layers_to_contract=8)
+    assert run_runner(spec, run_dir, model_cache) == 0, (run_dir / "runner.log").read_text()[-3000:]
+    result, model = contracted(run_dir, 0.25)
+    assert model.config.intermediate_size == 288 and result["importance"] == "weight_magnitude"
+    assert result["ppl_baseline"] is None and result["function_preservation"] is None
+    assert "no calibration text" in result["ppl_reason"]
+
+
+@pytest.mark.slow
+def test_contract_smollm2(tmp_path: Path, model_cache: Path) -> None:
+    from tests.support.models import smollm2_gguf_path
+
+    run_dir = tmp_path / "run"
+    spec = write_contract_spec(tmp_path, str(smollm2_gguf_path()))
+    assert run_runner(spec, run_dir, model_cache) == 0, (run_dir / "runner.log").read_text()[-3000:]
+    result, model = contracted(run_dir, 0.5)
+    assert model.config.intermediate_size == 768 and result["importance"] == "weight_magnitude"  # 1536 halved
