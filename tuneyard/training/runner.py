@@ -81,8 +81,9 @@ def _run(
 
 def _completed_line(result: dict[str, Any]) -> str:
     """The last log line: perplexity before → after, where the job measured it."""
-    if "ppl_baseline" in result and "ppl_final" in result:
-        return f"completed: ppl {result['ppl_baseline']:.3f} → {result['ppl_final']:.3f}"
+    before, after = result.get("ppl_baseline"), result.get("ppl_final")
+    if isinstance(before, float) and isinstance(after, float):  # null where a job had no text to measure
+        return f"completed: ppl {before:.3f} → {after:.3f}"
     return "completed"
 
 
