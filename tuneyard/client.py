@@ -307,6 +307,10 @@ class TuneyardClient:
     def stats(self) -> dict[str, Any]:
         return dict(self._json("GET", "/v1/stats"))
 
+    def estimate(self, body: dict[str, Any], *, device: str | None = None) -> dict[str, Any]:
+        """Memory, time and cost of the job `body` would submit (POST /v1/estimate); nothing is queued."""
+        return dict(self._json("POST", "/v1/estimate", json=body, params=_clean({"device": device})))
+
     def health(self) -> dict[str, Any]:
         return dict(self._json("GET", "/healthz"))
 

@@ -77,6 +77,10 @@ class Settings:
     executor: str = "local"
     """Where workers run their runners, by registered name (tuneyard.worker.executors.registry):
     `local` is a subprocess on the worker's machine."""
+    price_per_cpu_hour: float = 0.0
+    """What an hour of a CPU worker costs, in USD, for estimates and results' cost_usd (0: not billed)."""
+    price_per_cuda_hour: float = 0.0
+    """What an hour of a CUDA GPU worker costs, in USD (0: not billed)."""
 
     def __post_init__(self) -> None:
         # Paths are made absolute once, here, against the directory the process started in: they

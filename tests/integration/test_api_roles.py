@@ -69,6 +69,8 @@ ROLES: dict[Op, tuple[str, int]] = {
     ("DELETE", "/v1/datasets/{dataset_id}"): (MEMBER, 204),
     ("GET", "/v1/jobs"): (MEMBER, 200),
     ("POST", "/v1/jobs"): (MEMBER, 201),
+    ("POST", "/v1/estimate"): (MEMBER, 200),
+    ("POST", "/v1/recommend"): (MEMBER, 200),
     ("GET", "/v1/jobs/{job_id}"): (MEMBER, 200),
     ("DELETE", "/v1/jobs/{job_id}"): (MEMBER, 204),
     ("POST", "/v1/jobs/{job_id}/stop"): (MEMBER, 409),  # the test's job is completed: allowed, refused by state
@@ -94,6 +96,8 @@ BODIES: dict[Op, Callable[[dict[str, Any]], dict[str, Any]]] = {
     ("POST", "/v1/files"): lambda o: {"files": {"file": ("more.jsonl", chat_lines(4))}},
     ("POST", "/v1/datasets"): lambda o: {"json": {"name": f"more-{o['role']}", "file_ids": [o["file_id"]]}},
     ("POST", "/v1/jobs"): lambda o: {"json": job_body(o["dataset_id"])},
+    ("POST", "/v1/estimate"): lambda o: {"json": job_body(o["dataset_id"])},
+    ("POST", "/v1/recommend"): lambda o: {"json": {"base_model": "tiny-llama", "dataset": o["dataset_id"]}},
     ("POST", "/v1/trajectories"): lambda o: {"json": trajectory_body(status="failed")},
     ("POST", "/v1/trajectory-imports"): lambda o: {"content": chat_log_line()},
     ("POST", "/v1/dataset-builds"): lambda o: {"json": {"name": f"built-{uuid.uuid4().hex[:12]}", "source": "chat"}},

@@ -62,6 +62,8 @@ FOREIGN: dict[Op, int] = {
     ("POST", "/v1/datasets"): 422,  # A's file id: "no file"
     ("GET", "/v1/jobs"): 200,
     ("POST", "/v1/jobs"): 422,  # A's dataset id: "no dataset"
+    ("POST", "/v1/estimate"): 422,  # A's dataset id: "no dataset", as a submission
+    ("POST", "/v1/recommend"): 422,  # A's dataset id: "no dataset"
     ("POST", "/v1/trajectories"): 201,
     ("POST", "/v1/trajectory-imports"): 201,
     ("GET", "/v1/trajectories"): 200,

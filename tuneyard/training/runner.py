@@ -17,6 +17,7 @@ from tuneyard.errors import CheckpointError, UserError
 from tuneyard.training import artifacts, checkpoint, contract, failures
 from tuneyard.training.config import read_spec_file, resolve
 from tuneyard.training.control import AbortRequested, RunControl
+from tuneyard.training.footprint import Footprint
 from tuneyard.training.models.catalog import builtin_defaults
 from tuneyard.training.recipes import recipe_for
 from tuneyard.training.telemetry import Telemetry
@@ -67,11 +68,13 @@ def _run(
     if resume_from is not None:
         _check_same_method(resume_from, config.method)
     recipe = build(config, run_dir, telemetry, control)
+    footprint = Footprint.start()
     recipe.setup(resume_from)
     artifacts.write_json_atomic(run_dir / contract.SPEC_FILE, config.to_json())
     if recipe.run() == "stopped":
         return contract.EXIT_STOPPED
     result = recipe.finish()
+    result.update(footprint.report(config, recipe, result))
     artifacts.write_json_atomic(run_dir / contract.RESULT_FILE, result)
     telemetry.emit(contract.KIND_RESULT, **result)
     telemetry.phase("done")

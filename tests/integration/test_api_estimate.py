@@ -1,0 +1,79 @@
+"""POST /v1/estimate: a job's memory, time and cost before it is queued, checked as a submission is."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.support import api
+from tests.support.api import Tenant, create_job, job_body, ready_dataset
+from tuneyard.scheduler import claim
+from tuneyard.settings import Settings
+from tuneyard.store import lifecycle
+from tuneyard.store.engine import Database
+
+app, client, tenant = api.app, api.client, api.tenant
+
+
+@pytest.fixture
+def api_settings(settings: Settings) -> Settings:
+    """Priced CPU hours, so an estimate has a cost."""
+    return settings.with_overrides(price_per_cpu_hour=3.6)
+
+
+def estimate(client: TestClient, tenant: Tenant, body: dict[str, Any]) -> dict[str, Any]:
+    response = client.post("/v1/estimate", headers=tenant.headers, json=body)
+    assert response.status_code == 200, response.text
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+def finish_with_compute(client: TestClient, db: Database, tenant: Tenant, flops: float, seconds: float) -> None:
+    """A job a worker completed on host 'box', its result recording what the runner measured."""
+    dataset = ready_dataset(client, tenant, name=f"calibrate-{flops}")
+    job = create_job(client, tenant, dataset["id"])
+    claimed = claim(db, "box-1-abc", 60)
+    assert claimed is not None and claimed.job_id == job["id"]
+    lifecycle.start(db, job["id"], claimed.attempt)
+    lifecycle.finalize(db, job["id"], claimed.attempt)
+    result = {"compute": {"train_flops": flops, "train_seconds": seconds, "device": "cpu", "host": "box"},
+              "compute_seconds": seconds + 4.0}
+    lifecycle.complete(db, job["id"], claimed.attempt, result, None)
+
+
+def test_the_breakdown_of_a_lora_job_sums_to_its_peak(client: TestClient, tenant: Tenant) -> None:
+    dataset = ready_dataset(client, tenant)
+    body = job_body(dataset["id"], hyperparams={"max_steps": 5, "batch_size": 2, "max_seq_length": 64})
+    answer = estimate(client, tenant, body)
+    memory = answer["memory"]
+    assert answer["model_params"] == 1_049_728 and answer["method"] == "lora"
+    assert memory["peak_bytes"] == sum(memory["components"].values())
+    assert memory["components"]["weights"] > 0 and memory["components"]["lora"] > 0
+    assert memory["components"]["trainable_weights"] == 0
+    assert answer["run"]["steps"] == 5 and answer["run"]["flops"] > 0
+    # no worker has finished a job: no throughput to divide by, and it says so
+    assert answer["time"]["seconds"] is None and "no cpu worker" in answer["time"]["source"]
+    assert answer["cost"]["usd"] is None
+
+
+def test_time_and_cost_follow_the_workers_measured_throughput(client: TestClient, db: Database, tenant: Tenant) -> None:
+    for flops in (1e9, 3e9, 2e9):  # 1, 3 and 2 GFLOP/s: the median is 2
+        finish_with_compute(client, db, tenant, flops, seconds=1.0)
+    dataset = ready_dataset(client, tenant, name="to-estimate")
+    answer = estimate(client, tenant, job_body(dataset["id"], method="full"))
+    time = answer["time"]
+    assert time["calibrated"] and time["flops_per_second"] == 2e9
+    assert time["seconds"] == round(answer["run"]["flops"] / 2e9 + 4.0, 1)  # steps + the jobs' overhead
+    assert set(time["by_host"]) == {"box"}
+    assert time["low"] < time["seconds"] < time["high"]
+    assert answer["cost"]["usd"] == round(time["seconds"] / 3600 * 3.6, 4)
+
+
+def test_an_estimate_is_refused_as_a_submission_would_be(client: TestClient, tenant: Tenant) -> None:
+    response = client.post("/v1/estimate", headers=tenant.headers, json={
+        "base_model": "no-such-model", "datasets": [{"name": "missing"}], "hyperparams": {"batch_size": 0}})
+    assert response.status_code == 422, response.text
+    fields = {p["field"] for p in response.json()["error"]["details"]["problems"]}
+    assert {"base_model", "datasets.0", "hyperparams.batch_size"} <= fields

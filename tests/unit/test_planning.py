@@ -1,0 +1,123 @@
+"""Planning arithmetic: shapes from config.json, the memory breakdown, FLOPs and calibration."""
+
+from __future__ import annotations
+
+import pytest
+
+from tuneyard.errors import SpecError
+from tuneyard.planning.calibration import Sample, pooled, throughputs
+from tuneyard.planning.compute import flops_per_token, run_size
+from tuneyard.planning.memory import COMPONENTS, TrainingSetup, estimate_memory, micro_batch
+from tuneyard.planning.recommend import DataFigures, epochs_for, recommend, seq_len_for
+from tuneyard.planning.shape import BUILTIN_CONFIGS, ModelShape
+from tuneyard.training.models import catalog
+
+
+@pytest.mark.parametrize("model_id", sorted(BUILTIN_CONFIGS))
+def test_builtin_shapes_count_the_catalogs_parameters(model_id: str) -> None:
+    entry = catalog.get_builtin(model_id)
+    assert entry is not None
+    assert ModelShape.from_config(BUILTIN_CONFIGS[model_id]).params == entry.parameters
+
+
+def test_every_builtin_has_a_config_to_estimate_from() -> None:
+    assert {e.id for e in catalog.list_builtins()} == set(BUILTIN_CONFIGS)
+
+
+def test_a_config_without_dimensions_names_what_is_missing() -> None:
+    with pytest.raises(SpecError) as raised:
+        ModelShape.from_config({"model_type": "llama", "hidden_size": 64})
+    assert raised.value.problems[0]["field"] == "base_model"
+    assert "vocab_size" in raised.value.problems[0]["message"]
+
+
+def test_lora_counts_rank_times_in_plus_out_per_adapted_linear() -> None:
+    shape = ModelShape.from_config(BUILTIN_CONFIGS["tiny-llama"])
+    # q 128->128, k/v 128->64, o 128->128, gate/up 128->384, down 384->128: sum(in+out) = 2432
+    assert shape.lora_params(8, "all-linear") == 4 * 8 * 2432
+    assert shape.lora_params(8, ["q_proj", "v_proj"]) == 4 * 8 * (256 + 192)
+
+
+def test_the_breakdown_sums_to_the_peak_and_names_every_component() -> None:
+    shape = ModelShape.from_config(BUILTIN_CONFIGS["smollm2-135m-instruct"])
+    estimate = estimate_memory(shape, TrainingSetup("full", batch_size=2, max_seq_length=256, packing=True))
+    assert set(estimate.components) == set(COMPONENTS)
+    assert estimate.peak_bytes == sum(estimate.components.values())
+    # full fine-tuning: weights, gradients and AdamW's two moments, four fp32 copies in all
+    assert estimate.components["trainable_weights"] == shape.params * 4
+    assert estimate.components["optimizer_state"] == 2 * estimate.components["gradients"]
+
+
+def test_activations_grow_with_tokens_and_shrink_with_checkpointing() -> None:
+    shape = ModelShape.from_config(BUILTIN_CONFIGS["smollm2-135m-instruct"])
+
+    def activations(**kw: object) -> int:
+        setup = TrainingSetup("lora", **{"batch_size": 2, "max_seq_length": 256, "packing": True, **kw})  # type: ignore[arg-type]
+        return estimate_memory(shape, setup).components["activations"]
+
+    assert activations(batch_size=4) == 2 * activations(batch_size=2)
+    assert activations(gradient_checkpointing=True) < activations() / 5
+
+
+def test_padding_free_batches_are_one_sequence_of_typical_examples() -> None:
+    assert micro_batch(8, 512, packing=True).tokens == 8 * 512
+    joined = micro_batch(8, 512, packing=False, example_tokens=100.4)
+    assert (joined.rows, joined.row_tokens, joined.several_examples) == (1, 800, True)
+    assert micro_batch(8, 512, packing=False, example_tokens=5000).row_tokens == 8 * 512  # truncated
+    assert not micro_batch(1, 512, packing=False).several_examples
+
+
+def test_lora_backward_costs_one_forward_and_full_two() -> None:
+    shape = ModelShape.from_config(BUILTIN_CONFIGS["tiny-llama"])
+    full = flops_per_token(shape, TrainingSetup("full", 4, 128))
+    lora = flops_per_token(shape, TrainingSetup("lora", 4, 128, lora_rank=1))
+    assert lora / full == pytest.approx(2 / 3, rel=0.02)
+    recomputed = flops_per_token(shape, TrainingSetup("full", 4, 128, gradient_checkpointing=True))
+    assert recomputed / full == pytest.approx(4 / 3)
+
+
+def test_run_size_from_steps_or_epochs() -> None:
+    setup = TrainingSetup("lora", batch_size=2, max_seq_length=100, packing=True, gradient_accumulation_steps=2)
+    assert run_size(setup, max_steps=5, epochs=1, dataset_tokens=None) == (run_size(setup, 5, 1, 10**6))
+    assert run_size(setup, None, 3, 1000) is not None and run_size(setup, None, 3, 1000).tokens == 3000  # type: ignore[union-attr]
+    assert run_size(setup, None, 1, None) is None
+    assert run_size(setup, 10, 1, 50).tokens == 500  # type: ignore[union-attr]  # a step is the whole small dataset
+
+
+def test_calibration_is_the_median_of_each_hosts_newest_jobs() -> None:
+    samples = [Sample("a", "cpu", 100.0, 1.0, 2.0), Sample("a", "cpu", 300.0, 1.0, 4.0),
+               Sample("a", "cpu", 200.0, 1.0, 3.0), Sample("b", "cpu", 50.0, 1.0, 0.0),
+               Sample("a", "cuda", 9e9, 1.0, 0.0)]
+    by_host = throughputs(samples, "cpu")
+    assert by_host["a"].flops_per_second == 200.0 and by_host["a"].overhead_seconds == 3.0
+    assert by_host["b"].flops_per_second == 50.0
+    assert pooled(samples, "cuda").flops_per_second == 9e9  # type: ignore[union-attr]
+    assert pooled([], "cpu") is None
+
+
+def test_a_result_without_compute_figures_is_no_sample() -> None:
+    assert Sample.from_result({"ppl_final": 3.0}) is None
+    assert Sample.from_result({"compute": {"train_flops": 10.0, "train_seconds": 0}}) is None
+    sample = Sample.from_result({"compute": {"train_flops": 10.0, "train_seconds": 2.0, "device": "cpu", "host": "a"},
+                                 "compute_seconds": 5.0})
+    assert sample is not None and sample.flops_per_second == 5.0 and sample.overhead_seconds == 3.0
+    assert sample.host == "a"
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_recommendations_stay_inside_their_windows_and_lr_falls_with_size(method: str) -> None:
+    last_lr = float("inf")
+    for params in (10**6, 10**8, 10**9, 7 * 10**9, 70 * 10**9):
+        for tokens in (10**4, 10**6, 10**8, 10**10):
+            advice = recommend(params, DataFigures(tokens, lengths=(30, 60, 90, 700)), method, 2048, 4)
+            for name, value in advice["recommended"].items():
+                assert advice["windows"][name]["min"] <= value <= advice["windows"][name]["max"], (name, advice)
+        assert advice["recommended"]["lr"] <= last_lr
+        last_lr = advice["recommended"]["lr"]
+
+
+def test_more_data_means_fewer_passes_and_seq_len_is_a_percentile() -> None:
+    assert epochs_for(10**5) > epochs_for(10**7) > epochs_for(10**9) == 1
+    lengths = tuple(range(1, 101))  # 1..100 tokens: p95 = 95 → 128; p50 → 64; p99 → 128
+    assert seq_len_for(DataFigures(5050, 100, lengths), context=1024, fallback=512) == (128, 64, 128)
+    assert seq_len_for(DataFigures(5050, 100, lengths), context=100, fallback=512)[0] == 100  # the context caps it

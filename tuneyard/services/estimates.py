@@ -1,0 +1,144 @@
+"""Estimate a job before it is queued: its peak memory, its time and its cost.
+
+The request is checked exactly as a submission is (`submission.plan_job`: every problem at once,
+nothing stored), then the arithmetic of `tuneyard.planning` runs on the base model's config.json
+(read, never loaded: the answer takes milliseconds) and the job's resolved hyperparameters. Time
+divides the job's FLOPs by what the workers' own finished jobs reached (`planning.calibration`);
+cost is device-hours times the configured price of the device kind.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tuneyard.errors import SpecError
+from tuneyard.planning import calibration
+from tuneyard.planning.compute import run_size, train_flops
+from tuneyard.planning.memory import Device, TrainingSetup, estimate_memory
+from tuneyard.planning.shape import BUILTIN_CONFIGS, ModelShape
+from tuneyard.services.errors import InvalidRequest
+from tuneyard.services.submission import MAX_CONFIG_BYTES, JobRequest, plan_job
+from tuneyard.settings import Settings
+from tuneyard.store import datasets as datasets_store
+from tuneyard.store.engine import Database
+from tuneyard.store.throughput import finished_samples
+
+TIME_BAND = 0.3
+"""The time estimate's band, ±: what a calibrated worker is held to (tests/training/test_estimates.py)."""
+MEMORY_BAND = 0.2
+"""The memory estimate's band, ±: what the estimate is held to against measured peaks."""
+
+
+def estimate_job(db: Database, settings: Settings, org_id: str, request: JobRequest,
+                 device: Device | None = None) -> dict[str, Any]:
+    """Memory, time and cost of the job `request` would submit; InvalidRequest as a submission gets."""
+    plan = plan_job(db, settings, org_id, request)
+    config = plan.config
+    shape = _shape(config["base_model"])
+    samples = finished_samples(db)
+    device = device or _likely_device(samples)
+    hyperparams = config.get("hyperparams")
+    method = config.get("method")
+    if not isinstance(hyperparams, dict) or not isinstance(method, str):
+        raise InvalidRequest([{"field": "type", "message": f"{plan.type} jobs train nothing to estimate yet"}])
+    tokens, examples = _dataset_figures(db, org_id, plan.dataset_ids, request.spec.get("datasets"))
+    example_tokens = tokens / examples if tokens and examples else None
+    bf16 = hyperparams.get("bf16") is True or (hyperparams.get("bf16") == "auto" and device == "cuda")
+    setup = TrainingSetup.from_hyperparams(method, hyperparams, bf16, example_tokens)
+    memory = estimate_memory(shape, setup, device)
+    train_tokens = None if tokens is None else round(tokens * (1 - float(hyperparams.get("eval_split", 0.0))))
+    size = run_size(setup, hyperparams.get("max_steps"), int(hyperparams.get("epochs", 1)), train_tokens)
+    flops = None if size is None else train_flops(shape, setup, size.tokens)
+    time = _time(flops, samples, device)
+    return {
+        "base_model": request.spec.get("base_model"), "type": plan.type, "method": method, "device": device,
+        "model_params": shape.params,
+        "trainable_params": memory.components["lora"] // 4 if setup.adapter else shape.params,
+        "memory": {**memory.to_json(), "band_pct": round(100 * MEMORY_BAND)},
+        "run": {"steps": size.steps if size else None, "tokens": size.tokens if size else None, "flops": flops},
+        "time": time,
+        "cost": _cost(settings, device, time.get("seconds")),
+    }  # fmt: skip
+
+
+def _shape(runner_source: str) -> ModelShape:
+    try:
+        return ModelShape.from_config(model_config(runner_source))
+    except SpecError as exc:
+        raise InvalidRequest(exc.problems, exc.message) from None
+
+
+def model_config(runner_source: str) -> dict[str, Any]:
+    """A base model's config.json, by what the runner's base_model will be: a built-in's from the
+    table, a folder's read (never its weights); InvalidRequest on base_model when it cannot be read."""
+    config = BUILTIN_CONFIGS.get(runner_source)
+    return dict(config) if config is not None else _read_config(Path(runner_source))
+
+
+def _read_config(folder: Path) -> dict[str, Any]:
+    unreadable = InvalidRequest([{"field": "base_model", "message": (
+        "its config.json cannot be read here (a hub id or a GGUF file): give a model folder or a built-in "
+        "to estimate")}])
+    config_file = folder / "config.json"
+    try:
+        if not folder.is_absolute() or config_file.stat().st_size > MAX_CONFIG_BYTES:
+            raise unreadable
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise unreadable from None
+    if not isinstance(config, dict):
+        raise unreadable
+    return config
+
+
+def _likely_device(samples: list[calibration.Sample]) -> Device:
+    """The device the newest finished job ran on: where the next one most likely runs."""
+    return "cuda" if samples and samples[0].device == "cuda" else "cpu"
+
+
+def _dataset_figures(db: Database, org_id: str, ids: list[str], refs: Any) -> tuple[int | None, int | None]:
+    """(tokens, examples) of the training datasets; None where a dataset has not counted them."""
+    splits = [r.get("split", "train") if isinstance(r, dict) else "train" for r in refs or []]
+    tokens = examples = 0
+    for dataset_id, split in zip(ids, splits, strict=False):
+        if split != "train":
+            continue
+        dataset = datasets_store.get_dataset(db, org_id, dataset_id)
+        if dataset.tokens_est is None or dataset.examples is None:
+            return None, None
+        tokens += dataset.tokens_est
+        examples += dataset.examples
+    return (tokens, examples) if ids else (None, None)
+
+
+def _time(flops: float | None, samples: list[calibration.Sample], device: str) -> dict[str, Any]:
+    """Seconds on each host that has finished a job on `device`, and the service-wide figure."""
+    pooled = calibration.pooled(samples, device)
+    if flops is None or pooled is None:
+        why = ("the run's length depends on a dataset whose tokens are not counted yet" if flops is None
+               else f"no {device} worker has finished a job yet to measure its throughput")
+        return {"seconds": None, "calibrated": False, "source": why, "by_host": {}}
+    by_host = {host: _seconds(flops, t) for host, t in calibration.throughputs(samples, device).items()}
+    seconds = _seconds(flops, pooled)
+    return {"seconds": seconds, "low": round(seconds * (1 - TIME_BAND), 1), "high": round(seconds * (1 + TIME_BAND), 1),
+            "train_seconds": round(flops / pooled.flops_per_second, 1), "calibrated": True,
+            "source": pooled.source, "flops_per_second": pooled.flops_per_second, "by_host": by_host}
+
+
+def _seconds(flops: float, throughput: calibration.Throughput) -> float:
+    return round(flops / throughput.flops_per_second + throughput.overhead_seconds, 1)
+
+
+def price_per_hour(settings: Settings, device: str) -> float:
+    return settings.price_per_cuda_hour if device == "cuda" else settings.price_per_cpu_hour
+
+
+def _cost(settings: Settings, device: str, seconds: float | None) -> dict[str, Any]:
+    price = price_per_hour(settings, device)
+    if seconds is None:
+        return {"usd": None, "price_per_device_hour": price}
+    usd = seconds / 3600 * price
+    return {"usd": round(usd, 4), "low": round(usd * (1 - TIME_BAND), 4), "high": round(usd * (1 + TIME_BAND), 4),
+            "price_per_device_hour": price, "device_hours": round(seconds / 3600, 4)}

@@ -1,0 +1,35 @@
+"""What finished jobs measured about their workers: the samples an estimate's time is calibrated on.
+
+Every completed training job's result carries its FLOPs, the seconds its steps took and the host
+it ran on (`tuneyard.training.footprint`); read here newest first.
+Service-wide on purpose: a worker's speed is a fact about the machine, whoever's job measured it.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from tuneyard.planning.calibration import Sample
+from tuneyard.store.engine import Database
+from tuneyard.store.status import JobStatus
+from tuneyard.store.tables import Job
+
+SAMPLES_READ = 200
+"""The newest completed jobs looked at: enough for every host's recent median, bounded in cost."""
+
+
+def finished_samples(db: Database, limit: int = SAMPLES_READ) -> list[Sample]:
+    """(host, device, FLOPs, seconds) of the newest completed jobs that recorded their compute."""
+    stmt = (
+        select(Job.result)
+        .where(Job.status == JobStatus.COMPLETED.value, Job.result.is_not(None))
+        .order_by(Job.finished_at.desc(), Job.id.desc())
+        .limit(limit)
+    )
+    samples = []
+    with db.read() as session:
+        for result in session.scalars(stmt).all():
+            sample = Sample.from_result(result)
+            if sample is not None:
+                samples.append(sample)
+    return samples

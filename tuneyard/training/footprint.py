@@ -1,0 +1,91 @@
+"""What a run really used, beside what `tuneyard.planning` estimated for it, for its result card.
+
+"Measured peak" is defined here, once, and it is what the estimate estimates:
+- on CPU, the process's peak resident set (getrusage's ru_maxrss, the kernel's high-water mark,
+  so no peak between two samples is missed) minus its resident set just before the model is
+  loaded: the runner's imports (torch, transformers) are there before any job and are not the job's;
+- on CUDA, torch's peak allocated memory on the device since just before the model is loaded.
+
+Compute is recorded as the FLOPs the estimate counts for the tokens really trained on and the
+seconds the optimizer steps took: their ratio is this worker's throughput, what later estimates
+of its time divide by (`tuneyard.planning.calibration`).
+"""
+
+from __future__ import annotations
+
+import resource
+import socket
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+import torch
+
+from tuneyard.errors import SpecError
+from tuneyard.planning.compute import train_flops
+from tuneyard.planning.memory import TrainingSetup, estimate_memory
+from tuneyard.planning.shape import ModelShape
+
+MEASURED_AS = {
+    "cpu": "peak RSS (ru_maxrss) minus RSS before the model was loaded",
+    "cuda": "peak allocated CUDA memory minus allocated before the model was loaded",
+}
+
+
+def _peak_rss_bytes() -> int:
+    # Linux reports ru_maxrss in KiB, macOS in bytes
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+@dataclass
+class Footprint:
+    """Started just before the model loads; read once the run has finished."""
+
+    device: str
+    baseline: int
+
+    @classmethod
+    def start(cls) -> Footprint:
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+            return cls("cuda", torch.cuda.memory_allocated())
+        return cls("cpu", psutil.Process().memory_info().rss)
+
+    def measured_peak(self) -> int:
+        peak = torch.cuda.max_memory_allocated() if self.device == "cuda" else _peak_rss_bytes()
+        return max(0, peak - self.baseline)
+
+    def report(self, config: Any, recipe: Any, result: dict[str, Any]) -> dict[str, Any]:
+        """{"memory": estimate vs measured, "compute": FLOPs, seconds, FLOP/s} for the result card;
+        {} for a job that trains nothing, or whose model's shape cannot be read."""
+        session = getattr(recipe, "session", None)
+        model_config = getattr(getattr(session, "model", None), "config", None)
+        method = getattr(config.spec, "method", None)  # a type that trains nothing has none
+        if model_config is None or not isinstance(method, str):
+            return {}
+        try:
+            shape = ModelShape.from_config(model_config.to_dict())
+        except SpecError:
+            return {}
+        hp = config.hyperparams.model_dump()
+        # the figure the service knows of a stored dataset too: its tokens over its examples
+        stats = getattr(getattr(recipe, "data", None), "stats", None)
+        example_tokens = stats.tokens / stats.examples if stats is not None and stats.examples else None
+        setup = TrainingSetup.from_hyperparams(method, hp, bool(getattr(session, "bf16", False)), example_tokens)
+        estimate = estimate_memory(shape, setup, "cuda" if self.device == "cuda" else "cpu")
+        measured = self.measured_peak()
+        report: dict[str, Any] = {"memory": {
+            "estimated_peak_bytes": estimate.peak_bytes, "measured_peak_bytes": measured,
+            "error_pct": round(100.0 * (estimate.peak_bytes - measured) / max(measured, 1), 1),
+            "measured_as": MEASURED_AS[self.device], "estimate": estimate.to_json(),
+        }}
+        seconds = float(result.get("train_seconds") or 0.0)
+        flops = train_flops(shape, setup, int(result.get("tokens_processed") or 0))
+        report["compute"] = {
+            "train_flops": flops, "train_seconds": seconds,
+            "flops_per_second": round(flops / seconds, 1) if seconds > 0 else None, "device": self.device,
+            "host": socket.gethostname(),  # a worker restarts under a new id; its machine is what was measured
+        }
+        return report
