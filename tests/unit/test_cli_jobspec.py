@@ -96,3 +96,23 @@ def test_bad_sets_are_caught_before_anything_is_uploaded(tmp_path: Path) -> None
     spec.write_text("base_model: tiny-llama\ndatasets:\n  - path: chats.jsonl\n")
     with pytest.raises(SpecUsageError, match="unknown hyperparameter"):
         build(spec, sets=["nope=1"])
+
+
+def test_type_flag_sets_the_fields_of_a_job_type_without_a_method() -> None:
+    def no_upload(path: Path, fmt: str) -> str:
+        raise AssertionError("nothing to upload")
+
+    train = build_request(None, base_model="tiny-llama", datasets=["chats"], method=None, name=None, project=None,
+                          sets=["turns=2", "lr=1e-4", "train_scope=new", "target_params=5000000"],
+                          upload=no_upload, job_type="train")
+    assert train["type"] == "train" and train["target_params"] == 5_000_000
+    assert train["hyperparams"] == {"turns": 2, "lr": 1e-4, "train_scope": "new"}
+    contract = build_request(None, base_model="tiny-llama", datasets=[], method=None, name=None, project=None,
+                             sets=["contraction_ratio=0.25"], upload=no_upload, job_type="contract")
+    assert contract == {"type": "contract", "base_model": "tiny-llama", "contraction_ratio": 0.25}
+    for job_type, flag, says in (("contract", "contraction_ratio=1.5", "less than 1"),
+                                 ("train", "epochs=2", "expected name=value with a name of"),
+                                 ("grow", "turns=2", "--type 'grow': expected one of")):
+        with pytest.raises(SpecUsageError, match=says):
+            build_request(None, base_model="tiny-llama", datasets=[], method=None, name=None, project=None,
+                          sets=[flag], upload=no_upload, job_type=job_type)

@@ -102,6 +102,8 @@ def create(
     ctx: typer.Context,
     spec_file: Annotated[Path | None, typer.Argument(help="A job spec (YAML or JSON); flags override it.",
                                                      exists=True, dir_okay=False)] = None,
+    job_type: Annotated[str | None, typer.Option("--type", help=(
+        "finetune (default), train (grow, then train), contract or merge; --set then names its fields."))] = None,
     base_model: Annotated[str | None, typer.Option("--base-model", help="A base model id.")] = None,
     dataset: Annotated[list[str] | None, typer.Option("--dataset", help="A dataset name or id (repeat).")] = None,
     method: Annotated[str | None, typer.Option(help="lora, qlora or full.")] = None,
@@ -116,7 +118,8 @@ def create(
     with opts.client() as client:
         try:
             body = build_request(spec_file, base_model=base_model, datasets=dataset or [], method=method,
-                                 sets=sets or [], name=name, project=project, upload=_uploader(client, opts.json))
+                                 sets=sets or [], name=name, project=project, upload=_uploader(client, opts.json),
+                                 job_type=job_type)
         except SpecUsageError as exc:
             usage_error(str(exc))
         job = client.create_job(body, idempotency_key=idempotency_key)

@@ -32,6 +32,55 @@ def parse_value(raw: str) -> Any:
     return raw
 
 
+def type_fields(job_type: str) -> dict[str, tuple[Any, bool]] | None:
+    """For a job type without a method, what `--set` may name: name → (its FieldInfo, whether it sits
+    in `hyperparams`, as train's knobs do, or beside `base_model`, as contract's and merge's fields
+    and train's growth do); None for a type that takes a method, whose hyperparameters are the methods'."""
+    from pydantic import BaseModel
+
+    from tuneyard.spec import JOB_TYPES
+
+    if job_type not in JOB_TYPES:
+        raise SpecUsageError(f"--type {job_type!r}: expected one of {', '.join(JOB_TYPES.names())}")
+    entry = JOB_TYPES.get(job_type)
+    if entry.takes_method:
+        return None
+    fields: dict[str, tuple[Any, bool]] = {}
+    for name, info in entry.spec.model_fields.items():
+        if name in ("type", "base_model", "datasets"):
+            continue
+        if name == "hyperparams" and isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            fields.update({k: (v, True) for k, v in info.annotation.model_fields.items()})
+        else:
+            fields[name] = (info, False)
+    return fields
+
+
+def parse_type_sets(pairs: list[str], fields: dict[str, tuple[Any, bool]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`--set name=value` flags as a method-less job type's fields, each checked against its schema:
+    (those that go in hyperparams, those that go beside base_model)."""
+    from typing import Annotated
+
+    from pydantic import TypeAdapter, ValidationError
+
+    nested: dict[str, Any] = {}
+    top: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        name = name.strip()
+        if not sep or name not in fields:
+            raise SpecUsageError(f"--set {pair!r}: expected name=value with a name of {', '.join(sorted(fields))}")
+        value = parse_value(raw)
+        info, in_hyperparams = fields[name]
+        try:
+            checked: Any = Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+            TypeAdapter(checked).validate_python(value)
+        except ValidationError as exc:
+            raise SpecUsageError(f"--set {pair!r}: {exc.errors()[0]['msg']}") from None
+        (nested if in_hyperparams else top)[name] = value
+    return nested, top
+
+
 def parse_sets(pairs: list[str]) -> dict[str, Any]:
     """`--set name=value` flags as hyperparameters, each checked against the schema."""
     # pydantic and the schema load only when a job is being made, not for every command.
@@ -100,16 +149,22 @@ def upload_paths(spec: dict[str, Any], base: Path, upload: Uploader) -> dict[str
 
 def build_request(
     spec_file: Path | None, *, base_model: str | None, datasets: list[str], method: str | None,
-    sets: list[str], name: str | None, project: str | None, upload: Uploader,
+    sets: list[str], name: str | None, project: str | None, upload: Uploader, job_type: str | None = None,
 ) -> dict[str, Any]:
     """The POST /v1/jobs body: the spec file's content with each given flag over it."""
-    hyperparams = parse_sets(sets)
     spec = load_spec_file(spec_file) if spec_file else {}
+    chosen = job_type or spec.get("type")
+    fields = type_fields(chosen) if isinstance(chosen, str) else None
+    if fields is None:
+        hyperparams = parse_sets(sets)
+    else:
+        hyperparams, own = parse_type_sets(sets, fields)
+        spec.update(own)
     if datasets:
         spec["datasets"] = [dataset_ref(d) for d in datasets]
     elif spec_file:
         spec = upload_paths(spec, spec_file.parent, upload)
-    overrides = {"base_model": base_model, "method": method, "name": name, "project_id": project}
+    overrides = {"type": job_type, "base_model": base_model, "method": method, "name": name, "project_id": project}
     spec.update({k: v for k, v in overrides.items() if v is not None})
     if hyperparams:
         current = spec.get("hyperparams")
