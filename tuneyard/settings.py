@@ -77,6 +77,11 @@ class Settings:
     executor: str = "local"
     """Where workers run their runners, by registered name (tuneyard.worker.executors.registry):
     `local` is a subprocess on the worker's machine."""
+    gguf_converter_dir: Path | None = None
+    """llama.cpp's HF → GGUF converter folder; None means where scripts/llama_cpp_wheel extracts it
+    (~/.cache/tuneyard/wheels/llama-cpp-converter-<version>)."""
+    export_threads: int = 2
+    """CPU threads an export's conversion and llama.cpp verification use (it runs at runner_nice)."""
     price_per_cpu_hour: float = 0.0
     """What an hour of a CPU worker costs, in USD, for estimates and results' cost_usd (0: not billed)."""
     price_per_cuda_hour: float = 0.0

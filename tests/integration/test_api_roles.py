@@ -48,6 +48,10 @@ ROLES: dict[Op, tuple[str, int]] = {
     ("GET", "/v1/models"): (MEMBER, 200),
     ("GET", "/v1/models/{model_id}"): (MEMBER, 200),
     ("DELETE", "/v1/models/{model_id}"): (MEMBER, 204),
+    ("POST", "/v1/models/{model_id}/exports"): (MEMBER, 422),  # a GGUF of the adapter as is: refused up front
+    ("GET", "/v1/models/{model_id}/exports"): (MEMBER, 200),
+    ("GET", "/v1/models/{model_id}/exports/{export_id}"): (MEMBER, 200),
+    ("POST", "/v1/models/{model_id}/ollama"): (MEMBER, 409),  # the test's model has no GGUF export
     ("POST", "/v1/trajectories"): (MEMBER, 201),
     ("POST", "/v1/trajectory-imports"): (MEMBER, 201),
     ("GET", "/v1/trajectories"): (MEMBER, 200),
@@ -96,6 +100,8 @@ BODIES: dict[Op, Callable[[dict[str, Any]], dict[str, Any]]] = {
     ("POST", "/v1/files"): lambda o: {"files": {"file": ("more.jsonl", chat_lines(4))}},
     ("POST", "/v1/datasets"): lambda o: {"json": {"name": f"more-{o['role']}", "file_ids": [o["file_id"]]}},
     ("POST", "/v1/jobs"): lambda o: {"json": job_body(o["dataset_id"])},
+    ("POST", "/v1/models/{model_id}/exports"): lambda o: {"json": {"format": "gguf", "variant": "adapter"}},
+    ("POST", "/v1/models/{model_id}/ollama"): lambda o: {"json": {"ollama_url": "http://127.0.0.1:9"}},
     ("POST", "/v1/estimate"): lambda o: {"json": job_body(o["dataset_id"])},
     ("POST", "/v1/recommend"): lambda o: {"json": {"base_model": "tiny-llama", "dataset": o["dataset_id"]}},
     ("POST", "/v1/trajectories"): lambda o: {"json": trajectory_body(status="failed")},

@@ -28,7 +28,7 @@ from tuneyard.api.server import server_config
 from tuneyard.scheduler import claim
 from tuneyard.services.runs import run_dir
 from tuneyard.settings import Settings
-from tuneyard.store import lifecycle, telemetry, tenancy
+from tuneyard.store import exports, lifecycle, telemetry, tenancy
 from tuneyard.store.engine import Database
 
 UPLOAD_LIMIT = 64 * 1024
@@ -192,9 +192,21 @@ def finished_job(client: TestClient, db: Database, settings: Settings, tenant: T
     model = lifecycle.NewTrainedModel(kind="adapter", path=str(folder / "final"), base_model="tiny-llama",
                                      datasets=[dataset["id"]])
     done = lifecycle.complete(db, job_id, attempt, result, model)
+    assert done.output_model_id is not None
     return {"job_id": job_id, "dataset_id": dataset["id"], "file_id": dataset["file_ids"][0],
             "checkpoint_id": checkpoint.id, "model_id": done.output_model_id, "result": result,
-            **built_objects(client, tenant)}
+            **built_objects(client, tenant),
+            "export_id": failed_export(db, tenant.org_id, done.output_model_id, settings)}
+
+
+def failed_export(db: Database, org_id: str, model_id: str, settings: Settings) -> str:
+    """An export of the model that ran and failed: a row to read, never one a started app would run."""
+    row = exports.create_export(db, org_id, model_id, format="gguf", quantization="q8_0", variant="merged",
+                                exports_dir=str(settings.data_dir / "exports"))
+    assert exports.claim(db, row.id)
+    exports.finish(db, row.id, error={"error_type": "user_error", "message": "a fake export that failed",
+                                      "details": {}})
+    return row.id
 
 
 def built_objects(client: TestClient, tenant: Tenant) -> dict[str, Any]:

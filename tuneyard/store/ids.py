@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime
 
-PREFIXES = ("org", "proj", "key", "file", "ds", "model", "job", "ckpt", "bm")
+PREFIXES = ("org", "proj", "key", "file", "ds", "model", "job", "ckpt", "bm", "exp")
 
 
 def new_id(prefix: str) -> str:

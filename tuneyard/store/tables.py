@@ -269,6 +269,25 @@ class TrainedModel(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ModelExport(Base):
+    """One export of a trained model (store/exports.py holds its statuses and moves)."""
+
+    __tablename__ = "model_exports"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    org_id: Mapped[str] = _org_fk()
+    model_id: Mapped[str] = mapped_column(ID, ForeignKey("trained_models.id", ondelete="CASCADE"), index=True)
+    format: Mapped[str] = mapped_column(String(32))
+    quantization: Mapped[str | None] = mapped_column(String(32))
+    variant: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    path: Mapped[str] = mapped_column(Text)  # where the sealed export folder lands
+    manifest: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # files, sizes, sha256, verification
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # error_type, message, details (figures)
+    attempts: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+
 class Worker(Base):
     __tablename__ = "workers"
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
