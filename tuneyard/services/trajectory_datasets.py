@@ -64,7 +64,8 @@ class BuildFilters(_Strict):
                                since=self.since, until=self.until, min_llm_calls=self.min_llm_calls)
 
     def recorded(self) -> dict[str, Any]:
-        return self.model_dump(by_alias=True, exclude_none=True, exclude={"name"})
+        # A subclass's own fields (the API's dryRun) say how to answer, not what was built.
+        return self.model_dump(by_alias=True, exclude_none=True, include=set(BuildFilters.model_fields) - {"name"})
 
 
 @dataclass(frozen=True)
