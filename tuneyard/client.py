@@ -307,6 +307,13 @@ class TuneyardClient:
     def stats(self) -> dict[str, Any]:
         return dict(self._json("GET", "/v1/stats"))
 
+    def list_templates(self) -> list[dict[str, Any]]:
+        return self._data("/v1/templates")
+
+    def create_template(self, name: str, spec: dict[str, Any], description: str = "") -> dict[str, Any]:
+        body = {"name": name, "description": description, "spec": spec}
+        return dict(self._json("POST", "/v1/templates", json=body))
+
     def estimate(self, body: dict[str, Any], *, device: str | None = None) -> dict[str, Any]:
         """Memory, time and cost of the job `body` would submit (POST /v1/estimate); nothing is queued."""
         return dict(self._json("POST", "/v1/estimate", json=body, params=_clean({"device": device})))

@@ -75,6 +75,8 @@ ROLES: dict[Op, tuple[str, int]] = {
     ("POST", "/v1/jobs"): (MEMBER, 201),
     ("POST", "/v1/estimate"): (MEMBER, 200),
     ("POST", "/v1/recommend"): (MEMBER, 200),
+    ("GET", "/v1/templates"): (MEMBER, 200),
+    ("POST", "/v1/templates"): (MEMBER, 201),
     ("GET", "/v1/jobs/{job_id}"): (MEMBER, 200),
     ("DELETE", "/v1/jobs/{job_id}"): (MEMBER, 204),
     ("POST", "/v1/jobs/{job_id}/stop"): (MEMBER, 409),  # the test's job is completed: allowed, refused by state
@@ -104,6 +106,7 @@ BODIES: dict[Op, Callable[[dict[str, Any]], dict[str, Any]]] = {
     ("POST", "/v1/models/{model_id}/ollama"): lambda o: {"json": {"ollama_url": "http://127.0.0.1:9"}},
     ("POST", "/v1/estimate"): lambda o: {"json": job_body(o["dataset_id"])},
     ("POST", "/v1/recommend"): lambda o: {"json": {"base_model": "tiny-llama", "dataset": o["dataset_id"]}},
+    ("POST", "/v1/templates"): lambda o: {"json": {"name": f"tpl-{uuid.uuid4().hex[:12]}", "spec": {"method": "full"}}},
     ("POST", "/v1/trajectories"): lambda o: {"json": trajectory_body(status="failed")},
     ("POST", "/v1/trajectory-imports"): lambda o: {"content": chat_log_line()},
     ("POST", "/v1/dataset-builds"): lambda o: {"json": {"name": f"built-{uuid.uuid4().hex[:12]}", "source": "chat"}},

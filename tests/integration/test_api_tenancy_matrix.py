@@ -64,6 +64,8 @@ FOREIGN: dict[Op, int] = {
     ("POST", "/v1/jobs"): 422,  # A's dataset id: "no dataset"
     ("POST", "/v1/estimate"): 422,  # A's dataset id: "no dataset", as a submission
     ("POST", "/v1/recommend"): 422,  # A's dataset id: "no dataset"
+    ("GET", "/v1/templates"): 200,  # the built-ins and B's own
+    ("POST", "/v1/templates"): 201,
     ("POST", "/v1/trajectories"): 201,
     ("POST", "/v1/trajectory-imports"): 201,
     ("GET", "/v1/trajectories"): 200,

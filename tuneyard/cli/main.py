@@ -23,6 +23,7 @@ app.add_typer(datasets.app, name="datasets")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(catalog.models, name="models")
 app.command("estimate")(planning.estimate)
+app.add_typer(planning.templates, name="templates")
 
 
 @app.callback()

@@ -1,4 +1,4 @@
-"""`tuneyard estimate`: what a job would need, take and cost, before submitting it."""
+"""`tuneyard estimate` (what a job would need, take and cost) and `tuneyard templates` (what jobs start from)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from tuneyard.cli.common import emit_json, options, stdout, table, usage_error
-from tuneyard.cli.jobspec import SpecUsageError, build_request
+from tuneyard.cli.common import emit_json, options, report, stdout, table, usage_error
+from tuneyard.cli.jobspec import SpecUsageError, build_request, load_spec_file
 
 
 def _no_upload(path: Path, data_format: str) -> str:
@@ -59,3 +59,38 @@ def show_estimate(answer: dict[str, Any]) -> None:
 
 def _gb(value: int) -> str:
     return f"{value / 1e9:.3f}"
+
+
+templates = typer.Typer(help="Job templates: partial job specs a submission names as `template` and overrides.",
+                        no_args_is_help=True)
+
+
+@templates.command("list")
+def list_templates(ctx: typer.Context) -> None:
+    """Built-in templates, then your organization's."""
+    opts = options(ctx)
+    with opts.client() as client:
+        items = client.list_templates()
+    if opts.json:
+        emit_json(items)
+        return
+    table(["NAME", "TYPE", "BUILT-IN", "AVAILABLE", "DESCRIPTION"],
+          [(t["name"], t["type"], t["builtin"], t["available"], t["description"]) for t in items])
+
+
+@templates.command("create")
+def create_template(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="What submissions give as `template`.")],
+    spec_file: Annotated[Path, typer.Argument(help="A partial job spec (YAML or JSON).", exists=True, dir_okay=False)],
+    description: Annotated[str, typer.Option(help="What the template is for.")] = "",
+) -> None:
+    """Save a partial job spec as your organization's template."""
+    opts = options(ctx)
+    try:
+        spec = load_spec_file(spec_file)
+    except SpecUsageError as exc:
+        usage_error(str(exc))
+    with opts.client() as client:
+        saved = client.create_template(name, spec, description)
+    report(opts, saved, f"template {saved['name']} saved")

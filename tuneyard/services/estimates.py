@@ -18,6 +18,7 @@ from tuneyard.planning import calibration
 from tuneyard.planning.compute import run_size, train_flops
 from tuneyard.planning.memory import Device, TrainingSetup, estimate_memory
 from tuneyard.planning.shape import BUILTIN_CONFIGS, ModelShape
+from tuneyard.services import templates
 from tuneyard.services.errors import InvalidRequest
 from tuneyard.services.submission import MAX_CONFIG_BYTES, JobRequest, plan_job
 from tuneyard.settings import Settings
@@ -34,6 +35,7 @@ MEMORY_BAND = 0.2
 def estimate_job(db: Database, settings: Settings, org_id: str, request: JobRequest,
                  device: Device | None = None) -> dict[str, Any]:
     """Memory, time and cost of the job `request` would submit; InvalidRequest as a submission gets."""
+    request = templates.with_template(db, org_id, request)
     plan = plan_job(db, settings, org_id, request)
     config = plan.config
     shape = _shape(config["base_model"])

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from tuneyard.services import path_display
+from tuneyard.services import path_display, templates
 from tuneyard.services.errors import RateLimited, TrainingFailed
 from tuneyard.services.job_view import JobView
 from tuneyard.services.runs import remove_run, run_dir
@@ -54,7 +54,7 @@ def submit_job(db: Database, settings: Settings, caller: Principal, request: Job
     Raises InvalidRequest (every problem at once), IdempotencyConflict, RateLimited, or
     QuotaExceeded (the organization's queued and running jobs).
     """
-    plan = plan_job(db, settings, caller.org_id, request)
+    plan = plan_job(db, settings, caller.org_id, templates.with_template(db, caller.org_id, request))
     new = store.NewJob(
         org_id=caller.org_id, type=plan.type, spec=plan.spec, config=plan.config,
         name=request.name, project_id=request.project_id, user_key_id=caller.key_id,
