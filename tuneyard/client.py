@@ -318,6 +318,29 @@ class TuneyardClient:
         """Memory, time and cost of the job `body` would submit (POST /v1/estimate); nothing is queued."""
         return dict(self._json("POST", "/v1/estimate", json=body, params=_clean({"device": device})))
 
+    # -- trajectories and the datasets built from them -------------------------------------------
+
+    def ingest_trajectories(self, trajectories: list[dict[str, Any]]) -> dict[str, Any]:
+        return dict(self._json("POST", "/v1/trajectories", json={"trajectories": trajectories}))
+
+    def import_trajectories(self, lines: bytes, *, source: str = "import", task: str | None = None) -> dict[str, Any]:
+        """OpenAI-style chat logs (JSONL); a 422 names every bad line as `lines.N`."""
+        return dict(self._json("POST", "/v1/trajectory-imports", content=lines,
+                               params=_clean({"source": source, "task": task}),
+                               headers={"Content-Type": "application/x-ndjson"}))
+
+    def list_trajectories(self, *, limit: int = 100, offset: int = 0, task: str | None = None,
+                          status: str | None = None, source: str | None = None) -> dict[str, Any]:
+        params = _clean({"limit": limit, "offset": offset, "task": task, "status": status, "source": source})
+        return dict(self._json("GET", "/v1/trajectories", params=params))
+
+    def get_trajectory(self, trajectory_id: str) -> dict[str, Any]:
+        return dict(self._json("GET", f"/v1/trajectories/{trajectory_id}"))
+
+    def build_dataset(self, **filters: Any) -> dict[str, Any]:
+        """POST /v1/dataset-builds with document 003's filter names (minLlmCallsPerTrajectory, ...)."""
+        return dict(self._json("POST", "/v1/dataset-builds", json=_clean(filters)))
+
     def health(self) -> dict[str, Any]:
         return dict(self._json("GET", "/healthz"))
 

@@ -9,6 +9,7 @@ import typer
 
 from tuneyard.cli import catalog, datasets, jobs, keys, orgs, planning
 from tuneyard.cli import serve as serve_command
+from tuneyard.cli import trajectories as trajectory_commands
 from tuneyard.cli.common import CliGroup, Globals
 from tuneyard.settings import Settings
 
@@ -22,6 +23,7 @@ app.add_typer(catalog.base_models, name="base-models")
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(catalog.models, name="models")
+app.add_typer(trajectory_commands.app, name="trajectories")
 app.command("estimate")(planning.estimate)
 app.add_typer(planning.templates, name="templates")
 
