@@ -30,7 +30,8 @@ def estimate(client: TestClient, tenant: Tenant, body: dict[str, Any]) -> dict[s
     return answer
 
 
-def finish_with_compute(client: TestClient, db: Database, tenant: Tenant, flops: float, seconds: float) -> None:
+def finish_with_compute(client: TestClient, db: Database, tenant: Tenant, flops: float, seconds: float,
+                        memory_error_pct: float = 0.0) -> None:
     """A job a worker completed on host 'box', its result recording what the runner measured."""
     dataset = ready_dataset(client, tenant, name=f"calibrate-{flops}")
     job = create_job(client, tenant, dataset["id"])
@@ -39,7 +40,7 @@ def finish_with_compute(client: TestClient, db: Database, tenant: Tenant, flops:
     lifecycle.start(db, job["id"], claimed.attempt)
     lifecycle.finalize(db, job["id"], claimed.attempt)
     result = {"compute": {"train_flops": flops, "train_seconds": seconds, "device": "cpu", "host": "box"},
-              "compute_seconds": seconds + 4.0}
+              "compute_seconds": seconds + 4.0, "memory": {"error_pct": memory_error_pct}}
     lifecycle.complete(db, job["id"], claimed.attempt, result, None)
 
 
@@ -77,3 +78,12 @@ def test_an_estimate_is_refused_as_a_submission_would_be(client: TestClient, ten
     assert response.status_code == 422, response.text
     fields = {p["field"] for p in response.json()["error"]["details"]["problems"]}
     assert {"base_model", "datasets.0", "hyperparams.batch_size"} <= fields
+
+
+def test_stats_show_how_the_memory_estimates_held(client: TestClient, db: Database, tenant: Tenant) -> None:
+    empty = client.get("/v1/stats", headers=tenant.headers).json()["memory_estimates"]
+    assert empty["jobs"] == 0 and empty["mean_abs_error_pct"] is None
+    for flops, error in ((1e9, 10.0), (2e9, -4.0)):
+        finish_with_compute(client, db, tenant, flops, seconds=1.0, memory_error_pct=error)
+    held = client.get("/v1/stats", headers=tenant.headers).json()["memory_estimates"]
+    assert held == {"jobs": 2, "mean_error_pct": 3.0, "mean_abs_error_pct": 7.0, "worst_abs_error_pct": 10.0}

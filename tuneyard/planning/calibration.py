@@ -81,3 +81,13 @@ def _median(samples: list[Sample], source: str) -> Throughput:
         overhead_seconds=statistics.median(s.overhead_seconds for s in samples),
         jobs=len(samples), source=source,
     )  # fmt: skip
+
+
+def accuracy(errors: list[float]) -> dict[str, Any]:
+    """The running error of the memory estimates (each in % of the measured peak): how many, the mean
+    signed error (a bias), the mean and worst absolute error."""
+    if not errors:
+        return {"jobs": 0, "mean_error_pct": None, "mean_abs_error_pct": None, "worst_abs_error_pct": None}
+    absolute = [abs(e) for e in errors]
+    return {"jobs": len(errors), "mean_error_pct": round(statistics.mean(errors), 1),
+            "mean_abs_error_pct": round(statistics.mean(absolute), 1), "worst_abs_error_pct": round(max(absolute), 1)}

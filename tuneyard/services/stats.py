@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from tuneyard.planning.calibration import accuracy
 from tuneyard.scheduler.workers import workers_alive
 from tuneyard.settings import Settings
 from tuneyard.store import stats as store
 from tuneyard.store.engine import Database
 from tuneyard.store.observability import jobs_by_org, service_figures
+from tuneyard.store.throughput import memory_errors
 
 # Latency buckets (seconds) for claim latency and job duration: from sub-second to a day.
 BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
@@ -16,6 +20,11 @@ def org_stats(db: Database, settings: Settings, org_id: str) -> store.Stats:
     """Jobs by status, queue depth, model and dataset counts, workers alive."""
     # A worker is alive while its heartbeat is younger than a lease: after that its jobs are reaped.
     return store.stats(db, org_id, worker_window_s=_alive_window(settings))
+
+
+def memory_estimate_accuracy(db: Database, org_id: str) -> dict[str, Any]:
+    """The running error of the memory estimates over the organization's finished jobs."""
+    return accuracy(memory_errors(db, org_id))
 
 
 def _alive_window(settings: Settings) -> float:

@@ -33,3 +33,22 @@ def finished_samples(db: Database, limit: int = SAMPLES_READ) -> list[Sample]:
             if sample is not None:
                 samples.append(sample)
     return samples
+
+
+def memory_errors(db: Database, org_id: str, limit: int = SAMPLES_READ) -> list[float]:
+    """Each of the organization's newest completed jobs' memory estimate error, in % of what it measured."""
+    stmt = (
+        select(Job.result)
+        .where(Job.org_id == org_id, Job.status == JobStatus.COMPLETED.value, Job.result.is_not(None))
+        .order_by(Job.finished_at.desc(), Job.id.desc())
+        .limit(limit)
+    )
+    with db.read() as session:
+        results = session.scalars(stmt).all()
+    errors = []
+    for result in results:
+        memory = result.get("memory") if isinstance(result, dict) else None
+        error = memory.get("error_pct") if isinstance(memory, dict) else None
+        if isinstance(error, int | float):
+            errors.append(float(error))
+    return errors

@@ -23,8 +23,10 @@ operator_router = APIRouter(responses=ERROR_RESPONSES)
 
 @router.get("/v1/stats", response_model=StatsPublic, tags=["stats"])
 def get_stats(context: Context, caller: Caller) -> StatsPublic:
-    """Your jobs by status, the queue depth, model and dataset counts, and workers alive."""
-    return StatsPublic.of(stats.org_stats(context.db, context.settings, caller.org_id))
+    """Your jobs by status, the queue depth, model and dataset counts, workers alive, and how the memory
+    estimates held against your finished jobs."""
+    return StatsPublic.of(stats.org_stats(context.db, context.settings, caller.org_id),
+                          stats.memory_estimate_accuracy(context.db, caller.org_id))
 
 
 @operator_router.get("/healthz", tags=["health"], responses={

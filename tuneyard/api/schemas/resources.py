@@ -117,8 +117,11 @@ class StatsPublic(BaseModel):
     models: int
     datasets: int
     workers_alive: int
+    memory_estimates: dict[str, Any] = Field(default_factory=dict, description=(
+        "How the memory estimates held against your finished jobs' measured peaks: jobs, mean_error_pct "
+        "(signed), mean_abs_error_pct, worst_abs_error_pct."))
 
     @classmethod
-    def of(cls, s: Stats) -> StatsPublic:
+    def of(cls, s: Stats, memory_estimates: dict[str, Any] | None = None) -> StatsPublic:
         return cls(jobs_by_status=s.jobs_by_status, queue_depth=s.queue_depth, models=s.models,
-                   datasets=s.datasets, workers_alive=s.workers_alive)
+                   datasets=s.datasets, workers_alive=s.workers_alive, memory_estimates=memory_estimates or {})
