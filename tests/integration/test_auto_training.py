@@ -110,6 +110,16 @@ def test_a_run_left_by_a_dead_process_is_finished_once(db: Database, settings: S
     assert [r["status"] for r in auto_training.history(db, caller.org_id)] == ["submitted"]
 
 
+def test_a_start_up_finishes_what_a_dead_process_left(db: Database, settings: Settings) -> None:
+    caller = configure(db, settings)
+    trajectories.ingest(db, caller.org_id, trajectories.parse_body(
+        {"trajectories": [trajectory_body(f"t{i}", task="qa") for i in range(10)]}))
+    run = store.try_fire(db, caller.org_id, "qa", threshold=10, cooldown_hours=0, now=utcnow() - timedelta(minutes=2))
+    assert run is not None
+    assert auto_training.recover_unfinished(db, settings) == [run.id]
+    assert auto_training.recover_unfinished(db, settings) == [] and counts(db, caller.org_id) == (1, 1)
+
+
 def test_within_the_cooldown_nothing_fires(db: Database, settings: Settings) -> None:
     caller = configure(db, settings, cooldown_hours=1)
     assert len(ingest(db, settings, caller.org_id, 10)) == 1

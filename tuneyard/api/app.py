@@ -22,7 +22,7 @@ from tuneyard.api.openapi import install_openapi
 from tuneyard.api.routes import system
 from tuneyard.console import install_console
 from tuneyard.permissions import private_umask, secure_data_dir
-from tuneyard.services import datasets, exports
+from tuneyard.services import auto_training, datasets, exports
 from tuneyard.settings import Settings
 from tuneyard.store.engine import Database, make_engine
 from tuneyard.store.migrate import migrate
@@ -51,6 +51,8 @@ def create_app(settings: Settings, db: Database | None = None, *, stream_poll_se
                          name="validate-unfinished").start()
         threading.Thread(target=exports.run_unfinished, args=(database, settings), daemon=True,
                          name="exports-unfinished").start()
+        threading.Thread(target=auto_training.recover_unfinished, args=(database, settings), daemon=True,
+                         name="auto-training-unfinished").start()
         yield
         if owned:
             database.dispose()

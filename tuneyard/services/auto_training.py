@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 STALE_AFTER = timedelta(minutes=10)
 """A run still `fired` this long after its claim was left by a process that died mid-way."""
+STARTUP_STALE_AFTER = timedelta(minutes=1)
+"""At start-up, sooner: a live process finishes a run in seconds, and finishing one twice makes
+the same dataset and job anyway."""
 TEMPLATE_PLACEHOLDER = "ds_auto_training_placeholder"
 
 
@@ -116,6 +119,12 @@ def recover(db: Database, settings: Settings, org_id: str, older_than: timedelta
     for run in runs:
         complete(db, settings, run)
     return [r.id for r in runs]
+
+
+def recover_unfinished(db: Database, settings: Settings, older_than: timedelta = STARTUP_STALE_AFTER) -> list[str]:
+    """Every organization's runs a dead process left `fired`, finished (run at the API's start-up)."""
+    return [run for org_id in store.orgs_with_unfinished_runs(db)
+            for run in recover(db, settings, org_id, older_than)]
 
 
 def complete(db: Database, settings: Settings, run: AutoTrainingRun) -> None:

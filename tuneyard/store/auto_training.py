@@ -110,6 +110,13 @@ def claim_stale(db: Database, org_id: str, older_than: timedelta, now: datetime 
     return claimed
 
 
+def orgs_with_unfinished_runs(db: Database) -> list[str]:
+    """Organizations with a run still `fired`: what a start-up recovers."""
+    with db.read() as session:
+        return sorted(session.scalars(select(AutoTrainingRun.org_id).where(AutoTrainingRun.status == "fired")
+                                      .distinct()))
+
+
 def set_dataset(db: Database, run_id: str, dataset_id: str) -> None:
     with db.write() as session:
         session.execute(update(AutoTrainingRun).where(AutoTrainingRun.id == run_id)
