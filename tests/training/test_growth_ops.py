@@ -62,3 +62,17 @@ def test_target_params_grows_depth_to_the_nearest_block(model_cache: Path) -> No
     block = sum(p.numel() for p in model.model.layers[0].parameters())
     plan = depth_for_target(model, total + 3 * block + block // 3)
     assert plan == GrowthPlan(4 + 3, 384)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("depth", "width"), [(2.0, 1.0), (1.0, 1.5)], ids=["depth2", "width1.5"])
+def test_growth_keeps_the_function_of_smollm2(depth: float, width: float) -> None:
+    from tests.support.models import smollm2_gguf_path
+
+    gguf = smollm2_gguf_path()
+    source_ref = resolve_model_source(str(gguf), gguf.parent)
+    source, tokenizer = load_model(source_ref), load_tokenizer(source_ref)
+    grown = load_model(source_ref)
+    grow(grown, plan_growth(grown.config, depth, width), torch.Generator().manual_seed(0))
+    kl, same_generations = kl_and_greedy(source, grown, tokenizer)
+    assert kl <= 1e-6 and same_generations

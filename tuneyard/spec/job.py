@@ -121,6 +121,7 @@ class GrowthHyperparams(BaseModel):
     gradient_accumulation_steps: int = Field(1, ge=1, le=1024, description="Micro-batches per optimizer step.")
     eval_split: float = Field(0.1, ge=0.0, lt=1.0, description="Share of the examples held out for evaluation.")
     save_steps: int | None = Field(None, ge=1, le=MAX_STEPS, description="Checkpoint every N steps.")
+    eval_steps: int | None = Field(None, ge=1, le=MAX_STEPS, description="Evaluate every N optimizer steps.")
     bf16: bool | Literal["auto"] = Field("auto", description="bf16 autocast; 'auto' where the hardware is fast at it.")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Seeds data order, growth and dropout.")
 
@@ -130,7 +131,8 @@ class GrowthHyperparams(BaseModel):
         return Hyperparams(
             epochs=self.turns, max_steps=steps, learning_rate=self.lr, max_seq_length=self.seq_len,
             batch_size=self.batch_size, gradient_accumulation_steps=self.gradient_accumulation_steps,
-            eval_split=self.eval_split, save_steps=self.save_steps, bf16=self.bf16, seed=self.seed,
+            eval_split=self.eval_split, save_steps=self.save_steps, eval_steps=self.eval_steps, bf16=self.bf16,
+            seed=self.seed,
             lr_scheduler="constant",  # the recipe's own cosine, restarted each cycle, replaces it
         )  # fmt: skip
 
