@@ -13,6 +13,7 @@ from tuneyard.scheduler import claim
 from tuneyard.settings import Settings
 from tuneyard.store import lifecycle
 from tuneyard.store.engine import Database
+from tuneyard.store.jobs import load_job
 
 app, client, tenant = api.app, api.client, api.tenant
 
@@ -87,3 +88,14 @@ def test_stats_show_how_the_memory_estimates_held(client: TestClient, db: Databa
         finish_with_compute(client, db, tenant, flops, seconds=1.0, memory_error_pct=error)
     held = client.get("/v1/stats", headers=tenant.headers).json()["memory_estimates"]
     assert held == {"jobs": 2, "mean_error_pct": 3.0, "mean_abs_error_pct": 7.0, "worst_abs_error_pct": 10.0}
+
+
+def test_a_train_jobs_runner_prices_its_result_at_the_configured_price(
+    client: TestClient, db: Database, tenant: Tenant
+) -> None:
+    dataset = ready_dataset(client, tenant, name="to-grow")
+    body = {"type": "train", "base_model": "tiny-llama", "datasets": [{"id": dataset["id"]}],
+            "price_per_device_hour": 99.0}  # the service's price, not the caller's
+    response = client.post("/v1/jobs", headers=tenant.headers, json=body)
+    assert response.status_code == 201, response.text
+    assert load_job(db, response.json()["id"]).config["price_per_device_hour"] == 3.6

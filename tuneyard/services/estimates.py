@@ -95,8 +95,12 @@ def _read_config(folder: Path) -> dict[str, Any]:
     return config
 
 
-def _likely_device(samples: list[calibration.Sample]) -> Device:
+def likely_device(db: Database) -> Device:
     """The device the newest finished job ran on: where the next one most likely runs."""
+    return _likely_device(finished_samples(db, limit=1))
+
+
+def _likely_device(samples: list[calibration.Sample]) -> Device:
     return "cuda" if samples and samples[0].device == "cuda" else "cpu"
 
 

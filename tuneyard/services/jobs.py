@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from tuneyard.services import path_display, templates
+from tuneyard.services import estimates, path_display, templates
 from tuneyard.services.errors import RateLimited, TrainingFailed
 from tuneyard.services.job_view import JobView
 from tuneyard.services.runs import remove_run, run_dir
@@ -55,6 +55,8 @@ def submit_job(db: Database, settings: Settings, caller: Principal, request: Job
     QuotaExceeded (the organization's queued and running jobs).
     """
     plan = plan_job(db, settings, caller.org_id, templates.with_template(db, caller.org_id, request))
+    if "price_per_device_hour" in plan.config:  # a type whose runner prices its result (train): the service's price
+        plan.config["price_per_device_hour"] = estimates.price_per_hour(settings, estimates.likely_device(db))
     new = store.NewJob(
         org_id=caller.org_id, type=plan.type, spec=plan.spec, config=plan.config,
         name=request.name, project_id=request.project_id, user_key_id=caller.key_id,
