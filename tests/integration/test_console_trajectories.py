@@ -1,6 +1,7 @@
 """The console's trajectory pages, signed in as a user: the list with its filters, one trajectory's
 calls as a chat, a build through the session as the page's script makes it, and auto-training's
-history naming the dataset and job it made. (In-process; a browser run is not written yet.)"""
+history naming the dataset and job it made; in-process (tests/e2e/test_console_trajectories.py
+drives the same pages in Chromium)."""
 
 from __future__ import annotations
 
