@@ -1,26 +1,27 @@
 """Kill the runner, the worker or the whole service mid-training: the job is not lost, it
-resumes from its last checkpoint and ends bit for bit where an uninterrupted run ends."""
+resumes from its last checkpoint and ends bit for bit where a separate, uninterrupted run of the
+same spec ends, started from a cold model cache."""
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+import yaml
 
-from tests.e2e.test_service_jobs import step_of, submit
-from tests.support.runs import final_tensors, run_runner
+from tests.e2e.test_service_jobs import EXAMPLES, HYPERPARAMS, step_of, submit
+from tests.support.runs import final_tensors, run_runner, step_losses
 from tests.support.service import Service, runner_pids, wait_until
 from tuneyard.client import TuneyardClient
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
-LONG = {"epochs": 10, "save_steps": 3}
+# 58 training examples at 8 a step: 32 steps, a checkpoint every 3, for a kill to land mid-run.
+LONG = {"epochs": 4, "save_steps": 3}
 
 
 def wait_mid_training(client: TuneyardClient, job_id: str) -> dict[str, Any]:
@@ -33,21 +34,26 @@ def wait_mid_training(client: TuneyardClient, job_id: str) -> dict[str, Any]:
     return wait_until(ready, interval=0.05)
 
 
-def assert_matches_uninterrupted(service: Service, job_id: str, tmp_path: Path) -> None:
-    """Run the job's own resolved spec with the bare runner, uninterrupted, and compare weights."""
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A separate, uninterrupted run of the same spec as the jobs here: the bare runner on the
+    request as a user writes it (not a job's resolved spec.json), from a cold model cache."""
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    spec = {"type": "finetune", "base_model": "tiny-llama", "method": "lora",
+            "datasets": [{"path": str(EXAMPLES)}], "hyperparams": {**HYPERPARAMS, **LONG}}
+    (folder / "job.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+    assert run_runner(folder / "job.yaml", folder / "run", folder / "cold-cache", timeout=600) == 0
+    return folder / "run"
+
+
+def assert_matches_uninterrupted(service: Service, job_id: str, reference: Path) -> None:
+    """The crashed and resumed job ends with the weights and step losses of the separate run."""
     run_dir = service.data_dir / "runs" / job_id
-    reference = tmp_path / "reference"
-    reference.mkdir()
-    shutil.copy(run_dir / "spec.json", reference / "spec.json")
-    assert run_runner(reference / "spec.json", reference, service.model_cache) == 0
     expected, actual = final_tensors(reference), final_tensors(run_dir)
     assert expected.keys() == actual.keys() and expected
     for name, tensor in expected.items():
         assert torch.equal(tensor, actual[name]), name
-    losses = {r["step"]: r["loss"] for r in map(json.loads, (run_dir / "telemetry.jsonl").read_text().splitlines())
-              if r["kind"] == "metric"}
-    assert losses == {r["step"]: r["loss"] for r in map(json.loads, (reference / "telemetry.jsonl").read_text()
-                      .splitlines()) if r["kind"] == "metric"}
+    assert step_losses(run_dir) == step_losses(reference)
 
 
 def finish(client: TuneyardClient, job_id: str) -> dict[str, Any]:
@@ -57,7 +63,7 @@ def finish(client: TuneyardClient, job_id: str) -> dict[str, Any]:
     return done
 
 
-def test_runner_killed(service: Service, tmp_path: Path) -> None:
+def test_runner_killed(service: Service, uninterrupted: Path) -> None:
     service.start_serve()
     client = service.client()
     job = submit(client, **LONG)
@@ -69,10 +75,10 @@ def test_runner_killed(service: Service, tmp_path: Path) -> None:
     finish(client, job["id"])
     events = client.events(job["id"])
     assert any(e["type"] == "retrying" for e in events)
-    assert_matches_uninterrupted(service, job["id"], tmp_path)
+    assert_matches_uninterrupted(service, job["id"], uninterrupted)
 
 
-def test_worker_process_killed(service: Service, tmp_path: Path) -> None:
+def test_worker_process_killed(service: Service, uninterrupted: Path) -> None:
     service.start_serve(workers=0)
     client = service.client()
     first = service.start_worker()
@@ -86,10 +92,10 @@ def test_worker_process_killed(service: Service, tmp_path: Path) -> None:
     service.start_worker()
     finish(client, job["id"])
     assert any(e["type"] == "lease_expired" for e in client.events(job["id"]))
-    assert_matches_uninterrupted(service, job["id"], tmp_path)
+    assert_matches_uninterrupted(service, job["id"], uninterrupted)
 
 
-def test_serve_killed_and_restarted(service: Service, tmp_path: Path) -> None:
+def test_serve_killed_and_restarted(service: Service, uninterrupted: Path) -> None:
     serve = service.start_serve()
     client = service.client()
     job = submit(client, **LONG)
@@ -100,6 +106,6 @@ def test_serve_killed_and_restarted(service: Service, tmp_path: Path) -> None:
     wait_until(lambda: not runner_pids(run_dir), timeout=10)
     service.start_serve()
     finish(client, job["id"])
-    assert_matches_uninterrupted(service, job["id"], tmp_path)
+    assert_matches_uninterrupted(service, job["id"], uninterrupted)
 
 

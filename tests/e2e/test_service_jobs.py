@@ -97,8 +97,9 @@ def test_stop_resume_cancel_delete(service: Service) -> None:
 def test_stopped_job_resumes_to_completion(service: Service) -> None:
     service.start_serve()
     client = service.client()
-    # Long enough (~120 steps) that the stop, relayed by a heartbeat, lands mid-run on a fast machine.
-    job = submit(client, epochs=40, save_steps=3)
+    # Long enough (~120 steps: 58 examples, 8 a step) that the stop, relayed by a heartbeat, lands
+    # mid-run on a fast machine.
+    job = submit(client, epochs=15, save_steps=3)
     wait_until(lambda: step_of(client, job["id"]) >= 2)
     client.stop_job(job["id"])
     wait_until(lambda: client.get_job(job["id"])["status"] == "stopped")
