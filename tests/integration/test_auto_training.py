@@ -48,29 +48,40 @@ def ingest(db: Database, settings: Settings, org_id: str, n: int, task: str = "q
     return fired
 
 
-def _ingest_in_a_process(settings: Settings, org_id: str, start: Any, out: Any) -> None:
+def _ingest_in_a_process(settings: Settings, org_id: str, rounds: list[Any], out: Any) -> None:
+    """EACH trajectories as soon as each round's event is set; the runs fired in each, on `out`."""
     db = Database(make_engine(settings))
     try:
-        start.wait(timeout=60)
-        out.put(ingest(db, settings, org_id, EACH))
+        out.put("ready")
+        for start in rounds:
+            start.wait(timeout=240)
+            out.put(ingest(db, settings, org_id, EACH))
     finally:
         db.dispose()
 
 
-def race(settings: Settings, org_id: str) -> list[str]:
-    """PROCESSES processes ingest EACH trajectories each, all at once; the runs they fired together."""
-    context = multiprocessing.get_context("spawn")
-    start, out = context.Event(), context.Queue()
-    procs = [context.Process(target=_ingest_in_a_process, args=(settings, org_id, start, out))
-             for _ in range(PROCESSES)]
-    for p in procs:
-        p.start()
-    start.set()
-    fired = [run for _ in procs for run in out.get(timeout=240)]
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
-    return fired
+class Race:
+    """PROCESSES processes, started once (spawning is the slow part), that ingest at once per round."""
+
+    def __init__(self, settings: Settings, org_id: str, rounds: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.rounds, self.out = [context.Event() for _ in range(rounds)], context.Queue()
+        self.procs = [context.Process(target=_ingest_in_a_process, args=(settings, org_id, self.rounds, self.out))
+                      for _ in range(PROCESSES)]
+        for p in self.procs:
+            p.start()
+        # Every process imported and connected before the first round: they ingest at once.
+        assert [self.out.get(timeout=240) for _ in self.procs] == ["ready"] * PROCESSES
+
+    def run(self, number: int) -> list[str]:
+        """Let round `number` go; the runs its processes fired together."""
+        self.rounds[number].set()
+        return [run for _ in self.procs for run in self.out.get(timeout=240)]
+
+    def join(self) -> None:
+        for p in self.procs:
+            p.join(timeout=60)
+            assert p.exitcode == 0
 
 
 def counts(db: Database, org_id: str) -> tuple[int, int]:
@@ -83,12 +94,14 @@ def counts(db: Database, org_id: str) -> tuple[int, int]:
 
 def test_four_processes_crossing_the_threshold_fire_once_per_crossing(db: Database, settings: Settings) -> None:
     caller = configure(db, settings)
-    fired = race(settings, caller.org_id)
+    race = Race(settings, caller.org_id, rounds=2)
+    fired = race.run(0)
     assert len(fired) == 1 and counts(db, caller.org_id) == (1, 1)
     [run] = auto_training.history(db, caller.org_id)
     assert run["status"] == "submitted" and run["jobId"] and run["window"] == 1
     assert run["reason"]["threshold"] == 10 and run["reason"]["new_completed_trajectories"] >= 10
-    fired_again = race(settings, caller.org_id)  # 12 more: the second window crosses once more
+    fired_again = race.run(1)  # 12 more: the second window crosses once more
+    race.join()
     assert len(fired_again) == 1 and counts(db, caller.org_id) == (2, 2)
     assert [r["window"] for r in auto_training.history(db, caller.org_id)] == [2, 1]
 
