@@ -8,6 +8,7 @@
 The data is benchmarks.sft_data's standard-library docstring chats. Prints figures; asserts nothing.
 
     .venv/bin/python -m benchmarks.model_ops [--steps 30] [--depth 1.5] [--examples 400] [--seq-len 128]
+        [--model tiny-llama]   (a smoke run on the built-in model instead of SmolLM2)
 """
 
 from __future__ import annotations
@@ -88,13 +89,14 @@ def main() -> None:
     parser.add_argument("--depth", type=float, default=1.5)
     parser.add_argument("--examples", type=int, default=400)
     parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--model", default=None, help="A base model the runner takes; SmolLM2's GGUF by default.")
     args = parser.parse_args()
-    model = smollm2()
+    model = Path(args.model) if args.model else smollm2()
     with tempfile.TemporaryDirectory(prefix="model-ops-") as tmp:
         folder = Path(tmp)
         train, _ = docstring_chats(limit=args.examples)
         data = write_jsonl(folder / "chats.jsonl", train)
-        print(f"SmolLM2-135M-Instruct ({model.name}), {len(train)} docstring chats, seq_len {args.seq_len}")
+        print(f"{model.name}, {len(train)} docstring chats, seq_len {args.seq_len}")
         growth(model, data, folder, args)
         contraction(model, data, folder)
 
