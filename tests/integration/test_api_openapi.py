@@ -122,6 +122,8 @@ def test_the_job_body_is_documented_per_job_type_and_method_and_agrees_with_the_
     body = document["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     schemas = document["components"]["schemas"]
     members = [schemas[m["$ref"].rsplit("/", 1)[-1]] for m in body["anyOf"]]
+    from_template = members.pop()
+    assert from_template["required"] == ["template"]  # checked once merged with its template, by the service
     assert {m["properties"]["type"]["const"] for m in members} == set(JOB_TYPES.names())
     finetune = {m["properties"]["method"]["const"] for m in members if m["properties"]["type"]["const"] == "finetune"}
     assert finetune == set(METHODS.names())
@@ -134,6 +136,11 @@ def test_the_job_body_is_documented_per_job_type_and_method_and_agrees_with_the_
             "hyperparams": {"max_steps": 2}}
     assert validator.is_valid(good)
     assert client.post("/v1/jobs", headers=tenant.headers, json=good).status_code == 201
+    templated = {"template": "lora-chat", "datasets": [{"id": dataset["id"]}], "base_model": "tiny-llama",
+                 "hyperparams": {"max_steps": 2}}
+    assert validator.is_valid(templated)
+    assert client.post("/v1/jobs", headers=tenant.headers, json=templated).status_code == 201
+    assert not validator.is_valid({**templated, "template": ""})
     for bad in ({**good, "hyperparams": {"max_steps": -1}}, {**good, "colour": "red"}, {**good, "type": "nope"},
                 {**good, "name": ""}, {**good, "method": "full", "hyperparams": {"lora_rank": 8}}):
         assert not validator.is_valid(bad), bad

@@ -30,7 +30,9 @@ DEFAULT_OLLAMA_URL = "http://127.0.0.1:11434"
 TIMEOUT_S = 30.0
 UPLOAD_TIMEOUT_S = 600.0
 _DOTTED_QUAD = re.compile(r"(?:0|[1-9][0-9]{0,2})(?:\.(?:0|[1-9][0-9]{0,2})){3}")
-_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}(?::[A-Za-z0-9][A-Za-z0-9._-]{0,63})?")
+MODEL_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}(?::[A-Za-z0-9][A-Za-z0-9._-]{0,63})?"
+"""An Ollama model name, with an optional `:tag`; the API's schema documents the same pattern."""
+_MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
 
 
 class OllamaError(PlatformError):

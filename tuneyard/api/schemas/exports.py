@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
 from tuneyard.api.schemas.common import Request
 from tuneyard.export.formats import EXPORT_FORMATS, QUANTIZATIONS
-from tuneyard.export.ollama import DEFAULT_OLLAMA_URL
-from tuneyard.spec.text import Ident, Name, Reference
+from tuneyard.export.ollama import DEFAULT_OLLAMA_URL, MODEL_NAME_PATTERN
+from tuneyard.spec.text import Ident, Reference
 from tuneyard.store.tables import ModelExport
 
 
@@ -63,10 +63,14 @@ class ExportPublic(BaseModel):
                    finished_at=row.finished_at)
 
 
+OllamaName = Annotated[str, Field(pattern=f"^{MODEL_NAME_PATTERN}$", max_length=129)]
+"""What Ollama takes as a model name (the pattern the import checks, so the schema says it)."""
+
+
 class OllamaImportCreate(Request):
     ollama_url: Reference = Field(default=DEFAULT_OLLAMA_URL,
                                   description="The Ollama server: a loopback URL only (localhost, 127.x.y.z, [::1]).")
-    model_name: Name | None = Field(default=None, description="The name in Ollama; the model id when left out.")
+    model_name: OllamaName | None = Field(default=None, description="The name in Ollama; the model id when left out.")
     export_id: Ident | None = Field(default=None, description="A completed GGUF export; the newest when left out.")
 
 

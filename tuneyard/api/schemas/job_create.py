@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from tuneyard.services.errors import InvalidRequest
 from tuneyard.services.submission import SERVICE_FIELDS, JobRequest, Problems, ServiceFields
+from tuneyard.services.templates import TEMPLATE_FIELD
 from tuneyard.spec import problems_from
 from tuneyard.spec.parse import job_spec_adapter
-from tuneyard.spec.text import KEY_MAX, text_problem
+from tuneyard.spec.text import KEY_MAX, Name, text_problem
 
 KEY_FIELD = "idempotency_key"
 
@@ -77,13 +78,31 @@ def job_create_schema(ref_template: str) -> tuple[dict[str, Any], dict[str, Any]
         member = definitions[name]
         member["properties"] = {**member.get("properties", {}), **service_properties}
         members.append({"$ref": ref})
+    definitions[FROM_TEMPLATE] = _from_template_schema()
+    members.append({"$ref": ref_template.format(model=FROM_TEMPLATE)})
     return {"anyOf": members, "description": JOB_BODY_DESCRIPTION}, definitions
+
+
+FROM_TEMPLATE = "JobCreateFromTemplate"
+
+
+def _from_template_schema() -> dict[str, Any]:
+    # What a template leaves out the body gives, and the body's fields override the template's, so
+    # only the merged spec can be checked against a job type's schema: by the service (422).
+    return {
+        "title": FROM_TEMPLATE, "type": "object", "required": [TEMPLATE_FIELD], "additionalProperties": True,
+        "properties": {TEMPLATE_FIELD: {**TypeAdapter(Name).json_schema(),
+                                        "description": "A template's name (GET /v1/templates): its partial spec "
+                                                       "with this body's fields over it."}},
+        "description": "A job from a template: any of the job fields beside `template`, checked once merged.",
+    }
 
 
 JOB_BODY_DESCRIPTION = ("The engine's spec (`type`, `base_model`, `datasets: [{id} | {name}]`, `method`, "
                         "`hyperparams`, or a job type's own fields) plus `name`, `project_id` and "
-                        "`idempotency_key`. Rules across fields and what must exist (the dataset, the base "
-                        "model, a LoRA target module in the model) are checked by the service: 422.")
+                        "`idempotency_key`; or a `template` with any of those over it. Rules across fields and "
+                        "what must exist (the dataset, the base model, a LoRA target module in the model) are "
+                        "checked by the service: 422.")
 
 
 def _member_refs(schema: dict[str, Any]) -> list[str]:
