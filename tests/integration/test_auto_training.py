@@ -16,7 +16,7 @@ from tests.support.api import make_tenant, trajectory_body
 from tuneyard.services import auto_training, trajectories
 from tuneyard.services.errors import InvalidRequest
 from tuneyard.settings import Settings
-from tuneyard.store import Database, make_engine
+from tuneyard.store import Database, make_engine, tenancy
 from tuneyard.store import auto_training as store
 from tuneyard.store.ids import utcnow
 from tuneyard.store.tables import Dataset, Job
@@ -163,3 +163,24 @@ def test_the_config_is_checked_whole_and_has_documented_defaults(db: Database, s
         auto_training.put_config(db, settings, caller, {"enabled": True, "jobTemplate": {"base_model": "no-such"}})
     assert [p["field"] for p in bad.value.problems] == ["jobTemplate.base_model"]
     assert auto_training.get_config(db, tenant.org_id) == auto_training.DEFAULTS  # nothing stored
+
+
+def test_a_revoked_key_submits_nothing_more(db: Database, settings: Settings) -> None:
+    caller = configure(db, settings)
+    tenancy.revoke_api_key(db, caller.org_id, caller.key_id)
+    assert len(ingest(db, settings, caller.org_id, 10)) == 1  # the window fires and is recorded ...
+    [run] = auto_training.history(db, caller.org_id)
+    assert run["status"] == "failed" and "revoked" in run["error"]["message"]
+    assert counts(db, caller.org_id)[1] == 0  # ... but no job is made as a key that may no longer act
+
+
+def test_a_job_template_may_name_a_template(db: Database, settings: Settings) -> None:
+    tenant = make_tenant(db, "templated")
+    caller = Principal(tenant.org_id, tenant.key_id, False)
+    auto_training.put_config(db, settings, caller, {"enabled": True, "threshold": 10, "cooldownHours": 0,
+                                                    "jobTemplate": {"template": "lora-chat", "base_model": "tiny-llama",
+                                                                    "hyperparams": {"max_steps": 2}}})
+    assert len(ingest(db, settings, caller.org_id, 10)) == 1 and counts(db, caller.org_id) == (1, 1)
+    with pytest.raises(InvalidRequest) as bad:
+        auto_training.put_config(db, settings, caller, {"enabled": True, "jobTemplate": {"template": "no-such"}})
+    assert [p["field"] for p in bad.value.problems] == ["jobTemplate.template"]

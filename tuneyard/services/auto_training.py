@@ -18,13 +18,14 @@ from typing import Annotated, Any
 
 from pydantic import Field, ValidationError
 
-from tuneyard.services import jobs
+from tuneyard.services import jobs, templates
 from tuneyard.services.errors import InvalidRequest
 from tuneyard.services.submission import JobRequest, plan_job
 from tuneyard.services.trajectories import _problems, _Strict
 from tuneyard.services.trajectory_datasets import BuildFilters, build_dataset
 from tuneyard.settings import Settings
 from tuneyard.store import auto_training as store
+from tuneyard.store import tenancy
 from tuneyard.store import trajectories as trajectory_store
 from tuneyard.store.engine import Database
 from tuneyard.store.errors import Conflict
@@ -89,7 +90,9 @@ def _template_problems(db: Database, settings: Settings, org_id: str,
     if "datasets" in template:
         return [{"field": "jobTemplate.datasets", "message": "each firing supplies the dataset it built"}]
     try:
-        plan_job(db, settings, org_id, JobRequest(spec={**template, "datasets": [{"id": TEMPLATE_PLACEHOLDER}]}))
+        # As complete() submits it: a job template may itself name a template (`"template": "lora-chat"`).
+        request = JobRequest(spec={**template, "datasets": [{"id": TEMPLATE_PLACEHOLDER}]})
+        plan_job(db, settings, org_id, templates.with_template(db, org_id, request))
     except InvalidRequest as exc:
         return [{**p, "field": f"jobTemplate.{p['field']}"} for p in exc.problems
                 if not str(p["field"]).startswith("datasets")]
@@ -130,8 +133,10 @@ def recover_unfinished(db: Database, settings: Settings, older_than: timedelta =
 def complete(db: Database, settings: Settings, run: AutoTrainingRun) -> None:
     """Build the run's dataset and submit its job; each step returns what an earlier try made."""
     config = store.get_config(db, run.org_id)
-    if config is None or config.key_id is None:
-        store.finish(db, run.id, error={"message": "auto-training has no key to submit as (set it again)"})
+    # A revoked key keeps its row (the foreign key's SET NULL never fires): it must not go on acting.
+    if config is None or config.key_id is None or not tenancy.key_is_live(db, run.org_id, config.key_id):
+        store.finish(db, run.id, error={"message": "auto-training has no live key to submit as: the key that "
+                                                   "set it was revoked or deleted (set it again)"})
         return
     selection = trajectory_store.Selection(statuses=("completed",), task=run.task, through_seq=run.through_seq)
     filters = BuildFilters(name=f"auto-training-{run.task or 'untasked'}-{run.window}")

@@ -156,6 +156,14 @@ def principal_for(session: Session, plaintext: str) -> Principal | None:
     return None if row is None else Principal(row.org_id, row.id, row.is_admin)
 
 
+def key_is_live(db: Database, org_id: str, key_id: str) -> bool:
+    """Whether the organization's key exists and is not revoked (what a stored key may still act as)."""
+    with db.read() as session:
+        found = session.scalar(select(ApiKey.id).where(ApiKey.id == key_id, ApiKey.org_id == org_id,
+                                                       ApiKey.revoked_at.is_(None)))
+        return found is not None
+
+
 def list_api_keys(db: Database, org_id: str) -> list[ApiKey]:
     with db.read() as session:
         return list(session.scalars(select(ApiKey).where(ApiKey.org_id == org_id).order_by(ApiKey.created_at)))
