@@ -5,6 +5,9 @@ a local stand-in (loopback only, checked before any connection)."""
 from __future__ import annotations
 
 import hashlib
+import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,7 @@ from fastapi.testclient import TestClient
 from tests.support import api
 from tests.support.api import Tenant, finished_job
 from tests.support.ollama_standin import ollama_standin
+from tuneyard.services import exports
 from tuneyard.settings import Settings
 from tuneyard.store import exports as store
 
@@ -117,3 +121,31 @@ def test_ollama_unreachable_names_the_url(client: TestClient, db, api_settings: 
     response = client.post(f"/v1/models/{done['model_id']}/ollama", headers=tenant.headers,
                            json={"ollama_url": f"http://127.0.0.1:{port}"})
     assert problems(response) == ["ollama_url"] and "cannot reach Ollama" in response.json()["error"]["message"]
+
+
+def test_an_export_whose_earlier_child_still_runs_is_waited_for_not_run_twice(
+    client: TestClient, db, api_settings: Settings, tenant: Tenant,
+) -> None:
+    """A restart requeues a running export while the dead process's child (its own session) is still
+    at work: the new runner waits on the child's lock and stores its outcome; no second child runs."""
+    done = finished_job(client, db, api_settings, tenant)
+    row = store.create_export(db, tenant.org_id, done["model_id"], format="gguf", quantization="f16",
+                              variant="merged", exports_dir=str(api_settings.data_dir / "exports"))
+    folder = Path(row.path)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    lock_file = folder.with_name(folder.name + exports.LOCK_FILE_SUFFIX)
+    outcome_file = folder.with_name(folder.name + exports.OUTCOME_FILE_SUFFIX)
+    outcome = {"status": "failed", "error": {"error_type": "platform_error", "message": "the first child's outcome",
+                                             "details": {}}}
+    first_child = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, json, sys, time\n"
+        "lock = open(sys.argv[1], 'a+b'); fcntl.flock(lock, fcntl.LOCK_EX); print('locked', flush=True)\n"
+        "time.sleep(1.5); open(sys.argv[2], 'w').write(sys.argv[3])\n"),
+        str(lock_file), str(outcome_file), json.dumps(outcome)], stdout=subprocess.PIPE)
+    assert first_child.stdout is not None and first_child.stdout.readline() == b"locked\n"
+    exports.run_pending(db, api_settings)  # returns once the first child has let go
+    assert first_child.wait(timeout=30) == 0
+    first_child.stdout.close()
+    stored = store.get_export(db, tenant.org_id, done["model_id"], row.id)
+    assert stored.status == "failed" and stored.error["message"] == "the first child's outcome"
+    assert not folder.with_name(folder.name + exports.REQUEST_FILE_SUFFIX).exists()  # no second child was started

@@ -2,19 +2,22 @@
 
 An export is durable: its row is written before any work, the work runs in a child process
 (`python -m tuneyard.export`, its own process group, at the runners' nice), and the outcome is
-stored from the file the child leaves. At start-up, exports a dead API left running are queued
-again and every queued one is run (`run_unfinished`).
+stored from the file the child leaves. At start-up, exports left running are queued again and
+every queued one is run (`run_unfinished`); a child still at work holds its export's lock file,
+and is waited for and its outcome taken, never run twice. One export runs at a time per process.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import subprocess
 import sys
 import threading
+import weakref
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from tuneyard.export.gguf import default_converter_dir
 from tuneyard.export.request import ExportRequest, check_request
@@ -28,6 +31,8 @@ log = logging.getLogger(__name__)
 
 EXPORTS_DIR = "exports"
 OUTCOME_FILE_SUFFIX = ".outcome.json"
+LOCK_FILE_SUFFIX = ".lock"
+"""Held (flock) by whoever runs the export's child, and by the child itself, for as long as it runs."""
 REQUEST_FILE_SUFFIX = ".request.json"
 
 
@@ -73,10 +78,25 @@ def run_unfinished(db: Database, settings: Settings) -> None:
     run_pending(db, settings)
 
 
+_RUNNERS: weakref.WeakKeyDictionary[Database, threading.Lock] = weakref.WeakKeyDictionary()
+_RUNNERS_GUARD = threading.Lock()
+
+
 def run_pending(db: Database, settings: Settings) -> None:
-    for export_id in store.queued_ids(db):
-        if store.claim(db, export_id):  # another thread may have taken it
-            run_one(db, settings, export_id)
+    """Run the queue, one export at a time per database in this process: each loads a model's weights
+    and runs llama.cpp, so N requests must not start N of them. A call that finds the queue being
+    run returns at once; the running loop picks its export up."""
+    with _RUNNERS_GUARD:
+        runner = _RUNNERS.setdefault(db, threading.Lock())
+    while runner.acquire(blocking=False):
+        try:
+            for export_id in store.queued_ids(db):
+                if store.claim(db, export_id):  # another process may have taken it
+                    run_one(db, settings, export_id)
+        finally:
+            runner.release()
+        if not store.queued_ids(db):  # else one was queued while this loop was letting go: go again
+            return
 
 
 def run_one(db: Database, settings: Settings, export_id: str) -> None:
@@ -94,6 +114,14 @@ def run_one(db: Database, settings: Settings, export_id: str) -> None:
                                                                     "message": "the export left no outcome"})
 
 
+def _lock(handle: IO[bytes]) -> bool:
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
 def _run_child(db: Database, settings: Settings, export_id: str) -> dict[str, Any]:
     with db.read() as session:
         row = session.get(ModelExport, export_id)
@@ -109,14 +137,26 @@ def _run_child(db: Database, settings: Settings, export_id: str) -> dict[str, An
         threads=settings.export_threads, nice=settings.runner_nice, model_name=model.id)
     request_file = folder.with_name(folder.name + REQUEST_FILE_SUFFIX)
     outcome_file = folder.with_name(folder.name + OUTCOME_FILE_SUFFIX)
-    request_file.write_text(json.dumps(request.to_dict()), encoding="utf-8")
-    outcome_file.unlink(missing_ok=True)
-    argv = [settings.runner_python or sys.executable, "-m", "tuneyard.export", str(request_file), str(outcome_file)]
-    log_file = folder.with_name(folder.name + ".log")
-    with open(log_file, "wb") as log_handle:
-        # own session: a signal to the API's process group does not reach it
-        done = subprocess.run(argv, stdout=log_handle, stderr=subprocess.STDOUT, start_new_session=True,
-                              check=False)
+    with open(folder.with_name(folder.name + LOCK_FILE_SUFFIX), "a+b") as lock:
+        if not _lock(lock):
+            # The child of a process that died (or of another API process, whose start-up requeued
+            # this export) is still at work and holds the lock: wait for it and take its outcome,
+            # rather than start a second child on the same folder.
+            log.info("export %s is still being run by an earlier process; waiting for it", export_id)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if outcome_file.is_file():
+                adopted: dict[str, Any] = json.loads(outcome_file.read_text(encoding="utf-8"))
+                return adopted
+        request_file.write_text(json.dumps(request.to_dict()), encoding="utf-8")
+        outcome_file.unlink(missing_ok=True)
+        argv = [settings.runner_python or sys.executable, "-m", "tuneyard.export", str(request_file),
+                str(outcome_file)]
+        log_file = folder.with_name(folder.name + ".log")
+        with open(log_file, "wb") as log_handle:
+            # Own session: a signal to the API's process group does not reach it. The child inherits
+            # the lock, so it stays held for as long as the child runs, whatever becomes of this process.
+            done = subprocess.run(argv, stdout=log_handle, stderr=subprocess.STDOUT, start_new_session=True,
+                                  pass_fds=(lock.fileno(),), check=False)
     if outcome_file.is_file():
         outcome: dict[str, Any] = json.loads(outcome_file.read_text(encoding="utf-8"))
         return outcome
