@@ -183,4 +183,4 @@ def test_a_job_template_may_name_a_template(db: Database, settings: Settings) ->
     assert len(ingest(db, settings, caller.org_id, 10)) == 1 and counts(db, caller.org_id) == (1, 1)
     with pytest.raises(InvalidRequest) as bad:
         auto_training.put_config(db, settings, caller, {"enabled": True, "jobTemplate": {"template": "no-such"}})
-    assert [p["field"] for p in bad.value.problems] == ["jobTemplate.template"]
+    assert sorted(p["field"] for p in bad.value.problems) == ["jobTemplate.base_model", "jobTemplate.template"]

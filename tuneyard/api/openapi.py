@@ -14,12 +14,15 @@ FastAPI builds it from the routes; two things it cannot know are settled here, o
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from tuneyard.api.schemas.bodies import model_body_schema, trajectory_body_schema
 from tuneyard.api.schemas.job_create import job_create_schema
+from tuneyard.services.auto_training import AutoTrainingConfigIn
 
 JSON = "application/json"
 METHODS = ("get", "put", "post", "delete", "patch")
@@ -47,23 +50,34 @@ def document(app: FastAPI) -> dict[str, Any]:
                 _errors_as_json(operations[method])
                 _streams_by_item(operations[method])
     _link_creations(paths)
-    _job_create_body(schema)
+    _documented_bodies(schema)
     return schema
 
 
-def _job_create_body(schema: dict[str, Any]) -> None:
-    # POST /v1/jobs reads its body as a mapping (every problem is reported at once, in the body's
-    # words), so FastAPI sees a free-form object; the document gives the job types' real schema.
-    operation = schema.get("paths", {}).get("/v1/jobs", {}).get("post")
-    if operation is None:
-        return
-    body, definitions = job_create_schema("#/components/schemas/{model}")
+BodySchema = Callable[[str], tuple[dict[str, Any], dict[str, Any]]]
+"""(ref template) → (a request body's schema, the component schemas it refers to)."""
+
+# Routes that read their body as a mapping, to report every problem at once in the body's own
+# words: FastAPI sees a free-form object, so the document gives what the service really checks.
+DOCUMENTED_BODIES: dict[tuple[str, str], BodySchema] = {
+    ("/v1/jobs", "post"): job_create_schema,
+    ("/v1/trajectories", "post"): trajectory_body_schema,
+    ("/v1/auto-training", "put"): lambda ref: model_body_schema(AutoTrainingConfigIn, ref),
+}
+
+
+def _documented_bodies(schema: dict[str, Any]) -> None:
     schemas = schema.setdefault("components", {}).setdefault("schemas", {})
-    clashes = [name for name in definitions if name in schemas and schemas[name] != definitions[name]]
-    if clashes:
-        raise RuntimeError(f"job spec schemas clash with the API's: {', '.join(sorted(clashes))}")
-    schemas.update(definitions)
-    operation["requestBody"]["content"][JSON]["schema"] = body
+    for (path, method), make in DOCUMENTED_BODIES.items():
+        operation = schema.get("paths", {}).get(path, {}).get(method)
+        if operation is None:
+            continue
+        body, definitions = make("#/components/schemas/{model}")
+        clashes = [name for name in definitions if name in schemas and schemas[name] != definitions[name]]
+        if clashes:
+            raise RuntimeError(f"{method.upper()} {path}: body schemas clash: {', '.join(sorted(clashes))}")
+        schemas.update(definitions)
+        operation["requestBody"]["content"][JSON]["schema"] = body
 
 
 def _errors_as_json(operation: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tuneyard.services.errors import InvalidRequest
 from tuneyard.spec.text import Ident, Name
@@ -36,11 +36,22 @@ ROLES = (*CHAT_ROLES, "developer")  # 'developer' is OpenAI's newer name for 'sy
 
 Content = Annotated[str, Field(max_length=MAX_CONTENT)]
 Role = Literal["system", "user", "assistant", "tool", "developer"]
+def _integral(value: Any) -> Any:
+    # JSON has one number type: 1718000000000.0 is the integer a JSON Schema `integer` allows, and
+    # what a JavaScript client may send; strict validation then refuses anything else not an int.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 EpochMs = Annotated[int, Field(ge=0, le=2**53)]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _integral_floats(cls, value: Any) -> Any:
+        return _integral(value)
 
 
 class Message(_Strict):

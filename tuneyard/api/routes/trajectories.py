@@ -43,9 +43,10 @@ TrajectoryBody = Annotated[dict[str, Any], Body(
                "llmCalls": [{"model": "eliza-1-2b", "messages": [{"role": "user", "content": "Hi"}],
                              "response": "Hello! How can I help?"}]}],
 )]
-NDJSON = "application/x-ndjson"
-IMPORT_BODY = {"requestBody": {"required": True, "content": {NDJSON: {"schema": {"type": "string"}}},
-                               "description": "OpenAI-style chat logs, one JSON object a line"}}
+IMPORT_TEXT = {"schema": {"type": "string", "minLength": 1}}
+IMPORT_BODY = {"requestBody": {"required": True, "content": {"text/plain": IMPORT_TEXT},
+                               "description": "OpenAI-style chat logs, one JSON object a line (JSONL, UTF-8); "
+                                              "read whatever the Content-Type says (application/x-ndjson too)"}}
 
 
 def _trajectory_id(trajectory_id: str, _caller: Caller) -> str:  # the key is checked first
