@@ -34,7 +34,8 @@ def kl_and_greedy(source: Any, grown: Any, tokenizer: Any) -> tuple[float, bool]
     return total / count, same
 
 
-@pytest.mark.parametrize(("depth", "width"), [(2.0, 1.0), (1.0, 1.5), (2.0, 1.5)], ids=["depth2", "width1.5", "both"])
+@pytest.mark.parametrize(("depth", "width"), [(2.0, 1.0), (1.0, 1.5), (2.0, 1.5), (2.5, 1.0), (3.0, 1.0)],
+                         ids=["depth2", "width1.5", "both", "depth2.5", "depth3"])
 def test_growth_keeps_the_function(tmp_path: Path, model_cache: Path, depth: float, width: float) -> None:
     from transformers import AutoModelForCausalLM
 
@@ -44,6 +45,7 @@ def test_growth_keeps_the_function(tmp_path: Path, model_cache: Path, depth: flo
     plan = plan_growth(grown.config, depth, width)
     grow(grown, plan, torch.Generator().manual_seed(0))
     assert plan == GrowthPlan(round(4 * depth), round(384 * width))
+    assert len(grown.model.layers) == plan.layers  # more copies than blocks: none dropped (×2.5, ×3)
     assert sum(p.numel() for p in grown.parameters()) > before
 
     kl, same_generations = kl_and_greedy(source, grown, tokenizer)

@@ -124,12 +124,17 @@ def _deepen(model: Any, layers: int) -> list[torch.nn.Parameter]:
     """Insert `layers - L` identity blocks spread evenly: after original block i go the copies whose
     evenly spaced slot falls there, so ×2 interleaves one copy after every block."""
     old = list(model.model.layers)
-    extra = layers - len(old)
-    after = [int((k + 1) * len(old) / extra) - 1 for k in range(extra)]  # the block each copy follows
+    # The block each copy follows: `rounds` copies after every block (×3 and more), then the rest
+    # spread evenly (int((k + 1) · L / rest) − 1 is in range only for rest ≤ L).
+    rounds, rest = divmod(layers - len(old), len(old))
+    after = [i for i in range(len(old)) for _ in range(rounds)]
+    after += [int((k + 1) * len(old) / rest) - 1 for k in range(rest)]
     grown: list[Any] = []
     for i, block in enumerate(old):
         grown.append(block)
         grown.extend(_identity_copy(block) for _ in range(after.count(i)))
+    if len(grown) != layers:
+        raise AssertionError(f"grew {len(grown)} blocks for a config of {layers}")
     for index, block in enumerate(grown):
         block.self_attn.layer_idx = index  # the KV cache is indexed by it
     model.model.layers = torch.nn.ModuleList(grown)
