@@ -40,6 +40,7 @@ def refused_urls(port: int) -> list[str]:
         f"http://[::127.0.0.1]:{port}",  # IPv4-compatible
         f"http://[::1%25lo]:{port}",  # a zone id
         f"http://0.0.0.0:{port}",
+        f"http://127.0.0.300:{port}",  # a part past 255
         f"http://0:{port}",
         f"http://[::]:{port}",
         f"http://user@127.0.0.1:{port}",  # user-info
@@ -154,3 +155,29 @@ def test_model_names_are_checked() -> None:
     for bad in ("", "../x", "a b", "x" * 65, "-x", "a:b:c"):
         with pytest.raises(SpecError):
             ollama.check_model_name(bad)
+
+
+NOT_OLLAMA = [b"SSH-2.0-OpenSSH_9.2\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nnot json!"]
+
+
+@pytest.mark.parametrize("answer", NOT_OLLAMA, ids=["not-http", "not-json"])
+def test_something_else_on_the_port_is_an_ollama_error(tmp_path: Path, answer: bytes) -> None:
+    """Whatever listens there, the import ends with OllamaError naming it, never a bare exception."""
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = listener.accept()  # the create's one connection
+        with conn:
+            conn.recv(65536)
+            conn.sendall(answer)
+
+    threading.Thread(target=serve, daemon=True).start()
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    client = ollama.OllamaClient(ollama.check_loopback_url(f"http://127.0.0.1:{port}"))
+    with pytest.raises(ollama.OllamaError):
+        client.create({"model": "m", "files": {}, "stream": False})
+    listener.close()

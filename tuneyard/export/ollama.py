@@ -88,7 +88,10 @@ def _loopback_address(host: str, field: str) -> str:
         return str(v6)
     if not _DOTTED_QUAD.fullmatch(host):
         raise refuse(field, f"host {host!r} must be localhost, a dotted-quad 127.x.y.z address or [::1]")
-    v4 = ipaddress.IPv4Address(host)
+    try:
+        v4 = ipaddress.IPv4Address(host)
+    except ValueError:  # a part past 255: 127.0.0.300
+        raise refuse(field, f"{host!r} is not an IPv4 address") from None
     if not v4.is_loopback:
         raise refuse(field, f"{host} is not a loopback address")
     return str(v4)
@@ -130,8 +133,11 @@ class OllamaClient:
             raise OllamaError(f"Ollama refused to create the model ({status}): {body[:300]!r}")
         # without stream=false Ollama answers a stream of JSON lines; the last one holds the outcome
         lines = [line for line in body.decode("utf-8", "replace").splitlines() if line.strip()]
-        last: dict[str, Any] = json.loads(lines[-1]) if lines else {}
-        if last.get("error") or last.get("status") != "success":
+        try:
+            last = json.loads(lines[-1]) if lines else {}
+        except ValueError:
+            raise OllamaError(f"Ollama's answer to /api/create is not JSON: {lines[-1][:300]!r}") from None
+        if not isinstance(last, dict) or last.get("error") or last.get("status") != "success":
             raise OllamaError(f"Ollama did not create the model: {last}")
         return last
 
@@ -151,6 +157,9 @@ class OllamaClient:
             data = response.read()
         except OSError as exc:
             raise OllamaError(f"cannot reach Ollama at {t.host_header} ({exc})") from None
+        except http.client.HTTPException as exc:  # something on that port that does not speak HTTP
+            raise OllamaError(f"what answers at {t.host_header} does not speak HTTP like Ollama "
+                              f"({type(exc).__name__}: {exc})") from None
         finally:
             connection.close()
         if 300 <= response.status < 400:
