@@ -53,6 +53,9 @@ def test_grown_model_keeps_its_function_then_learns(
     assert card["params_after"] - card["params_before"] == card["params_delta"] > 0
     assert card["steps"] == 2 * 5 and card["tokens_processed"] > 0 and card["cost_usd"] == 0
     assert card["output_name"] == "grown" and card["train_scope"] == "all"
+    # A growth job trains, so it is held to its memory estimate and calibrates throughput like a fine-tune.
+    assert card["memory"]["estimated_peak_bytes"] > 0 and card["memory"]["measured_peak_bytes"] > 0
+    assert card["compute"]["train_flops"] > 0
     model = AutoModelForCausalLM.from_pretrained(run_dir / "final", dtype=torch.float32)
     assert sum(p.numel() for p in model.parameters()) == card["params_after"]
     assert (model.config.num_hidden_layers, model.config.intermediate_size) == (card["layers"],

@@ -62,14 +62,17 @@ class Footprint:
         {} for a job that trains nothing, or whose model's shape cannot be read."""
         session = getattr(recipe, "session", None)
         model_config = getattr(getattr(session, "model", None), "config", None)
-        method = getattr(config.spec, "method", None)  # a type that trains nothing has none
-        if model_config is None or not isinstance(method, str):
+        # A recipe that trains has a plan of steps and the loop's hyperparameters (a train job's
+        # too, though its spec has no method and its knobs are Fusion's); merge and contract have none.
+        trains = getattr(recipe, "plan", None) is not None and getattr(recipe, "hp", None) is not None
+        if model_config is None or not trains:
             return {}
+        method = config.method
         try:
             shape = ModelShape.from_config(model_config.to_dict())
         except SpecError:
             return {}
-        hp = config.hyperparams.model_dump()
+        hp = recipe.hp.model_dump()
         # the figure the service knows of a stored dataset too: its tokens over its examples
         stats = getattr(getattr(recipe, "data", None), "stats", None)
         example_tokens = stats.tokens / stats.examples if stats is not None and stats.examples else None
