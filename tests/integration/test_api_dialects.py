@@ -176,7 +176,8 @@ def test_every_dialects_upload_paths_get_the_upload_limit(client: TestClient, te
 
 
 def test_the_native_api_keeps_its_paths(app: FastAPI) -> None:
-    assert list(app.openapi()["paths"]) == [
+    """Paths a client may have been written against are never lost (new ones may come)."""
+    assert set(app.openapi()["paths"]) >= {
         "/v1/base-models", "/v1/base-models/{model_id}", "/v1/models", "/v1/models/{model_id}", "/v1/files",
         "/v1/files/{file_id}", "/v1/datasets", "/v1/datasets/{dataset_id}", "/v1/datasets/{dataset_id}/preview",
         "/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/stop", "/v1/jobs/{job_id}/cancel",
@@ -184,7 +185,7 @@ def test_the_native_api_keeps_its_paths(app: FastAPI) -> None:
         "/v1/jobs/{job_id}/logs", "/v1/jobs/{job_id}/checkpoints", "/v1/jobs/{job_id}/stream",
         "/v1/jobs/{job_id}/result", "/v1/jobs/{job_id}/artifacts", "/v1/jobs/{job_id}/artifacts/{path}",
         "/v1/jobs/{job_id}/download", "/v1/keys", "/v1/keys/{key_id}", "/v1/stats", "/healthz", "/metrics",
-    ]
+    }
 
 
 
