@@ -47,6 +47,8 @@ def test_train_requests_it_cannot_run_are_refused(client: TestClient, tenant: Te
     assert sorted(fields_of(post(growth={"depth_factor": 2}, target_params=10**7))) == ["growth", "target_params"]
     assert sorted(fields_of(post(hyperparams={"cycles": 3}))) == ["hyperparams.cycles", "hyperparams.steps_per_cycle"]
     assert fields_of(post(growth={"depth_factor": 0.5})) == ["growth.depth_factor"]
+    too_long = post(hyperparams={"cycles": 100, "steps_per_cycle": 200_000})  # each within its bound, not together
+    assert fields_of(too_long) == ["hyperparams.turns", "hyperparams.cycles", "hyperparams.steps_per_cycle"]
     assert fields_of(post(hyperparams={"train_scope": "some"})) == ["hyperparams.train_scope"]
     assert fields_of(post(method="lora")) == ["method"]
 

@@ -158,6 +158,13 @@ class TrainSpec(JobSpecBase):
         if (steps[0] is None) != (steps[1] is None):
             message = "give cycles and steps_per_cycle together, or neither (one cycle of one epoch)"
             return [{"field": f"hyperparams.{name}", "message": message} for name in ("cycles", "steps_per_cycle")]
+        hp = self.hyperparams
+        if hp.cycles is not None and hp.steps_per_cycle is not None and \
+                hp.turns * hp.cycles * hp.steps_per_cycle > MAX_STEPS:
+            message = (f"turns × cycles × steps_per_cycle is {hp.turns * hp.cycles * hp.steps_per_cycle} steps; "
+                       f"at most {MAX_STEPS}")
+            return [{"field": f"hyperparams.{name}", "message": message}
+                    for name in ("turns", "cycles", "steps_per_cycle")]
         return []
 
 
