@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, status
 from tuneyard.api.deps import Caller, Context, ModelId, checked_id
 from tuneyard.api.schemas.common import BODY_RESPONSES, ERROR_RESPONSES, ListOf
 from tuneyard.api.schemas.exports import ExportCreate, ExportPublic, OllamaImportCreate, OllamaImportPublic
-from tuneyard.services import exports, ollama_import
+from tuneyard.services import exports, models, ollama_import
 
 router = APIRouter(responses=ERROR_RESPONSES)
 
@@ -21,9 +21,18 @@ def _export_id(export_id: str, _caller: Caller) -> str:  # the key is checked fi
 ExportId = Annotated[str, Depends(_export_id)]
 
 
+def _owned_model(model_id: ModelId, context: Context, caller: Caller) -> str:
+    # Resolved before the body is validated: another organization's model is a 404 whatever was sent.
+    models.get_model(context.db, caller.org_id, model_id)
+    return model_id
+
+
+OwnedModelId = Annotated[str, Depends(_owned_model)]
+
+
 @router.post("/v1/models/{model_id}/exports", status_code=status.HTTP_202_ACCEPTED, response_model=ExportPublic,
              tags=["models"], responses=BODY_RESPONSES)
-def create_export(model_id: ModelId, body: ExportCreate, context: Context, caller: Caller) -> ExportPublic:
+def create_export(model_id: OwnedModelId, body: ExportCreate, context: Context, caller: Caller) -> ExportPublic:
     """Export the model (safetensors, or GGUF verified by llama.cpp against transformers). Runs in the
     background: poll the export until `status` is completed or failed (a failed GGUF shows its figures)."""
     row = exports.request_export(context.db, context.settings, caller.org_id, model_id, format=body.format,
@@ -44,7 +53,7 @@ def get_export(model_id: ModelId, export_id: ExportId, context: Context, caller:
 
 @router.post("/v1/models/{model_id}/ollama", response_model=OllamaImportPublic, tags=["models"],
              responses=BODY_RESPONSES)
-def import_to_ollama(model_id: ModelId, body: OllamaImportCreate, context: Context,
+def import_to_ollama(model_id: OwnedModelId, body: OllamaImportCreate, context: Context,
                      caller: Caller) -> OllamaImportPublic:
     """Push the model's verified GGUF export into an Ollama server on this machine (loopback URLs only,
     checked before any connection; redirects are not followed) and create it there."""
