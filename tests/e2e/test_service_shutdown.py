@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_service_crashes import LONG, assert_matches_uninterrupted, wait_mid_training
+from tests.e2e.test_service_crashes import (  # noqa: F401  (uninterrupted: the fixture, used by name)
+    LONG,
+    assert_matches_uninterrupted,
+    uninterrupted,
+    wait_mid_training,
+)
 from tests.e2e.test_service_jobs import submit
 from tests.support.service import Service, runner_pids
 
@@ -17,7 +22,7 @@ pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 @pytest.mark.parametrize("process", ["serve", "worker"])
 def test_sigterm_hands_running_jobs_back_and_they_finish_after_a_restart(
-    service: Service, tmp_path: Path, process: str
+    service: Service, uninterrupted: Path, process: str  # noqa: F811
 ) -> None:
     serve = service.start_serve(workers=1 if process == "serve" else 0)
     client = service.client()
@@ -38,4 +43,4 @@ def test_sigterm_hands_running_jobs_back_and_they_finish_after_a_restart(
     service.start_worker()
     done = client.wait(job["id"], timeout=300)
     assert (done["status"], done["retries"]) == ("completed", 0), done
-    assert_matches_uninterrupted(service, job["id"], tmp_path)
+    assert_matches_uninterrupted(service, job["id"], uninterrupted)
