@@ -94,6 +94,7 @@ BAD: list[tuple[str, dict[str, Any], int, list[str]]] = [
     ("negative startTime", {"json": {**GOOD, "startTime": -1}}, 422, ["startTime"]),
     ("ends before it starts", {"json": {**GOOD, "endTime": 1}}, 422, ["(body)"]),
     ("unknown status", {"json": {**GOOD, "status": "done"}}, 422, ["status"]),
+    ("source wider than its column", {"json": {**GOOD, "source": "s" * 129}}, 422, ["source"]),  # was a 500 on PG
     ("unknown role", {"json": message(role="wizard")}, 422, ["llmCalls.0.messages.0.role"]),
     ("content not text", {"json": message(content=42)}, 422, ["llmCalls.0.messages.0.content"]),
     ("message without content", {"json": call(messages=[{"role": "user"}])}, 422, ["llmCalls.0.messages.0.content"]),

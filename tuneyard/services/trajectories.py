@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tuneyard.services.errors import InvalidRequest
-from tuneyard.spec.text import Ident, Name
+from tuneyard.spec.text import Ident, Label, Name
 from tuneyard.store import trajectories as store
 from tuneyard.store.engine import Database
 from tuneyard.store.trajectory_tables import NO_TASK, Trajectory
@@ -75,7 +75,7 @@ class TrajectoryIn(_Strict):
 
     id: Ident | None = Field(None, description="The caller's id (a UUID is made when absent); a retry "
                                                "with the same id and content changes nothing.")
-    source: Name = "api"
+    source: Label = Field("api", description="What reported it (an agent, an import).")
     status: Literal["completed", "failed", "running"] = "completed"
     task: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")] | None = None
     start_time: EpochMs = Field(alias="startTime")

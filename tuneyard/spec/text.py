@@ -82,6 +82,11 @@ Name = Annotated[str, Field(min_length=1, max_length=NAME_MAX, json_schema_extra
                  AfterValidator(_printable)]
 """A name for people (a job's, a base model's, an API key's): printable, not blank."""
 
+LABEL_MAX = 128
+Label = Annotated[str, Field(min_length=1, max_length=LABEL_MAX, json_schema_extra={"pattern": PRINTABLE_PATTERN}),
+                  AfterValidator(_printable)]
+"""A short name kept in a narrow column (a trajectory's source): printable, not blank."""
+
 DatasetName = Annotated[Name, AfterValidator(_no_path)]
 """A dataset's name, unique in its organization; a name, never a path."""
 

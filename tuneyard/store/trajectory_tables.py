@@ -35,7 +35,7 @@ class Trajectory(Base):
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     org_id: Mapped[str] = _org_fk()
     id: Mapped[str] = mapped_column(String(128))  # the caller's (a UUID unless they gave one)
-    source: Mapped[str] = mapped_column(String(128))
+    source: Mapped[str] = mapped_column(String(128))  # spec.text.LABEL_MAX: a request cannot overflow it
     status: Mapped[str] = mapped_column(String(16))  # completed | failed | running
     task: Mapped[str] = mapped_column(String(128), default=NO_TASK)
     start_time: Mapped[int] = mapped_column(BigInteger)  # epoch ms, as the agent reported it
