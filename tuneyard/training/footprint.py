@@ -1,9 +1,10 @@
 """What a run really used, beside what `tuneyard.planning` estimated for it, for its result card.
 
 "Measured peak" is defined here, once, and it is what the estimate estimates:
-- on CPU, the process's peak resident set (getrusage's ru_maxrss, the kernel's high-water mark,
-  so no peak between two samples is missed) minus its resident set just before the model is
-  loaded: the runner's imports (torch, transformers) are there before any job and are not the job's;
+- on CPU, the process's peak resident set (the kernel's high-water mark, VmHWM, reset just before
+  the model is loaded, so no peak between two samples is missed and none from before counts) minus
+  its resident set then: the runner's imports (torch, transformers) are there before any job and are
+  not the job's (ru_maxrss, which cannot be reset, where /proc is not there);
 - on CUDA, torch's peak allocated memory on the device since just before the model is loaded.
 
 Compute is recorded as the FLOPs the estimate counts for the tokens really trained on and the
@@ -13,10 +14,12 @@ of its time divide by (`tuneyard.planning.calibration`).
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import socket
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -28,12 +31,34 @@ from tuneyard.planning.memory import TrainingSetup, estimate_memory
 from tuneyard.planning.shape import ModelShape
 
 MEASURED_AS = {
-    "cpu": "peak RSS (ru_maxrss) minus RSS before the model was loaded",
+    "cpu": "peak RSS (VmHWM, reset before the model was loaded) minus RSS then",
     "cuda": "peak allocated CUDA memory minus allocated before the model was loaded",
 }
 
 
+_PROC_STATUS = Path("/proc/self/status")
+_PROC_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def _reset_peak_rss() -> None:
+    """Start the kernel's RSS high-water mark (VmHWM) again from the RSS now (Linux 4.0 and later).
+
+    ru_maxrss cannot be reset: a peak reached before the model loads (while imports settled) would
+    count as training memory whenever the RSS had dropped by the baseline, as pages reclaimed on a
+    busy machine make it do.
+    """
+    # Not Linux, or not allowed: VmHWM (or ru_maxrss) is then the process's whole peak.
+    with contextlib.suppress(OSError):
+        _PROC_CLEAR_REFS.write_text("5")
+
+
 def _peak_rss_bytes() -> int:
+    try:
+        for line in _PROC_STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
     # Linux reports ru_maxrss in KiB, macOS in bytes
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)
@@ -51,6 +76,7 @@ class Footprint:
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
             return cls("cuda", torch.cuda.memory_allocated())
+        _reset_peak_rss()
         return cls("cpu", psutil.Process().memory_info().rss)
 
     def measured_peak(self) -> int:
