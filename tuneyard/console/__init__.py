@@ -12,7 +12,7 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse
 
-from tuneyard.console import pages_auth, pages_data, pages_jobs, pages_trajectories
+from tuneyard.console import pages_auth, pages_data, pages_jobs, pages_models, pages_trajectories
 from tuneyard.console.auth import CookieAuth, SignInRequired
 from tuneyard.console.sessions import SessionStore
 from tuneyard.console.views import STATIC_DIR, StaticAssets
@@ -29,7 +29,7 @@ def install_console(app: FastAPI) -> None:
     store = SessionStore()
     app.state.console_sessions = store
     app.add_exception_handler(SignInRequired, _to_sign_in)
-    for module in (pages_auth, pages_jobs, pages_data, pages_trajectories):
+    for module in (pages_auth, pages_jobs, pages_data, pages_models, pages_trajectories):
         app.include_router(module.router)
     app.mount("/static", StaticAssets(directory=STATIC_DIR), name="console-static")
     app.add_middleware(CookieAuth, store=store)
