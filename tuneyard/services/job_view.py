@@ -34,6 +34,8 @@ class JobView:
     """A job, read: what every API renders, never the row itself."""
 
     id: str
+    uuid: str
+    """The job's UUID beside its id (tuneyard.store.uuids): what dialects that say UUID show."""
     org_id: str
     type: str
     name: str | None
@@ -69,7 +71,8 @@ class JobView:
         """The job's view; `shown` is its path display (`path_display.for_job`)."""
         raw = job.progress or {}
         return cls(
-            id=job.id, org_id=job.org_id, type=job.type, name=job.name, status=JobStatus(job.status),
+            id=job.id, uuid=job.uuid, org_id=job.org_id, type=job.type, name=job.name,
+            status=JobStatus(job.status),
             project_id=job.project_id, retries=job.retries, attempt=job.attempt, max_retries=job.max_retries,
             last_checkpoint_step=job.last_checkpoint_step, output_model_id=job.output_model_id,
             created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import uuid
 from datetime import UTC, datetime
 
 PREFIXES = ("org", "proj", "key", "file", "ds", "model", "job", "ckpt", "bm", "exp")
@@ -15,3 +16,8 @@ def new_id(prefix: str) -> str:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def new_uuid() -> str:
+    """A random (version 4) UUID in its canonical text form: what dialects that say UUID show."""
+    return str(uuid.uuid4())

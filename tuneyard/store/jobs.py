@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tuneyard.errors import UserError
+from tuneyard.store import uuids
 from tuneyard.store.engine import Database
 from tuneyard.store.errors import IdempotencyConflict, InvalidTransition, NotFound
 from tuneyard.store.ids import new_id, utcnow
@@ -111,8 +112,11 @@ def get_job(db: Database, org_id: str, job_id: str) -> Job:
 
 
 def owned_job(session: Session, org_id: str, job_id: str) -> Job:
-    """The organization's job; another organization's is as missing as one that never existed."""
+    """The organization's job, by its id or its UUID (tuneyard.store.uuids); another organization's
+    is as missing as one that never existed."""
     job = session.get(Job, job_id)
+    if job is None and uuids.is_uuid(job_id):
+        job = session.scalars(select(Job).where(Job.uuid == job_id.lower())).one_or_none()
     if job is None or job.org_id != org_id:
         raise NotFound("job", job_id)
     return job

@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from tuneyard.store.ids import utcnow
+from tuneyard.store.ids import new_uuid, utcnow
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -69,6 +69,16 @@ class Base(DeclarativeBase):
     }
 
 
+def _uuid() -> Mapped[str]:
+    """The object's UUID beside its native id, for the dialects whose documents say UUID (tuneyard.store.uuids).
+
+    Given at every insert by this default. Nullable in the database only because migration 0009 added
+    it to tables with rows: SQLite cannot add a NOT NULL column without a constant default, and
+    rebuilding the tables would run their ON DELETE CASCADEs. The migration backfilled every row.
+    """
+    return mapped_column(String(36), default=new_uuid, nullable=True, unique=True, index=True)
+
+
 def _org_fk() -> Mapped[str]:
     return mapped_column(ID, ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
 
@@ -106,6 +116,7 @@ class ApiKey(Base):
 class File(Base):
     __tablename__ = "files"
     id: Mapped[str] = mapped_column(ID, primary_key=True)
+    uuid: Mapped[str] = _uuid()
     org_id: Mapped[str] = _org_fk()
     filename: Mapped[str]
     bytes: Mapped[int] = mapped_column(BigInteger)
@@ -119,6 +130,7 @@ class Dataset(Base):
     __tablename__ = "datasets"
     __table_args__ = (UniqueConstraint("org_id", "name"),)
     id: Mapped[str] = mapped_column(ID, primary_key=True)
+    uuid: Mapped[str] = _uuid()
     org_id: Mapped[str] = _org_fk()
     name: Mapped[str]
     file_ids: Mapped[list[Any]]
@@ -137,6 +149,7 @@ class BaseModelEntry(Base):
 
     __tablename__ = "base_models"
     id: Mapped[str] = mapped_column(ID, primary_key=True)
+    uuid: Mapped[str] = _uuid()
     org_id: Mapped[str | None] = mapped_column(
         ID, ForeignKey("organizations.id", ondelete="CASCADE"), index=True
     )
@@ -155,6 +168,7 @@ class Job(Base):
         Index("ix_jobs_org_created", "org_id", "created_at", "id"),
     )
     id: Mapped[str] = mapped_column(ID, primary_key=True)
+    uuid: Mapped[str] = _uuid()
     org_id: Mapped[str] = mapped_column(ID, ForeignKey("organizations.id", ondelete="CASCADE"))
     project_id: Mapped[str | None] = mapped_column(ID, ForeignKey("projects.id", ondelete="SET NULL"))
     user_key_id: Mapped[str | None] = mapped_column(ID, ForeignKey("api_keys.id", ondelete="SET NULL"))
@@ -247,6 +261,7 @@ class Checkpoint(Base):
     __tablename__ = "checkpoints"
     __table_args__ = (UniqueConstraint("job_id", "step"),)
     id: Mapped[str] = mapped_column(ID, primary_key=True)
+    uuid: Mapped[str] = _uuid()
     job_id: Mapped[str] = mapped_column(ID, ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     step: Mapped[int]
     path: Mapped[str] = mapped_column(Text)
@@ -258,6 +273,7 @@ class Checkpoint(Base):
 class TrainedModel(Base):
     __tablename__ = "trained_models"
     id: Mapped[str] = mapped_column(ID, primary_key=True)
+    uuid: Mapped[str] = _uuid()
     org_id: Mapped[str] = _org_fk()
     # The model outlives a deleted job; its lineage stays in base_model and datasets.
     job_id: Mapped[str | None] = mapped_column(ID, ForeignKey("jobs.id", ondelete="SET NULL"), index=True)
