@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from tuneyard.api.dialects import statuses
 from tuneyard.api.dialects.base import Dialect
 from tuneyard.api.errors import render_envelope
 from tuneyard.api.routes import catalog, data, exports, job_outputs, job_timeline, jobs, keys, planning, system
 from tuneyard.api.routes import templates as template_routes
 from tuneyard.api.routes import trajectories as trajectory_routes
-from tuneyard.store.status import JobStatus
 
 NAME = "native"
 PREFIX = "/v1"
@@ -26,4 +26,4 @@ def dialect() -> Dialect:
                    template_routes):
         router.include_router(module.router)
     return Dialect(name=NAME, prefixes=(PREFIX,), router=router, render_error=render_envelope,
-                   status_names={status: status.value for status in JobStatus}, upload_paths=UPLOAD_PATHS)
+                   status_names=statuses.NATIVE, upload_paths=UPLOAD_PATHS)
