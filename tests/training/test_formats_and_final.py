@@ -23,7 +23,14 @@ FORMATS: dict[str, list[dict[str, Any]]] = {
         {"prompt": f"Count to {i}:", "completion": " ".join(map(str, range(i + 1)))} for i in range(8)
     ],
     "text": [{"text": f"Line {i} of a small plain text corpus about counting."} for i in range(8)],
+    "preference": [
+        {"input": {"messages": [{"role": "user", "content": f"Say {i}."}]},
+         "preferred_output": [{"role": "assistant", "content": f"{i}."}],
+         "non_preferred_output": [{"role": "assistant", "content": "No."}]}
+        for i in range(8)
+    ],
 }
+METHOD_OF_FORMAT = {"preference": "dpo"}  # preference pairs train with DPO only; the rest with LoRA
 
 
 def test_every_registered_format_is_trained_here() -> None:
@@ -33,7 +40,7 @@ def test_every_registered_format_is_trained_here() -> None:
 @pytest.mark.parametrize("fmt", list(FORMATS))
 def test_each_format_trains(tmp_path: Path, model_cache: Path, fmt: str) -> None:
     data = write_jsonl(tmp_path / f"{fmt}.jsonl", FORMATS[fmt])
-    spec = write_spec(tmp_path, data, max_steps=2, batch_size=2)
+    spec = write_spec(tmp_path, data, METHOD_OF_FORMAT.get(fmt, "lora"), max_steps=2, batch_size=2)
     run_dir = tmp_path / "run"
     assert run_runner(spec, run_dir, model_cache) == 0, (run_dir / "runner.log").read_text()[-2000:]
     metrics = [r for r in telemetry(run_dir) if r["kind"] == "metric"]

@@ -99,7 +99,7 @@ def test_a_methods_params_belong_to_it_alone() -> None:
                                  "hyperparams": {"lora_rank": 8}})
     assert spec is None
     assert problems == [{"field": "hyperparams.lora_rank",
-                         "message": "not a parameter of this method; lora, qlora take it"}]
+                         "message": "not a parameter of this method; lora, qlora, dpo take it"}]
 
 
 def test_method_defaults_come_from_the_method() -> None:
@@ -113,7 +113,7 @@ def test_unknown_type_and_method_are_named_with_every_other_problem() -> None:
     _, problems = check_spec({"type": "distill", "base_model": "", "datasets": DATA})
     assert {"field": "type", "message": f"expected one of {', '.join(JOB_TYPES.names())}"} in problems
     assert "base_model" in {p["field"] for p in problems}
-    _, problems = check_spec({"base_model": "m", "datasets": DATA, "method": "dpo", "hyperparams": {"epochs": 0}})
+    _, problems = check_spec({"base_model": "m", "datasets": DATA, "method": "kto", "hyperparams": {"epochs": 0}})
     assert {p["field"] for p in problems} == {"method", "hyperparams.epochs"}
 
 

@@ -99,7 +99,7 @@ class TrainingSetup:
 
     @property
     def adapter(self) -> bool:
-        return self.method in ("lora", "qlora")
+        return self.method in ("lora", "qlora", "dpo")
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,9 @@ from tuneyard.spec.registry import Registry
 
 AUTO = "auto"
 
-RecordKind = Literal["chat", "completion", "text"]
-"""How a record is rendered: through the chat template, as prompt + completion text, or as plain text."""
+RecordKind = Literal["chat", "completion", "text", "preference"]
+"""How a record is rendered: through the chat template, as prompt + completion text, as plain text, or
+as two chats (one prompt, a preferred and a non-preferred answer) that only method `dpo` trains on."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,9 @@ for _entry in (
     FormatEntry("alpaca", "Alpaca instructions: {instruction, input?, output}.", "instruction", "chat"),
     FormatEntry("prompt_completion", "Raw prompt and completion text: {prompt, completion}.", "prompt", "completion"),
     FormatEntry("text", "Plain text, all of it trained on: {text}.", "text", "text"),
+    FormatEntry("preference", "OpenAI DPO pairs: {input: {messages, tools?}, preferred_output: [assistant message], "
+                "non_preferred_output: [assistant message]}; trained by method 'dpo' only.",
+                "preferred_output", "preference"),
 ):
     FORMATS.register(_entry)
 

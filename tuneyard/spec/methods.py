@@ -70,6 +70,16 @@ class LoraParams(MethodParams):
         return value
 
 
+class DpoParams(LoraParams):
+    """DPO (Rafailov et al. 2023) trains a LoRA adapter on preference pairs; the frozen base with the
+    adapter switched off is the reference policy, so no second copy of the model is held."""
+
+    # OpenAI's DPO `beta`; 0.1 is the paper's and TRL's default. Past ~10 the sigmoid saturates
+    # on the first step and the loss stops teaching anything.
+    beta: float = Field(0.1, gt=0, le=10.0, description="DPO's beta: how far the policy may move from the "
+                        "reference (smaller lets it move further).")
+
+
 @dataclass(frozen=True)
 class MethodEntry:
     """One training method as the spec knows it."""
@@ -132,6 +142,12 @@ METHODS.register(MethodEntry(
 METHODS.register(MethodEntry(
     name="qlora", params=LoraParams, output="adapter", requires=("cuda", "bitsandbytes"),
     description="QLoRA: a LoRA adapter trained beside a base quantized to 4 bits (CUDA and bitsandbytes only).",
+))
+
+METHODS.register(MethodEntry(
+    name="dpo", params=DpoParams, output="adapter",
+    description="DPO: a LoRA adapter trained on preference pairs (preferred vs non-preferred answer) "
+                "against the frozen base as reference.",
 ))
 
 P = TypeVar("P", bound=MethodParams)

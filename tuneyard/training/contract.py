@@ -64,6 +64,8 @@ METRIC_VALUES = (
     "elapsed_s",  # training seconds so far
     "eta_s",  # estimated seconds to the last step
     "total_steps",  # optimizer steps the run will take
+    "preference_accuracy",  # dpo: share of the step's pairs whose preferred answer the policy rewards more
+    "reward_margin",  # dpo: mean over the step's pairs of beta x (preferred's log-ratio - the other's)
 )
 EVAL_VALUES = (
     "eval_loss",  # mean loss on the evaluated rows
@@ -71,4 +73,7 @@ EVAL_VALUES = (
     "eval_tokens",  # tokens evaluated
     "baseline",  # true for the evaluation before training
     "eval_on",  # "eval" (the evaluation split) or "train_sample" (no split: a sample of the training rows)
+    "preference_accuracy",  # dpo: as the metric's, over the evaluated pairs
+    "reward_margin",  # dpo: as the metric's, over the evaluated pairs
+    "dpo_loss",  # dpo: mean DPO loss of the evaluated pairs (eval_loss is the preferred answers' token loss)
 )

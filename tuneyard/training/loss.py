@@ -1,4 +1,5 @@
-"""Causal-LM token loss, summed, so the training loop can normalize over a whole optimizer step.
+"""Causal-LM token loss, summed, so the training loop can normalize over a whole optimizer step;
+and DPO's preference loss over sequence log-probabilities.
 
 Dividing by the loss tokens of the whole step (not of each micro-batch or row) makes the
 loss independent of how examples are packed into rows and split into micro-batches.
@@ -6,6 +7,7 @@ loss independent of how examples are packed into rows and split into micro-batch
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -91,3 +93,43 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
         if has_weight:
             grad_weight = (next(saved) * grad_output).to(ctx.weight_dtype)
         return grad_states, grad_weight, None, None
+
+
+def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per row, the summed log-probability (fp32) of its loss tokens: log p(answer | prompt) for a
+    row whose labels mark only the answer. Shape (rows,)."""
+    targets, keep = _targets(labels)
+    log_probs = logits[:, :-1].float().log_softmax(dim=-1)
+    picked = log_probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (picked * keep).sum(dim=-1)
+
+
+@dataclass(frozen=True)
+class DpoTerms:
+    """DPO's loss per pair, and what it says about the pairs (Rafailov et al. 2023, eq. 7).
+
+    A pair's implicit reward for an answer y is beta * (log pi(y|x) - log pi_ref(y|x)); the
+    margin is the preferred answer's reward minus the other's, and the loss -log sigmoid(margin).
+    """
+
+    losses: torch.Tensor  # (pairs,), differentiable through the policy's log-probs
+    margins: torch.Tensor  # (pairs,), detached
+
+    @property
+    def correct(self) -> int:
+        """Pairs whose preferred answer the policy rewards strictly more: the preference accuracy's count."""
+        return int((self.margins > 0).sum())
+
+
+def dpo_terms(
+    policy_preferred: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    reference_preferred: torch.Tensor,
+    reference_rejected: torch.Tensor,
+    beta: float,
+) -> DpoTerms:
+    """The sigmoid DPO loss of each pair from the four sequence log-probs (each of shape (pairs,))."""
+    logits = (policy_preferred - reference_preferred) - (policy_rejected - reference_rejected)
+    margins = beta * logits
+    # -log(sigmoid(z)) as softplus(-z): exact where sigmoid underflows
+    return DpoTerms(losses=F.softplus(-margins), margins=margins.detach())

@@ -148,6 +148,14 @@ class QLoraMethod(LoraMethod):
         return _add_lora(model, params_of(hp, LoraParams))
 
 
+class DpoMethod(LoraMethod):
+    """A LoRA adapter, trained by the DPO recipe (`recipes/dpo.py`) on preference pairs. LoRA because
+    the base with the adapter switched off (`disable_adapter`) is then DPO's frozen reference policy
+    for free: no second copy of the model in memory."""
+
+    name = "dpo"
+
+
 class FullMethod:
     name = "full"
 
@@ -182,4 +190,5 @@ def _check_only_tied_missing(model: Any, missing: list[str], unexpected: list[st
 register(LoraMethod())
 register(FullMethod())
 register(QLoraMethod())
+register(DpoMethod())
 

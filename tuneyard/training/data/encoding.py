@@ -73,6 +73,8 @@ class Encoder:
 
     def encode(self, record: Record) -> Example | None:
         """The record as an Example, or None (counted) when no loss token is left."""
+        if record.kind == "preference":  # two answers make two examples: data.preference encodes them
+            raise Invalid("a preference pair (preferred_output, non_preferred_output) trains with method 'dpo' only")
         ids, loss = self._tokens(record)
         truncated = len(ids) > self.max_seq_length
         if truncated:

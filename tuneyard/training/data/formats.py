@@ -178,6 +178,47 @@ def parse_text(row: dict[str, Any]) -> Parsed:
     return "text", [Turn("text", _text(row.get("text"), "text"), train=True)], None
 
 
+PREFERRED, NON_PREFERRED = "preferred", "non_preferred"
+"""The roles of a preference record's two answers, after its prompt's chat turns."""
+
+
+def _single_answer(row: dict[str, Any], key: str) -> str:
+    """OpenAI's DPO format gives each answer as a list of exactly one assistant message."""
+    value = row.get(key)
+    if value is None:
+        raise Invalid(f"{key} is missing")
+    if not (isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict)):
+        raise Invalid(f"{key} must be a list of one assistant message")
+    message = value[0]
+    if message.get("role") != "assistant":
+        raise Invalid(f"{key}[0].role must be 'assistant', not {message.get('role')!r}")
+    if message.get("tool_calls"):
+        raise Invalid(f"{key}[0].tool_calls: preference answers are text only")
+    return _content(message, f"{key}[0]")
+
+
+def parse_preference(row: dict[str, Any]) -> Parsed:
+    """OpenAI's DPO row: the prompt's chat turns, then the preferred and the non-preferred answer."""
+    given = row.get("input")
+    if not isinstance(given, dict):
+        raise Invalid("input must be an object with 'messages'")
+    messages = given.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise Invalid("input.messages must be a non-empty list")
+    tools = given.get("tools")
+    if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
+        raise Invalid("input.tools must be a list of objects")
+    prompt = [_chat_turn(i, m) for i, m in enumerate(messages)]
+    if prompt[-1].role == "assistant":
+        raise Invalid("input.messages must end with a user (or tool) turn: the answers follow it")
+    prompt = [Turn(t.role, t.content, train=False, tool_calls=t.tool_calls, extra=t.extra) for t in prompt]
+    preferred = _single_answer(row, "preferred_output")
+    rejected = _single_answer(row, "non_preferred_output")
+    if preferred == rejected:
+        raise Invalid("preferred_output and non_preferred_output are the same answer: nothing to prefer")
+    return "preference", [*prompt, Turn(PREFERRED, preferred, train=True), Turn(NON_PREFERRED, rejected)], tools or None
+
+
 # One parser per format registered in tuneyard.spec.formats (a test holds the two together).
 PARSERS: dict[str, Callable[[dict[str, Any]], Parsed]] = {
     "chat": parse_chat,
@@ -185,10 +226,12 @@ PARSERS: dict[str, Callable[[dict[str, Any]], Parsed]] = {
     "alpaca": parse_alpaca,
     "prompt_completion": parse_prompt_completion,
     "text": parse_text,
+    "preference": parse_preference,
 }
 
 # Columns that hold nested JSON; in CSV cells they arrive as strings and are decoded first.
-NESTED_COLUMNS = ("messages", "conversations", "tools", "history")
+NESTED_COLUMNS = ("messages", "conversations", "tools", "history", "input", "preferred_output",
+                  "non_preferred_output")
 
 
 def decode_nested(row: dict[str, Any]) -> dict[str, Any]:

@@ -45,3 +45,18 @@ class Record:
     @property
     def where(self) -> str:
         return f"{self.file}:{self.line}"
+
+    def as_pair(self) -> tuple[Record, Record]:
+        """A preference record as two chats: its prompt with the preferred answer, and with the other.
+
+        The answers are the last two turns (roles "preferred", "non_preferred"; see
+        `tuneyard.training.data.formats.parse_preference`); each becomes the trained assistant turn.
+        """
+        if self.kind != "preference":
+            raise ValueError(f"{self.where}: a {self.kind} record is not a preference pair")
+        *prompt, preferred, rejected = self.turns
+        return tuple(  # type: ignore[return-value]
+            Record("chat", [*prompt, Turn("assistant", answer.content, train=True)], self.file, self.line,
+                   self.tools)
+            for answer in (preferred, rejected)
+        )

@@ -72,7 +72,7 @@ def _parse_row(scan: FileScan, line: int, row: Row) -> Record:
             if found is None:
                 raise Invalid(
                     "unrecognized row: expected a 'messages', 'conversations', 'instruction'+'output', "
-                    "'prompt'+'completion' or 'text' key"
+                    "'prompt'+'completion', 'text' or 'preferred_output' key"
                 )
             scan.format = found  # the first recognizable row fixes the file's format
         elif found not in (None, scan.format):

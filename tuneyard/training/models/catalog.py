@@ -115,7 +115,7 @@ _BUILTINS: dict[str, BaseModelEntry] = {
             architecture="llama",
             parameters=1_049_728,
             context_length=1024,
-            methods=("lora", "full"),
+            methods=("lora", "full", "dpo"),
         ),
         _entry(
             id=SMOLLM2_135M,
@@ -128,7 +128,7 @@ _BUILTINS: dict[str, BaseModelEntry] = {
             context_length=8192,
             # Not qlora: 4-bit quantization happens as transformers loads a model folder, and this
             # base comes from a GGUF file (tuneyard.training.models.loading._check_quantizable).
-            methods=("lora", "full"),
+            methods=("lora", "full", "dpo"),
         ),
     )
 }

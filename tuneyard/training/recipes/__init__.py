@@ -21,6 +21,7 @@ from tuneyard.spec.registry import Registry
 from tuneyard.training.config import RunConfig
 from tuneyard.training.control import RunControl
 from tuneyard.training.recipes.contract import ContractRecipe
+from tuneyard.training.recipes.dpo import DpoRecipe
 from tuneyard.training.recipes.finetune import FinetuneRecipe
 from tuneyard.training.recipes.grow import GrowRecipe
 from tuneyard.training.recipes.merge import MergeRecipe
@@ -56,7 +57,13 @@ class RecipeEntry:
 
 RECIPES: Registry[RecipeEntry] = Registry("recipe")
 
-RECIPES.register(RecipeEntry("finetune", FinetuneRecipe))
+def _finetune(config: RunConfig, run_dir: Path, telemetry: Telemetry, control: RunControl) -> Recipe:
+    """A finetune job trains toward its method's objective: DPO's on preference pairs, else next tokens."""
+    recipe = DpoRecipe if config.method == "dpo" else FinetuneRecipe
+    return recipe(config, run_dir, telemetry, control)
+
+
+RECIPES.register(RecipeEntry("finetune", _finetune))
 RECIPES.register(RecipeEntry("merge", MergeRecipe))
 RECIPES.register(RecipeEntry("train", GrowRecipe))
 RECIPES.register(RecipeEntry("contract", ContractRecipe))

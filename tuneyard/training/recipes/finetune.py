@@ -165,10 +165,15 @@ class FinetuneRecipe:
             loss=loss, lr=lr, grad_norm=grad_norm, tokens=state.tokens_seen,
             tokens_per_s=round(tokens_per_s, 1), memory_gb=round(self.session.memory_gb(), 3),
             elapsed_s=round(state.train_seconds, 3), eta_s=round(seconds * (total - state.step), 1),
+            **self._objective_figures(),
         )  # fmt: skip
         every = max(1, total // 50)
         if state.step % every == 0 or state.step in (1, total):
             self.telemetry.log(console_line(state.step, total, loss, lr, tokens_per_s))
+
+    def _objective_figures(self) -> dict[str, float]:
+        """Figures of the step beyond the loss that the recipe's objective reports (DPO's); none here."""
+        return {}
 
     def _maybe_evaluate(self) -> None:
         if self.hp.eval_steps and self.state.step % self.hp.eval_steps == 0 and self.state.step < self.plan.total_steps:
