@@ -5,6 +5,7 @@ Nothing below this module reads os.environ: `Settings.from_env()` is the only pl
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import types
@@ -28,6 +29,9 @@ class Settings:
     """SQLAlchemy URL; None means SQLite at DATA_DIR/tuneyard.db."""
     host: str = "127.0.0.1"
     port: int = 8000
+    auth: str = "key"
+    """`key`: every request needs an API key. `none`: single-user mode for a laptop, where a request
+    without a key acts as the local admin (DATA_DIR/admin.key); allowed only while `host` is loopback."""
     workers: int = 1
     """Embedded workers started by `tuneyard serve`."""
     lease_seconds: float = 30.0
@@ -74,6 +78,10 @@ class Settings:
     work: on cores it shares with the API and the supervisors, they must answer first."""
     metrics_org_labels: bool = False
     """/metrics adds jobs by organization (`org` labels); off, it shows service-wide figures only."""
+    worker_memory_bytes: int | None = None
+    """Memory this process's workers declare for admission: they claim only jobs whose memory
+    estimate fits. None measures the host (the GPU's memory on CUDA, MemAvailable on CPU;
+    tuneyard.scheduler.capacity)."""
     executor: str = "local"
     """Where workers run their runners, by registered name (tuneyard.worker.executors.registry):
     `local` is a subprocess on the worker's machine."""
@@ -88,6 +96,7 @@ class Settings:
     """What an hour of a CUDA GPU worker costs, in USD (0: not billed)."""
 
     def __post_init__(self) -> None:
+        _check_auth(self.auth, self.host)
         # Paths are made absolute once, here, against the directory the process started in: they
         # are stored (file and model paths in the database) and handed to runners that work in
         # their run folder, where a relative path would name something else.
@@ -129,6 +138,28 @@ class Settings:
             if raw is not None:
                 values[f.name] = parse(variable, raw)
         return cls(**values)
+
+
+AUTH_MODES = ("key", "none")
+
+
+def _check_auth(auth: str, host: str) -> None:
+    """`none` only behind loopback: a keyless server on a reachable address is anyone's admin."""
+    if auth not in AUTH_MODES:
+        raise SettingsError(ENV_PREFIX + "AUTH", f"{auth!r} is not one of {', '.join(AUTH_MODES)}")
+    if auth == "none" and not is_loopback(host):
+        raise SettingsError(ENV_PREFIX + "AUTH", f"auth 'none' (no API keys) is allowed only on a loopback address "
+                                                 f"(127.0.0.1, ::1, localhost), and the host is {host!r}")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is a loopback address or `localhost`: never the wildcard 0.0.0.0 or ::."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _absolute_path(path: Path | str) -> Path:

@@ -25,6 +25,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from tuneyard.api.schemas.common import ErrorEnvelope
+from tuneyard.services.admin import ADMIN_KEY_FILE
 from tuneyard.services.errors import Forbidden, Unauthorized
 from tuneyard.settings import Settings
 from tuneyard.spec.text import ID_PATTERN
@@ -56,6 +57,20 @@ Context = Annotated[AppContext, Depends(get_context)]
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer ty_...`")
 
 
+def _credentials(context: Context, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+                 ) -> HTTPAuthorizationCredentials | None:
+    """The request's key; in single-user mode (`auth: none`, loopback only: Settings) a request
+    without one acts as the local admin, whose key `serve` keeps in DATA_DIR/admin.key."""
+    if credentials is not None or context.settings.auth != "none":
+        return credentials
+    try:
+        key = (context.settings.data_dir / ADMIN_KEY_FILE).read_text(encoding="utf-8").strip()
+    except OSError:
+        raise Unauthorized("single-user mode, but the data folder has no admin.key: run `tuneyard serve` "
+                           "on it once, or send a key") from None
+    return HTTPAuthorizationCredentials(scheme="Bearer", credentials=key)
+
+
 def _bearer_key(credentials: HTTPAuthorizationCredentials | None) -> str:
     if credentials is None or not credentials.credentials:
         raise Unauthorized()
@@ -69,7 +84,7 @@ def _principal(session: Session, key: str) -> Principal:
     return principal
 
 
-Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_credentials)]
 
 
 def get_caller(context: Context, credentials: Bearer) -> Principal:

@@ -20,6 +20,14 @@ if TYPE_CHECKING:  # the store (SQLAlchemy) loads only for the commands that use
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data folder (env TUNEYARD_DATA_DIR).")]
 Workers = Annotated[int | None, typer.Option("--workers", min=0, help="Workers to run (env TUNEYARD_WORKERS).")]
+WorkerMemory = Annotated[float | None, typer.Option(
+    "--worker-memory-gb", min=0.001, help=(
+        "Memory each worker declares, in GB: it claims only jobs whose estimate fits (env "
+        "TUNEYARD_WORKER_MEMORY_BYTES, in bytes). Default: measured, the GPU's memory or MemAvailable."))]
+
+
+def _memory_bytes(gb: float | None) -> int | None:
+    return None if gb is None else round(gb * 1e9)
 
 
 def _open(settings: Settings) -> Database:
@@ -39,6 +47,7 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (env TUNEYARD_PORT).")] = None,
     data_dir: DataDir = None,
     workers: Workers = None,
+    worker_memory_gb: WorkerMemory = None,
 ) -> None:
     """Run the API and embedded workers in one process (SQLite in the data folder by default)."""
     import uvicorn
@@ -48,7 +57,8 @@ def serve(
     from tuneyard.services.admin import ensure_admin_key
     from tuneyard.worker.pool import WorkerPool
 
-    settings = Settings.from_env().with_overrides(host=host, port=port, data_dir=data_dir, workers=workers)
+    settings = Settings.from_env().with_overrides(host=host, port=port, data_dir=data_dir, workers=workers,
+                                                  worker_memory_bytes=_memory_bytes(worker_memory_gb))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     db = _open(settings)
     key_file = ensure_admin_key(db, settings)
@@ -81,11 +91,12 @@ def serve(
         db.dispose()
 
 
-def worker(data_dir: DataDir = None, workers: Workers = None) -> None:
+def worker(data_dir: DataDir = None, workers: Workers = None, worker_memory_gb: WorkerMemory = None) -> None:
     """Run workers alone against a shared database (TUNEYARD_DATABASE_URL) and data folder."""
     from tuneyard.worker.pool import WorkerPool
 
-    settings = Settings.from_env().with_overrides(data_dir=data_dir, workers=workers)
+    settings = Settings.from_env().with_overrides(data_dir=data_dir, workers=workers,
+                                                  worker_memory_bytes=_memory_bytes(worker_memory_gb))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     db = _open(settings)
     pool = WorkerPool(db, settings, dict(os.environ), max(settings.workers, 1))

@@ -1,4 +1,5 @@
-"""The worker registry: which workers exist, and which are alive (heartbeat within a window)."""
+"""The worker registry: which workers exist, which are alive (heartbeat within a window), and the
+memory each declared, which admission reads (`live_memory`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import socket
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from tuneyard.store.engine import Database
 from tuneyard.store.errors import NotFound
@@ -23,14 +25,17 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
-def register_worker(db: Database, worker_id: str, *, host: str | None = None, pid: int | None = None) -> None:
-    """Add the worker (or mark it running again) with a fresh heartbeat."""
+def register_worker(db: Database, worker_id: str, *, host: str | None = None, pid: int | None = None,
+                    memory_bytes: int | None = None, device: str | None = None) -> None:
+    """Add the worker (or mark it running again) with a fresh heartbeat and the memory it declares."""
     now = utcnow()
+    declared = {"memory_bytes": memory_bytes, "device": device}
     row = {"id": worker_id, "host": host or socket.gethostname(), "pid": pid or os.getpid(),
-           "state": "running", "started_at": now, "heartbeat_at": now}
+           "state": "running", "started_at": now, "heartbeat_at": now, **declared}
     with db.write() as session:
         insert_ignoring_duplicates(session, Worker, [row], ("id",))
-        session.execute(update(Worker).where(Worker.id == worker_id).values(state="running", heartbeat_at=now))
+        session.execute(update(Worker).where(Worker.id == worker_id).values(
+            state="running", heartbeat_at=now, **declared))
 
 
 def worker_heartbeat(db: Database, worker_id: str, *, now: datetime | None = None) -> None:
@@ -61,3 +66,15 @@ def workers_alive(db: Database, within_seconds: float, *, now: datetime | None =
     stmt = select(func.count()).where(Worker.state != "stopped", Worker.heartbeat_at >= since)
     with db.read() as session:
         return session.scalar(stmt) or 0
+
+
+def alive_window_seconds(lease_seconds: float, heartbeat_seconds: float) -> float:
+    """How recent a heartbeat keeps a worker alive: a lease, or three missed heartbeats if longer."""
+    return max(lease_seconds, 3 * heartbeat_seconds)
+
+
+def live_memory(session: Session, within_seconds: float, *, now: datetime | None = None) -> list[int | None]:
+    """The memory each live worker declared (None: it declared none), in a read the caller holds."""
+    since = (now or utcnow()) - timedelta(seconds=within_seconds)
+    stmt = select(Worker.memory_bytes).where(Worker.state != "stopped", Worker.heartbeat_at >= since)
+    return list(session.scalars(stmt))

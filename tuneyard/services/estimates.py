@@ -10,17 +10,18 @@ cost is device-hours times the configured price of the device kind.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tuneyard.errors import SpecError
 from tuneyard.planning import calibration
 from tuneyard.planning.compute import run_size, train_flops
-from tuneyard.planning.memory import Device, TrainingSetup, estimate_memory
+from tuneyard.planning.memory import Device, MemoryEstimate, TrainingSetup, estimate_memory
 from tuneyard.planning.shape import BUILTIN_CONFIGS, ModelShape
 from tuneyard.services import templates
 from tuneyard.services.errors import InvalidRequest
-from tuneyard.services.submission import MAX_CONFIG_BYTES, JobRequest, plan_job
+from tuneyard.services.submission import MAX_CONFIG_BYTES, JobPlan, JobRequest, plan_job
 from tuneyard.settings import Settings
 from tuneyard.store import datasets as datasets_store
 from tuneyard.store.engine import Database
@@ -37,25 +38,18 @@ def estimate_job(db: Database, settings: Settings, org_id: str, request: JobRequ
     """Memory, time and cost of the job `request` would submit; InvalidRequest as a submission gets."""
     request = templates.with_template(db, org_id, request)
     plan = plan_job(db, settings, org_id, request)
-    config = plan.config
-    shape = _shape(config["base_model"])
     samples = finished_samples(db)
     device = device or _likely_device(samples)
-    hyperparams = config.get("hyperparams")
-    method = config.get("method")
-    if not isinstance(hyperparams, dict) or not isinstance(method, str):
-        raise InvalidRequest([{"field": "type", "message": f"{plan.type} jobs train nothing to estimate yet"}])
-    tokens, examples = _dataset_figures(db, org_id, plan.dataset_ids, request.spec.get("datasets"))
-    example_tokens = tokens / examples if tokens and examples else None
-    bf16 = hyperparams.get("bf16") is True or (hyperparams.get("bf16") == "auto" and device == "cuda")
-    setup = TrainingSetup.from_hyperparams(method, hyperparams, bf16, example_tokens)
+    sizing = _sizing(db, org_id, plan, device)
+    setup, shape, hyperparams = sizing.setup, sizing.shape, sizing.hyperparams
     memory = estimate_memory(shape, setup, device)
+    tokens = sizing.tokens
     train_tokens = None if tokens is None else round(tokens * (1 - float(hyperparams.get("eval_split", 0.0))))
     size = run_size(setup, hyperparams.get("max_steps"), int(hyperparams.get("epochs", 1)), train_tokens)
     flops = None if size is None else train_flops(shape, setup, size.tokens)
     time = _time(flops, samples, device)
     return {
-        "base_model": request.spec.get("base_model"), "type": plan.type, "method": method, "device": device,
+        "base_model": request.spec.get("base_model"), "type": plan.type, "method": setup.method, "device": device,
         "model_params": shape.params,
         "trainable_params": memory.components["lora"] // 4 if setup.adapter else shape.params,
         "memory": {**memory.to_json(), "band_pct": round(100 * MEMORY_BAND)},
@@ -63,6 +57,39 @@ def estimate_job(db: Database, settings: Settings, org_id: str, request: JobRequ
         "time": time,
         "cost": _cost(settings, device, time.get("seconds")),
     }  # fmt: skip
+
+
+def planned_memory(db: Database, org_id: str, plan: JobPlan, device: Device) -> MemoryEstimate | None:
+    """The peak memory `estimate_job` gives for a checked plan, or None where it gives none (a type
+    that trains nothing to estimate, a base model whose config.json cannot be read here)."""
+    try:
+        sizing = _sizing(db, org_id, plan, device)
+    except InvalidRequest:
+        return None
+    return estimate_memory(sizing.shape, sizing.setup, device)
+
+
+@dataclass(frozen=True)
+class _Sizing:
+    shape: ModelShape
+    setup: TrainingSetup
+    hyperparams: dict[str, Any]
+    tokens: int | None  # the training datasets' tokens, when counted
+
+
+def _sizing(db: Database, org_id: str, plan: JobPlan, device: Device) -> _Sizing:
+    """What the arithmetic needs of a plan: the model's shape and the run's setup."""
+    config = plan.config
+    hyperparams = config.get("hyperparams")
+    method = config.get("method")
+    if not isinstance(hyperparams, dict) or not isinstance(method, str):
+        raise InvalidRequest([{"field": "type", "message": f"{plan.type} jobs train nothing to estimate yet"}])
+    shape = _shape(config["base_model"])
+    tokens, examples = _dataset_figures(db, org_id, plan.dataset_ids, plan.request.spec.get("datasets"))
+    example_tokens = tokens / examples if tokens and examples else None
+    bf16 = hyperparams.get("bf16") is True or (hyperparams.get("bf16") == "auto" and device == "cuda")
+    setup = TrainingSetup.from_hyperparams(method, hyperparams, bf16, example_tokens)
+    return _Sizing(shape, setup, hyperparams, tokens)
 
 
 def _shape(runner_source: str) -> ModelShape:

@@ -65,10 +65,13 @@ class JobView:
     """Each dialect's own fields of the job, by dialect name."""
     paths: PathDisplay = field(repr=False, compare=False)
     """How this job's server paths are shown: for anything else of it a client reads (result, timeline)."""
+    waiting: str | None = None
+    """Why a queued job waits beyond its place in line: `waiting for a worker with ≥ 11.2 GB` while
+    some live worker has less memory than its estimate (`services/memory_admission.py`)."""
 
     @classmethod
-    def of(cls, job: Job, shown: PathDisplay) -> JobView:
-        """The job's view; `shown` is its path display (`path_display.for_job`)."""
+    def of(cls, job: Job, shown: PathDisplay, waiting: str | None = None) -> JobView:
+        """The job's view; `shown` is its path display (`path_display.for_job`), `waiting` why it waits."""
         raw = job.progress or {}
         return cls(
             id=job.id, uuid=job.uuid, org_id=job.org_id, type=job.type, name=job.name,
@@ -81,6 +84,7 @@ class JobView:
             error_type=ErrorType.of((job.error or {}).get("error_type")),
             stop_requested=job.stop_requested, cancel_requested=job.cancel_requested,
             config=shown.value(job.config), spec=shown.value(job.spec), labels=job.labels or {}, paths=shown,
+            waiting=waiting,
         )
 
 

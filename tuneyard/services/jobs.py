@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from tuneyard.services import estimates, path_display, templates
+from tuneyard.services import estimates, memory_admission, path_display, templates
 from tuneyard.services.errors import RateLimited, TrainingFailed
 from tuneyard.services.job_view import JobView
 from tuneyard.services.runs import remove_run, run_dir
@@ -51,7 +51,8 @@ class JobList:
 def submit_job(db: Database, settings: Settings, caller: Principal, request: JobRequest) -> Submitted:
     """Validate the whole request, then queue the job (or return the one this key already made).
 
-    Raises InvalidRequest (every problem at once), IdempotencyConflict, RateLimited, or
+    Raises InvalidRequest (every problem at once; a job no live worker has the memory for, with its
+    estimate: `memory_admission`), IdempotencyConflict, RateLimited, or
     QuotaExceeded (the organization's queued and running jobs).
     """
     plan = plan_job(db, settings, caller.org_id, templates.with_template(db, caller.org_id, request))
@@ -61,6 +62,7 @@ def submit_job(db: Database, settings: Settings, caller: Principal, request: Job
         org_id=caller.org_id, type=plan.type, spec=plan.spec, config=plan.config,
         name=request.name, project_id=request.project_id, user_key_id=caller.key_id,
         max_retries=settings.max_retries, idempotency_key=plan.idempotency_key, labels=plan.labels,
+        memory_estimate_bytes=memory_admission.admit(db, settings, caller.org_id, plan),
     )
     admission = admit_job(
         db, new, plan.body_hash, subject=f"job-create:{caller.key_id}",
@@ -76,7 +78,8 @@ def views(db: Database, settings: Settings, rows: Sequence[Job]) -> list[JobView
     """Jobs as clients see them, server paths shown (`path_display`): one read for all of them."""
     with db.read() as session:
         shown = path_display.for_jobs(session, settings, rows)
-    return [JobView.of(job, shown[job.id]) for job in rows]
+        waiting = memory_admission.waiting_reasons(session, settings, rows)
+    return [JobView.of(job, shown[job.id], waiting.get(job.id)) for job in rows]
 
 
 def display(db: Database, settings: Settings, job: Job) -> path_display.PathDisplay:
@@ -87,7 +90,8 @@ def display(db: Database, settings: Settings, job: Job) -> path_display.PathDisp
 
 def view_in(session: Session, settings: Settings, job: Job) -> JobView:
     """The same, inside a read the caller already holds."""
-    return JobView.of(job, path_display.for_job(session, settings, job))
+    waiting = memory_admission.waiting_reasons(session, settings, [job]).get(job.id)
+    return JobView.of(job, path_display.for_job(session, settings, job), waiting)
 
 
 def get_job(db: Database, settings: Settings, org_id: str, job_id: str) -> JobView:

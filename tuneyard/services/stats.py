@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tuneyard.planning.calibration import accuracy
-from tuneyard.scheduler.workers import workers_alive
+from tuneyard.scheduler.workers import alive_window_seconds, workers_alive
 from tuneyard.settings import Settings
 from tuneyard.store import stats as store
 from tuneyard.store.engine import Database
@@ -28,7 +28,7 @@ def memory_estimate_accuracy(db: Database, org_id: str) -> dict[str, Any]:
 
 
 def _alive_window(settings: Settings) -> float:
-    return max(settings.lease_seconds, 3 * settings.heartbeat_seconds)
+    return alive_window_seconds(settings.lease_seconds, settings.heartbeat_seconds)
 
 
 def prometheus_text(db: Database, settings: Settings) -> str:

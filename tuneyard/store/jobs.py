@@ -42,6 +42,7 @@ class NewJob:
     max_retries: int = 3
     idempotency_key: str | None = None
     labels: dict[str, dict[str, Any]] = field(default_factory=dict)  # by dialect: tuneyard.store.labels
+    memory_estimate_bytes: int | None = None  # the estimate's peak: only a worker with this much claims it
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,8 @@ def insert_job(session: Session, new: NewJob, digest: str) -> Job:
         id=new_id("job"), org_id=new.org_id, project_id=new.project_id, user_key_id=new.user_key_id,
         type=new.type, name=new.name, status=S.QUEUED.value, spec=new.spec, config=new.config,
         max_retries=new.max_retries, idempotency_key=new.idempotency_key, request_hash=digest,
-        event_seq=1, progress={}, labels=new.labels, created_at=utcnow(),
+        event_seq=1, progress={}, labels=new.labels, memory_estimate_bytes=new.memory_estimate_bytes,
+        created_at=utcnow(),
     )
     session.add(job)
     session.flush()

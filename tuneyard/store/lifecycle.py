@@ -3,7 +3,7 @@
 tuneyard.store.status says which changes are allowed and how one is made; this module says what
 each move writes, so that rule lives in one place:
 
-    claim             queued → starting         a worker takes the oldest queued job (attempt + 1)
+    claim             queued → starting         a worker takes the oldest queued job that fits (attempt + 1)
     start             starting → running        the runner is up
     finalize          → finalizing              training is done; the model is being saved
     complete          → completed               with the result and the trained model
@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Update, bindparam, func, insert, select, update
+from sqlalchemy import BigInteger, Update, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from tuneyard.errors import ErrorType
@@ -104,18 +104,26 @@ class ClaimedJob:
     """The attempt whose runner wrote what lies past `telemetry_offset` (None: none yet, or unknown)."""
 
 
+UNLIMITED_MEMORY = 2**62
+"""What a claim without a memory figure compares estimates with: every estimate fits (and the
+bound parameter stays an integer, which a NULL comparison would not)."""
+
+
 @cache
 def _claim_statement() -> Update:
     """Built once: claims are the hot path, and statement construction costs more than SQLite.
 
-    One UPDATE whose subquery picks the oldest queued job. On PostgreSQL the subquery locks that
-    row with FOR UPDATE SKIP LOCKED, so concurrent claimers each take a different job instead of
-    queueing on the same one; on SQLite the write transaction begins IMMEDIATE, so claims are
-    serialized by the database lock. Either way a job is claimed once per attempt.
+    One UPDATE whose subquery picks the oldest queued job that fits the worker's memory. On
+    PostgreSQL the subquery locks that row with FOR UPDATE SKIP LOCKED, so concurrent claimers
+    each take a different job instead of queueing on the same one; on SQLite the write transaction
+    begins IMMEDIATE, so claims are serialized by the database lock. Either way a job is claimed
+    once per attempt.
     """
+    memory = bindparam("memory", type_=BigInteger())
+    fits = or_(Job.memory_estimate_bytes.is_(None), Job.memory_estimate_bytes <= memory)
     oldest = (
         select(Job.id)
-        .where(Job.status == S.QUEUED.value)
+        .where(Job.status == S.QUEUED.value, fits)
         .order_by(Job.created_at, Job.id)
         .limit(1)
         .with_for_update(skip_locked=True)
@@ -137,12 +145,18 @@ def _claim_statement() -> Update:
     )
 
 
-def claim(db: Database, worker_id: str, lease_seconds: float, *, now: datetime | None = None) -> ClaimedJob | None:
-    """Take the oldest queued job for `worker_id`, or None when the queue is empty."""
+def claim(db: Database, worker_id: str, lease_seconds: float, *, memory_bytes: int | None = None,
+          now: datetime | None = None) -> ClaimedJob | None:
+    """Take the oldest queued job for `worker_id` that fits in `memory_bytes` (None: any job), or None.
+
+    A job whose memory estimate is larger is passed over and stays queued for a bigger worker;
+    the jobs behind it are not held up by it.
+    """
     now = now or utcnow()
     expires = now + timedelta(seconds=lease_seconds)
+    memory = UNLIMITED_MEMORY if memory_bytes is None else memory_bytes
     with db.write() as session:
-        params = {"worker_id": worker_id, "expires": expires, "now": now}
+        params = {"worker_id": worker_id, "expires": expires, "now": now, "memory": memory}
         job = session.connection().execute(_claim_statement(), params).one_or_none()
         if job is None:
             return None

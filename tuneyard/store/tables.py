@@ -203,6 +203,9 @@ class Job(Base):
     # The attempt whose runner writes the telemetry past telemetry_offset: what a later attempt
     # finds there unstored is that attempt's. NULL until an attempt is about to start its runner.
     telemetry_attempt: Mapped[int | None]
+    # Peak bytes its estimate says the job needs (tuneyard.planning.memory), set at submission; a
+    # worker claims it only with at least this much memory. NULL: nothing estimated, any worker.
+    memory_estimate_bytes: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
@@ -312,6 +315,10 @@ class Worker(Base):
     state: Mapped[str] = mapped_column(String(16), default="running")  # running | draining | stopped
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # What it declared at registration (tuneyard.scheduler.capacity): the memory its jobs may use
+    # and the device it trains on. NULL on a worker from before admission knew memory: any job.
+    memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    device: Mapped[str | None] = mapped_column(String(8))
 
 
 class RateLimitSubject(Base):

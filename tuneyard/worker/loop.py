@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneyard.scheduler import ClaimedJob, claim, reap
+from tuneyard.scheduler.capacity import Capacity, declared_capacity, format_bytes
 from tuneyard.scheduler.workers import new_worker_id, register_worker, set_worker_state, worker_heartbeat
 from tuneyard.services import runs
 from tuneyard.settings import Settings
@@ -39,21 +40,27 @@ class Worker:
     """One job at a time. Run several (threads or processes) for more."""
 
     def __init__(self, db: Database, settings: Settings, environ: Mapping[str, str],
-                 executor: Executor | None = None, worker_id: str | None = None) -> None:
+                 executor: Executor | None = None, worker_id: str | None = None,
+                 capacity: Capacity | None = None) -> None:
+        """`capacity` defaults to what `settings.worker_memory_bytes` sets or the host measures."""
         self.db, self.settings = db, settings
         self.env = runner_env(environ)
         self.executor = executor or make_executor(settings)
         self.id = worker_id or new_worker_id()
+        self.capacity = capacity or declared_capacity(settings.worker_memory_bytes)
 
     def run(self, shutdown: threading.Event) -> None:
         """Work until `shutdown` is set; then hand back what is running and return."""
-        register_worker(self.db, self.id, host=socket.gethostname(), pid=os.getpid())
-        log.info("worker %s: started", self.id)
+        memory = self.capacity.memory_bytes
+        register_worker(self.db, self.id, host=socket.gethostname(), pid=os.getpid(), memory_bytes=memory,
+                        device=self.capacity.device)
+        log.info("worker %s: started, %s memory for jobs on %s (%s)", self.id,
+                 "unknown" if memory is None else format_bytes(memory), self.capacity.device, self.capacity.source)
         try:
             while not shutdown.is_set():
                 worker_heartbeat(self.db, self.id)
                 reap(self.db)
-                claimed = claim(self.db, self.id, self.settings.lease_seconds)
+                claimed = claim(self.db, self.id, self.settings.lease_seconds, memory_bytes=memory)
                 if claimed is None:
                     shutdown.wait(self.settings.poll_seconds)
                     continue

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Mapping
 
 from tuneyard.scheduler import reap
+from tuneyard.scheduler.capacity import declared_capacity
 from tuneyard.scheduler.workers import worker_heartbeat
 from tuneyard.settings import Settings
 from tuneyard.store.engine import Database
@@ -29,7 +30,8 @@ class WorkerPool:
         self.shutdown = threading.Event()
         self.db = db
         executor = executor or make_executor(settings)
-        self.workers = [Worker(db, settings, environ, executor) for _ in range(size)]
+        capacity = declared_capacity(settings.worker_memory_bytes, workers=size)  # one host: measured once
+        self.workers = [Worker(db, settings, environ, executor, capacity=capacity) for _ in range(size)]
         self.settings = settings
         self._threads: list[threading.Thread] = []
 

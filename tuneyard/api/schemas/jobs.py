@@ -48,6 +48,9 @@ class JobPublic(BaseModel):
         "`name (file id)`, a checkpoint or model base by its id, the run folder's files relative to it "
         "(as `artifacts/{path}` takes them), anything else in the data folder as `<data>/…`."))
     spec: dict[str, Any] = Field(description="The request as submitted.")
+    waiting_reason: str | None = Field(None, description=(
+        "Why a queued job waits beyond its place in line, e.g. `waiting for a worker with ≥ 11.2 GB`: its "
+        "memory estimate is more than some live worker has, and only a worker with that much claims it."))
 
     @classmethod
     def of(cls, view: JobView) -> JobPublic:
@@ -59,7 +62,7 @@ class JobPublic(BaseModel):
             created_at=view.created_at, started_at=view.started_at, finished_at=view.finished_at,
             progress=Progress(**asdict(view.progress)), loss=view.loss, error=view.error,
             stop_requested=view.stop_requested, cancel_requested=view.cancel_requested, config=view.config,
-            spec=view.spec,
+            spec=view.spec, waiting_reason=view.waiting,
         )
 
 

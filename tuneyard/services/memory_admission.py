@@ -1,0 +1,68 @@
+"""Memory-aware admission: a job is queued with its memory estimate, claimed only by a worker
+that declared at least that much (`lifecycle.claim`), and refused at submission when no live
+worker could ever hold it.
+
+The estimate is the one `POST /v1/estimate` gives (`estimates.planned_memory`), for the device the
+newest finished job ran on. "Live" is the workers' registry's window (a heartbeat within a lease);
+a worker that declared no memory (one from before this) may take anything, so with one alive
+nothing is refused, and with no worker alive at all nothing is known and nothing is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy.orm import Session
+
+from tuneyard.scheduler.capacity import format_bytes
+from tuneyard.scheduler.workers import alive_window_seconds, live_memory
+from tuneyard.services import estimates
+from tuneyard.services.errors import InvalidRequest
+from tuneyard.services.submission import JobPlan
+from tuneyard.settings import Settings
+from tuneyard.store.engine import Database
+from tuneyard.store.status import JobStatus
+from tuneyard.store.tables import Job
+
+WHAT_TO_CHANGE = ("lower batch_size or max_seq_length, turn on gradient_checkpointing, train with method lora, "
+                  "or choose a smaller base_model")
+
+
+def admit(db: Database, settings: Settings, org_id: str, plan: JobPlan) -> int | None:
+    """The job's estimated peak bytes, to queue it with (None: not estimated, any worker takes it).
+
+    Raises InvalidRequest, carrying the estimate, when live workers declared their memory and none
+    has that much.
+    """
+    estimate = estimates.planned_memory(db, org_id, plan, estimates.likely_device(db))
+    if estimate is None:
+        return None
+    need = estimate.peak_bytes
+    with db.read() as session:
+        declared = live_memory(session, _window(settings))
+    if declared and all(memory is not None and memory < need for memory in declared):
+        largest = max(memory for memory in declared if memory is not None)
+        raise InvalidRequest([{
+            "field": "hyperparams",
+            "message": (f"the job needs {format_bytes(need)} by its estimate and the largest worker has "
+                        f"{format_bytes(largest)}: {WHAT_TO_CHANGE}"),
+            "estimate": estimate.to_json(),
+        }])
+    return need
+
+
+def waiting_reasons(session: Session, settings: Settings, rows: Sequence[Job]) -> dict[str, str]:
+    """Why each queued job some live worker cannot hold waits: `waiting for a worker with ≥ 11.2 GB`."""
+    sized = [job for job in rows if job.status == JobStatus.QUEUED.value and job.memory_estimate_bytes]
+    if not sized:
+        return {}
+    declared = live_memory(session, _window(settings))
+    if not declared:
+        return {}
+    smallest = min((m for m in declared if m is not None), default=None)
+    return {job.id: f"waiting for a worker with ≥ {format_bytes(job.memory_estimate_bytes)}" for job in sized
+            if smallest is not None and job.memory_estimate_bytes and smallest < job.memory_estimate_bytes}
+
+
+def _window(settings: Settings) -> float:
+    return alive_window_seconds(settings.lease_seconds, settings.heartbeat_seconds)
