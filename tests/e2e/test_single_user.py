@@ -30,7 +30,7 @@ def test_an_unknown_auth_mode_is_refused(service: Service) -> None:
 
 
 def test_a_request_without_a_key_acts_as_the_local_admin(service: Service) -> None:
-    service.start_serve(workers=0, TUNEYARD_AUTH="none")
+    service.start_serve(workers=1, TUNEYARD_AUTH="none")
     keyless = httpx.get(f"{service.url}/v1/jobs", timeout=10)
     assert keyless.status_code == 200, keyless.text
     keys = httpx.get(f"{service.url}/v1/keys", timeout=10)  # an admin route
@@ -42,6 +42,6 @@ def test_a_request_without_a_key_acts_as_the_local_admin(service: Service) -> No
 
 
 def test_without_single_user_mode_a_keyless_request_is_refused(service: Service) -> None:
-    service.start_serve(workers=0)
+    service.start_serve(workers=1)
     refused = httpx.get(f"{service.url}/v1/jobs", timeout=10)
     assert refused.status_code == 401 and refused.json()["error"]["code"] == "UNAUTHORIZED"

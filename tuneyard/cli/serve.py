@@ -47,6 +47,9 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (env TUNEYARD_PORT).")] = None,
     data_dir: DataDir = None,
     workers: Workers = None,
+    auth: Annotated[str | None, typer.Option(
+        help="`key` (default): every request needs an API key. `none`: single-user mode, requests without a key "
+             "act as the local admin; refused unless --host is loopback (env TUNEYARD_AUTH).")] = None,
     worker_memory_gb: WorkerMemory = None,
 ) -> None:
     """Run the API and embedded workers in one process (SQLite in the data folder by default)."""
@@ -57,7 +60,7 @@ def serve(
     from tuneyard.services.admin import ensure_admin_key
     from tuneyard.worker.pool import WorkerPool
 
-    settings = Settings.from_env().with_overrides(host=host, port=port, data_dir=data_dir, workers=workers,
+    settings = Settings.from_env().with_overrides(host=host, port=port, data_dir=data_dir, auth=auth, workers=workers,
                                                   worker_memory_bytes=_memory_bytes(worker_memory_gb))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     db = _open(settings)
@@ -68,6 +71,8 @@ def serve(
     key_note = (f"admin key in {key_file}" if key_file else
                 "no admin key in the data folder (the database has organizations: "
                 "`tuneyard keys create NAME --org ORG --admin`)")
+    if settings.auth == "none":
+        key_note = "single-user mode: requests without a key act as the local admin"
     typer.echo(f"tuneyard on http://{settings.host}:{settings.port} · data {settings.data_dir} · "
                f"{settings.workers} worker(s) · {key_note}")
     # uvicorn handles SIGTERM and SIGINT while it serves, and once it has shut down it raises the
