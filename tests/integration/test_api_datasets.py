@@ -26,6 +26,28 @@ def test_upload_is_hashed_and_listed(client: TestClient, tenant: Tenant) -> None
     assert [f["id"] for f in client.get("/v1/files", headers=tenant.headers).json()["data"]] == [stored["id"]]
 
 
+def test_a_file_is_openais_file_object_and_the_list_its_page(client: TestClient, tenant: Tenant) -> None:
+    """What the openai SDK's files.create / files.list read, beside the native fields."""
+    before = int(time.time())
+    chats = upload(client, tenant, chat_lines(2))
+    response = client.post("/v1/files", headers=tenant.headers, data={"purpose": "eval"},
+                           files={"file": ("held.jsonl", chat_lines(1))})
+    held = response.json()
+    assert response.status_code == 201 and held["purpose"] == "eval"
+    assert {k: chats[k] for k in ("object", "purpose", "status", "filename", "expires_at")} == {
+        "object": "file", "purpose": "fine-tune", "status": "processed", "filename": "chats.jsonl",
+        "expires_at": None}
+    assert isinstance(chats["created_at"], int) and before - 1 <= chats["created_at"] <= time.time() + 1
+    assert len(chats["uuid"]) == 36
+    page = client.get("/v1/files", headers=tenant.headers).json()
+    assert page["object"] == "list" and page["has_more"] is False
+    assert [f["id"] for f in page["data"]] == [held["id"], chats["id"]]  # newest first
+    assert (page["first_id"], page["last_id"]) == (held["id"], chats["id"])
+    only = client.get("/v1/files", headers=tenant.headers, params={"purpose": "fine-tune"}).json()
+    assert [f["id"] for f in only["data"]] == [chats["id"]]
+    assert client.get("/v1/files", headers=tenant.headers, params={"purpose": "nope"}).status_code == 422
+
+
 def test_dataset_becomes_ready_with_stats(client: TestClient, tenant: Tenant) -> None:
     files = [upload(client, tenant, chat_lines(n)) for n in (3, 4)]
     response = client.post("/v1/datasets", headers=tenant.headers,

@@ -90,5 +90,5 @@ def get_file(db: Database, org_id: str, file_id: str) -> File:
     return store.get_file(db, org_id, file_id)
 
 
-def list_files(db: Database, org_id: str) -> list[File]:
-    return store.list_files(db, org_id)
+def list_files(db: Database, org_id: str, purpose: str | None = None) -> list[File]:
+    return store.list_files(db, org_id, purpose)

@@ -49,9 +49,12 @@ def get_file(db: Database, org_id: str, file_id: str) -> File:
     return row
 
 
-def list_files(db: Database, org_id: str) -> list[File]:
+def list_files(db: Database, org_id: str, purpose: str | None = None) -> list[File]:
+    query = select(File).where(File.org_id == org_id)
+    if purpose is not None:
+        query = query.where(File.purpose == purpose)
     with db.read() as session:
-        return list(session.scalars(select(File).where(File.org_id == org_id).order_by(File.created_at.desc())))
+        return list(session.scalars(query.order_by(File.created_at.desc())))
 
 
 def file_names(session: Session, org_id: str, file_ids: Sequence[str]) -> dict[str, str]:

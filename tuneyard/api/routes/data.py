@@ -8,7 +8,7 @@ from fastapi import APIRouter, Form, Query, Response, UploadFile, status
 
 from tuneyard.api.deps import Caller, Context, DatasetId, FileId
 from tuneyard.api.schemas.common import BODY_RESPONSES, ERROR_RESPONSES, ListOf
-from tuneyard.api.schemas.resources import DatasetCreate, DatasetPublic, FilePublic, PreviewRow
+from tuneyard.api.schemas.resources import DatasetCreate, DatasetPublic, FileList, FilePublic, PreviewRow
 from tuneyard.services import datasets, files
 from tuneyard.store.quotas import Quotas
 
@@ -27,9 +27,13 @@ def upload_file(
     return FilePublic.of(row)
 
 
-@router.get("/v1/files", response_model=ListOf[FilePublic], tags=["files"])
-def list_files(context: Context, caller: Caller) -> ListOf[FilePublic]:
-    return ListOf(data=[FilePublic.of(f) for f in files.list_files(context.db, caller.org_id)])
+@router.get("/v1/files", response_model=FileList, tags=["files"])
+def list_files(
+    context: Context, caller: Caller,
+    purpose: Annotated[files.Purpose | None, Query(description="Only the files of this purpose.")] = None,
+) -> FileList:
+    """Every file of the organization, newest first (OpenAI's list shape, in one page)."""
+    return FileList.of(files.list_files(context.db, caller.org_id, purpose))
 
 
 @router.get("/v1/files/{file_id}", response_model=FilePublic, tags=["files"])

@@ -16,18 +16,41 @@ from tuneyard.store.tables import Dataset, File, TrainedModel
 
 
 class FilePublic(BaseModel):
+    """OpenAI's file object (what its SDK's `files.create` reads), with tuneyard's `sha256` and `uuid`."""
+
     id: str
-    object: str = "file"
+    uuid: str
+    object: Literal["file"] = "file"
     filename: str
     bytes: int
     sha256: str
     purpose: str
-    created_at: datetime
+    created_at: int = Field(description="Unix seconds, as OpenAI's file object has it.")
+    status: Literal["processed"] = Field(
+        "processed", description="OpenAI's (deprecated) file status: stored whole, so always processed; "
+        "contents are checked when a dataset or job uses the file.")
+    status_details: None = None
+    expires_at: None = Field(None, description="Files do not expire.")
 
     @classmethod
     def of(cls, f: File) -> FilePublic:
-        return cls(id=f.id, filename=f.filename, bytes=f.bytes, sha256=f.sha256, purpose=f.purpose,
-                   created_at=f.created_at)
+        return cls(id=f.id, uuid=f.uuid, filename=f.filename, bytes=f.bytes, sha256=f.sha256, purpose=f.purpose,
+                   created_at=int(f.created_at.timestamp()))
+
+
+class FileList(BaseModel):
+    """The files, newest first, in OpenAI's page shape: every file in one page."""
+
+    object: Literal["list"] = "list"
+    data: list[FilePublic]
+    has_more: bool = False
+    first_id: str | None = None
+    last_id: str | None = None
+
+    @classmethod
+    def of(cls, files: list[File]) -> FileList:
+        data = [FilePublic.of(f) for f in files]
+        return cls(data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None)
 
 
 class DatasetCreate(Request):
