@@ -99,3 +99,21 @@ def test_a_train_jobs_runner_prices_its_result_at_the_configured_price(
     response = client.post("/v1/jobs", headers=tenant.headers, json=body)
     assert response.status_code == 201, response.text
     assert load_job(db, response.json()["id"]).config["price_per_device_hour"] == 3.6
+
+
+def test_the_estimate_counts_an_epochs_steps_as_the_engine_does(client: TestClient, tenant: Tenant) -> None:
+    """batch_size x accumulation examples a step (padding-free, the default): 20 examples, 2 held
+    out by eval_split 0.1, batch 4 and accumulation 2 → ceil(ceil(18 / 4) / 2) = 3 steps an epoch."""
+    dataset = ready_dataset(client, tenant, name="twenty", examples=20)
+    hyperparams = {"epochs": 2, "batch_size": 4, "gradient_accumulation_steps": 2, "eval_split": 0.1,
+                   "max_seq_length": 64}
+    answer = estimate(client, tenant, {"base_model": "tiny-llama", "datasets": [{"id": dataset["id"]}],
+                                       "hyperparams": hyperparams})
+    assert answer["run"]["steps_per_epoch"] == 3 and answer["run"]["steps"] == 6
+    batch = answer["batch"]
+    assert batch["examples_per_step"] == 8 and not batch["packing"] and batch["line_tokens"] == 4 * 64
+    assert batch["micro_batch"]["rows"] == 1 and batch["micro_batch"]["several_examples_a_row"]
+    assert "8 examples an optimizer step" in batch["meaning"]
+    packed = estimate(client, tenant, {"base_model": "tiny-llama", "datasets": [{"id": dataset["id"]}],
+                                       "hyperparams": {**hyperparams, "packing": True}})
+    assert packed["batch"]["rows_per_step"] == 8 and packed["batch"]["micro_batch"]["row_tokens"] == 64

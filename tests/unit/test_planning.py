@@ -6,8 +6,9 @@ import pytest
 
 from tuneyard.errors import SpecError
 from tuneyard.planning.calibration import Sample, pooled, throughputs
-from tuneyard.planning.compute import flops_per_token, run_size
-from tuneyard.planning.memory import COMPONENTS, TrainingSetup, estimate_memory, micro_batch
+from tuneyard.planning.compute import flops_per_token, run_size, steps_per_epoch
+from tuneyard.planning.cost import Prices, priced
+from tuneyard.planning.memory import COMPONENTS, LINE_ROWS, TrainingSetup, estimate_memory, micro_batch
 from tuneyard.planning.recommend import DataFigures, epochs_for, recommend, seq_len_for
 from tuneyard.planning.shape import BUILTIN_CONFIGS, ModelShape
 from tuneyard.training.models import catalog
@@ -59,12 +60,51 @@ def test_activations_grow_with_tokens_and_shrink_with_checkpointing() -> None:
     assert activations(gradient_checkpointing=True) < activations() / 5
 
 
-def test_padding_free_batches_are_one_sequence_of_typical_examples() -> None:
+def test_padding_free_batches_are_lines_of_typical_examples_capped_as_the_engine_joins_them() -> None:
     assert micro_batch(8, 512, packing=True).tokens == 8 * 512
     joined = micro_batch(8, 512, packing=False, example_tokens=100.4)
     assert (joined.rows, joined.row_tokens, joined.several_examples) == (1, 800, True)
-    assert micro_batch(8, 512, packing=False, example_tokens=5000).row_tokens == 8 * 512  # truncated
+    # examples truncated to 512 tokens; a line holds LINE_ROWS x 512 = 4 of them, so 8 make 2 lines
+    truncated = micro_batch(8, 512, packing=False, example_tokens=5000)
+    assert (truncated.rows, truncated.row_tokens) == (2, LINE_ROWS * 512)
     assert not micro_batch(1, 512, packing=False).several_examples
+
+
+def test_the_lines_match_the_engines_first_fit_join() -> None:
+    """The engine's own collate (padding-free, lines of LINE_ROWS x max_seq_length) over equal
+    examples makes the micro-batch micro_batch() gives: lines x longest line."""
+    from tuneyard.training.data.collate import collate_padding_free
+    from tuneyard.training.data.packing import Row
+
+    for batch_size, max_seq, example in ((8, 512, 100), (8, 512, 512), (16, 64, 30), (5, 32, 7)):
+        rows = [Row([1] * example, [1] * example, list(range(example)), [example]) for _ in range(batch_size)]
+        tensors = collate_padding_free(rows, 0, line_tokens=LINE_ROWS * max_seq)
+        expected = micro_batch(batch_size, max_seq, packing=False, example_tokens=example)
+        assert tuple(tensors["input_ids"].shape) == (expected.rows, expected.row_tokens)
+
+
+def test_steps_per_epoch_are_the_engines() -> None:
+    """An epoch is ceil(rows / batch_size / accumulation) steps, rows being examples without
+    packing: what training/plan.TrainingPlan counts."""
+    from tuneyard.training.plan import TrainingPlan
+
+    for examples, batch, accumulation in ((8, 4, 1), (9, 4, 1), (100, 3, 2), (1, 8, 4)):
+        setup = TrainingSetup("lora", batch_size=batch, max_seq_length=64, gradient_accumulation_steps=accumulation)
+        engine = TrainingPlan(examples, batch, accumulation, epochs=1, max_steps=None, seed=0).steps_per_epoch
+        assert steps_per_epoch(setup, dataset_tokens=examples * 20, dataset_examples=examples) == engine
+        size = run_size(setup, None, 3, examples * 20, examples)
+        assert size is not None and (size.steps, size.steps_per_epoch) == (3 * engine, engine)
+    packed = TrainingSetup("lora", batch_size=2, max_seq_length=100, packing=True)
+    assert steps_per_epoch(packed, dataset_tokens=1000, dataset_examples=50) == 5  # 10 rows of 100, 2 a step
+
+
+def test_a_result_is_priced_at_its_devices_price() -> None:
+    prices = Prices(cpu=3.6, cuda=7.2)
+    assert priced({"compute_seconds": 100.0}, prices, "cpu") == {
+        "compute_seconds": 100.0, "cost_usd": 0.1, "price_per_device_hour": 3.6}
+    assert priced({"compute_seconds": 100.0, "device": "cuda:0"}, prices, "cpu")["cost_usd"] == 0.2
+    assert priced({"compute_seconds": 100.0}, Prices(), "cuda")["cost_usd"] == 0.0  # no price set: 0
+    assert priced({}, prices, "cpu")["cost_usd"] is None  # nothing measured, nothing made up
 
 
 def test_lora_backward_costs_one_forward_and_full_two() -> None:
@@ -78,7 +118,8 @@ def test_lora_backward_costs_one_forward_and_full_two() -> None:
 
 def test_run_size_from_steps_or_epochs() -> None:
     setup = TrainingSetup("lora", batch_size=2, max_seq_length=100, packing=True, gradient_accumulation_steps=2)
-    assert run_size(setup, max_steps=5, epochs=1, dataset_tokens=None) == (run_size(setup, 5, 1, 10**6))
+    unknown, known = run_size(setup, max_steps=5, epochs=1, dataset_tokens=None), run_size(setup, 5, 1, 10**6)
+    assert unknown is not None and known is not None and (unknown.steps, unknown.tokens) == (known.steps, known.tokens)
     assert run_size(setup, None, 3, 1000) is not None and run_size(setup, None, 3, 1000).tokens == 3000  # type: ignore[union-attr]
     assert run_size(setup, None, 1, None) is None
     assert run_size(setup, 10, 1, 50).tokens == 500  # type: ignore[union-attr]  # a step is the whole small dataset

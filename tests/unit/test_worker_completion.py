@@ -30,7 +30,9 @@ def complete(db: Database, tmp_path: Path, lineage: dict[str, Any]) -> tuple[str
     reporter.on_started("local pid 12345")
     reporter.on_finished(Outcome(Verdict.COMPLETED, ExitStatus(0), "completed", result=RESULT))
     job = jobs.get_job(db, org_id, job_id)
-    assert job.status == "completed" and job.result == {"ppl_final": 3.5, "steps": 4}
+    # priced by the reporter (no compute seconds here, so no cost; no price set, so 0)
+    assert job.status == "completed" and job.result == {"ppl_final": 3.5, "steps": 4, "cost_usd": None,
+                                                        "price_per_device_hour": 0.0}
     return org_id, job
 
 

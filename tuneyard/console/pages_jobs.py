@@ -52,7 +52,8 @@ def job_row(context: Context, job: JobView) -> dict[str, Any]:
             "project_id": job.project_id, "created_at": job.created_at.isoformat(),
             "percent": job.progress.percent, "step": job.progress.step,
             "total_steps": job.progress.total_steps, "loss": job.loss, "queue_position": position,
-            "base_model": job.spec.get("base_model"), "method": job.spec.get("method", "lora")}
+            "base_model": job.spec.get("base_model"), "method": job.spec.get("method", "lora"),
+            "cost_usd": job.cost_usd, "waiting": job.waiting}
 
 
 @router.get("/jobs", response_class=HTMLResponse)

@@ -33,23 +33,40 @@ def flops_per_token(shape: ModelShape, setup: TrainingSetup) -> float:
 
 @dataclass(frozen=True)
 class RunSize:
-    """How much a job trains on: optimizer steps and the tokens its rows hold."""
+    """How much a job trains on: optimizer steps (and an epoch's, when known) and the tokens its rows hold."""
 
     steps: int
     tokens: int
+    steps_per_epoch: int | None = None
 
 
-def run_size(setup: TrainingSetup, max_steps: int | None, epochs: int, dataset_tokens: int | None) -> RunSize | None:
+def steps_per_epoch(setup: TrainingSetup, dataset_tokens: int | None, dataset_examples: int | None) -> int | None:
+    """Optimizer steps of one epoch, as the engine counts them (`training/plan.TrainingPlan`): its rows in
+    micro-batches of batch_size, gradient_accumulation_steps of them a step. A row is one example
+    without packing (so batch_size x accumulation examples a step, as in HF Trainer), or a row of
+    max_seq_length tokens filled with examples under packing (about tokens / max_seq_length rows)."""
+    if setup.packing:
+        rows = None if dataset_tokens is None else math.ceil(dataset_tokens / setup.max_seq_length)
+    else:
+        rows = dataset_examples
+    if rows is None:
+        return None
+    return max(1, math.ceil(math.ceil(rows / setup.batch_size) / setup.gradient_accumulation_steps))
+
+
+def run_size(setup: TrainingSetup, max_steps: int | None, epochs: int, dataset_tokens: int | None,
+             dataset_examples: int | None = None) -> RunSize | None:
     """Steps and tokens of a run; None when it depends on a dataset size that is not known.
 
-    Packed rows are full, so a step holds accumulation x batch_size x max_seq_length tokens, or
-    the whole dataset when it is smaller than one step (an epoch's last step may be short)."""
+    A step holds accumulation x the micro-batch's tokens (`MicroBatch`), or the whole dataset when
+    it is smaller than one step; an epoch is `steps_per_epoch`, else the dataset's tokens over a step's."""
     step_tokens = setup.gradient_accumulation_steps * setup.batch.tokens
     if dataset_tokens is not None:
-        steps_per_epoch = max(1, math.ceil(dataset_tokens / step_tokens))
+        per_epoch = steps_per_epoch(setup, dataset_tokens, dataset_examples)
+        epoch_steps = per_epoch or max(1, math.ceil(dataset_tokens / step_tokens))
         if max_steps is None:
-            return RunSize(epochs * steps_per_epoch, epochs * dataset_tokens)
-        return RunSize(max_steps, max_steps * min(step_tokens, dataset_tokens))
+            return RunSize(epochs * epoch_steps, epochs * dataset_tokens, per_epoch)
+        return RunSize(max_steps, max_steps * min(step_tokens, dataset_tokens), per_epoch)
     if max_steps is None:
         return None
     return RunSize(max_steps, max_steps * step_tokens)

@@ -15,6 +15,7 @@ checkpointing a layer keeps only its input, and one layer at a time is recompute
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -35,14 +36,23 @@ ADAPTER_RUNTIME: dict[str, int] = {"cpu": 16 << 20, "cuda": 0}
 difference between LoRA's and full fine-tuning's fixed growth."""
 
 
+LINE_ROWS = 4
+"""Padding-free lines hold up to this many max_seq_length rows' worth of tokens: long enough that
+the pad at each line's end is a small share, short enough that the dense attention mask of a line
+(eager, sdpa) stays near what a padded batch of 4 full rows would cost. The engine joins with it
+(`training/recipes/finetune.py`, `training/data/collate.collate_padding_free`)."""
+
+
 @dataclass(frozen=True)
 class MicroBatch:
     """The shape of the largest micro-batch a job runs: `rows` sequences of `row_tokens` each.
 
-    The one batch model every activation and FLOP figure uses (keep it here, in one place):
+    The one batch model every activation and FLOP figure uses (keep it here, in one place), as the
+    engine batches (docs/engine.md):
     - packing: batch_size rows, each filled with several examples to max_seq_length;
-    - padding-free (no packing): the batch_size examples joined end to end in one sequence, each
-      example at most max_seq_length, typically `example_tokens` (the dataset's mean, when known).
+    - padding-free (no packing, the default): the batch_size examples, each at most max_seq_length
+      and typically `example_tokens` (the dataset's mean, when known), joined end to end into lines
+      of at most LINE_ROWS x max_seq_length tokens, first fit, padded to the longest line.
     """
 
     rows: int
@@ -59,7 +69,9 @@ def micro_batch(batch_size: int, max_seq_length: int, packing: bool, example_tok
     if packing:
         return MicroBatch(batch_size, max_seq_length, True)
     per_example = max_seq_length if example_tokens is None else min(max_seq_length, max(1, round(example_tokens)))
-    return MicroBatch(1, batch_size * per_example, batch_size > 1)
+    per_line = max(1, LINE_ROWS * max_seq_length // per_example)  # first fit of equal examples
+    lines = math.ceil(batch_size / per_line)
+    return MicroBatch(lines, min(batch_size, per_line) * per_example, min(batch_size, per_line) > 1)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ from typing import Any
 from tuneyard.errors import SpecError
 from tuneyard.planning import calibration
 from tuneyard.planning.compute import run_size, train_flops
-from tuneyard.planning.memory import Device, MemoryEstimate, TrainingSetup, estimate_memory
+from tuneyard.planning.cost import Prices
+from tuneyard.planning.memory import LINE_ROWS, Device, MemoryEstimate, TrainingSetup, estimate_memory
 from tuneyard.planning.shape import BUILTIN_CONFIGS, ModelShape
 from tuneyard.services import templates
 from tuneyard.services.errors import InvalidRequest
@@ -45,7 +46,8 @@ def estimate_job(db: Database, settings: Settings, org_id: str, request: JobRequ
     memory = estimate_memory(shape, setup, device)
     tokens = sizing.tokens
     train_tokens = None if tokens is None else round(tokens * (1 - float(hyperparams.get("eval_split", 0.0))))
-    size = run_size(setup, hyperparams.get("max_steps"), int(hyperparams.get("epochs", 1)), train_tokens)
+    size = run_size(setup, hyperparams.get("max_steps"), int(hyperparams.get("epochs", 1)), train_tokens,
+                    sizing.train_examples)
     flops = None if size is None else train_flops(shape, setup, size.tokens)
     time = _time(flops, samples, device)
     return {
@@ -53,7 +55,9 @@ def estimate_job(db: Database, settings: Settings, org_id: str, request: JobRequ
         "model_params": shape.params,
         "trainable_params": memory.components["lora"] // 4 if setup.adapter else shape.params,
         "memory": {**memory.to_json(), "band_pct": round(100 * MEMORY_BAND)},
-        "run": {"steps": size.steps if size else None, "tokens": size.tokens if size else None, "flops": flops},
+        "run": {"steps": size.steps if size else None, "steps_per_epoch": size.steps_per_epoch if size else None,
+                "tokens": size.tokens if size else None, "flops": flops},
+        "batch": _batch(setup),
         "time": time,
         "cost": _cost(settings, device, time.get("seconds")),
     }  # fmt: skip
@@ -75,6 +79,16 @@ class _Sizing:
     setup: TrainingSetup
     hyperparams: dict[str, Any]
     tokens: int | None  # the training datasets' tokens, when counted
+    examples: int | None  # and their examples
+
+    @property
+    def train_examples(self) -> int | None:
+        """The examples left to train on once the eval split is taken out, as the runner splits
+        (`training/data/splits.split_eval`: at least one held out and one kept)."""
+        split, n = float(self.hyperparams.get("eval_split", 0.0)), self.examples
+        if n is None or split == 0.0 or n < 2:
+            return n
+        return n - min(n - 1, max(1, round(n * split)))
 
 
 def _sizing(db: Database, org_id: str, plan: JobPlan, device: Device) -> _Sizing:
@@ -89,7 +103,23 @@ def _sizing(db: Database, org_id: str, plan: JobPlan, device: Device) -> _Sizing
     example_tokens = tokens / examples if tokens and examples else None
     bf16 = hyperparams.get("bf16") is True or (hyperparams.get("bf16") == "auto" and device == "cuda")
     setup = TrainingSetup.from_hyperparams(method, hyperparams, bf16, example_tokens)
-    return _Sizing(shape, setup, hyperparams, tokens)
+    return _Sizing(shape, setup, hyperparams, tokens, examples)
+
+
+def _batch(setup: TrainingSetup) -> dict[str, Any]:
+    """What batch_size means for this job, and the micro-batch the memory and FLOPs assume (docs/engine.md)."""
+    batch = setup.batch
+    examples = setup.batch_size * setup.gradient_accumulation_steps
+    meaning = (f"{examples} examples an optimizer step (batch_size {setup.batch_size} x gradient_accumulation_steps "
+               f"{setup.gradient_accumulation_steps})")
+    if setup.packing:
+        meaning = (f"{examples} packed rows of {setup.max_seq_length} tokens an optimizer step, each filled with "
+                   "several examples (packing)")
+    return {"examples_per_step": None if setup.packing else examples, "rows_per_step": examples if setup.packing
+            else None, "packing": setup.packing, "meaning": meaning,
+            "line_tokens": None if setup.packing else LINE_ROWS * setup.max_seq_length,
+            "micro_batch": {"rows": batch.rows, "row_tokens": batch.row_tokens,
+                            "several_examples_a_row": batch.several_examples}}
 
 
 def _shape(runner_source: str) -> ModelShape:
@@ -164,8 +194,12 @@ def _seconds(flops: float, throughput: calibration.Throughput) -> float:
     return round(flops / throughput.flops_per_second + throughput.overhead_seconds, 1)
 
 
+def prices(settings: Settings) -> Prices:
+    return Prices(cpu=settings.price_per_cpu_hour, cuda=settings.price_per_cuda_hour)
+
+
 def price_per_hour(settings: Settings, device: str) -> float:
-    return settings.price_per_cuda_hour if device == "cuda" else settings.price_per_cpu_hour
+    return prices(settings).per_hour(device)
 
 
 def _cost(settings: Settings, device: str, seconds: float | None) -> dict[str, Any]:

@@ -68,6 +68,8 @@ class JobView:
     waiting: str | None = None
     """Why a queued job waits beyond its place in line: `waiting for a worker with ≥ 11.2 GB` while
     some live worker has less memory than its estimate (`services/memory_admission.py`)."""
+    cost_usd: float | None = None
+    """What the job cost, from its result (the worker prices every result: `planning/cost.py`); None until then."""
 
     @classmethod
     def of(cls, job: Job, shown: PathDisplay, waiting: str | None = None) -> JobView:
@@ -84,7 +86,7 @@ class JobView:
             error_type=ErrorType.of((job.error or {}).get("error_type")),
             stop_requested=job.stop_requested, cancel_requested=job.cancel_requested,
             config=shown.value(job.config), spec=shown.value(job.spec), labels=job.labels or {}, paths=shown,
-            waiting=waiting,
+            waiting=waiting, cost_usd=(job.result or {}).get("cost_usd"),
         )
 
 

@@ -16,6 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from tuneyard.planning.cost import Prices
 from tuneyard.scheduler import ClaimedJob, claim, reap
 from tuneyard.scheduler.capacity import Capacity, declared_capacity, format_bytes
 from tuneyard.scheduler.workers import new_worker_id, register_worker, set_worker_state, worker_heartbeat
@@ -75,7 +76,9 @@ class Worker:
         run_dir = runs.run_dir(self.settings, job_id)
         lineage = self._lineage(job_id)
         launch = self._launch(claimed, run_dir, lineage)
-        reporter = StoreReporter(self.db, job_id, claimed.attempt, run_dir, self.settings.lease_seconds, lineage)
+        reporter = StoreReporter(self.db, job_id, claimed.attempt, run_dir, self.settings.lease_seconds, lineage,
+                                 Prices(self.settings.price_per_cpu_hour, self.settings.price_per_cuda_hour),
+                                 self.capacity.device)
         offset = _store_backlog(claimed, run_dir / contract.TELEMETRY_FILE, reporter)
         if offset is None:
             return Outcome(Verdict.LOST_LEASE, None, "the job moved on before its runner started")

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tuneyard.planning.cost import Prices, priced
 from tuneyard.scheduler import heartbeat
 from tuneyard.spec.jobtypes import model_output
 from tuneyard.store import lifecycle
@@ -26,6 +27,8 @@ from tuneyard.training import contract
 from tuneyard.worker.outcome import LeaseLost, Outcome, TelemetryRecord, Verdict
 
 log = logging.getLogger(__name__)
+
+NOT_BILLED = Prices()
 
 
 @contextmanager
@@ -49,9 +52,11 @@ class StoreReporter:
     """One attempt's JobReporter. `controls` is the supervisor, told when a user asks to stop."""
 
     def __init__(self, db: Database, job_id: str, attempt: int, run_dir: Path, lease_seconds: float,
-                 lineage: dict[str, Any]) -> None:
+                 lineage: dict[str, Any], prices: Prices = NOT_BILLED, device: str = "cpu") -> None:
+        """`prices` and `device` (what the worker trains on) price the result (`planning.cost.priced`)."""
         self.db, self.job_id, self.attempt = db, job_id, attempt
         self.run_dir, self.lease_seconds, self.lineage = run_dir, lease_seconds, lineage
+        self.prices, self.device = prices, device
         self.on_stop_requested: Callable[[], None] = lambda: None
         self.on_cancel_requested: Callable[[], None] = lambda: None
         self._finalizing = False
@@ -169,6 +174,8 @@ class StoreReporter:
         if not self._finalizing:
             lifecycle.finalize(self.db, self.job_id, self.attempt)
         result = {k: v for k, v in (outcome.result or {}).items() if k not in ("kind", "ts")}
+        # Every result is priced here, at the service's prices, whatever the runner put there.
+        result = priced(result, self.prices, self.device)
         lifecycle.complete(self.db, self.job_id, self.attempt, result, self._trained_model())
 
     def _trained_model(self) -> lifecycle.NewTrainedModel | None:

@@ -51,6 +51,9 @@ class JobPublic(BaseModel):
     waiting_reason: str | None = Field(None, description=(
         "Why a queued job waits beyond its place in line, e.g. `waiting for a worker with ≥ 11.2 GB`: its "
         "memory estimate is more than some live worker has, and only a worker with that much claims it."))
+    cost_usd: float | None = Field(None, description=(
+        "What the completed job cost in USD: its compute seconds times the configured price per device-hour of "
+        "the device it ran on (0 where no price is set); null until it completes."))
 
     @classmethod
     def of(cls, view: JobView) -> JobPublic:
@@ -62,7 +65,7 @@ class JobPublic(BaseModel):
             created_at=view.created_at, started_at=view.started_at, finished_at=view.finished_at,
             progress=Progress(**asdict(view.progress)), loss=view.loss, error=view.error,
             stop_requested=view.stop_requested, cancel_requested=view.cancel_requested, config=view.config,
-            spec=view.spec, waiting_reason=view.waiting,
+            spec=view.spec, waiting_reason=view.waiting, cost_usd=view.cost_usd,
         )
 
 

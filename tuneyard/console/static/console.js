@@ -105,7 +105,9 @@ function updateJobRow(row, job) {
   const field = (name) => row.querySelector(`[data-field="${name}"]`);
   field("status").textContent = job.status;
   field("status").dataset.status = job.status;
-  field("queue").textContent = job.queue_position ? `#${job.queue_position} in queue` : "";
+  field("queue").textContent = (job.queue_position ? `#${job.queue_position} in queue` : "")
+    + (job.waiting ? ` · ${job.waiting}` : "");
+  field("cost").textContent = typeof job.cost_usd === "number" ? `$${job.cost_usd.toFixed(4)}` : "";
   const bar = field("progress");
   bar.hidden = job.percent === null || job.percent === undefined;
   bar.value = job.percent || 0;

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from tuneyard.planning.memory import LINE_ROWS
 from tuneyard.training import checkpoint, contract
 from tuneyard.training.checkpoint import TrainState
 from tuneyard.training.config import RunConfig
@@ -35,12 +36,6 @@ from tuneyard.training.versions import library_versions
 
 if TYPE_CHECKING:  # only for annotations: the package imports this module to register it
     from tuneyard.training.recipes import Ending
-
-
-LINE_ROWS = 4
-"""Padding-free lines hold up to this many max_seq_length rows' worth of tokens: long enough that
-the pad at each line's end is a small share, short enough that the dense attention mask of a line
-(eager, sdpa) stays near what a padded batch of 4 full rows would cost."""
 
 
 class FinetuneRecipe:
