@@ -90,6 +90,14 @@ class Settings:
     (~/.cache/tuneyard/wheels/llama-cpp-converter-<version>)."""
     export_threads: int = 2
     """CPU threads an export's conversion and llama.cpp verification use (it runs at runner_nice)."""
+    serving_threads: int = 2
+    """CPU threads a served model computes with (torch's and llama.cpp's pools, OpenMP's too). The
+    serving process runs beside training: capped, it leaves the other cores to the runners."""
+    serving_nice: int = 10
+    """The nice increment of the serving process: the runners' default, so an answer and a training
+    step share a busy CPU evenly and neither starves the API."""
+    serving_idle_seconds: float = 900.0
+    """A served model unused this long is unloaded (its memory freed); the next request loads it again."""
     price_per_cpu_hour: float = 0.0
     """What an hour of a CPU worker costs, in USD, for estimates and results' cost_usd (0: not billed)."""
     price_per_cuda_hour: float = 0.0

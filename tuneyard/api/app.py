@@ -22,7 +22,7 @@ from tuneyard.api.openapi import install_openapi
 from tuneyard.api.routes import system
 from tuneyard.console import install_console
 from tuneyard.permissions import private_umask, secure_data_dir
-from tuneyard.services import auto_training, datasets, exports
+from tuneyard.services import auto_training, datasets, exports, serving
 from tuneyard.settings import Settings
 from tuneyard.store.engine import Database, make_engine
 from tuneyard.store.migrate import migrate
@@ -54,12 +54,15 @@ def create_app(settings: Settings, db: Database | None = None, *, stream_poll_se
         threading.Thread(target=auto_training.recover_unfinished, args=(database, settings), daemon=True,
                          name="auto-training-unfinished").start()
         yield
+        supervisor.stop()  # the serving process, if one was started, with escalating signals
         if owned:
             database.dispose()
 
     app = FastAPI(title="tuneyard", version=__version__, lifespan=lifespan,
                   description="Self-hosted fine-tuning jobs: native API.")
     app.state.context = AppContext(database, settings, stream_poll_seconds)
+    supervisor = serving.make_supervisor(settings)  # the serving process starts on first use
+    app.state.serving = supervisor
     served = dialects if dialects is not None else registered()
     app.state.dialects = served
     install_error_handlers(app, served.renderer_for)  # each error in the words of the dialect of its path

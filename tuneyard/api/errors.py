@@ -24,9 +24,11 @@ from starlette.routing import Match
 from tuneyard.errors import TuneyardError, UserError
 from tuneyard.services.errors import (
     Forbidden,
+    ModelProcessDied,
     PayloadTooLarge,
     RateLimited,
     ServiceUnavailable,
+    ServingUnavailable,
     TrainingFailed,
     Unauthorized,
 )
@@ -42,6 +44,7 @@ CONFLICT = "CONFLICT"
 RATE_LIMITED = "RATE_LIMITED"
 TRAINING_FAILED = "TRAINING_FAILED"
 SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+MODEL_PROCESS_DIED = "MODEL_PROCESS_DIED"  # a served model's process died mid-answer; it restarts, retry
 INTERNAL_ERROR = "INTERNAL_ERROR"
 
 # First match wins, so subclasses come before their bases.
@@ -56,6 +59,7 @@ ERROR_STATUS: tuple[tuple[type[TuneyardError], int, str], ...] = (
     (QuotaExceeded, 429, RATE_LIMITED),
     (PayloadTooLarge, 413, INVALID_REQUEST),
     (UserError, 422, INVALID_REQUEST),
+    (ModelProcessDied, 503, MODEL_PROCESS_DIED),
     (ServiceUnavailable, 503, SERVICE_UNAVAILABLE),
     (TuneyardError, 500, INTERNAL_ERROR),
 )
@@ -104,7 +108,7 @@ def rate_limit_headers(limit: int, remaining: int, reset_after_s: int) -> dict[s
 
 def tuneyard_error(request: Request, exc: TuneyardError) -> ApiError:
     status, code = status_for(exc)
-    if status >= 500:
+    if status >= 500 and not isinstance(exc, ServingUnavailable):  # serving's say what to do: retry
         log.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=exc)
         return ApiError(status, code, "internal error")
     headers = None

@@ -56,3 +56,15 @@ class TrainingFailed(UserError):
 
 class ServiceUnavailable(TuneyardError):
     """The service cannot answer right now; retry later."""
+
+
+class ServingUnavailable(ServiceUnavailable):
+    """The model cannot answer right now; retry later."""
+
+
+class ModelProcessDied(ServingUnavailable):
+    """The model's serving process died while answering; it is being restarted: retry."""
+
+
+class ServingFailed(ServingUnavailable):
+    """The serving backend failed to answer; retry later."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tuneyard.store import activation_tables as _activation_tables  # noqa: F401 - registers its table
 from tuneyard.store import template_tables as _template_tables  # noqa: F401 - registers its table
 from tuneyard.store import trajectory_tables as _trajectory_tables  # noqa: F401 - registers its tables
 from tuneyard.store.engine import Database, make_engine

@@ -11,7 +11,18 @@ from fastapi import APIRouter
 from tuneyard.api.dialects import statuses
 from tuneyard.api.dialects.base import Dialect
 from tuneyard.api.errors import render_envelope
-from tuneyard.api.routes import catalog, data, exports, job_outputs, job_timeline, jobs, keys, planning, system
+from tuneyard.api.routes import (
+    catalog,
+    data,
+    exports,
+    inference,
+    job_outputs,
+    job_timeline,
+    jobs,
+    keys,
+    planning,
+    system,
+)
 from tuneyard.api.routes import templates as template_routes
 from tuneyard.api.routes import trajectories as trajectory_routes
 
@@ -22,8 +33,8 @@ UPLOAD_PATHS = ("/v1/files",)
 
 def dialect() -> Dialect:
     router = APIRouter()
-    for module in (catalog, exports, data, jobs, job_timeline, job_outputs, keys, planning, system, trajectory_routes,
-                   template_routes):
+    for module in (catalog, exports, inference, data, jobs, job_timeline, job_outputs, keys, planning, system,
+                   trajectory_routes, template_routes):
         router.include_router(module.router)
     return Dialect(name=NAME, prefixes=(PREFIX,), router=router, render_error=render_envelope,
                    status_names=statuses.NATIVE, upload_paths=UPLOAD_PATHS)

@@ -1,0 +1,186 @@
+"""OpenAI-compatible serving in process: requests checked whole (422 naming the field) before a
+model is touched, activation (durable across an app restart, by id, `ft:` name and provider_model,
+another organization's model a 404), and a serving process killed under a request in flight: 503
+with MODEL_PROCESS_DIED, then restarted for the next request. Real models: tiny-llama, made on the
+spot, served by the real serving process (tests/e2e/test_serving_openai.py drives a live server
+with the official openai client and a trained LoRA)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.support import api
+from tests.support.api import Tenant, finished_job
+from tuneyard.api.app import create_app
+from tuneyard.settings import Settings
+from tuneyard.store.engine import Database
+from tuneyard.store.ids import new_id
+from tuneyard.store.tables import TrainedModel
+from tuneyard.training.models.tiny_llama import ensure_tiny_llama
+
+app, client, tenant, other, api_settings = api.app, api.client, api.tenant, api.other, api.api_settings
+
+CHAT = "/v1/chat/completions"
+HELLO = [{"role": "user", "content": "hello"}]
+
+
+def problems(response: Any) -> list[str]:
+    assert response.status_code == 422, response.text
+    return [p["field"] for p in response.json()["error"]["details"]["problems"]]
+
+
+def full_tiny_llama(db: Database, settings: Settings, org_id: str) -> str:
+    """A trained model row whose weights are tiny-llama's own folder (full weights, loadable)."""
+    folder = ensure_tiny_llama(settings.resolved_model_cache_dir)
+    model_id = new_id("model")
+    with db.write() as session:
+        session.add(TrainedModel(id=model_id, org_id=org_id, base_model="tiny-llama", datasets=[], kind="full",
+                                 path=str(folder), meta={}))
+    return model_id
+
+
+def test_bad_requests_name_their_field(client: TestClient, tenant: Tenant) -> None:
+    ok = {"model": "tiny-llama", "messages": HELLO}
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({**ok, "messages": []}, "messages"),
+        ({**ok, "messages": [{"role": "robot", "content": "hi"}]}, "messages.0.role"),
+        ({**ok, "messages": [{"role": "user"}]}, "messages.0.content"),
+        ({**ok, "max_tokens": 0}, "max_tokens"),
+        ({**ok, "max_tokens": 100_000}, "max_tokens"),
+        ({**ok, "temperature": 2.5}, "temperature"),
+        ({**ok, "temperature": -0.1}, "temperature"),
+        ({**ok, "top_p": 0}, "top_p"),
+        ({**ok, "top_p": 1.5}, "top_p"),
+        ({**ok, "n": 2}, "n"),
+        ({**ok, "stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({**ok, "stop": ""}, "stop"),
+        ({**ok, "presence_penalty": 0.5}, "presence_penalty"),
+        ({**ok, "logprobs": True}, "logprobs"),
+        ({**ok, "max_tokens": 5, "max_completion_tokens": 5}, "max_completion_tokens"),
+        ({"messages": HELLO}, "model"),
+    ]
+    for body, field in cases:
+        fields = problems(client.post(CHAT, headers=tenant.headers, json=body))
+        assert any(f == field or f.startswith(field + ".") for f in fields), (body, fields)
+    two = problems(client.post("/v1/completions", headers=tenant.headers,
+                               json={"model": "tiny-llama", "prompt": ["a", "b"]}))
+    assert two and all(f.startswith("prompt") for f in two)
+    unknown = client.post(CHAT, headers=tenant.headers, json={**ok, "model": "no-such-model"})
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "NOT_FOUND"
+    assert client.get("/v1/serving", headers=tenant.admin_headers).json()["pid"] is None  # nothing was started
+
+
+def test_activation_by_id_ft_name_and_provider_model_survives_a_restart(
+        client: TestClient, db: Database, api_settings: Settings, tenant: Tenant, other: Tenant) -> None:
+    model_id = full_tiny_llama(db, api_settings, tenant.org_id)
+    body = {"model": model_id, "messages": HELLO, "max_tokens": 4, "temperature": 0}
+    inactive = client.post(CHAT, headers=tenant.headers, json=body)
+    assert inactive.status_code == 409 and "activate" in inactive.json()["error"]["message"]
+    assert problems(client.post(f"/v1/models/{model_id}/activate", headers=tenant.headers,
+                                json={"backend": "llama_cpp"})) == ["backend"]  # no verified GGUF export
+    assert problems(client.post(f"/v1/models/{model_id}/activate", headers=tenant.headers,
+                                json={"provider_model": "tiny-llama"})) == ["provider_model"]
+    assert client.post(f"/v1/models/{model_id}/activate", headers=other.headers, json={}).status_code == 404
+
+    activated = client.post(f"/v1/models/{model_id}/activate", headers=tenant.headers,
+                            json={"provider_model": "acme-bot"})
+    assert activated.status_code == 200, activated.text
+    assert activated.json() | {"activated_at": None} == {
+        "object": "model.activation", "model_id": model_id, "active": True, "backend": "transformers",
+        "export_id": None, "provider_model": "acme-bot", "activated_at": None}
+    answers = {}
+    for name in (model_id, f"ft:tiny-llama:demo:{model_id}", "acme-bot"):
+        answer = client.post(CHAT, headers=tenant.headers, json={**body, "model": name})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["model"] == name and answer.json()["object"] == "chat.completion"
+        answers[name] = answer.json()["choices"][0]["message"]["content"]
+    assert len(set(answers.values())) == 1  # greedy: one model, one answer, whatever the name
+    for name in (model_id, "acme-bot", f"ft:tiny-llama:demo:{model_id}"):
+        assert client.post(CHAT, headers=other.headers, json={**body, "model": name}).status_code == 404
+
+    second = full_tiny_llama(db, api_settings, tenant.org_id)
+    taken = client.post(f"/v1/models/{second}/activate", headers=tenant.headers, json={"provider_model": "acme-bot"})
+    assert taken.status_code == 409
+
+    with TestClient(create_app(api_settings, db)) as restarted:  # a new API process over the same database
+        shown = restarted.get(f"/v1/models/{model_id}/activation", headers=tenant.headers).json()
+        assert shown["active"] and shown["provider_model"] == "acme-bot"
+        again = restarted.post(CHAT, headers=tenant.headers, json={**body, "model": "acme-bot"})
+        assert again.status_code == 200 and again.json()["choices"][0]["message"]["content"] == answers["acme-bot"]
+        assert restarted.post(f"/v1/models/{model_id}/deactivate", headers=tenant.headers).json()["active"] is False
+    assert client.post(CHAT, headers=tenant.headers, json=body).status_code == 409
+
+
+def test_a_model_that_cannot_load_is_not_activated(client: TestClient, db: Database, api_settings: Settings,
+                                                   tenant: Tenant) -> None:
+    done = finished_job(client, db, api_settings, tenant)  # its final/ holds bytes, not an adapter
+    refused = client.post(f"/v1/models/{done['model_id']}/activate", headers=tenant.headers, json={})
+    assert problems(refused) == ["model"]
+    assert client.get(f"/v1/models/{done['model_id']}/activation", headers=tenant.headers).json()["active"] is False
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the process, not SQL, is under test
+def test_answers_streamed_and_not_and_a_killed_process_is_503_then_restarted(
+        client: TestClient, tenant: Tenant) -> None:
+    plain = client.post(CHAT, headers=tenant.headers,
+                        json={"model": "tiny-llama", "messages": HELLO, "max_tokens": 8, "seed": 3})
+    assert plain.status_code == 200, plain.text
+    answer = plain.json()
+    assert answer["choices"][0]["finish_reason"] in ("stop", "length")
+    assert answer["usage"]["completion_tokens"] <= 8 and answer["usage"]["prompt_tokens"] > 0
+
+    streamed = client.post("/v1/completions", headers=tenant.headers,
+                           json={"model": "tiny-llama", "prompt": "The cat", "max_tokens": 6, "temperature": 0,
+                                 "stream": True, "stream_options": {"include_usage": True}})
+    assert streamed.headers["content-type"].startswith("text/event-stream")
+    items = [line.removeprefix("data: ") for line in streamed.text.splitlines() if line.startswith("data: ")]
+    assert items[-1] == "[DONE]"
+    chunks = [json.loads(i) for i in items[:-1]]
+    text = "".join(c["choices"][0]["text"] for c in chunks if c["choices"])
+    assert chunks[-1]["usage"]["completion_tokens"] == 6 and chunks[-2]["choices"][0]["finish_reason"] == "length"
+    whole = client.post("/v1/completions", headers=tenant.headers,
+                        json={"model": "tiny-llama", "prompt": "The cat", "max_tokens": 6, "temperature": 0})
+    assert whole.json()["choices"][0]["text"] == text  # greedy: streamed and whole are the same text
+
+    status = client.get("/v1/serving", headers=tenant.admin_headers).json()
+    pid = status["pid"]
+    # Greedy tiny-llama repeats " cat" and never ends: an answer of ~1000 tokens takes seconds.
+    long = {"model": "tiny-llama", "prompt": "The cat", "max_tokens": 4000, "temperature": 0}
+    result: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: result.update(r=client.post("/v1/completions", headers=tenant.headers,
+                                                                         json=long)))
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not any(m["busy"] for m in client.get("/v1/serving", headers=tenant.admin_headers).json()["models"]):
+        assert time.monotonic() < deadline and thread.is_alive()
+        time.sleep(0.05)
+    os.killpg(pid, signal.SIGKILL)
+    thread.join(60)
+    died = result["r"]
+    assert died.status_code == 503, died.text
+    assert died.json()["error"]["code"] == "MODEL_PROCESS_DIED"
+
+    retried = client.post("/v1/completions", headers=tenant.headers,
+                          json={"model": "tiny-llama", "prompt": "The cat", "max_tokens": 6, "temperature": 0})
+    assert retried.status_code == 200 and retried.json()["choices"][0]["text"] == text
+    restarted = client.get("/v1/serving", headers=tenant.admin_headers).json()
+    assert restarted["pid"] not in (None, pid) and restarted["starts"] == 2
+
+
+def test_the_serving_process_stops_with_the_app(api_settings: Settings, db: Database, tenant: Tenant) -> None:
+    with TestClient(create_app(api_settings, db)) as live:
+        assert live.post(CHAT, headers=tenant.headers,
+                         json={"model": "tiny-llama", "messages": HELLO, "max_tokens": 2}).status_code == 200
+        pid = live.get("/v1/serving", headers=tenant.admin_headers).json()["pid"]
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert (Path(api_settings.data_dir) / "logs" / "serving.log").is_file()
