@@ -7,7 +7,7 @@ words to the services' JobRequest and from JobView back, an error renderer and s
 
 from __future__ import annotations
 
-from tuneyard.api.dialects import native
+from tuneyard.api.dialects import felix, native
 from tuneyard.api.dialects.base import Dialect, DialectRegistry
 
 __all__ = ["Dialect", "DialectRegistry", "registered"]
@@ -17,4 +17,5 @@ def registered() -> DialectRegistry:
     """Every dialect the app serves, native first; a duplicate or an overlap fails here, at start-up."""
     dialects = DialectRegistry()
     dialects.register(native.dialect())
+    dialects.register(felix.dialect())
     return dialects
