@@ -74,6 +74,9 @@ FOREIGN: dict[Op, int] = {
     ("GET", "/v1/auto-training"): 200,
     ("PUT", "/v1/auto-training"): 200,
     ("GET", "/v1/auto-training/runs"): 200,
+    ("GET", "/felix/training-jobs"): 200,
+    ("POST", "/felix/training-jobs"): 400,  # a dataset name nobody has
+    ("GET", "/felix/trained-models"): 200,
 }
 ID_PARAMS = ("job_id", "dataset_id", "file_id", "checkpoint_id", "model_id", "base_model_id", "key_id",
              "export_id", "trajectory_id", "build_id")
