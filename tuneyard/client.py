@@ -295,8 +295,11 @@ class TuneyardClient:
 
     # -- models and the service --------------------------------------------------------------
 
-    def list_models(self) -> list[dict[str, Any]]:
-        return self._data("/v1/models")
+    def list_models(self, *, include_base: bool = False) -> list[dict[str, Any]]:
+        """Trained models; with `include_base`, the base models too, as /v1/models lists them for
+        OpenAI clients (`kind: base`)."""
+        listed = self._data("/v1/models")
+        return listed if include_base else [m for m in listed if m.get("kind") != "base"]
 
     def get_model(self, model_id: str) -> dict[str, Any]:
         return dict(self._json("GET", f"/v1/models/{model_id}"))

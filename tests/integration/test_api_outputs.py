@@ -122,7 +122,11 @@ def test_trained_models_keep_lineage_and_outlive_their_job(
     done = finished_job(client, db, api_settings, tenant)
     model = get(client, tenant, f"/v1/models/{done['model_id']}")
     assert model["lineage"] == {"base_model": "tiny-llama", "datasets": [done["dataset_id"]], "job_id": done["job_id"]}
-    assert [m["id"] for m in get(client, tenant, "/v1/models")["data"]] == [done["model_id"]]
+    listed = get(client, tenant, "/v1/models")
+    assert [m["id"] for m in listed["data"] if m["kind"] != "base"] == [done["model_id"]]
+    assert listed["object"] == "list" and listed["data"][0]["owned_by"] == tenant.org_id
+    assert {"id": "tiny-llama", "object": "model", "owned_by": "tuneyard", "kind": "base"}.items() \
+        <= next(m for m in listed["data"] if m["id"] == "tiny-llama").items()  # OpenAI clients list bases too
 
     # A checkpoint id and a trained-model id are valid base models for a new job.
     for base in (done["checkpoint_id"], done["model_id"]):

@@ -56,6 +56,9 @@ FOREIGN: dict[Op, int] = {
     ("GET", "/v1/base-models"): 200,
     ("POST", "/v1/base-models"): 201,
     ("GET", "/v1/models"): 200,
+    ("POST", "/v1/chat/completions"): 404,  # A's model id, named in the body: no such model for B
+    ("POST", "/v1/completions"): 404,
+    ("GET", "/v1/serving"): 200,  # the serving process and only B's own loaded models
     ("GET", "/v1/files"): 200,
     ("POST", "/v1/files"): 201,
     ("GET", "/v1/datasets"): 200,

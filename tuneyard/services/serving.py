@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tuneyard.services import base_models
 from tuneyard.services.errors import InvalidRequest, ModelProcessDied, ServingFailed
@@ -30,6 +31,8 @@ from tuneyard.store.tables import ModelExport, TrainedModel
 
 SERVING_LOG = "serving.log"
 FT_PREFIX = "ft:"
+BASE_KEY_PREFIX = "base:"
+"""Base models are loaded under `base:<id>` (trained models under their id)."""
 ACTIVATABLE_BACKENDS = ("transformers", "llama_cpp", "vllm")
 
 
@@ -121,6 +124,19 @@ def get_activation(db: Database, org_id: str, model_id: str) -> ModelActivation 
     return store.get_activation(db, org_id, model_id)
 
 
+def status(db: Database, supervisor: ServingSupervisor, org_id: str) -> dict[str, Any]:
+    """The serving process's state, showing only the organization's trained models and base models:
+    the process serves every organization, and one must not learn another's model ids."""
+    state = supervisor.status()
+    own = {m.id for m in catalog.list_trained_models(db, org_id)}
+    state["models"] = [m for m in state["models"] if m["key"] in own or m["key"].startswith(BASE_KEY_PREFIX)]
+    return state
+
+
+def list_activations(db: Database, org_id: str) -> list[ModelActivation]:
+    return store.list_activations(db, org_id)
+
+
 def trained_model_id(name: str) -> str | None:
     """The trained model id a name means: the id itself, or an `ft:` name, whose last `:` part is
     the id (`ft:<base>:<suffix>:<id>`, issue 14's shape). None for a name of another kind."""
@@ -147,7 +163,7 @@ def resolve_model_name(db: Database, settings: Settings, org_id: str, name: str)
         activation = store.by_provider_model(db, org_id, name)
     except NotFound:
         base = base_models.get_base_model(db, org_id, name)  # NotFound names the model
-        return Served(name, ModelToLoad(f"base:{base.id}", "transformers", base.source,
+        return Served(name, ModelToLoad(f"{BASE_KEY_PREFIX}{base.id}", "transformers", base.source,
                                         str(settings.resolved_model_cache_dir)))
     model = catalog.get_trained_model(db, org_id, activation.model_id)
     return Served(name, _activated(db, settings, model, activation))

@@ -101,9 +101,10 @@ def completions(body: CompletionCreate, context: Context, caller: Caller, superv
 
 
 @router.get("/v1/serving", tags=["serving"], responses=ADMIN_RESPONSES)
-def serving_status(supervisor: Serving, _admin: AdminCaller) -> dict[str, Any]:
-    """The serving process (pid, how many times it was started) and the models it holds (admin key)."""
-    return supervisor.status()
+def serving_status(context: Context, supervisor: Serving, caller: AdminCaller) -> dict[str, Any]:
+    """The serving process (pid, how many times it was started) and which of your organization's
+    models and of the base models it holds, busy or idle for how long (admin key)."""
+    return serving.status(context.db, supervisor, caller.org_id)
 
 
 def _answer(body: GenerationRequest, prompt: Prompt, kind: str, context: Context, org_id: str,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -11,6 +11,7 @@ from tuneyard.api.schemas.common import Request
 from tuneyard.services.base_models import BaseModelInfo
 from tuneyard.spec.job import DataFormatName
 from tuneyard.spec.text import DatasetName, Description, Ident, Name, Reference
+from tuneyard.store.activation_tables import ModelActivation
 from tuneyard.store.stats import Stats
 from tuneyard.store.tables import Dataset, File, TrainedModel
 
@@ -121,17 +122,49 @@ class Lineage(BaseModel):
 
 
 class TrainedModelPublic(BaseModel):
+    """A trained model; `created` and `owned_by` are OpenAI's words for a model (its SDK's models.list)."""
+
     id: str
     object: str = "model"
+    created: int = Field(description="Unix seconds (OpenAI's); created_at is the same instant.")
+    owned_by: str = Field(description="The organization that trained it.")
     kind: str
     lineage: Lineage
     meta: dict[str, Any]
     created_at: datetime
+    active: bool = Field(default=False, description="Activated: it answers /v1/chat/completions.")
+    provider_model: str | None = Field(default=None, description="The name it also answers to, when activated "
+                                                                 "with one.")
 
     @classmethod
-    def of(cls, m: TrainedModel) -> TrainedModelPublic:
+    def of(cls, m: TrainedModel, activation: ModelActivation | None = None) -> TrainedModelPublic:
         lineage = Lineage(base_model=m.base_model, datasets=list(m.datasets or []), job_id=m.job_id)
-        return cls(id=m.id, kind=m.kind, lineage=lineage, meta=m.meta or {}, created_at=m.created_at)
+        return cls(id=m.id, created=_unix(m.created_at), owned_by=m.org_id, kind=m.kind, lineage=lineage,
+                   meta=m.meta or {}, created_at=m.created_at, active=activation is not None,
+                   provider_model=activation.provider_model if activation else None)
+
+
+class ServableBaseModelPublic(BaseModel):
+    """A base model in /v1/models, which OpenAI clients list to find what they may ask: it answers
+    /v1/chat/completions by its id. `kind` is `base`; the rest is at /v1/base-models/{id}."""
+
+    id: str
+    object: str = "model"
+    created: int
+    owned_by: str = Field(description="`tuneyard` for a built-in model, else the organization that registered it.")
+    kind: Literal["base"] = "base"
+    source_kind: str
+    description: str | None
+
+    @classmethod
+    def of(cls, m: BaseModelInfo, org_id: str) -> ServableBaseModelPublic:
+        return cls(id=m.id, created=_unix(m.created_at) if m.created_at else 0,
+                   owned_by="tuneyard" if m.source_kind == "builtin" else org_id, source_kind=m.source_kind,
+                   description=m.description)
+
+
+def _unix(when: datetime) -> int:
+    return int(when.replace(tzinfo=UTC).timestamp()) if when.tzinfo is None else int(when.timestamp())
 
 
 class StatsPublic(BaseModel):
