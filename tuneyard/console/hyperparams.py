@@ -41,10 +41,11 @@ class FormField:
 
 def form_fields() -> list[FormField]:
     every = {name: info for entry in METHODS for name, info in entry.hyperparams.model_fields.items()}
-    return [_field(name, every[name]) for name in MAIN_FIELDS if name in every]
+    return [schema_field(name, every[name]) for name in MAIN_FIELDS if name in every]
 
 
-def _field(name: str, info: FieldInfo) -> FormField:
+def schema_field(name: str, info: FieldInfo) -> FormField:
+    """The form field a pydantic field documents: its input, default, bounds and description."""
     kinds = _kinds(info.annotation)
     minimum = maximum = None
     for bound in info.metadata:
@@ -55,7 +56,8 @@ def _field(name: str, info: FieldInfo) -> FormField:
     literal = next((k for k in kinds if typing.get_origin(k) is typing.Literal), None)
     integer = int in kinds
     return FormField(
-        name=name, label=name.replace("_", " "), input="select" if literal is not None else "number",
+        name=name, label=name.rsplit(".", 1)[-1].replace("_", " "),
+        input="select" if literal is not None else ("number" if _numeric(kinds) else "text"),
         default=info.default, description=info.description or "", step="1" if integer else "any",
         minimum=minimum, maximum=maximum, choices=tuple(typing.get_args(literal)) if literal is not None else (),
         optional=type(None) in kinds, integer=integer, methods=_taken_by(name),
@@ -65,6 +67,10 @@ def _field(name: str, info: FieldInfo) -> FormField:
 def _taken_by(name: str) -> tuple[str, ...]:
     methods = methods_with(name)
     return () if len(methods) == len(METHODS) else methods
+
+
+def _numeric(kinds: tuple[Any, ...]) -> bool:
+    return any(k in (int, float) for k in kinds)
 
 
 def _kinds(annotation: Any) -> tuple[Any, ...]:

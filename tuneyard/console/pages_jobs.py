@@ -15,10 +15,11 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from tuneyard.api.deps import ID_SHAPE, Context, checked_id
 from tuneyard.console.auth import CurrentViewer
 from tuneyard.console.hyperparams import form_fields
+from tuneyard.console.job_forms import type_forms
 from tuneyard.console.views import page
 from tuneyard.problems import error_detail_lines
 from tuneyard.scheduler.queue import queue_position
-from tuneyard.services import base_models, datasets, jobs, runs, timeline
+from tuneyard.services import base_models, datasets, jobs, models, runs, templates, timeline
 from tuneyard.services.job_view import JobView
 from tuneyard.spec import JOB_TYPES, METHODS
 from tuneyard.store import tenancy
@@ -86,16 +87,20 @@ def jobs_live(context: Context, viewer: CurrentViewer,
 
 
 @router.get("/jobs/new", response_class=HTMLResponse)
-def new_job_page(request: Request, context: Context, viewer: CurrentViewer,
-                 base_model: str | None = None, dataset: str | None = None) -> HTMLResponse:
+def new_job_page(request: Request, context: Context, viewer: CurrentViewer, base_model: str | None = None,
+                 dataset: str | None = None, template: Annotated[str | None, Query(max_length=64)] = None,
+                 ) -> HTMLResponse:
+    """The form starts from `template` when given (its script fills the fields from the option's spec)."""
     org_id = viewer.principal.org_id
     # One key per rendered form: resubmitting this form (a double click, a retry after a network
     # error) is the same request to the API, which returns the job it already made.
     return page(request, "job_new.html", viewer, idempotency_key=f"console-{secrets.token_urlsafe(18)}",
                 base_models=base_models.list_base_models(context.db, org_id),
+                trained_models=models.list_models(context.db, org_id),
                 datasets=datasets.list_datasets(context.db, org_id),
                 projects=tenancy.list_projects(context.db, org_id), fields=form_fields(),
-                methods=[m for m in METHODS if not m.unavailable()],
+                methods=[m for m in METHODS if not m.unavailable()], type_forms=type_forms(),
+                templates=templates.list_templates(context.db, org_id), chosen_template=template,
                 chosen_base=base_model, chosen_dataset=dataset)
 
 

@@ -200,21 +200,45 @@ class JobPage {
     this.resultShown = true;
     const facts = document.getElementById("result-facts");
     const fmt = (v, digits = 4) => (typeof v === "number" ? (Number.isInteger(v) ? v.toLocaleString("en") : v.toFixed(digits)) : "—");
-    const delta = typeof result.ppl_delta_pct === "number" ? ` (${result.ppl_delta_pct.toFixed(1)} %)` : "";
-    const rows = [
-      ["Perplexity", `${fmt(result.ppl_baseline, 3)} → ${fmt(result.ppl_final, 3)}${delta}`],
-      ["Eval loss", `${fmt(result.eval_loss_baseline)} → ${fmt(result.eval_loss_final)}`],
-      ["Final train loss", fmt(result.loss_final)],
-      ["Parameters", `${fmt(result.params_total)} total, ${fmt(result.params_trainable)} trained`],
-      ["Steps", fmt(result.steps)], ["Tokens", fmt(result.tokens_processed)],
-      ["Compute time", `${fmt(result.compute_seconds, 1)} s (training ${fmt(result.train_seconds, 1)} s)`],
-      ["Device", result.device || "—"],
-    ];
-    facts.replaceChildren(...rows.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
+    facts.replaceChildren(...resultRows(result, fmt).flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
     document.getElementById("result").hidden = false;
   }
 
   say(text) { document.getElementById("stream-state").textContent = text; }
+}
+
+/* The result card's rows: each job type's own figures where its result has them (a merge has no
+   perplexity, a growth or contraction its parameters before and after), and every result's cost. */
+function resultRows(result, fmt) {
+  const has = (...keys) => keys.some((k) => result[k] !== undefined);
+  const rows = [];
+  if (has("ppl_baseline", "ppl_final")) {
+    const delta = typeof result.ppl_delta_pct === "number" ? ` (${result.ppl_delta_pct.toFixed(1)} %)` : "";
+    const reason = result.ppl_reason ? ` (${result.ppl_reason})` : "";
+    rows.push(["Perplexity", `${fmt(result.ppl_baseline, 3)} → ${fmt(result.ppl_final, 3)}${delta}${reason}`]);
+  }
+  if (has("eval_loss_baseline")) rows.push(["Eval loss", `${fmt(result.eval_loss_baseline)} → ${fmt(result.eval_loss_final)}`]);
+  if (has("loss_final")) rows.push(["Final train loss", fmt(result.loss_final)]);
+  if (has("params_before")) {
+    rows.push(["Parameters", `${fmt(result.params_before)} → ${fmt(result.params_after)} (${result.params_delta > 0 ? "+" : ""}${fmt(result.params_delta)})`]);
+  } else if (has("params_total")) {
+    rows.push(["Parameters", `${fmt(result.params_total)} total${has("params_trainable") ? `, ${fmt(result.params_trainable)} trained` : ""}`]);
+  }
+  if (has("function_preservation")) {
+    const why = result.function_preservation_reason ? ` (${result.function_preservation_reason})` : "";
+    rows.push(["Function preservation (KL)", `${fmt(result.function_preservation, 8)}${why}`]);
+  }
+  if (has("importance")) rows.push(["Channel importance", `${result.importance}${has("layers_contracted") ? `, ${fmt(result.layers_contracted)} layers contracted` : ""}`]);
+  if (has("heal_steps")) rows.push(["Healing", `${fmt(result.heal_steps)} steps${has("heal_loss_final") ? `, final loss ${fmt(result.heal_loss_final)}` : ""}`]);
+  if (has("max_logit_delta")) rows.push(["Max |Δlogit| (merged vs adapter)", `${fmt(result.max_logit_delta, 8)} (bound ${fmt(result.logit_delta_bound, 6)})`]);
+  if (has("steps")) rows.push(["Steps", fmt(result.steps)]);
+  if (has("tokens_processed")) rows.push(["Tokens", fmt(result.tokens_processed)]);
+  const training = has("train_seconds") ? ` (training ${fmt(result.train_seconds, 1)} s)` : "";
+  rows.push(["Compute time", `${fmt(result.compute_seconds, 1)} s${training}`]);
+  rows.push(["Cost", typeof result.cost_usd === "number"
+    ? `$${result.cost_usd.toFixed(4)} at $${result.price_per_device_hour}/h` : "—"]);
+  rows.push(["Device", result.device || "—"]);
+  return rows;
 }
 
 function parseSse(block) {
