@@ -102,9 +102,17 @@ class Settings:
     """What an hour of a CPU worker costs, in USD, for estimates and results' cost_usd (0: not billed)."""
     price_per_cuda_hour: float = 0.0
     """What an hour of a CUDA GPU worker costs, in USD (0: not billed)."""
+    judge_base_url: str | None = None
+    """An OpenAI-compatible endpoint (`{base_url}/chat/completions`) whose model grades evaluations'
+    answers (coherence, consistency, helpfulness); None: evaluations score by reference-based measures."""
+    judge_model: str | None = None
+    """The judge model's name at judge_base_url (needed with it)."""
+    judge_api_key: str | None = None
+    """The judge's API key, if it takes one: handed to runners in their environment, stored nowhere."""
 
     def __post_init__(self) -> None:
         _check_auth(self.auth, self.host)
+        _check_judge(self.judge_base_url, self.judge_model)
         # Paths are made absolute once, here, against the directory the process started in: they
         # are stored (file and model paths in the database) and handed to runners that work in
         # their run folder, where a relative path would name something else.
@@ -158,6 +166,16 @@ def _check_auth(auth: str, host: str) -> None:
     if auth == "none" and not is_loopback(host):
         raise SettingsError(ENV_PREFIX + "AUTH", f"auth 'none' (no API keys) is allowed only on a loopback address "
                                                  f"(127.0.0.1, ::1, localhost), and the host is {host!r}")
+
+
+def _check_judge(base_url: str | None, model: str | None) -> None:
+    """A judge is an endpoint and a model, both or neither: half a judge would grade nothing."""
+    if bool(base_url) != bool(model):
+        missing = "JUDGE_MODEL" if base_url else "JUDGE_BASE_URL"
+        raise SettingsError(ENV_PREFIX + missing, "the evaluation judge needs both TUNEYARD_JUDGE_BASE_URL and "
+                                                  "TUNEYARD_JUDGE_MODEL")
+    if base_url and not base_url.startswith(("http://", "https://")):
+        raise SettingsError(ENV_PREFIX + "JUDGE_BASE_URL", f"{base_url!r} is not an http:// or https:// URL")
 
 
 def is_loopback(host: str) -> bool:

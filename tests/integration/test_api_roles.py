@@ -52,6 +52,10 @@ ROLES: dict[Op, tuple[str, int]] = {
     ("GET", "/v1/models/{model_id}/exports"): (MEMBER, 200),
     ("GET", "/v1/models/{model_id}/exports/{export_id}"): (MEMBER, 200),
     ("POST", "/v1/models/{model_id}/ollama"): (MEMBER, 409),  # the test's model has no GGUF export
+    ("POST", "/v1/models/{model_id}/evaluations"): (MEMBER, 201),
+    ("GET", "/v1/models/{model_id}/evaluations"): (MEMBER, 200),
+    ("GET", "/v1/models/{model_id}/evaluations/{evaluation_id}"): (MEMBER, 200),
+    ("GET", "/v1/evaluations/{evaluation_id}"): (MEMBER, 200),
     ("POST", "/v1/models/{model_id}/activate"): (MEMBER, 422),  # llama_cpp asked, and no verified GGUF export
     ("POST", "/v1/models/{model_id}/deactivate"): (MEMBER, 200),
     ("GET", "/v1/models/{model_id}/activation"): (MEMBER, 200),
@@ -122,6 +126,7 @@ BODIES: dict[Op, Callable[[dict[str, Any]], dict[str, Any]]] = {
     ("POST", "/v1/jobs"): lambda o: {"json": job_body(o["dataset_id"])},
     ("POST", "/v1/models/{model_id}/exports"): lambda o: {"json": {"format": "gguf", "variant": "adapter"}},
     ("POST", "/v1/models/{model_id}/ollama"): lambda o: {"json": {"ollama_url": "http://127.0.0.1:9"}},
+    ("POST", "/v1/models/{model_id}/evaluations"): lambda o: {"json": {"dataset": o["dataset_id"]}},
     ("POST", "/v1/models/{model_id}/activate"): lambda o: {"json": {"backend": "llama_cpp"}},
     ("POST", "/v1/chat/completions"): lambda o: {"json": {"model": o["model_id"],
                                                           "messages": [{"role": "user", "content": "hi"}]}},

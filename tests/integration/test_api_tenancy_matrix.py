@@ -82,7 +82,7 @@ FOREIGN: dict[Op, int] = {
     ("GET", "/felix/trained-models"): 200,
 }
 ID_PARAMS = ("job_id", "dataset_id", "file_id", "checkpoint_id", "model_id", "base_model_id", "key_id",
-             "export_id", "trajectory_id", "build_id")
+             "export_id", "trajectory_id", "build_id", "evaluation_id")
 
 
 def names_an_object(path: str) -> bool:

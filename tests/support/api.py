@@ -196,7 +196,25 @@ def finished_job(client: TestClient, db: Database, settings: Settings, tenant: T
     return {"job_id": job_id, "dataset_id": dataset["id"], "file_id": dataset["file_ids"][0],
             "checkpoint_id": checkpoint.id, "model_id": done.output_model_id, "result": result,
             **built_objects(client, tenant),
+            "evaluation_id": completed_evaluation(client, db, tenant, done.output_model_id, dataset["id"]),
             "export_id": failed_export(db, tenant.org_id, done.output_model_id, settings)}
+
+
+def completed_evaluation(client: TestClient, db: Database, tenant: Tenant, model_id: str, dataset_id: str) -> str:
+    """An evaluation of the model on the dataset, completed through a fake worker's writes (no runner)."""
+    response = client.post(f"/v1/models/{model_id}/evaluations", headers=tenant.headers, json={"dataset": dataset_id})
+    assert response.status_code == 201, response.text
+    evaluation_id: str = response.json()["id"]
+    claimed = claim(db, "fake-worker", 60)
+    assert claimed is not None and claimed.job_id == evaluation_id
+    lifecycle.start(db, evaluation_id, claimed.attempt)
+    lifecycle.finalize(db, evaluation_id, claimed.attempt)
+    figures = {"loss": 1.0, "perplexity": 2.72, "token_accuracy": 0.5, "exact_match": 0.0, "rouge_l": 0.4}
+    lifecycle.complete(db, evaluation_id, claimed.attempt, {
+        "method": "reference", "scores": {"coherence": 0.5, "consistency": 0.5, "helpfulness": 0.4,
+                                          "method": "reference"},
+        "base": figures, "trained": figures, "samples": [], "examples": 1}, None)
+    return evaluation_id
 
 
 def failed_export(db: Database, org_id: str, model_id: str, settings: Settings) -> str:

@@ -124,6 +124,8 @@ def test_data_is_required_where_the_type_says_so() -> None:
         if entry.needs_data:
             assert problems == [{"field": "datasets", "message": f"a {entry.name} job needs at least one "
                                  "training dataset"}]
+        elif entry.name == "evaluate":  # held-out text, which an eval-split dataset alone may be
+            assert spec is None and [p["field"] for p in problems] == ["datasets"]
         else:
             assert spec is not None and spec.type == entry.name
 

@@ -30,7 +30,7 @@ from tuneyard.spec import (
     problems_from,
     resolve_hyperparams,
 )
-from tuneyard.spec.job import GROWABLE_MODEL_TYPES
+from tuneyard.spec.job import GROWABLE_MODEL_TYPES, EvaluateSpec
 from tuneyard.spec.text import Ident, Key, Name
 from tuneyard.store import catalog as models_store
 from tuneyard.store import datasets as datasets_store
@@ -127,6 +127,7 @@ def plan_job(db: Database, settings: Settings, org_id: str, request: JobRequest)
     if spec is not None and model is not None:
         _check_target_modules(spec, model, problems)
         adapter_base = _merge_input(db, settings, org_id, spec, model, request.spec, problems)
+        adapter_base.update(_evaluate_input(db, settings, org_id, spec, problems))
         _check_growable(spec, model, problems)
     datasets = _check_datasets(db, org_id, request.spec.get("datasets"), problems)
     _check_project(db, org_id, request.project_id, problems)
@@ -238,6 +239,42 @@ def _merge_input(
         return {"adapter_base": resolve_base_model(db, settings, org_id, named).runner_source}
     except NotFound:
         return {}  # a hub id, or a name the runner judges
+
+
+def _evaluate_input(
+    db: Database, settings: Settings, org_id: str, spec: JobSpecBase, problems: Problems
+) -> dict[str, Any]:
+    """An evaluation compares a trained model with the model it came from: `compare_with` (by default
+    the trained model's own base) becomes what the runner loads. The judge is the operator's, from the
+    settings; a request naming one is refused, since the runner calls whatever URL it is given."""
+    if not isinstance(spec, EvaluateSpec):
+        return {}
+    out: dict[str, Any] = {}
+    if spec.judge is not None:
+        problems.append({"field": "judge", "message": (
+            "the judge is set by the operator (TUNEYARD_JUDGE_BASE_URL and TUNEYARD_JUDGE_MODEL); leave it out")})
+    if settings.judge_base_url and settings.judge_model:
+        out["judge"] = {"base_url": settings.judge_base_url, "model": settings.judge_model}
+    name = spec.compare_with or _trained_base(db, org_id, spec.base_model)
+    if name is None:
+        problems.append({"field": "compare_with", "message": (
+            "give the model to compare with: base_model is not a trained model whose base it would be")})
+        return out
+    try:
+        out["compare_with"] = resolve_base_model(db, settings, org_id, name).runner_source
+    except NotFound:
+        problems.append({"field": "compare_with", "message": f"no model {name!r} to compare with"})
+    return out
+
+
+def _trained_base(db: Database, org_id: str, model_id: str) -> str | None:
+    """The base a trained model was trained from, as its job named it; None for anything else."""
+    if not model_id.startswith("model_"):
+        return None
+    try:
+        return models_store.get_trained_model(db, org_id, model_id).base_model
+    except NotFound:
+        return None  # base_model's own check reports it
 
 
 def _check_growable(spec: JobSpecBase, model: ResolvedModel, problems: Problems) -> None:

@@ -197,6 +197,69 @@ class MergeSpec(JobSpecBase):
     datasets: list[DatasetRef] = Field(default_factory=list, max_length=0)
 
 
+class GenerationSettings(BaseModel):
+    """How an evaluation generates its answers: greedy, so exact match and ROUGE-L are the same run
+    to run; one seeded sampled answer beside it measures consistency where no judge is configured."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_new_tokens: int = Field(64, ge=1, le=1024, description="Tokens generated per answer at most.")
+    temperature: float = Field(0.7, gt=0.0, le=2.0, description=(
+        "Temperature of the one sampled answer compared with the greedy one (the consistency score)."))
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seeds the sampled answers.")
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("expected an http:// or https:// URL")
+    return value
+
+
+class JudgeEndpoint(BaseModel):
+    """An OpenAI-compatible chat completions endpoint that grades answers (set by the service from
+    its settings; its key reaches the runner in its environment, never in the spec)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: Annotated[Reference, AfterValidator(_http_url)] = Field(description=(
+        "The API's base URL, as the openai client takes it: POST {base_url}/chat/completions."))
+    model: Name = Field(description="The judge model's name at that endpoint.")
+    timeout_s: float = Field(60.0, gt=0.0, le=600.0, description="Seconds one grading call may take.")
+
+
+class EvaluateSpec(JobSpecBase):
+    """Evaluate a trained model against the model it was trained from, side by side, on held-out text.
+
+    `base_model` is the trained model; `compare_with` the model it is compared with (the service
+    gives the trained model's own base; without it, an adapter is compared with the base it names).
+    The examples are the `datasets`' eval-split records plus the `eval_split` share of their
+    train-split records that `seed` holds out, as the training job held them out, so a model is
+    measured on text it never trained on."""
+
+    type: Literal["evaluate"] = "evaluate"
+    compare_with: Reference | None = Field(None, description=(
+        "The model compared with: the trained model's base (the service gives it); by default the base an "
+        "adapter names."))
+    eval_split: float = Field(0.0, ge=0.0, lt=1.0, description=(
+        "Share of the train-split records held out and evaluated, chosen by seed as training chose them."))
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="The seed that held the eval split out.")
+    max_examples: int = Field(50, ge=1, le=5000, description="Held-out examples evaluated at most.")
+    samples: int = Field(3, ge=0, le=50, description="Sample generations shown beside the figures.")
+    max_seq_length: int = Field(1024, ge=8, le=1_048_576, description="Tokens per example; longer are cut.")
+    batch_size: int = Field(4, ge=1, le=256, description="Examples per forward pass and per generation batch.")
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+    judge: JudgeEndpoint | None = Field(None, description=(
+        "Where scores come from; without one, from reference-based measures (the result's scores.method)."))
+
+    def problems(self) -> list[dict[str, Any]]:
+        if not self.datasets:
+            return [{"field": "datasets", "message": "an evaluation needs held-out text: give a dataset"}]
+        if self.eval_split == 0.0 and all(ref.split == "train" for ref in self.datasets):
+            return [{"field": "eval_split", "message": (
+                "no eval-split dataset and eval_split 0: nothing would be held out to evaluate on")}]
+        return []
+
+
 def problems_from(error: ValidationError) -> list[dict[str, Any]]:
     """Every problem pydantic found, as {field, message} with a dotted field path."""
     out = []

@@ -10,7 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from tuneyard.spec.job import ContractSpec, FinetuneSpec, JobSpecBase, MergeSpec, TrainingJobSpec, TrainSpec
+from tuneyard.spec.job import (
+    ContractSpec,
+    EvaluateSpec,
+    FinetuneSpec,
+    JobSpecBase,
+    MergeSpec,
+    TrainingJobSpec,
+    TrainSpec,
+)
 from tuneyard.spec.methods import METHODS
 from tuneyard.spec.registry import Registry
 
@@ -66,6 +74,12 @@ JOB_TYPES.register(JobTypeEntry(
     description="Fold a trained LoRA adapter into its base model.",
 ))
 
+JOB_TYPES.register(JobTypeEntry(
+    name="evaluate", spec=EvaluateSpec, needs_data=False, input="trained_model", outputs=("evaluation",),
+    # each model in turn (the one compared with, then the trained one) is loaded, measured and generates
+    phases=("loading_data", "loading_model", "evaluating", "generating", "scoring", "done"), runnable=True,
+    description="Measure a trained model beside its base on held-out text (loss, accuracy, ROUGE-L, scores).",
+))
 
 MODEL_OUTPUTS: tuple[Output, ...] = ("adapter", "full", "gguf")
 """The outputs that are a model: a completed job registers one as a trained model."""

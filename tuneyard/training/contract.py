@@ -18,6 +18,10 @@ MANIFEST_FILE = "manifest.json"
 LINEAGE_FILE = "lineage.json"  # optional, from the service: job and dataset ids for the model card
 RUNNER_LOG_FILE = "runner.log"  # the child's stderr/stdout, kept for "died without a verdict"
 
+JUDGE_KEY_VARIABLE = "TUNEYARD_JUDGE_API_KEY"
+"""The runner's environment variable holding the evaluation judge's API key: the worker sets it from
+its settings, so the key is in no spec, config or run file."""
+
 CHECKPOINT_NAME = re.compile(r"^step-(\d{6,})$")
 
 
@@ -50,6 +54,9 @@ PHASES = (
     "merging",  # merge: the adapter folded into its base and checked
     "growing",  # train: the model grown, its function preservation measured
     "pruning",  # contract: channels scored and removed
+    "evaluating",  # evaluate: one model's loss and token accuracy on the held-out examples
+    "generating",  # evaluate: one model's greedy (and sampled) answers to the held-out prompts
+    "scoring",  # evaluate: the answers graded (by the judge, or the reference-based measures)
 )
 
 # The figures a record of each kind may carry beside its step (and a metric's epoch and phase); the

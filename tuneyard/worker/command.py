@@ -60,3 +60,8 @@ def runner_env(inherited: Mapping[str, str], extra: Mapping[str, str] | None = N
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})
     return env
+
+
+def judge_environment(settings: Settings) -> dict[str, str]:
+    """The evaluation judge's key for the runner's environment (the one way it reaches a runner)."""
+    return {contract.JUDGE_KEY_VARIABLE: settings.judge_api_key} if settings.judge_api_key else {}

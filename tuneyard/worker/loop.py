@@ -26,7 +26,7 @@ from tuneyard.store.engine import Database
 from tuneyard.store.jobs import load_job
 from tuneyard.training import contract
 from tuneyard.training.artifacts import write_json_atomic
-from tuneyard.worker.command import runner_argv, runner_env
+from tuneyard.worker.command import judge_environment, runner_argv, runner_env
 from tuneyard.worker.executors import Executor, Launch
 from tuneyard.worker.executors.registry import make_executor
 from tuneyard.worker.outcome import LeaseLost, Outcome, Verdict
@@ -45,7 +45,7 @@ class Worker:
                  capacity: Capacity | None = None) -> None:
         """`capacity` defaults to what `settings.worker_memory_bytes` sets or the host measures."""
         self.db, self.settings = db, settings
-        self.env = runner_env(environ)
+        self.env = runner_env(environ, judge_environment(settings))
         self.executor = executor or make_executor(settings)
         self.id = worker_id or new_worker_id()
         self.capacity = capacity or declared_capacity(settings.worker_memory_bytes)

@@ -14,6 +14,7 @@ from tuneyard.api.errors import render_envelope
 from tuneyard.api.routes import (
     catalog,
     data,
+    evaluations,
     exports,
     inference,
     job_outputs,
@@ -33,8 +34,8 @@ UPLOAD_PATHS = ("/v1/files",)
 
 def dialect() -> Dialect:
     router = APIRouter()
-    for module in (catalog, exports, inference, data, jobs, job_timeline, job_outputs, keys, planning, system,
-                   trajectory_routes, template_routes):
+    for module in (catalog, exports, evaluations, inference, data, jobs, job_timeline, job_outputs, keys, planning,
+                   system, trajectory_routes, template_routes):
         router.include_router(module.router)
     return Dialect(name=NAME, prefixes=(PREFIX,), router=router, render_error=render_envelope,
                    status_names=statuses.NATIVE, upload_paths=UPLOAD_PATHS)

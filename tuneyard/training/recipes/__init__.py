@@ -22,6 +22,7 @@ from tuneyard.training.config import RunConfig
 from tuneyard.training.control import RunControl
 from tuneyard.training.recipes.contract import ContractRecipe
 from tuneyard.training.recipes.dpo import DpoRecipe
+from tuneyard.training.recipes.evaluate import EvaluateRecipe
 from tuneyard.training.recipes.finetune import FinetuneRecipe
 from tuneyard.training.recipes.grow import GrowRecipe
 from tuneyard.training.recipes.merge import MergeRecipe
@@ -67,6 +68,7 @@ RECIPES.register(RecipeEntry("finetune", _finetune))
 RECIPES.register(RecipeEntry("merge", MergeRecipe))
 RECIPES.register(RecipeEntry("train", GrowRecipe))
 RECIPES.register(RecipeEntry("contract", ContractRecipe))
+RECIPES.register(RecipeEntry("evaluate", EvaluateRecipe))
 
 
 def recipe_for(job_type: str) -> RecipeFactory:
