@@ -114,6 +114,12 @@ ROLES: dict[Op, tuple[str, int]] = {
     ("GET", "/felix/training-jobs/{job_id}/download"): (MEMBER, 200),
     ("POST", "/felix/training-jobs/{job_id}/stop"): (MEMBER, 409),  # completed: allowed, refused by state
     ("GET", "/felix/trained-models"): (MEMBER, 200),
+    # Archetype (004)
+    ("POST", "/v0.5/fine-tune/jobs"): (MEMBER, 201),
+    ("GET", "/v0.5/fine-tune/jobs"): (MEMBER, 200),
+    ("GET", "/v0.5/fine-tune/jobs/{job_id}"): (MEMBER, 200),
+    ("POST", "/v0.5/fine-tune/jobs/{job_id}/cancel"): (MEMBER, 409),  # completed: allowed, refused by state
+    ("GET", "/v0.5/fine-tune/jobs/{job_id}/inference-config"): (MEMBER, 200),
 }
 DOCS = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 
@@ -140,6 +146,8 @@ BODIES: dict[Op, Callable[[dict[str, Any]], dict[str, Any]]] = {
     ("PUT", "/v1/auto-training"): lambda o: {"json": {"enabled": False, "threshold": 50}},
     ("POST", "/felix/training-jobs"): lambda o: {"json": {"base_model": "tiny-llama",
                                                           "datasets": [{"name": f"absent-{o['role']}"}]}},
+    ("POST", "/v0.5/fine-tune/jobs"): lambda o: {"json": {"name": f"run-{o['role']}", "config": {
+        "model": "tiny-llama", "datasets": [{"name": "set", "split": "train", "file_ids": [o["file_id"]]}]}}},
 }
 
 

@@ -80,6 +80,8 @@ FOREIGN: dict[Op, int] = {
     ("GET", "/felix/training-jobs"): 200,
     ("POST", "/felix/training-jobs"): 400,  # a dataset name nobody has
     ("GET", "/felix/trained-models"): 200,
+    ("GET", "/v0.5/fine-tune/jobs"): 200,
+    ("POST", "/v0.5/fine-tune/jobs"): 400,  # A's file id: "no file"
 }
 ID_PARAMS = ("job_id", "dataset_id", "file_id", "checkpoint_id", "model_id", "base_model_id", "key_id",
              "export_id", "trajectory_id", "build_id", "evaluation_id")

@@ -25,3 +25,18 @@ def native_id(db: Database, org_id: str, kind: str, ref: str) -> str:
     if not _SHAPE.match(ref):
         raise NotFound(uuids.KINDS[kind].name, ref[:64].encode("unicode_escape").decode())
     return uuids.native_id(db, org_id, kind, ref)
+
+
+def model_reference(db: Database, org_id: str, ref: str) -> str:
+    """What a job's `base_model` is for a model a dialect named by UUID: the native id of the
+    organization's checkpoint, trained model or base model with that UUID (a checkpoint or a trained
+    model is then continued from). Anything else is returned as given: the submission resolves a
+    native id, and reports one that names nothing, naming the field."""
+    if not uuids.is_uuid(ref):
+        return ref
+    for kind in ("checkpoint", "model", "base_model"):
+        try:
+            return uuids.native_id(db, org_id, kind, ref)
+        except NotFound:
+            continue
+    return ref

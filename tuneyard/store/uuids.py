@@ -82,3 +82,11 @@ def uuids_of(session: Session, kind: str, ids: list[str]) -> dict[str, str]:
         return {}
     rows = session.execute(select(table.id, table.uuid).where(table.id.in_(ids))).all()
     return {row_id: row_uuid for row_id, row_uuid in rows if row_uuid is not None}
+
+
+def jobs_with_uuid_prefix(session: Session, org_id: str, prefix: str) -> list[Job]:
+    """The organization's jobs whose UUID starts with `prefix` (lowercase hex): how an id that carries
+    part of the UUID (Archetype's `ftj-<name>-<8 hex>`) finds its job."""
+    if not re.fullmatch(r"[0-9a-f]{1,32}", prefix):
+        return []
+    return list(session.scalars(select(Job).where(Job.org_id == org_id, Job.uuid.startswith(prefix, autoescape=True))))

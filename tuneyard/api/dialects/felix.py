@@ -34,9 +34,8 @@ from tuneyard.services.job_view import JobView
 from tuneyard.services.submission import JobRequest
 from tuneyard.settings import Settings
 from tuneyard.spec.text import DatasetName, Ident, Name, Reference
-from tuneyard.store import uuids
 from tuneyard.store.engine import Database
-from tuneyard.store.errors import Conflict, InvalidTransition, NotFound
+from tuneyard.store.errors import Conflict, InvalidTransition
 from tuneyard.store.status import JobStatus
 from tuneyard.store.tables import Job
 
@@ -90,7 +89,7 @@ def _submit(db: Database, settings: Settings, caller: Any, body: FelixJobRequest
         hyperparams["epochs"] = body.epochs
     if body.learning_rate is not None:
         hyperparams["learning_rate"] = body.learning_rate
-    spec = {"type": "finetune", "base_model": _start_from(db, caller.org_id, body.base_model),
+    spec = {"type": "finetune", "base_model": lookup.model_reference(db, caller.org_id, body.base_model),
             "datasets": [{"name": d.name} for d in body.datasets], "method": body.method, "hyperparams": hyperparams}
     submitted = body.model_dump(mode="json", exclude_none=True)
     names = [d.name for d in body.datasets]
@@ -100,20 +99,6 @@ def _submit(db: Database, settings: Settings, caller: Any, body: FelixJobRequest
         return jobs.submit_job(db, settings, caller, job)
     except InvalidRequest as refused:
         raise _in_felix_words(refused, names) from None
-
-
-def _start_from(db: Database, org_id: str, ref: str) -> str:
-    """What the engine's base_model is for Felix's: a checkpoint, trained model or registered base model
-    named by UUID becomes its native id (the submission resolves those); anything else is passed on
-    as given, and the submission reports it when it names nothing."""
-    if not uuids.is_uuid(ref):
-        return ref
-    for kind in ("checkpoint", "model", "base_model"):
-        try:
-            return lookup.native_id(db, org_id, kind, ref)
-        except NotFound:
-            continue
-    return ref
 
 
 def _in_felix_words(refused: InvalidRequest, names: list[str]) -> InvalidRequest:
