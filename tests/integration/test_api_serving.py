@@ -184,3 +184,20 @@ def test_the_serving_process_stops_with_the_app(api_settings: Settings, db: Data
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     assert (Path(api_settings.data_dir) / "logs" / "serving.log").is_file()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_idle_model_is_unloaded_and_loaded_again_on_demand(api_settings: Settings, db: Database,
+                                                              tenant: Tenant) -> None:
+    settings = api_settings.with_overrides(serving_idle_seconds=1.0)
+    body = {"model": "tiny-llama", "prompt": "The cat", "max_tokens": 3, "temperature": 0}
+    with TestClient(create_app(settings, db)) as live:
+        first = live.post("/v1/completions", headers=tenant.headers, json=body).json()["choices"][0]["text"]
+        loaded = live.get("/v1/serving", headers=tenant.admin_headers).json()
+        assert [m["key"] for m in loaded["models"]] == ["base:tiny-llama"]
+        deadline = time.monotonic() + 30
+        while live.get("/v1/serving", headers=tenant.admin_headers).json()["models"]:
+            assert time.monotonic() < deadline, "the idle model was never unloaded"
+            time.sleep(0.2)
+        again = live.post("/v1/completions", headers=tenant.headers, json=body).json()["choices"][0]["text"]
+        assert again == first and live.get("/v1/serving", headers=tenant.admin_headers).json()["starts"] == 1

@@ -38,6 +38,7 @@ from tuneyard.serving.backends import (
 )
 
 TOKEN_HEADER = "X-Serving-Token"
+PARENT_CHECK_SECONDS = 1.0
 MAX_BODY_BYTES = 8 * 1024 * 1024
 """The API bounds what it forwards; this stops anything larger reaching memory at all."""
 
@@ -207,14 +208,18 @@ class ServingServer(ThreadingHTTPServer):
         self.models = models
 
 
-def _watch(server: ServingServer, parent: int, every: float) -> None:
-    """Unload idle models, and stop when the supervising process is gone (we were re-parented)."""
+def _watch(server: ServingServer, parent: int, idle_every: float) -> None:
+    """Stop within a second of the supervising process's end (we are re-parented: an API killed
+    with SIGKILL never stops us), and unload idle models every `idle_every` seconds."""
+    next_idle_check = time.monotonic() + idle_every
     while True:
-        time.sleep(every)
+        time.sleep(PARENT_CHECK_SECONDS)
         if os.getppid() != parent:
             os._exit(0)
-        for key in server.models.unload_idle():
-            sys.stderr.write(f"serving: unloaded {key}, idle for over {server.models.idle_seconds:.0f} s\n")
+        if time.monotonic() >= next_idle_check:
+            next_idle_check = time.monotonic() + idle_every
+            for key in server.models.unload_idle():
+                sys.stderr.write(f"serving: unloaded {key}, idle for over {server.models.idle_seconds:.0f} s\n")
 
 
 def main(argv: list[str] | None = None) -> int:
