@@ -33,8 +33,15 @@ from sqlalchemy import func, select
 from tuneyard.api.deps import Caller, Context
 from tuneyard.api.dialects import statuses
 from tuneyard.api.dialects.base import Dialect
-from tuneyard.api.dialects.http import iso_z, listing, parse, render_envelope_400
-from tuneyard.api.schemas.common import ERROR_RESPONSES
+from tuneyard.api.dialects.http import (
+    BAD_REQUEST,
+    RESPONSES,
+    iso_z,
+    json_body,
+    listing,
+    parse,
+    render_envelope_400,
+)
 from tuneyard.services import datasets as dataset_service
 from tuneyard.services import jobs, lookup
 from tuneyard.services.errors import InvalidRequest
@@ -64,7 +71,7 @@ JOB_ID = re.compile(r"^ftj-(?P<name>.+)-(?P<hex>[0-9a-f]{8})$")
 GENERATION_DEFAULTS = {"max_tokens": 256, "temperature": 0.7, "top_p": 1.0}
 """What the inference config proposes for sampling; the serving API's own defaults."""
 
-router = APIRouter(prefix=PREFIX, tags=["archetype"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix=PREFIX, tags=["archetype"], responses=RESPONSES)
 JobIdParam = Annotated[str, Path(min_length=1, max_length=64, description="ftj-<name>-<8 hex>, the UUID or the id")]
 
 
@@ -90,7 +97,8 @@ class ArchetypeJobRequest(BaseModel):
     config: ArchetypeConfig
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=BAD_REQUEST,
+             openapi_extra={"requestBody": json_body(ArchetypeJobRequest)})
 async def create_job(request: Request, context: Context, caller: Caller) -> dict[str, Any]:
     """Start a fine-tune job from files uploaded to /v1/files: 201 with its record."""
     body = await parse(request, ArchetypeJobRequest)

@@ -25,6 +25,7 @@ from starlette.responses import Response
 
 from tuneyard.api.dialects.translate import renamed
 from tuneyard.api.errors import INVALID_REQUEST, ApiError, envelope
+from tuneyard.api.schemas.common import ERROR_RESPONSES
 from tuneyard.services.errors import InvalidRequest
 
 M = TypeVar("M", bound=BaseModel)
@@ -96,3 +97,30 @@ def epoch_ms(when: datetime | None) -> int | None:
 def listing(resource: str, items: Iterable[Any]) -> dict[str, list[Any]]:
     """`{"<resource>": [...]}`, the items as given (newest first, as the services list them)."""
     return {resource: list(items)}
+
+
+RESPONSES: dict[int | str, dict[str, Any]] = {code: shape for code, shape in ERROR_RESPONSES.items() if code != 422}
+"""The errors any route of a 400 dialect documents: the native ones, less the 422 it answers 400."""
+BAD_REQUEST: dict[int | str, dict[str, Any]] = {400: {**ERROR_RESPONSES[422], "description": (
+    "INVALID_REQUEST: the body is not JSON, or the body, query or a bounded path parameter does not validate; "
+    "`details.problems` names every field at fault")}}
+"""Documented by a 400 dialect's route that takes a body, a query or a bounded path parameter."""
+
+
+def json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """An OpenAPI requestBody for a route that reads its body with `parse`: the model's JSON schema,
+    its $defs inlined (the document has no place for a schema's own $defs)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+    return {"content": {"application/json": {"schema": _inlined(schema, defs)}}, "required": True}
+
+
+def _inlined(node: Any, defs: Mapping[str, Any]) -> Any:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inlined(defs[ref.removeprefix("#/$defs/")], defs)
+        return {k: _inlined(v, defs) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_inlined(v, defs) for v in node]
+    return node
