@@ -98,13 +98,15 @@ def test_activation_by_id_ft_name_and_provider_model_survives_a_restart(
         "object": "model.activation", "model_id": model_id, "active": True, "backend": "transformers",
         "export_id": None, "provider_model": "acme-bot", "activated_at": None}
     answers = {}
-    for name in (model_id, f"ft:tiny-llama:demo:{model_id}", "acme-bot"):
+    with db.read() as session:
+        model_uuid = session.get(TrainedModel, model_id).uuid  # type: ignore[union-attr]
+    for name in (model_id, f"ft:tiny-llama:demo:{model_id}", "acme-bot", model_uuid):
         answer = client.post(CHAT, headers=tenant.headers, json={**body, "model": name})
         assert answer.status_code == 200, answer.text
         assert answer.json()["model"] == name and answer.json()["object"] == "chat.completion"
         answers[name] = answer.json()["choices"][0]["message"]["content"]
     assert len(set(answers.values())) == 1  # greedy: one model, one answer, whatever the name
-    for name in (model_id, "acme-bot", f"ft:tiny-llama:demo:{model_id}"):
+    for name in (model_id, "acme-bot", f"ft:tiny-llama:demo:{model_id}", model_uuid):
         assert client.post(CHAT, headers=other.headers, json={**body, "model": name}).status_code == 404
 
     second = full_tiny_llama(db, api_settings, tenant.org_id)

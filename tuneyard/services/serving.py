@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuneyard.services import base_models
+from tuneyard.services import base_models, lookup
 from tuneyard.services.errors import InvalidRequest, ModelProcessDied, ServingFailed
 from tuneyard.serving.backends import BACKENDS, Event, ModelToLoad, Prompt, Sampling
 from tuneyard.serving.supervisor import ServingConfig, ServingProcessGone, ServingRefused, ServingSupervisor
 from tuneyard.settings import Settings
 from tuneyard.store import activations as store
-from tuneyard.store import catalog
+from tuneyard.store import catalog, uuids
 from tuneyard.store import exports as export_store
 from tuneyard.store.activation_tables import ModelActivation
 from tuneyard.store.engine import Database
@@ -147,8 +147,9 @@ def trained_model_id(name: str) -> str | None:
 
 def resolve_model_name(db: Database, settings: Settings, org_id: str, name: str) -> Served:
     """What a request's `model` means for this organization: a trained model (by id or `ft:` name;
-    it must be activated), an activated model's provider_model name, or a base model id."""
-    model_id = trained_model_id(name)
+    it must be activated), an activated model's provider_model name, or a base model id; a UUID
+    names the trained or base model it belongs to (what Felix and Fusion show)."""
+    model_id = trained_model_id(lookup.model_reference(db, org_id, name) if uuids.is_uuid(name) else name)
     if model_id is not None:
         try:
             model = catalog.get_trained_model(db, org_id, model_id)
@@ -162,7 +163,7 @@ def resolve_model_name(db: Database, settings: Settings, org_id: str, name: str)
     try:
         activation = store.by_provider_model(db, org_id, name)
     except NotFound:
-        base = base_models.get_base_model(db, org_id, name)  # NotFound names the model
+        base = base_models.get_base_model(db, org_id, lookup.model_reference(db, org_id, name))
         return Served(name, ModelToLoad(f"{BASE_KEY_PREFIX}{base.id}", "transformers", base.source,
                                         str(settings.resolved_model_cache_dir)))
     model = catalog.get_trained_model(db, org_id, activation.model_id)
