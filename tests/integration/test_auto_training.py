@@ -153,7 +153,7 @@ def test_disabled_nothing_fires_and_tasks_count_apart(db: Database, settings: Se
 def test_the_config_is_checked_whole_and_has_documented_defaults(db: Database, settings: Settings) -> None:
     tenant = make_tenant(db, "defaults")
     assert auto_training.get_config(db, tenant.org_id).model_dump(by_alias=True) == {
-        "enabled": False, "threshold": 100, "cooldownHours": 24.0, "jobTemplate": {}}
+        "enabled": False, "threshold": 100, "cooldownHours": 24.0, "jobTemplate": {}, "activateIfBetter": False}
     caller = Principal(tenant.org_id, tenant.key_id, False)
     with pytest.raises(InvalidRequest) as bad:
         auto_training.put_config(db, settings, caller, {"enabled": True, "threshold": 0, "cooldownHours": -1,

@@ -22,7 +22,7 @@ from tuneyard.api.openapi import install_openapi
 from tuneyard.api.routes import system
 from tuneyard.console import install_console
 from tuneyard.permissions import private_umask, secure_data_dir
-from tuneyard.services import auto_training, datasets, exports, serving
+from tuneyard.services import auto_promotion, auto_training, datasets, exports, serving
 from tuneyard.settings import Settings
 from tuneyard.store.engine import Database, make_engine
 from tuneyard.store.migrate import migrate
@@ -53,7 +53,9 @@ def create_app(settings: Settings, db: Database | None = None, *, stream_poll_se
                          name="exports-unfinished").start()
         threading.Thread(target=auto_training.recover_unfinished, args=(database, settings), daemon=True,
                          name="auto-training-unfinished").start()
+        promoting = auto_promotion.start(database, settings, supervisor)
         yield
+        promoting.set()
         supervisor.stop()  # the serving process, if one was started, with escalating signals
         if owned:
             database.dispose()

@@ -55,6 +55,11 @@ class AutoTrainingConfigIn(_Strict):
         default_factory=dict, alias="jobTemplate",
         description="The job to submit, as a POST /v1/jobs body without `datasets` (the built dataset is "
                     "added): base_model, method, hyperparams. Needed when enabled.")
+    activate_if_better: bool = Field(
+        False, alias="activateIfBetter",
+        description="Evaluate each run's model against the task's active one (or its base, for the task's first) on "
+                    "the run's held-out split, and activate it for serving only when its held-out loss is lower. "
+                    "The job template needs an eval_split for there to be a held-out split.")
 
 
 DEFAULTS = AutoTrainingConfigIn()
@@ -65,7 +70,8 @@ def get_config(db: Database, org_id: str) -> AutoTrainingConfigIn:
     if row is None:
         return DEFAULTS
     return AutoTrainingConfigIn.model_validate({"enabled": row.enabled, "threshold": row.threshold,
-                                                "cooldownHours": row.cooldown_hours, "jobTemplate": row.job_template})
+                                                "cooldownHours": row.cooldown_hours, "jobTemplate": row.job_template,
+                                                "activateIfBetter": row.activate_if_better})
 
 
 def put_config(db: Database, settings: Settings, caller: Principal, body: Any) -> AutoTrainingConfigIn:
@@ -77,7 +83,8 @@ def put_config(db: Database, settings: Settings, caller: Principal, body: Any) -
     problems = _template_problems(db, settings, caller.org_id, config)
     if problems:
         raise InvalidRequest(problems)
-    values = store.ConfigValues(config.enabled, config.threshold, config.cooldown_hours, config.job_template)
+    values = store.ConfigValues(config.enabled, config.threshold, config.cooldown_hours, config.job_template,
+                                config.activate_if_better)
     store.put_config(db, caller.org_id, values, caller.key_id)
     return config
 
@@ -161,6 +168,7 @@ def history(db: Database, org_id: str, limit: int = 50) -> list[dict[str, Any]]:
     """When auto-training fired, why, and what it made (newest first)."""
     return [{"id": r.id, "task": r.task or None, "window": r.window, "status": r.status, "reason": r.reason,
              "datasetId": r.dataset_id, "jobId": r.job_id, "error": r.error,
+             "evaluationId": r.evaluation_id, "promotion": r.promotion,
              "createdAt": r.created_at.isoformat(),
              "finishedAt": r.finished_at.isoformat() if r.finished_at else None}
             for r in store.list_runs(db, org_id, limit)]

@@ -33,6 +33,7 @@ class ConfigValues:
     threshold: int
     cooldown_hours: float
     job_template: dict[str, Any]
+    activate_if_better: bool = False
 
 
 def get_config(db: Database, org_id: str) -> AutoTrainingConfig | None:
@@ -48,6 +49,7 @@ def put_config(db: Database, org_id: str, values: ConfigValues, key_id: str | No
             session.add(row)
         row.enabled, row.threshold = values.enabled, values.threshold
         row.cooldown_hours, row.job_template = values.cooldown_hours, values.job_template
+        row.activate_if_better = values.activate_if_better
         row.key_id, row.updated_at = key_id, utcnow()
     return row
 
@@ -138,3 +140,46 @@ def list_runs(db: Database, org_id: str, limit: int = 50) -> list[AutoTrainingRu
         return list(session.scalars(select(AutoTrainingRun).where(AutoTrainingRun.org_id == org_id)
                                     .order_by(AutoTrainingRun.created_at.desc(), AutoTrainingRun.window.desc())
                                     .limit(limit)))
+
+
+def runs_awaiting_promotion(db: Database) -> list[AutoTrainingRun]:
+    """Submitted runs of organizations that promote (activate_if_better) with nothing decided yet."""
+    stmt = (select(AutoTrainingRun).join(AutoTrainingConfig, AutoTrainingConfig.org_id == AutoTrainingRun.org_id)
+            .where(AutoTrainingConfig.activate_if_better.is_(True), AutoTrainingRun.status == "submitted",
+                   AutoTrainingRun.promotion.is_(None))
+            .order_by(AutoTrainingRun.created_at))
+    with db.read() as session:
+        return list(session.scalars(stmt))
+
+
+def set_evaluation(db: Database, run_id: str, evaluation_id: str) -> None:
+    """Record the run's evaluate job (the same one however often submitted: its idempotency key)."""
+    with db.write() as session:
+        session.execute(update(AutoTrainingRun).where(AutoTrainingRun.id == run_id)
+                        .values(evaluation_id=evaluation_id).execution_options(synchronize_session=False))
+
+
+def decide(db: Database, run_id: str, promotion: dict[str, Any]) -> bool:
+    """Record the run's promotion decision once: a guarded UPDATE, so of two processes deciding, one
+    acts (activates); False for the other."""
+    with db.write() as session:
+        moved = session.execute(update(AutoTrainingRun)
+                                .where(AutoTrainingRun.id == run_id, AutoTrainingRun.promotion.is_(None))
+                                .values(promotion=promotion).execution_options(synchronize_session=False))
+        return bool(moved.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def amend_promotion(db: Database, run_id: str, promotion: dict[str, Any]) -> None:
+    """What acting on a decision came to (an activation that failed), written over it."""
+    with db.write() as session:
+        session.execute(update(AutoTrainingRun).where(AutoTrainingRun.id == run_id)
+                        .values(promotion=promotion).execution_options(synchronize_session=False))
+
+
+def promoted_runs(db: Database, org_id: str, task: str) -> list[AutoTrainingRun]:
+    """The task's runs that activated their model, newest first."""
+    stmt = (select(AutoTrainingRun).where(AutoTrainingRun.org_id == org_id, AutoTrainingRun.task == task,
+                                          AutoTrainingRun.promotion.is_not(None))
+            .order_by(AutoTrainingRun.created_at.desc(), AutoTrainingRun.window.desc()))
+    with db.read() as session:
+        return [run for run in session.scalars(stmt) if (run.promotion or {}).get("decision") == "activated"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tuneyard.store.ids import utcnow
@@ -73,6 +73,8 @@ class AutoTrainingConfig(Base):
     job_template: Mapped[dict[str, Any]]
     key_id: Mapped[str | None] = mapped_column(ID, ForeignKey("api_keys.id", ondelete="SET NULL"))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # evaluate each run's model and activate it when it beats the task's active one (services/auto_promotion.py)
+    activate_if_better: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class AutoTrainingTask(Base):
@@ -104,6 +106,8 @@ class AutoTrainingRun(Base):
     dataset_id: Mapped[str | None] = mapped_column(ID)
     job_id: Mapped[str | None] = mapped_column(ID)
     error: Mapped[dict[str, Any] | None]
+    evaluation_id: Mapped[str | None] = mapped_column(ID)  # the evaluate job of its model (activate_if_better)
+    promotion: Mapped[dict[str, Any] | None]  # decided once: activated | kept | skipped, with the figures
     claimed_at: Mapped[datetime] = mapped_column(default=utcnow)  # who completes it: see recover_stale
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
