@@ -307,6 +307,19 @@ class TuneyardClient:
     def delete_model(self, model_id: str) -> None:
         self._request("DELETE", f"/v1/models/{model_id}")
 
+    def evaluate_model(self, model_id: str, *, dataset: str | None = None, max_examples: int | None = None,
+                       samples: int | None = None, max_new_tokens: int | None = None) -> dict[str, Any]:
+        """Queue an evaluation of the model beside its base (an evaluate job; its id is the job's)."""
+        body = _clean({"dataset": dataset, "max_examples": max_examples, "samples": samples,
+                       "max_new_tokens": max_new_tokens})
+        return dict(self._json("POST", f"/v1/models/{model_id}/evaluations", json=body))
+
+    def list_evaluations(self, model_id: str) -> list[dict[str, Any]]:
+        return self._data(f"/v1/models/{model_id}/evaluations")
+
+    def get_evaluation(self, evaluation_id: str) -> dict[str, Any]:
+        return dict(self._json("GET", f"/v1/evaluations/{evaluation_id}"))
+
     def stats(self) -> dict[str, Any]:
         return dict(self._json("GET", "/v1/stats"))
 

@@ -63,3 +63,55 @@ def list_models(ctx: typer.Context) -> None:
     table(["ID", "KIND", "BASE MODEL", "JOB", "CREATED"],
           [(m["id"], m["kind"], m["lineage"]["base_model"], m["lineage"].get("job_id"), when(m["created_at"]))
            for m in items])
+
+
+FIGURES = ("loss", "perplexity", "token_accuracy", "exact_match", "rouge_l")
+SCORES = ("coherence", "consistency", "helpfulness")
+
+
+@models.command("evaluate")
+def evaluate(
+    ctx: typer.Context,
+    model_id: Annotated[str, typer.Argument(help="The trained model to evaluate beside its base.")],
+    dataset: Annotated[str | None, typer.Option(help=(
+        "A dataset id or name evaluated whole; by default what the model's training held out."))] = None,
+    max_examples: Annotated[int | None, typer.Option(help="Held-out examples evaluated at most.")] = None,
+    follow: Annotated[bool, typer.Option("--follow", help="Wait for it and print its figures.")] = False,
+) -> None:
+    """Evaluate a trained model beside its base on held-out text (an evaluate job)."""
+    from tuneyard.cli.follow import follow_job, outcome_lines
+
+    opts = options(ctx)
+    with opts.client() as client:
+        evaluation = client.evaluate_model(model_id, dataset=dataset, max_examples=max_examples)
+        if not follow:
+            if opts.json:
+                emit_json(evaluation)
+            else:
+                stdout.print(f"evaluation {evaluation['id']} {evaluation['status']}: "
+                             f"`tuneyard jobs get {evaluation['id']} --follow` to watch it", markup=False)
+            return
+        code, job = follow_job(client, evaluation["id"], quiet=opts.json)
+        evaluation = client.get_evaluation(evaluation["id"])
+    if opts.json:
+        emit_json(evaluation)
+    elif evaluation["status"] == "completed":
+        _print_evaluation(evaluation)
+    else:
+        for line in outcome_lines(job):
+            stdout.print(line, markup=False)
+    if code:
+        raise typer.Exit(code)
+
+
+def _print_evaluation(evaluation: dict[str, Any]) -> None:
+    base, trained = evaluation["base"] or {}, evaluation["trained"] or {}
+    rows = [(name, _figure(base.get(name)), _figure(trained.get(name))) for name in FIGURES]
+    rows += [(name, _figure((base.get("scores") or {}).get(name)), _figure((trained.get("scores") or {}).get(name)))
+             for name in SCORES]
+    table(["FIGURE", f"BASE ({evaluation['compare_with']})", "TRAINED"], rows)
+    stdout.print(f"{evaluation['examples']} held-out examples; scores by {evaluation['method']}", markup=False)
+
+
+def _figure(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, int | float) else "—"
