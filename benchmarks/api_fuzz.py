@@ -52,8 +52,11 @@ REFERENCING = (("POST", "/v1/jobs"), ("POST", "/v1/datasets"), ("POST", "/v1/bas
                ("GET", "/v1/jobs"), ("POST", "/v1/jobs/{job_id}/resume"), ("GET", "/v1/jobs/{job_id}/stream"),
                ("POST", "/v1/estimate"), ("POST", "/v1/recommend"), ("POST", "/v1/templates"),
                ("POST", "/v1/models/{model_id}/ollama"), ("POST", "/v1/dataset-builds"), ("PUT", "/v1/auto-training"),
-               ("POST", "/v1/trajectory-imports"), ("POST", "/v1/trajectories"))
-ADMIN_OPERATIONS = (("POST", "/v1/base-models"), ("GET", "/metrics"))
+               ("POST", "/v1/trajectory-imports"), ("POST", "/v1/trajectories"),
+               # a model that must exist and be activated; max_tokens and max_completion_tokens exclusive
+               ("POST", "/v1/chat/completions"), ("POST", "/v1/completions"),
+               ("POST", "/v1/models/{model_id}/activate"))
+ADMIN_OPERATIONS = (("POST", "/v1/base-models"), ("GET", "/metrics"), ("GET", "/v1/serving"))
 SETTINGS = {  # what the fuzzer creates must not run into the limits a user would (they are tested elsewhere)
     "TUNEYARD_JOB_CREATE_RATE_PER_MINUTE": "100000",
     "TUNEYARD_QUOTA_ACTIVE_JOBS": "100000",
