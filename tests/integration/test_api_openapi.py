@@ -39,7 +39,9 @@ def test_routes_with_a_body_document_400_and_every_route_the_body_limits(app: Fa
     for method, path, op in operations(app):
         statuses = set(op["responses"])
         assert {"408", "413"} <= statuses, (method, path)
-        assert ("400" in statuses) == ("requestBody" in op), (method, path)
+        # A dialect that answers a bad request 400 (not the native 422) does so for its query too.
+        queried = "422" not in statuses and any(p["in"] == "query" for p in op.get("parameters", []))
+        assert ("400" in statuses) == ("requestBody" in op or queried), (method, path)
     assert "503" in app.openapi()["paths"]["/healthz"]["get"]["responses"]
 
 

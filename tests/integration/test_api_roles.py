@@ -104,6 +104,18 @@ ROLES: dict[Op, tuple[str, int]] = {
     ("GET", "/v1/jobs/{job_id}/artifacts"): (MEMBER, 200),
     ("GET", "/v1/jobs/{job_id}/artifacts/{path}"): (MEMBER, 200),
     ("GET", "/v1/jobs/{job_id}/download"): (MEMBER, 200),
+    # Fusion (001), at the root
+    ("POST", "/jobs"): (MEMBER, 201),
+    ("GET", "/jobs"): (MEMBER, 200),
+    ("GET", "/jobs/{job_id}"): (MEMBER, 200),
+    ("GET", "/jobs/{job_id}/metrics"): (MEMBER, 200),
+    ("GET", "/jobs/{job_id}/logs"): (MEMBER, 200),
+    ("GET", "/jobs/{job_id}/events"): (MEMBER, 200),
+    ("GET", "/jobs/{job_id}/result"): (MEMBER, 200),
+    ("POST", "/training/recommend"): (MEMBER, 200),
+    ("GET", "/base-models"): (MEMBER, 200),
+    ("GET", "/models"): (MEMBER, 200),
+    ("GET", "/datasets"): (MEMBER, 200),
     # Felix (000); its POST names a dataset by name, which the test's objects do not give: refused by content
     ("POST", "/felix/training-jobs"): (MEMBER, 400),
     ("GET", "/felix/training-jobs"): (MEMBER, 200),
@@ -144,6 +156,9 @@ BODIES: dict[Op, Callable[[dict[str, Any]], dict[str, Any]]] = {
     ("POST", "/v1/trajectory-imports"): lambda o: {"content": chat_log_line()},
     ("POST", "/v1/dataset-builds"): lambda o: {"json": {"name": f"built-{uuid.uuid4().hex[:12]}", "source": "chat"}},
     ("PUT", "/v1/auto-training"): lambda o: {"json": {"enabled": False, "threshold": 50}},
+    ("POST", "/jobs"): lambda o: {"json": {"type": "finetune", "idempotency_key": f"run-{o['role']}",
+                                           "source_model_id": "tiny-llama", "dataset_id": o["dataset_id"]}},
+    ("POST", "/training/recommend"): lambda o: {"json": {"base_model_id": "tiny-llama", "dataset_id": o["dataset_id"]}},
     ("POST", "/felix/training-jobs"): lambda o: {"json": {"base_model": "tiny-llama",
                                                           "datasets": [{"name": f"absent-{o['role']}"}]}},
     ("POST", "/v0.5/fine-tune/jobs"): lambda o: {"json": {"name": f"run-{o['role']}", "config": {

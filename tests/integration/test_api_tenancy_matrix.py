@@ -77,6 +77,12 @@ FOREIGN: dict[Op, int] = {
     ("GET", "/v1/auto-training"): 200,
     ("PUT", "/v1/auto-training"): 200,
     ("GET", "/v1/auto-training/runs"): 200,
+    ("GET", "/jobs"): 200,
+    ("POST", "/jobs"): 400,  # A's dataset id: "no dataset" (Fusion's 400)
+    ("POST", "/training/recommend"): 400,  # A's dataset id: "no dataset"
+    ("GET", "/base-models"): 200,
+    ("GET", "/models"): 200,
+    ("GET", "/datasets"): 200,
     ("GET", "/felix/training-jobs"): 200,
     ("POST", "/felix/training-jobs"): 400,  # a dataset name nobody has
     ("GET", "/felix/trained-models"): 200,

@@ -39,7 +39,7 @@ def test_the_native_api_is_the_first_dialect_and_owns_v1_with_its_uploads() -> N
     native = dialects.get("native")
     assert dialects.names()[0] == "native" and native.prefixes == ("/v1",)
     assert dialects.owner("/v1/jobs/job_1/logs") is native and dialects.owner("/v1") is native
-    assert [dialects.owner(p) for p in ("/v10/jobs", "/healthz", "/jobs", "/")] == [None] * 4
+    assert [dialects.owner(p) for p in ("/v10/jobs", "/healthz", "/")] == [None] * 3
     assert dialects.upload_paths() == ("/v1/files",)
 
 

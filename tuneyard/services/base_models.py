@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +23,10 @@ from tuneyard.store.engine import Database
 from tuneyard.store.quotas import Quotas
 from tuneyard.training.models import catalog
 
+BUILTIN_NAMESPACE = uuid.UUID("5f0c7d52-8f3e-4d0a-9a55-2b8f3c1e6a41")
+"""Built-in models live in code, not in a table with a UUID column: each one's UUID is derived from
+its id under this namespace (uuid5), so it is the same on every server and never changes."""
+
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
 
 
@@ -30,6 +35,8 @@ class BaseModelInfo:
     """A base model as the API shows it, whether built in or registered."""
 
     id: str
+    uuid: str
+    """What dialects that say UUID (Felix, Fusion) show; `lookup.model_reference` takes it back."""
     source_kind: str  # builtin | local | gguf | hub
     source: str
     name: str | None = None
@@ -44,7 +51,8 @@ class BaseModelInfo:
 
 def _builtin_info(entry: catalog.BaseModelEntry) -> BaseModelInfo:
     return BaseModelInfo(
-        id=entry.id, source_kind="builtin", source=entry.id, name=entry.id, description=entry.description,
+        id=entry.id, uuid=builtin_uuid(entry.id), source_kind="builtin", source=entry.id, name=entry.id,
+        description=entry.description,
         architecture=entry.architecture, parameters=entry.parameters, context_length=entry.context_length,
         methods=list(entry.methods), defaults={k: dict(v) for k, v in entry.defaults.items()},
     )
@@ -53,7 +61,7 @@ def _builtin_info(entry: catalog.BaseModelEntry) -> BaseModelInfo:
 def _registered_info(row: store.BaseModelEntry) -> BaseModelInfo:
     meta = row.meta or {}
     return BaseModelInfo(
-        id=row.id, source_kind=row.source_kind, source=row.source, name=meta.get("name"),
+        id=row.id, uuid=row.uuid, source_kind=row.source_kind, source=row.source, name=meta.get("name"),
         description=meta.get("description"), architecture=meta.get("architecture"),
         parameters=meta.get("parameters"), context_length=meta.get("context_length"),
         methods=list(meta.get("methods") or METHODS.names()), created_at=row.created_at,
@@ -72,6 +80,15 @@ def get_base_model(db: Database, org_id: str, model_id: str) -> BaseModelInfo:
     if entry is not None:
         return _builtin_info(entry)
     return _registered_info(store.get_base_model(db, org_id, model_id))
+
+
+def builtin_uuid(model_id: str) -> str:
+    return str(uuid.uuid5(BUILTIN_NAMESPACE, model_id))
+
+
+def builtin_of_uuid(ref: str) -> str | None:
+    """The built-in model whose UUID `ref` is, or None."""
+    return next((e.id for e in catalog.list_builtins() if builtin_uuid(e.id) == ref.lower()), None)
 
 
 @dataclass(frozen=True)

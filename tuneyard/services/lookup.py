@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from tuneyard.services import base_models
 from tuneyard.spec.text import ID_PATTERN
 from tuneyard.store import uuids
 from tuneyard.store.engine import Database
@@ -34,6 +35,9 @@ def model_reference(db: Database, org_id: str, ref: str) -> str:
     native id, and reports one that names nothing, naming the field."""
     if not uuids.is_uuid(ref):
         return ref
+    builtin = base_models.builtin_of_uuid(ref)
+    if builtin is not None:  # a built-in has no row: its UUID is derived from its id
+        return builtin
     for kind in ("checkpoint", "model", "base_model"):
         try:
             return uuids.native_id(db, org_id, kind, ref)

@@ -7,7 +7,7 @@ words to the services' JobRequest and from JobView back, an error renderer and s
 
 from __future__ import annotations
 
-from tuneyard.api.dialects import archetype, felix, native
+from tuneyard.api.dialects import archetype, felix, fusion, native
 from tuneyard.api.dialects.base import Dialect, DialectRegistry
 
 __all__ = ["Dialect", "DialectRegistry", "registered"]
@@ -19,4 +19,5 @@ def registered() -> DialectRegistry:
     dialects.register(native.dialect())
     dialects.register(felix.dialect())
     dialects.register(archetype.dialect())
+    dialects.register(fusion.dialect())
     return dialects
