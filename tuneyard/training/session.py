@@ -202,6 +202,15 @@ def _fit_context(config: RunConfig, model_config: Any, telemetry: Telemetry) -> 
 
 
 def _describe(source: Any) -> Any:
+    """The model source as JSON: paths as text at any depth (an adapter's source nests its base's)."""
     if dataclasses.is_dataclass(source) and not isinstance(source, type):
-        return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(source).items()}
+        return _json_ready(dataclasses.asdict(source))
     return str(source)
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(v) for v in value]
+    return str(value) if isinstance(value, Path) else value
