@@ -177,6 +177,14 @@ def test_answers_streamed_and_not_and_a_killed_process_is_503_then_restarted(
     restarted = client.get("/v1/serving", headers=tenant.admin_headers).json()
     assert restarted["pid"] not in (None, pid) and restarted["starts"] == 2
 
+    # Killed mid-stream: the 200 is long sent, so the stream's last item says so, and no [DONE] follows.
+    with client.stream("POST", "/v1/completions", headers=tenant.headers, json={**long, "stream": True}) as stream:
+        lines = stream.iter_lines()
+        assert next(line for line in lines if line.startswith("data: "))
+        os.killpg(restarted["pid"], signal.SIGKILL)
+        rest = [line.removeprefix("data: ") for line in lines if line.startswith("data: ")]
+    assert json.loads(rest[-1])["error"]["code"] == "MODEL_PROCESS_DIED" and "[DONE]" not in rest
+
 
 def test_the_serving_process_stops_with_the_app(api_settings: Settings, db: Database, tenant: Tenant) -> None:
     with TestClient(create_app(api_settings, db)) as live:
