@@ -71,6 +71,61 @@ def test_contract_without_data_uses_weight_magnitude(tmp_path: Path, model_cache
     assert "no calibration text" in result["ppl_reason"]
 
 
+def test_healing_lowers_the_contracted_models_held_out_perplexity(tmp_path: Path, model_cache: Path) -> None:
+    """Healing fine-tunes on the training rows; the figures are taken on held-out rows it never saw."""
+    train = write_jsonl(tmp_path / "train.jsonl", arithmetic_chat(32))
+    held = write_jsonl(tmp_path / "held.jsonl", arithmetic_chat(12, offset=100))
+    results = {}
+    for steps in (0, 24):
+        folder = tmp_path / f"heal-{steps}"
+        folder.mkdir()
+        spec = {"type": "contract", "base_model": "tiny-llama", "contraction_ratio": 0.75, "heal_steps": steps,
+                "datasets": [{"path": str(train)}, {"path": str(held), "split": "eval"}]}
+        (folder / "spec.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+        assert run_runner(folder / "spec.yaml", folder / "run", model_cache) == 0, \
+            (folder / "run" / "runner.log").read_text()[-3000:]
+        results[steps], _ = contracted(folder / "run", 0.75)
+        records = telemetry(folder / "run")
+        healing = [r for r in records if r["kind"] == "metric" and r.get("phase") == "healing"]
+        assert [r["step"] for r in healing] == list(range(1, steps + 1))
+        assert ("healing" in [r["phase"] for r in records if r["kind"] == "phase"]) == bool(steps)
+    unhealed, healed = results[0], results[24]
+    assert healed["ppl_baseline"] == unhealed["ppl_baseline"]  # the same source, on the same held-out rows
+    assert healed["params_after"] == unhealed["params_after"]  # healing trains, it does not grow
+    assert healed["ppl_final"] < unhealed["ppl_final"], (healed["ppl_final"], unhealed["ppl_final"])
+    assert healed["heal_loss_final"] < healed["heal_loss_first"] and unhealed["heal_loss_final"] is None
+
+
+def test_whole_layers_removed_by_influence_then_the_mlps_contracted(tmp_path: Path, model_cache: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from tuneyard.training.models import load_model, resolve_model_source
+
+    data = write_jsonl(tmp_path / "calibration.jsonl", arithmetic_chat(24))
+    run_dir = tmp_path / "run"
+    spec = write_contract_spec(tmp_path, "tiny-llama", data, contraction_ratio=0.5, remove_layers=2)
+    assert run_runner(spec, run_dir, model_cache) == 0, (run_dir / "runner.log").read_text()[-3000:]
+    result = json.loads((run_dir / "result.json").read_text())
+    model = AutoModelForCausalLM.from_pretrained(run_dir / "final", dtype=torch.float32)
+    assert model.config.num_hidden_layers == 2 and result["layers_contracted"] == 2
+    assert result["layers_removed"] == [1, 2]  # never the first or the last of tiny-llama's 4
+    source = load_model(resolve_model_source("tiny-llama", model_cache))
+    layer = sum(p.numel() for p in source.model.layers[0].parameters())
+    # two whole layers, then each of the two left loses 192 of 384 channels in gate, up and down (128 wide)
+    assert result["params_before"] - result["params_after"] == 2 * layer + 2 * 3 * 128 * 192
+    assert result["params_after"] == sum(p.numel() for p in model.parameters())
+    assert result["function_preservation"] > 0
+
+
+def test_healing_without_calibration_text_is_refused_naming_heal_steps() -> None:
+    from tuneyard.errors import SpecError
+    from tuneyard.spec.parse import parse_spec
+
+    with pytest.raises(SpecError) as refused:
+        parse_spec({"type": "contract", "base_model": "tiny-llama", "heal_steps": 5})
+    assert [p["field"] for p in refused.value.problems] == ["heal_steps"]
+
+
 @pytest.mark.slow
 def test_contract_smollm2(tmp_path: Path, model_cache: Path) -> None:
     from tests.support.models import smollm2_gguf_path

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 import torch
 
+from tuneyard.training.evaluation import mean_token_kl
 from tuneyard.training.models import load_model, load_tokenizer, resolve_model_source
-from tuneyard.training.ops.growth import GrowthPlan, depth_for_target, grow, mean_token_kl, plan_growth
+from tuneyard.training.ops.growth import GrowthPlan, depth_for_target, grow, plan_growth
 
 PROMPTS = ("the model reads a short answer", "<|im_start|>user\nWhat is 3 plus 4?<|im_end|>\n")
 

@@ -27,8 +27,8 @@ TYPE_FIELDS: dict[str, tuple[tuple[str, type[BaseModel], tuple[str, ...]], ...]]
         ("hyperparams", GrowthHyperparams, ("turns", "cycles", "steps_per_cycle", "lr", "seq_len", "batch_size",
                                             "train_scope", "output_name", "eval_split", "seed")),
     ),
-    "contract": (("", ContractSpec, ("contraction_ratio", "num_layers_to_contract", "heal_steps",
-                                     "prune_heads_ratio", "remove_layers")),),
+    "contract": (("", ContractSpec, ("contraction_ratio", "num_layers_to_contract", "remove_layers", "heal_steps",
+                                     "heal_learning_rate")),),
     "merge": (),
 }
 """Where each type's form fields come from: (prefix in the request, model, field names). A name the

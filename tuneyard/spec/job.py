@@ -182,6 +182,21 @@ class ContractSpec(JobSpecBase):
     num_layers_to_contract: int = Field(8, ge=1, le=10_000, description=(
         "Layers to contract, capped at the model's layer count. A standard config has one MLP width for "
         "every layer, so this version contracts every layer whatever the number; the result says how many."))
+    remove_layers: int = Field(0, ge=0, le=10_000, description=(
+        "Whole decoder layers removed before the MLPs are contracted: with calibration text the ones that "
+        "change the residual stream least (1 − cos of their input and output), else the last ones before the "
+        "final layer; never the first or the last, so at most the layer count − 2."))
+    heal_steps: int = Field(0, ge=0, le=MAX_STEPS, description=(
+        "Optimizer steps of a short fine-tune of the contracted model on the calibration text's training "
+        "rows (every weight, next-token loss, AdamW at heal_learning_rate) before it is measured and saved; "
+        "0: none. Needs calibration text."))
+    heal_learning_rate: float = Field(1.0e-3, gt=0.0, le=1.0, description="AdamW's learning rate while healing.")
+
+    def problems(self) -> list[dict[str, Any]]:
+        if self.heal_steps and not any(d.split == "train" for d in self.datasets):
+            return [{"field": "heal_steps", "message": (
+                "healing trains on calibration text: give datasets with a train split, or leave heal_steps at 0")}]
+        return []
 
 
 class MergeSpec(JobSpecBase):

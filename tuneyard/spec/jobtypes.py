@@ -65,7 +65,8 @@ JOB_TYPES.register(JobTypeEntry(
 ))
 JOB_TYPES.register(JobTypeEntry(
     name="contract", spec=ContractSpec, needs_data=False, input="base_model",
-    outputs=("full", "evaluation"), phases=("loading_model", "loading_data", "pruning", "final_eval", "saving", "done"),
+    outputs=("full", "evaluation"),
+    phases=("loading_model", "loading_data", "pruning", "healing", "final_eval", "saving", "done"),
     runnable=True, description="Prune the model's MLP width (structured: the matrices get smaller).",
 ))
 JOB_TYPES.register(JobTypeEntry(

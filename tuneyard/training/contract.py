@@ -54,6 +54,7 @@ PHASES = (
     "merging",  # merge: the adapter folded into its base and checked
     "growing",  # train: the model grown, its function preservation measured
     "pruning",  # contract: channels scored and removed
+    "healing",  # contract: heal_steps of fine-tuning the contracted model on the calibration text
     "evaluating",  # evaluate: one model's loss and token accuracy on the held-out examples
     "generating",  # evaluate: one model's greedy (and sampled) answers to the held-out prompts
     "scoring",  # evaluate: the answers graded (by the judge, or the reference-based measures)

@@ -6,6 +6,12 @@ layer its own most important ones: transformers' configs for these models have o
 of a layer is the row j of `gate_proj` and `up_proj` and the column j of `down_proj`; all three
 shrink together, so the saved weights are smaller, not masked.
 
+Whole layers may go too (`remove_layers`): the config's `num_hidden_layers` follows, so the model
+still loads with plain transformers. Which: with calibration text, the layers that change the
+residual stream least, 1 − cos(input, output) averaged over the tokens that carry loss (ShortGPT's
+"block influence", Men et al. 2024); without, the last ones before the final layer, whose removal
+the same paper found cheapest on average.
+
 Importance of a channel: with calibration text, activation-based, the mean |act_fn(gate)·up| of
 the channel over the calibration tokens that carry loss times the norm of its `down_proj` column (what it adds to
 the residual stream); without, weight magnitude, the product of the norms of its three weight
@@ -99,3 +105,60 @@ def _columns(linear: torch.nn.Linear, chosen: torch.Tensor) -> torch.nn.Linear:
     if linear.bias is not None:
         out.bias.copy_(linear.bias)
     return out
+
+
+@torch.no_grad()
+def layer_influence(model: Any, batches: Iterable[dict[str, torch.Tensor]],
+                    forward: Callable[[dict[str, torch.Tensor]], Any]) -> list[float]:
+    """Per layer, the mean 1 − cos(its input, its output) over the calibration tokens that carry loss."""
+    layers = list(model.model.layers)
+    sums, count = [0.0] * len(layers), [0]
+    inputs: dict[int, torch.Tensor] = {}
+    mask: list[torch.Tensor] = []
+
+    def before(index: int) -> Any:
+        def keep(_module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            inputs[index] = (args[0] if args else kwargs["hidden_states"]).detach()
+        return keep
+
+    def after(index: int) -> Any:
+        def measure(_module: Any, _args: Any, _kwargs: Any, output: Any) -> None:
+            out = output[0] if isinstance(output, tuple) else output
+            cos = torch.nn.functional.cosine_similarity(inputs[index].double(), out.detach().double(), dim=-1)
+            sums[index] += float((1.0 - cos)[mask[0]].sum())
+        return measure
+
+    handles = [h for i, layer in enumerate(layers) for h in (
+        layer.register_forward_pre_hook(before(i), with_kwargs=True),
+        layer.register_forward_hook(after(i), with_kwargs=True))]
+    try:
+        for batch in batches:
+            mask[:] = [(batch["labels"] != -100).to(next(model.parameters()).device)]
+            count[0] += int(mask[0].sum())
+            forward(batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [total / max(count[0], 1) for total in sums]
+
+
+def layers_to_drop(layers: int, count: int, influence: list[float] | None) -> list[int]:
+    """The `count` layers to remove: the least influential, or without figures the last ones before
+    the final layer. Never the first or the last layer (embedding-side and head-side: they are where
+    removal costs most), so at most layers − 2."""
+    candidates = list(range(1, layers - 1))
+    if influence is None:
+        return sorted(candidates[len(candidates) - count:])
+    return sorted(sorted(candidates, key=lambda i: influence[i])[:count])
+
+
+def remove_layers(model: Any, drop: list[int]) -> None:
+    """Remove the decoder layers `drop` (indices); the config and each layer's index follow."""
+    kept = [layer for i, layer in enumerate(model.model.layers) if i not in set(drop)]
+    model.model.layers = torch.nn.ModuleList(kept)
+    for index, layer in enumerate(kept):
+        layer.self_attn.layer_idx = index
+    model.config.num_hidden_layers = len(kept)
+    types = getattr(model.config, "layer_types", None)
+    if isinstance(types, list) and len(types) == len(kept) + len(drop):
+        model.config.layer_types = [t for i, t in enumerate(types) if i not in set(drop)]

@@ -161,12 +161,3 @@ def _identity_copy(block: Any) -> Any:
         if projection.bias is not None:
             projection.bias.zero_()
     return twin
-
-
-@torch.no_grad()
-def mean_token_kl(source_logits: torch.Tensor, grown_logits: torch.Tensor, mask: torch.Tensor) -> tuple[float, int]:
-    """(sum over masked positions of KL(source ‖ grown) of the next-token distributions, positions)."""
-    log_p = torch.log_softmax(source_logits.double(), dim=-1)
-    log_q = torch.log_softmax(grown_logits.double(), dim=-1)
-    kl = (log_p.exp() * (log_p - log_q)).sum(dim=-1)
-    return float(kl[mask].sum()), int(mask.sum())

@@ -1,10 +1,11 @@
-"""The contract recipe: the model pruned to fewer MLP channels in every layer, measured, saved.
+"""The contract recipe: the model pruned to fewer MLP channels in every layer, healed, measured, saved.
 
 setup() loads the model and, when the job names datasets, the calibration text; run() scores the
-channels (activation-based on that text, else weight magnitude: `tuneyard.training.ops.contraction`)
-and prunes; finish() measures perplexity before and after and KL(source ‖ contracted) on the
-calibration text, and saves full weights in the standard layout. No data, no perplexity: those
-figures are null with the reason. A contraction takes seconds and keeps no checkpoint.
+channels (activation-based on that text, else weight magnitude: `tuneyard.training.ops.contraction`),
+prunes, and with `heal_steps` fine-tunes the contracted model briefly on the text's training rows;
+finish() measures perplexity before and after and KL(source ‖ contracted) on the calibration text
+(its eval rows where it has some), and saves full weights in the standard layout. No data, no
+perplexity: those figures are null with the reason. A contraction takes seconds and keeps no checkpoint.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from tuneyard.errors import SpecError
 from tuneyard.spec.job import ContractSpec
 from tuneyard.training import contract
 from tuneyard.training.config import RunConfig
 from tuneyard.training.control import RunControl
 from tuneyard.training.data import build_rows, collate
-from tuneyard.training.evaluation import evaluate
+from tuneyard.training.evaluation import evaluate, next_token_kl
 from tuneyard.training.model_card import CardInputs, read_lineage
 from tuneyard.training.ops import contraction, growth
 from tuneyard.training.session import Session
@@ -54,6 +56,11 @@ class ContractRecipe:
         hp = self.config.hyperparams
         examples = (self.data.eval or self.data.train) if self.data else []
         self.rows = build_rows(examples, hp.max_seq_length, False)[:CALIBRATION_ROWS]
+        # healing trains on the training rows; the figures are taken on the eval rows where there are some
+        self.heal_rows = build_rows(self.data.train, hp.max_seq_length, False) if self.data else []
+        if self.spec.heal_steps and not self.heal_rows:
+            raise SpecError([{"field": "heal_steps",
+                              "message": "healing trains on calibration text and the datasets hold no training rows"}])
         growth.check_growable(self.session.model.config)
 
     def run(self) -> Ending:
@@ -62,19 +69,59 @@ class ContractRecipe:
         model = self.session.model
         model.eval()
         self.params_before = _params(model)
-        self.layers = model.config.num_hidden_layers
         self.baseline = self._perplexity() if self.rows else None
         source = copy.deepcopy(model) if self.rows else None
         self.telemetry.phase("pruning")
+        self.removed_layers = self._remove_layers(model) if self.spec.remove_layers else []
         self.importance = contraction.ACTIVATION if self.rows else contraction.WEIGHT_MAGNITUDE
         scores = (contraction.activation_importance(model, self._batches(), self._forward) if self.rows
                   else contraction.weight_importance(model))
         self.keep = contraction.kept_channels(model.config, self.spec.contraction_ratio)
         contraction.contract_mlp(model, self.keep, scores)
-        self.function_preservation = self._kl_to(source) if source is not None else None
         self.telemetry.log(f"contracted every layer's MLP to {self.keep} channels by {self.importance} importance: "
                            f"{self.params_before} → {_params(model)} parameters")
+        self.heal_losses = self._heal() if self.spec.heal_steps else []
+        self.function_preservation = self._kl_to(source) if source is not None else None
         return "completed"
+
+    def _remove_layers(self, model: Any) -> list[int]:
+        layers, count = model.config.num_hidden_layers, self.spec.remove_layers
+        if count > layers - 2:
+            raise SpecError([{"field": "remove_layers", "message": (
+                f"the model has {layers} layers and the first and the last stay: at most {max(layers - 2, 0)}")}])
+        influence = contraction.layer_influence(model, self._batches(), self._forward) if self.rows else None
+        drop = contraction.layers_to_drop(layers, count, influence)
+        contraction.remove_layers(model, drop)
+        how = "by block influence on the calibration text" if influence else "the last before the final layer"
+        self.telemetry.log(f"removed layers {drop} of {layers} ({how})")
+        return drop
+
+    def _heal(self) -> list[float]:
+        """heal_steps of full fine-tuning on the training rows, batch_size rows a step in order, round
+        and round; each step's loss reported as a training metric (phase `healing`)."""
+        self.telemetry.phase("healing")
+        model, steps, size = self.session.model, self.spec.heal_steps, self.config.hyperparams.batch_size
+        optimizer = torch.optim.AdamW(model.parameters(), lr=self.spec.heal_learning_rate)
+        batches = [self.heal_rows[i : i + size] for i in range(0, len(self.heal_rows), size)]
+        losses = []
+        model.train()
+        try:
+            for step in range(1, steps + 1):
+                rows = batches[(step - 1) % len(batches)]
+                batch = collate(rows, self.session.pad_token_id)
+                loss_sum, tokens = self.session.loss_sum({k: v.to(self.session.device) for k, v in batch.items()})
+                loss = loss_sum / max(tokens, 1)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                losses.append(float(loss.detach()))
+                self.telemetry.emit(contract.KIND_METRIC, step=step, total_steps=steps, phase="healing",
+                                    loss=losses[-1], lr=self.spec.heal_learning_rate)
+        finally:
+            model.eval()
+            optimizer.zero_grad(set_to_none=True)
+        self.telemetry.log(f"healed {steps} steps: loss {losses[0]:.4f} → {losses[-1]:.4f}")
+        return losses
 
     def finish(self) -> dict[str, Any]:
         self.telemetry.phase("final_eval")
@@ -97,11 +144,15 @@ class ContractRecipe:
             "params_delta": after - self.params_before,
             "contraction_ratio": self.spec.contraction_ratio,
             "intermediate_size": self.keep,
-            "layers_contracted": self.layers,
+            "layers_contracted": self.session.model.config.num_hidden_layers,
+            "layers_removed": self.removed_layers,
             "importance": self.importance,
             "ppl_baseline": self.baseline["eval_ppl"] if self.baseline else None,
             "ppl_final": final["eval_ppl"] if final else None,
             "function_preservation": self.function_preservation,
+            "heal_steps": self.spec.heal_steps,
+            "heal_loss_first": self.heal_losses[0] if self.heal_losses else None,
+            "heal_loss_final": self.heal_losses[-1] if self.heal_losses else None,
             **({} if self.rows else {"ppl_reason": no_text, "function_preservation_reason": no_text}),
             "tokens_processed": sum(len(row.input_ids) for row in self.rows),
             "compute_seconds": round(time.monotonic() - self._started, 3),
@@ -123,16 +174,9 @@ class ContractRecipe:
                             **figures)
         return figures
 
-    @torch.no_grad()
     def _kl_to(self, source: Any) -> float:
-        """Mean per-token KL(source ‖ contracted) over the calibration tokens that carry loss."""
-        total, count = 0.0, 0
-        for batch in self._batches():
-            inputs = {k: v.to(self.session.device) for k, v in batch.items() if k != "labels"}
-            kl, n = growth.mean_token_kl(source(**inputs, use_cache=False).logits, self._forward(batch),
-                                         batch["labels"].to(self.session.device) != -100)
-            total, count = total + kl, count + n
-        return total / count if count else float("nan")
+        """`evaluation.next_token_kl` over the calibration batches."""
+        return next_token_kl(source, self.session.model, self._batches(), self.session.device)
 
 
 def _params(model: Any) -> int:

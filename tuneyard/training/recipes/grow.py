@@ -21,6 +21,7 @@ from tuneyard.spec.job import TrainSpec
 from tuneyard.training.config import RunConfig
 from tuneyard.training.control import RunControl
 from tuneyard.training.data import collate
+from tuneyard.training.evaluation import next_token_kl
 from tuneyard.training.ops import growth
 from tuneyard.training.optim import build_optimizer
 from tuneyard.training.recipes.finetune import FinetuneRecipe
@@ -81,26 +82,13 @@ class GrowRecipe(FinetuneRecipe):
         for param in self.session.model.parameters():
             param.requires_grad_(id(param) in keep)
 
-    @torch.no_grad()
     def _kl_to(self, source: Any) -> float:
-        """Mean per-token KL(source ‖ grown) of the next-token distributions over the eval batches
-        (a sample of the training rows where there is no eval split), on loss-bearing positions."""
+        """`evaluation.next_token_kl` over the eval batches (a sample of the training rows where
+        there is no eval split)."""
         rows = self.eval_rows or self.rows[:32]
-        grown = self.session.model
-        was_training = grown.training
-        grown.eval()
-        total, count = 0.0, 0
-        try:
-            for start in range(0, len(rows), self.hp.batch_size):
-                batch = collate(rows[start : start + self.hp.batch_size], self.session.pad_token_id)
-                inputs = {k: v.to(self.session.device) for k, v in batch.items() if k != "labels"}
-                mask = batch["labels"].to(self.session.device) != -100
-                kl, n = growth.mean_token_kl(source(**inputs, use_cache=False).logits,
-                                             grown(**inputs, use_cache=False).logits, mask)
-                total, count = total + kl, count + n
-        finally:
-            grown.train(was_training)
-        return total / count if count else float("nan")
+        batches = (collate(rows[i : i + self.hp.batch_size], self.session.pad_token_id)
+                   for i in range(0, len(rows), self.hp.batch_size))
+        return next_token_kl(source, self.session.model, batches, self.session.device)
 
     def _cycle_multiplier(self) -> Any:
         """A cosine from the peak lr to zero over each cycle, restarted every cycle."""
