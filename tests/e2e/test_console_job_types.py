@@ -58,7 +58,8 @@ def test_each_job_type_from_the_form_with_its_estimate_and_result_card(service: 
         assert page.locator("#hp-lora_alpha").input_value() == "32"
         page.locator("#hp-max_steps").fill("2")
         # the answer to the form as it is now: max_steps 2, beside an epoch's steps
-        expect(page.locator("#estimate-facts")).to_contain_text(re.compile(r"Steps\s*2 \(\d+ an epoch\)"), timeout=30_000)
+        steps = re.compile(r"Steps\s*2 \(\d+ an epoch\)")
+        expect(page.locator("#estimate-facts")).to_contain_text(steps, timeout=30_000)
         estimate = facts(page, "#estimate-facts")
         assert "GB on cpu (± 20 %)" in estimate["Peak memory"]
         assert estimate["Steps"].startswith("2 (")  # max_steps, beside an epoch's steps
