@@ -51,6 +51,7 @@ ROLES: dict[Op, tuple[str, int]] = {
     ("POST", "/v1/models/{model_id}/exports"): (MEMBER, 422),  # a GGUF of the adapter as is: refused up front
     ("GET", "/v1/models/{model_id}/exports"): (MEMBER, 200),
     ("GET", "/v1/models/{model_id}/exports/{export_id}"): (MEMBER, 200),
+    ("GET", "/v1/models/{model_id}/exports/{export_id}/download"): (MEMBER, 409),  # the test's export failed
     ("POST", "/v1/models/{model_id}/ollama"): (MEMBER, 409),  # the test's model has no GGUF export
     ("POST", "/v1/models/{model_id}/evaluations"): (MEMBER, 201),
     ("GET", "/v1/models/{model_id}/evaluations"): (MEMBER, 200),

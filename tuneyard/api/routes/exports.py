@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Response, status
+from fastapi.responses import FileResponse, StreamingResponse
 
 from tuneyard.api.deps import Caller, Context, ModelId, checked_id
-from tuneyard.api.schemas.common import BODY_RESPONSES, ERROR_RESPONSES, ListOf
+from tuneyard.api.schemas.common import BODY_RESPONSES, ERROR_RESPONSES, ErrorEnvelope, ListOf
 from tuneyard.api.schemas.exports import ExportCreate, ExportPublic, OllamaImportCreate, OllamaImportPublic
-from tuneyard.services import exports, models, ollama_import
+from tuneyard.services import export_downloads, exports, models, ollama_import, runs
 
 router = APIRouter(responses=ERROR_RESPONSES)
 
@@ -61,3 +62,21 @@ def import_to_ollama(model_id: OwnedModelId, body: OllamaImportCreate, context: 
                                       model_name=body.model_name, export_id=body.export_id)
     return OllamaImportPublic(model_id=done.model_id, export_id=done.export_id, ollama_name=done.ollama_name,
                               digest=done.digest, imported_at=done.imported_at)
+
+
+@router.get("/v1/models/{model_id}/exports/{export_id}/download", tags=["models"],
+            responses={200: {"description": "The GGUF file, or the export folder as a .tar.gz.", "content": {
+                "application/octet-stream": {}, "application/gzip": {}}},
+                       409: {"model": ErrorEnvelope, "description": "CONFLICT: the export is not completed."}})
+def download_export(model_id: ModelId, export_id: ExportId, context: Context, caller: Caller) -> Response:
+    """Download a completed export: a GGUF export's file, with its sha256 in `X-Checksum-SHA256` (as its
+    manifest recorded it); a safetensors export's folder as one .tar.gz, with the sha256 of the
+    manifest.json inside, which lists every file's, in `X-Manifest-SHA256`."""
+    found = export_downloads.export_download(context.db, context.settings, caller.org_id, model_id, export_id)
+    if found.sha256 is not None:
+        return FileResponse(found.path, filename=found.name, media_type="application/octet-stream",
+                            headers={"X-Checksum-SHA256": found.sha256})
+    headers = {"Content-Disposition": f'attachment; filename="{found.name}.tar.gz"',
+               **({"X-Manifest-SHA256": found.manifest_sha256} if found.manifest_sha256 else {})}
+    return StreamingResponse(runs.stream_tar_gz(found.path, found.name), media_type="application/gzip",
+                             headers=headers)
