@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,8 @@ from fastapi.testclient import TestClient
 from tests.support import api
 from tests.support.api import Tenant, finished_job
 from tuneyard.api.app import create_app
+from tuneyard.serving.backends import Chunk, Finish, ModelToLoad, Prompt, Sampling
+from tuneyard.serving.supervisor import ServingConfig, ServingRefused, ServingSupervisor
 from tuneyard.settings import Settings
 from tuneyard.store.engine import Database
 from tuneyard.store.ids import new_id
@@ -211,3 +215,24 @@ def test_an_idle_model_is_unloaded_and_loaded_again_on_demand(api_settings: Sett
             time.sleep(0.2)
         again = live.post("/v1/completions", headers=tenant.headers, json=body).json()["choices"][0]["text"]
         assert again == first and live.get("/v1/serving", headers=tenant.admin_headers).json()["starts"] == 1
+
+
+def test_a_request_queued_past_the_read_timeout_fails_alone(tmp_path: Path, api_settings: Settings) -> None:
+    """One answer at a time per model: a request waiting behind a long one past read_timeout is
+    refused (503 in the API), and the process, busy but alive, is not taken for dead."""
+    config = ServingConfig(python=sys.executable, threads=1, nice=0, idle_seconds=600,
+                           log_file=tmp_path / "serving.log")
+    supervisor = ServingSupervisor(config)
+    model = ModelToLoad("base:tiny-llama", "transformers", "tiny-llama", str(api_settings.resolved_model_cache_dir))
+    try:
+        supervisor.load(model)  # loading takes seconds: under the default timeout
+        supervisor.config = replace(config, read_timeout=1.0)
+        long = supervisor.generate(model, Prompt(text="The cat"), Sampling(max_tokens=1000, temperature=0))
+        assert isinstance(next(long), Chunk)
+        pid = supervisor.pid
+        with pytest.raises(ServingRefused, match="did not answer within 1 s") as refused:
+            list(supervisor.generate(model, Prompt(text="A dog"), Sampling(max_tokens=2, temperature=0)))
+        assert not refused.value.user
+        assert isinstance(list(long)[-1], Finish) and supervisor.pid == pid and supervisor.starts == 1
+    finally:
+        supervisor.stop()

@@ -117,9 +117,18 @@ class ServingSupervisor:
             connection.request(method, path, body=raw if method == "POST" else None,
                                headers={TOKEN_HEADER: token, "Content-Type": "application/json"})
             return connection.getresponse()
+        except TimeoutError as exc:
+            connection.close()
+            raise self._slow() from exc
         except (OSError, http.client.HTTPException) as exc:
             connection.close()
             raise self._gone(proc, exc) from exc
+
+    def _slow(self) -> ServingRefused:
+        """No answer in read_timeout: the process may be busy with other requests to the same model
+        (one answer at a time), so this request fails and the process, alive, is left alone."""
+        return ServingRefused(f"the model did not answer within {self.config.read_timeout:.0f} s (busy with "
+                              "other requests, or slow); retry later", user=False, field=None)
 
     def _gone(self, proc: subprocess.Popen[bytes], cause: BaseException | str) -> ServingProcessGone:
         """The connection broke: the process is dead or broken; make sure it is gone, to be restarted."""
@@ -135,6 +144,8 @@ class ServingSupervisor:
         response = self._request(method, path, body)
         try:
             data = json.loads(response.read() or b"{}")
+        except TimeoutError as exc:
+            raise self._slow() from exc
         except (OSError, http.client.HTTPException, ValueError) as exc:
             assert proc is not None
             raise self._gone(proc, exc) from exc
@@ -174,6 +185,8 @@ class ServingSupervisor:
             while True:
                 try:
                     line = response.readline()
+                except TimeoutError as exc:
+                    raise self._slow() from exc
                 except (OSError, http.client.HTTPException) as exc:
                     raise self._gone(proc, exc) from exc
                 if not line:
