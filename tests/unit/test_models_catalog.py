@@ -26,7 +26,7 @@ def test_tiny_llama_is_listed_with_its_facts() -> None:
     assert entry is not None
     assert entry.architecture == "llama"
     assert entry.context_length >= 512
-    assert set(entry.methods) == {"lora", "full"}
+    assert set(entry.methods) == {"lora", "full", "dpo"}
     assert entry.to_dict()["id"] == TINY_LLAMA
 
 
@@ -79,5 +79,5 @@ def test_qlora_on_cpu_is_a_clear_user_error() -> None:
 
 
 def test_unknown_method_is_refused() -> None:
-    with pytest.raises(UnsupportedError, match="unknown training method 'dpo'"):
-        check_method_supported("dpo", "cpu")
+    with pytest.raises(UnsupportedError, match="unknown training method 'kto'"):
+        check_method_supported("kto", "cpu")

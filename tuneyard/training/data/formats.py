@@ -230,14 +230,15 @@ PARSERS: dict[str, Callable[[dict[str, Any]], Parsed]] = {
 }
 
 # Columns that hold nested JSON; in CSV cells they arrive as strings and are decoded first.
-NESTED_COLUMNS = ("messages", "conversations", "tools", "history", "input", "preferred_output",
-                  "non_preferred_output")
+NESTED_COLUMNS = ("messages", "conversations", "tools", "history")
+# A preference row's columns, decoded only in a row that has preferred_output: Alpaca's `input` is text.
+PREFERENCE_COLUMNS = ("input", "preferred_output", "non_preferred_output")
 
 
 def decode_nested(row: dict[str, Any]) -> dict[str, Any]:
-    """CSV cells are strings: decode the ones that must hold lists."""
+    """CSV cells are strings: decode the ones that must hold lists (or, in a preference row, objects)."""
     out = dict(row)
-    for key in NESTED_COLUMNS:
+    for key in NESTED_COLUMNS + (PREFERENCE_COLUMNS if "preferred_output" in row else ()):
         if isinstance(out.get(key), str):
             try:
                 out[key] = json.loads(out[key])
