@@ -90,9 +90,12 @@ class Settings:
     (~/.cache/tuneyard/wheels/llama-cpp-converter-<version>)."""
     export_threads: int = 2
     """CPU threads an export's conversion and llama.cpp verification use (it runs at runner_nice)."""
-    serving_threads: int = 2
+    serving_threads: int = 1
     """CPU threads a served model computes with (torch's and llama.cpp's pools, OpenMP's too). The
-    serving process runs beside training: capped, it leaves the other cores to the runners."""
+    serving process runs beside training: capped, it leaves the other cores to the runners. One by
+    default: on a CPU busy with training, threads that wait on each other at every layer lose their
+    turns (SmolLM2 on a loaded 2-core host, benchmarks/serving.py: llama.cpp 0.2 tokens/s with 2
+    threads, 10.9 with 1); raise it on a host with cores to spare."""
     serving_nice: int = 10
     """The nice increment of the serving process: the runners' default, so an answer and a training
     step share a busy CPU evenly and neither starves the API."""
