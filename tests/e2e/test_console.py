@@ -184,8 +184,9 @@ def upload_dataset(page: Page, base_url: str) -> str:
 def submit_job_twice(page: Page, base_url: str, dataset_id: str) -> str:
     page.goto(f"{base_url}/jobs/new?dataset={dataset_id}")
     assert page.get_by_label("Dataset", exact=True).input_value() == dataset_id
-    assert page.get_by_label("learning rate").get_attribute("placeholder") == "0.0002"  # the schema's default
-    page.get_by_label("Name").fill("console-e2e")
+    # the schema's default (exact: a contraction's "heal learning rate" is on the form too, hidden)
+    assert page.get_by_label("learning rate", exact=True).get_attribute("placeholder") == "0.0002"
+    page.locator("#name").fill("console-e2e")  # by id: "output name" (a growth field, hidden) matches "Name" too
     for name, value in TRAINING.items():
         page.locator(f"#hp-{name}").fill(value)
     screenshots(page, "new-job")
