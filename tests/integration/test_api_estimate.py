@@ -111,9 +111,10 @@ def test_the_estimate_counts_an_epochs_steps_as_the_engine_does(client: TestClie
                                        "hyperparams": hyperparams})
     assert answer["run"]["steps_per_epoch"] == 3 and answer["run"]["steps"] == 6
     batch = answer["batch"]
-    assert batch["examples_per_step"] == 8 and not batch["packing"] and batch["line_tokens"] == 4 * 64
-    assert batch["micro_batch"]["rows"] == 1 and batch["micro_batch"]["several_examples_a_row"]
+    assert batch["examples_per_step"] == 8 and not batch["packing"] and batch["line_tokens"] is None
+    assert batch["micro_batch"]["rows"] == 1 and not batch["micro_batch"]["several_examples_a_row"]
+    assert batch["attention"] == "per example"
     assert "8 examples an optimizer step" in batch["meaning"]
     packed = estimate(client, tenant, {"base_model": "tiny-llama", "datasets": [{"id": dataset["id"]}],
                                        "hyperparams": {**hyperparams, "packing": True}})
-    assert packed["batch"]["rows_per_step"] == 8 and packed["batch"]["micro_batch"]["row_tokens"] == 64
+    assert packed["batch"]["rows_per_step"] == 8 and packed["batch"]["micro_batch"]["row_tokens"] == 4 * 64  # one line

@@ -60,27 +60,38 @@ def test_activations_grow_with_tokens_and_shrink_with_checkpointing() -> None:
     assert activations(gradient_checkpointing=True) < activations() / 5
 
 
-def test_padding_free_batches_are_lines_of_typical_examples_capped_as_the_engine_joins_them() -> None:
-    assert micro_batch(8, 512, packing=True).tokens == 8 * 512
+def test_a_micro_batch_is_one_line_attended_per_example_as_the_engine_runs_it() -> None:
+    """The engine joins a micro-batch into one line and attends each example alone (no mask)."""
+    packed = micro_batch(8, 512, packing=True)
+    assert (packed.rows, packed.row_tokens, packed.several_examples) == (1, 8 * 512, False)
     joined = micro_batch(8, 512, packing=False, example_tokens=100.4)
-    assert (joined.rows, joined.row_tokens, joined.several_examples) == (1, 800, True)
-    # examples truncated to 512 tokens; a line holds LINE_ROWS x 512 = 4 of them, so 8 make 2 lines
-    truncated = micro_batch(8, 512, packing=False, example_tokens=5000)
+    assert (joined.rows, joined.row_tokens, joined.several_examples, joined.span) == (1, 800, False, 100)
+    truncated = micro_batch(8, 512, packing=False, example_tokens=5000)  # examples truncated to 512
+    assert (truncated.rows, truncated.row_tokens, truncated.span) == (1, 8 * 512, 512)
+
+
+def test_without_per_example_attention_lines_are_capped_and_masked() -> None:
+    joined = micro_batch(8, 512, packing=False, example_tokens=100.4, per_example=False)
+    assert (joined.rows, joined.row_tokens, joined.several_examples, joined.span) == (1, 800, True, 800)
+    # a line holds LINE_ROWS x 512 = 4 examples of 512, so 8 make 2 lines
+    truncated = micro_batch(8, 512, packing=False, example_tokens=5000, per_example=False)
     assert (truncated.rows, truncated.row_tokens) == (2, LINE_ROWS * 512)
-    assert not micro_batch(1, 512, packing=False).several_examples
+    assert not micro_batch(1, 512, packing=False, per_example=False).several_examples
+    assert micro_batch(8, 512, packing=True, per_example=False).several_examples
 
 
-def test_the_lines_match_the_engines_first_fit_join() -> None:
-    """The engine's own collate (padding-free, lines of LINE_ROWS x max_seq_length) over equal
-    examples makes the micro-batch micro_batch() gives: lines x longest line."""
-    from tuneyard.training.data.collate import collate_padding_free
+def test_the_micro_batch_matches_the_engines_collate() -> None:
+    """The engine's own collate over equal examples makes the micro-batch micro_batch() gives:
+    one line with per-example attention; lines x longest line without it."""
+    from tuneyard.training.data.collate import collate_for
     from tuneyard.training.data.packing import Row
 
     for batch_size, max_seq, example in ((8, 512, 100), (8, 512, 512), (16, 64, 30), (5, 32, 7)):
         rows = [Row([1] * example, [1] * example, list(range(example)), [example]) for _ in range(batch_size)]
-        tensors = collate_padding_free(rows, 0, line_tokens=LINE_ROWS * max_seq)
-        expected = micro_batch(batch_size, max_seq, packing=False, example_tokens=example)
-        assert tuple(tensors["input_ids"].shape) == (expected.rows, expected.row_tokens)
+        for per_example, line_tokens in ((True, None), (False, LINE_ROWS * max_seq)):
+            tensors = collate_for(False, line_tokens)(rows, 0)
+            expected = micro_batch(batch_size, max_seq, packing=False, example_tokens=example, per_example=per_example)
+            assert tuple(tensors["input_ids"].shape) == (expected.rows, expected.row_tokens)
 
 
 def test_steps_per_epoch_are_the_engines() -> None:

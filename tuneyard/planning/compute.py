@@ -21,7 +21,7 @@ from tuneyard.planning.shape import ModelShape
 
 def flops_per_token(shape: ModelShape, setup: TrainingSetup) -> float:
     """Training FLOPs for one token of one row (forward, backward, any recompute)."""
-    context = min(setup.max_seq_length, setup.batch.row_tokens) / 2  # causal: half the row on average
+    context = min(setup.max_seq_length, setup.batch.span) / 2  # causal: half the span on average
     attention = 2 * 2 * shape.layers * context * shape.heads * shape.head_dim
     forward = 2 * shape.matmul_params + attention
     if setup.adapter:

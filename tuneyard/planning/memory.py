@@ -37,10 +37,11 @@ difference between LoRA's and full fine-tuning's fixed growth."""
 
 
 LINE_ROWS = 4
-"""Padding-free lines hold up to this many max_seq_length rows' worth of tokens: long enough that
-the pad at each line's end is a small share, short enough that the dense attention mask of a line
-(eager, sdpa) stays near what a padded batch of 4 full rows would cost. The engine joins with it
-(`training/recipes/finetune.py`, `training/data/collate.collate_padding_free`)."""
+"""For a model that cannot attend one example at a time (training/models/attention.py), padding-free
+lines hold up to this many max_seq_length rows' worth of tokens: long enough that the pad at each
+line's end is a small share, short enough that the dense attention mask of a line (eager, sdpa)
+stays near what a padded batch of 4 full rows would cost. The engine joins with it then
+(`training/recipes/finetune.py`, `training/data/collate.collate_for`)."""
 
 
 @dataclass(frozen=True)
@@ -48,30 +49,41 @@ class MicroBatch:
     """The shape of the largest micro-batch a job runs: `rows` sequences of `row_tokens` each.
 
     The one batch model every activation and FLOP figure uses (keep it here, in one place), as the
-    engine batches (docs/engine.md):
-    - packing: batch_size rows, each filled with several examples to max_seq_length;
-    - padding-free (no packing, the default): the batch_size examples, each at most max_seq_length
-      and typically `example_tokens` (the dataset's mean, when known), joined end to end into lines
-      of at most LINE_ROWS x max_seq_length tokens, first fit, padded to the longest line.
+    engine batches (docs/engine.md). The engine attends one example at a time wherever the model
+    lets it (every decoder on transformers' attention interface), and then a micro-batch is ONE
+    line: its rows (batch_size examples, each at most max_seq_length and typically
+    `example_tokens`, the dataset's mean when known; or batch_size packed rows of max_seq_length)
+    end to end with no padding and no mask. Otherwise (`per_example=False`): packed rows side by
+    side, or the examples joined into lines of at most LINE_ROWS x max_seq_length, first fit,
+    padded to the longest line, each row behind a block-diagonal mask.
     """
 
     rows: int
     row_tokens: int
     several_examples: bool
-    """Whether a row holds several examples: transformers then passes sdpa a block-diagonal mask."""
+    """Whether a row holds several examples behind one block-diagonal mask (sdpa then keeps that
+    mask and attends over the whole row: quadratic in the row's length)."""
+    span: int
+    """The most tokens one token attends over: an example's length, or the whole masked row."""
 
     @property
     def tokens(self) -> int:
         return self.rows * self.row_tokens
 
 
-def micro_batch(batch_size: int, max_seq_length: int, packing: bool, example_tokens: float | None = None) -> MicroBatch:
+def micro_batch(
+    batch_size: int, max_seq_length: int, packing: bool, example_tokens: float | None = None,
+    per_example: bool = True,
+) -> MicroBatch:  # fmt: skip
+    example = max_seq_length if example_tokens is None else min(max_seq_length, max(1, round(example_tokens)))
+    if per_example:
+        return MicroBatch(1, batch_size * (max_seq_length if packing else example), False, example)
     if packing:
-        return MicroBatch(batch_size, max_seq_length, True)
-    per_example = max_seq_length if example_tokens is None else min(max_seq_length, max(1, round(example_tokens)))
-    per_line = max(1, LINE_ROWS * max_seq_length // per_example)  # first fit of equal examples
+        return MicroBatch(batch_size, max_seq_length, True, max_seq_length)
+    per_line = max(1, LINE_ROWS * max_seq_length // example)  # first fit of equal examples
     lines = math.ceil(batch_size / per_line)
-    return MicroBatch(lines, min(batch_size, per_line) * per_example, min(batch_size, per_line) > 1)
+    row_tokens = min(batch_size, per_line) * example
+    return MicroBatch(lines, row_tokens, min(batch_size, per_line) > 1, row_tokens)
 
 
 @dataclass(frozen=True)

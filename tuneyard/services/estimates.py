@@ -117,7 +117,8 @@ def _batch(setup: TrainingSetup) -> dict[str, Any]:
                    "several examples (packing)")
     return {"examples_per_step": None if setup.packing else examples, "rows_per_step": examples if setup.packing
             else None, "packing": setup.packing, "meaning": meaning,
-            "line_tokens": None if setup.packing else LINE_ROWS * setup.max_seq_length,
+            "line_tokens": LINE_ROWS * setup.max_seq_length if batch.several_examples and not setup.packing else None,
+            "attention": "per example" if not batch.several_examples else "block-diagonal mask over each row",
             "micro_batch": {"rows": batch.rows, "row_tokens": batch.row_tokens,
                             "several_examples_a_row": batch.several_examples}}
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from tuneyard.training.models import (
     load_tokenizer,
     resolve_model_source,
 )
+from tuneyard.training.models.attention import per_example_attention, supports_per_example
 from tuneyard.training.precision import decide_bf16
 from tuneyard.training.rng import PURPOSE_METHOD_INIT, seed_everything, seeded
 from tuneyard.training.telemetry import Telemetry
@@ -56,6 +58,10 @@ class Session:
     bf16: bool
     source: ModelSource  # where the base model came from; the model card names it
     head: Any = None  # (decoder, lm_head weight) when the loss may skip the model's full logits
+    per_example: bool = False
+    """Whether a padding-free line's attention runs one example at a time (models/attention.py);
+    else transformers' sdpa over the line's block-diagonal mask, with lines capped in length."""
+    _attention_scopes: int = 0
 
     @classmethod
     def load_model(cls, config: RunConfig, telemetry: Telemetry) -> Session:
@@ -83,18 +89,19 @@ class Session:
         if not load_options:  # a base quantized as it loads is placed on the device by its loader
             model = model.to(device)
         if hp.gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            _checkpoint_activations(model)
         with seeded(hp.seed, PURPOSE_METHOD_INIT):  # a cold cache built the base from the same streams
             model = method.prepare(model, hp, bf16)
         head = _plain_head(model)
+        per_example = supports_per_example(_transformers_model(model))
         model.train()
         config.decisions.update(
             device=str(device), bf16=bf16, model_source=_describe(source), versions=library_versions()
         )
         telemetry.log(f"model {config.spec.base_model} on {device}, bf16 {'on' if bf16 else 'off'}, "
-                      f"method {method.name}")
+                      f"method {method.name}, attention {'per example' if per_example else 'masked lines'}")
         seed_everything(hp.seed)  # a recipe that draws after loading starts from the seed, not the cache state
-        return cls(model, tokenizer, method, device, bf16, source, head)
+        return cls(model, tokenizer, method, device, bf16, source, head, per_example)
 
     def load_data(self, config: RunConfig, telemetry: Telemetry) -> PreparedData:
         """The job's datasets read, validated, split and tokenized with this model's tokenizer."""
@@ -116,20 +123,46 @@ class Session:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
+    @contextlib.contextmanager
+    def attention_scope(self) -> Iterator[None]:
+        """Hold per-example attention over a forward AND its backward: under gradient checkpointing
+        the backward runs each layer's forward again, and it must attend as the first one did."""
+        if not self.per_example:
+            yield
+            return
+        self._attention_scopes += 1
+        try:
+            with per_example_attention(_transformers_model(self.model)):
+                yield
+        finally:
+            self._attention_scopes -= 1
+
     def loss_sum(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
         """(summed token loss, loss tokens) of one collated batch, as token_loss_sum defines it.
 
         Where the logits are a plain projection of the last hidden states, only the positions
         that carry loss are projected, chunk by chunk: prompts, padding and each example's last
         token never meet the vocabulary, and the fp32 (tokens x vocabulary) logits never exist.
+        A padding-free line (one row) is attended one example at a time where the model allows.
         """
         inputs = {k: v for k, v in batch.items() if k != "labels"}
-        with self.autocast():
+        one_line = self.per_example and inputs["input_ids"].shape[0] == 1 and "position_ids" in inputs
+        if one_line and self._attention_scopes == 0 and torch.is_grad_enabled() and self._checkpointing():
+            raise RuntimeError("a padding-free line under gradient checkpointing needs its backward inside "
+                               "Session.attention_scope(), where the recomputed forward attends as this one")
+        scope = self.attention_scope() if one_line else contextlib.nullcontext()
+        with scope, self.autocast():
             if self.head is None:
                 return token_loss_sum(self.model(**inputs, use_cache=False).logits, batch["labels"])
             decoder, weight = self.head
             hidden = decoder(**inputs, use_cache=False).last_hidden_state
             return chunked_token_loss_sum(hidden, weight, batch["labels"])
+
+    def _checkpointing(self) -> bool:
+        model = _transformers_model(self.model)
+        if hasattr(model, "is_activation_checkpointing"):  # the old name warns in transformers >= 5.2x
+            return bool(model.is_activation_checkpointing)
+        return bool(getattr(model, "is_gradient_checkpointing", False))
 
     def memory_gb(self) -> float:
         if self.device.type == "cuda":
@@ -214,3 +247,17 @@ def _json_ready(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_json_ready(v) for v in value]
     return str(value) if isinstance(value, Path) else value
+
+
+def _transformers_model(model: Any) -> Any:
+    """The transformers model under a peft wrapper (its config is the one attention reads)."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
+
+
+def _checkpoint_activations(model: Any) -> None:
+    """Gradient (activation) checkpointing, by the name this transformers gives it."""
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x; the old name warns
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

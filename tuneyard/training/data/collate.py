@@ -78,9 +78,17 @@ def collate_padding_free(
 Collate = Callable[[list[Row], int], "dict[str, torch.Tensor]"]
 
 
-def collate_for(packing: bool, line_tokens: int) -> Collate:
-    """Packed rows are nearly full and of one length, so padding them costs little; single examples
-    vary, and are joined without padding into lines of at most ``line_tokens``."""
+def collate_for(packing: bool, line_tokens: int | None) -> Collate:
+    """How a recipe collates its micro-batches.
+
+    ``line_tokens=None`` (the model attends one example at a time, models/attention.py): every row,
+    a single example or a packed one, joined into one line with no padding at all. Otherwise
+    attention goes through a mask over whole rows: packed rows are nearly full and of one length,
+    so they are padded side by side; single examples vary, and are joined without padding into
+    lines of at most ``line_tokens``, which bounds the mask's square.
+    """
+    if line_tokens is None:
+        return lambda rows, pad_token_id: collate_padding_free(rows, pad_token_id)
     if packing:
         return collate
     return lambda rows, pad_token_id: collate_padding_free(rows, pad_token_id, line_tokens=line_tokens)

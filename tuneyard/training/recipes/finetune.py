@@ -57,11 +57,13 @@ class FinetuneRecipe:
     def setup(self, resume_from: Path | None) -> None:
         self.session = Session.load_model(self.config, self.telemetry)
         self.data = self.session.load_data(self.config, self.telemetry)
-        # Without packing a row is one example, and a micro-batch of batch_size of them is joined
-        # end to end (lines of at most LINE_ROWS x max_seq_length tokens); with it, rows are filled
-        # with several examples and padded side by side.
+        # Without packing a row is one example; with it, rows are filled with several. Where the
+        # model attends one example at a time, a micro-batch's rows are joined into one line with
+        # no padding; otherwise single examples go end to end in lines of at most LINE_ROWS x
+        # max_seq_length tokens and packed rows side by side (training/data/collate.collate_for).
         self.rows = build_rows(self.data.train, self.hp.max_seq_length, self.hp.packing)
-        self.collate = collate_for(self.hp.packing, LINE_ROWS * self.hp.max_seq_length)
+        line_tokens = None if self.session.per_example else LINE_ROWS * self.hp.max_seq_length
+        self.collate = collate_for(self.hp.packing, line_tokens)
         self.row_loss_tokens = [_loss_tokens(row) for row in self.rows]  # counted once, not every step
         self.eval_rows = build_rows(self.data.eval, self.hp.max_seq_length, self.hp.packing)
         self.plan = TrainingPlan(
@@ -129,8 +131,9 @@ class FinetuneRecipe:
         self._advance(total_loss.item() / max(loss_tokens, 1), grad_norm, tokens, time.perf_counter() - started)
 
     def _micro_step(self, rows: list[Any], step_loss_tokens: int) -> torch.Tensor:
-        loss_sum, _ = self.session.loss_sum(self.collate(rows, self.session.pad_token_id))
-        (loss_sum / step_loss_tokens).backward()
+        with self.session.attention_scope():  # the backward may recompute the forward
+            loss_sum, _ = self.session.loss_sum(self.collate(rows, self.session.pad_token_id))
+            (loss_sum / step_loss_tokens).backward()
         return loss_sum.detach().double()
 
     def _clip_and_step(self) -> float:
