@@ -133,6 +133,15 @@ ROLES: dict[Op, tuple[str, int]] = {
     ("GET", "/v0.5/fine-tune/jobs/{job_id}"): (MEMBER, 200),
     ("POST", "/v0.5/fine-tune/jobs/{job_id}/cancel"): (MEMBER, 409),  # completed: allowed, refused by state
     ("GET", "/v0.5/fine-tune/jobs/{job_id}/inference-config"): (MEMBER, 200),
+    # OpenAI fine-tuning, inside /v1
+    ("POST", "/v1/fine_tuning/jobs"): (MEMBER, 200),
+    ("GET", "/v1/fine_tuning/jobs"): (MEMBER, 200),
+    ("GET", "/v1/fine_tuning/jobs/{job_id}"): (MEMBER, 200),
+    ("POST", "/v1/fine_tuning/jobs/{job_id}/cancel"): (MEMBER, 409),  # completed: allowed, refused by state
+    ("POST", "/v1/fine_tuning/jobs/{job_id}/pause"): (MEMBER, 409),
+    ("POST", "/v1/fine_tuning/jobs/{job_id}/resume"): (MEMBER, 409),
+    ("GET", "/v1/fine_tuning/jobs/{job_id}/events"): (MEMBER, 200),
+    ("GET", "/v1/fine_tuning/jobs/{job_id}/checkpoints"): (MEMBER, 200),
 }
 DOCS = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 
@@ -164,6 +173,7 @@ BODIES: dict[Op, Callable[[dict[str, Any]], dict[str, Any]]] = {
                                                           "datasets": [{"name": f"absent-{o['role']}"}]}},
     ("POST", "/v0.5/fine-tune/jobs"): lambda o: {"json": {"name": f"run-{o['role']}", "config": {
         "model": "tiny-llama", "datasets": [{"name": "set", "split": "train", "file_ids": [o["file_id"]]}]}}},
+    ("POST", "/v1/fine_tuning/jobs"): lambda o: {"json": {"model": "tiny-llama", "training_file": o["file_id"]}},
 }
 
 

@@ -88,6 +88,8 @@ FOREIGN: dict[Op, int] = {
     ("GET", "/felix/trained-models"): 200,
     ("GET", "/v0.5/fine-tune/jobs"): 200,
     ("POST", "/v0.5/fine-tune/jobs"): 400,  # A's file id: "no file"
+    ("GET", "/v1/fine_tuning/jobs"): 200,
+    ("POST", "/v1/fine_tuning/jobs"): 400,  # A's file id as training_file: "no file"
 }
 ID_PARAMS = ("job_id", "dataset_id", "file_id", "checkpoint_id", "model_id", "base_model_id", "key_id",
              "export_id", "trajectory_id", "build_id", "evaluation_id")

@@ -15,7 +15,7 @@ from typing import Any
 from tuneyard.services.errors import InvalidRequest
 from tuneyard.store import datasets as store
 from tuneyard.store.engine import Database
-from tuneyard.store.errors import NotFound
+from tuneyard.store.errors import Conflict, NotFound
 from tuneyard.store.quotas import NO_QUOTAS, Quotas
 from tuneyard.store.tables import Dataset
 from tuneyard.training.data.formats import Invalid
@@ -140,3 +140,23 @@ def preview_dataset(db: Database, org_id: str, dataset_id: str, limit: int = 10)
             if not isinstance(row, Invalid):
                 rows.append({"file_index": index, "line": line, "example": row})
     return rows
+
+
+def dataset_of_file(db: Database, org_id: str, file_id: str, format: str, *, quotas: Quotas = NO_QUOTAS) -> Dataset:
+    """The dataset of one uploaded file read as `format`, made (and validated, whatever its size) the
+    first time a job names the file; APIs that train on a file id (OpenAI's training_file) use it.
+
+    Named `file-<file id>-<format>`: the same file and format always mean the same dataset, so a
+    second job on the file reuses its verdict. NotFound when the file is not the organization's.
+    """
+    file = store.get_file(db, org_id, file_id)
+    name = f"file-{file.id}-{format}"
+    try:
+        return store.get_dataset_by_name(db, org_id, name)
+    except NotFound:
+        pass
+    request = DatasetCreate(name, [file.id], format)
+    try:
+        return create_dataset(db, org_id, request, inline_bytes=file.bytes, quotas=quotas)
+    except Conflict:  # another request made it meanwhile
+        return store.get_dataset_by_name(db, org_id, name)

@@ -106,6 +106,12 @@ def list_jobs(
     return JobList(views(db, settings, page.items), page.next_cursor)
 
 
+def cursor_after(db: Database, org_id: str, job_id: str) -> str:
+    """The list cursor that continues after the organization's job `job_id` (NotFound for another's):
+    for APIs whose clients page by the last id they saw (OpenAI's `after`)."""
+    return store.encode_cursor(store.get_job(db, org_id, job_id))
+
+
 def stop_job(db: Database, settings: Settings, org_id: str, job_id: str) -> JobView:
     return views(db, settings, [lifecycle.request_stop(db, org_id, job_id)])[0]
 

@@ -430,3 +430,14 @@ def _defaults_for(model: ResolvedModel, method: str) -> dict[str, Any]:
     if entry is not None:
         return catalog.builtin_defaults(entry.id, method)
     return model.defaults
+
+def default_hyperparams(db: Database, settings: Settings, org_id: str, base_model: str, method: str) -> dict[str, Any]:
+    """The hyperparameters a job of `method` on `base_model` gets for each one its request leaves out
+    (the base model's defaults over the method's over the schema's): what a dialect's relative value
+    scales (OpenAI's learning_rate_multiplier). NotFound for a base model the organization cannot see."""
+    model = resolve_base_model(db, settings, org_id, base_model)
+    spec = parse_spec({"base_model": base_model, "datasets": [{"path": "-"}], "method": method})
+    if not isinstance(spec, TrainingJobSpec):
+        raise ValueError(f"a {spec.type} job has no hyperparameters")
+    hyperparams, _ = resolve_hyperparams(spec, _defaults_for(model, method))
+    return hyperparams.model_dump()

@@ -7,7 +7,7 @@ words to the services' JobRequest and from JobView back, an error renderer and s
 
 from __future__ import annotations
 
-from tuneyard.api.dialects import archetype, felix, fusion, native
+from tuneyard.api.dialects import archetype, felix, fusion, native, openai_ft
 from tuneyard.api.dialects.base import Dialect, DialectRegistry
 
 __all__ = ["Dialect", "DialectRegistry", "registered"]
@@ -20,4 +20,5 @@ def registered() -> DialectRegistry:
     dialects.register(felix.dialect())
     dialects.register(archetype.dialect())
     dialects.register(fusion.dialect())
+    dialects.register(openai_ft.dialect())
     return dialects
