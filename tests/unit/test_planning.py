@@ -173,3 +173,12 @@ def test_more_data_means_fewer_passes_and_seq_len_is_a_percentile() -> None:
     lengths = tuple(range(1, 101))  # 1..100 tokens: p95 = 95 → 128; p50 → 64; p99 → 128
     assert seq_len_for(DataFigures(5050, 100, lengths), context=1024, fallback=512) == (128, 64, 128)
     assert seq_len_for(DataFigures(5050, 100, lengths), context=100, fallback=512)[0] == 100  # the context caps it
+
+
+def test_a_pool_shares_the_hosts_memory_and_a_pool_of_none_measures_too() -> None:
+    from tuneyard.scheduler.capacity import declared_capacity, format_bytes
+
+    assert declared_capacity(8_000_000_000, workers=4).memory_bytes == 8_000_000_000  # set: each worker's
+    one, none = declared_capacity(None, workers=1), declared_capacity(None, workers=0)  # serve --workers 0
+    assert one.memory_bytes is not None and none.memory_bytes is not None and one.device == none.device
+    assert format_bytes(11_150_000_000) == "11.2 GB" and format_bytes(84_300_001) == "84.4 MB"  # rounded up

@@ -33,6 +33,7 @@ def declared_capacity(memory_bytes: int | None, workers: int = 1) -> Capacity:
     host has, shared evenly by the `workers` of one process, whose jobs run side by side."""
     gpu = gpu_memory_bytes()
     device = "cuda" if gpu is not None else "cpu"
+    workers = max(workers, 1)  # `serve --workers 0` makes a pool of none, which measures all the same
     if memory_bytes is not None:
         return Capacity(memory_bytes, device, "set (worker_memory_bytes)")
     share = f", shared by {workers} workers" if workers > 1 else ""
