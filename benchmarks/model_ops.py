@@ -2,12 +2,14 @@
 
 * growth: a `train` job grown (depth ×DEPTH) against the same job not grown (factors 1), equal
   steps, data and schedule: function preservation, and the eval loss curve of each;
-* contraction: `contract` jobs at ratios 0.25 and 0.5 with calibration text: parameters, ppl
-  before → after, KL(source ‖ contracted), seconds.
+* contraction: `contract` jobs at ratios 0.25 and 0.5 with calibration text, each without and with
+  `heal_steps`: parameters, ppl before → after and KL(source ‖ contracted) on held-out chats (the
+  healing trains on the training chats only), seconds.
 
 The data is benchmarks.sft_data's standard-library docstring chats. Prints figures; asserts nothing.
 
     .venv/bin/python -m benchmarks.model_ops [--steps 30] [--depth 1.5] [--examples 400] [--seq-len 128]
+        [--heal-steps 30] [--only growth|contraction]
         [--model tiny-llama]   (a smoke run on the built-in model instead of SmolLM2)
 """
 
@@ -73,14 +75,15 @@ def growth(model: Path, data: Path, folder: Path, args: argparse.Namespace) -> N
         print(f"  {label:>9} " + "  ".join(f"{curve[s]:7.4f}" for s in steps))
 
 
-def contraction(model: Path, data: Path, folder: Path) -> None:
+def contraction(model: Path, data: Path, held: Path, folder: Path, heal_steps: int) -> None:
     for ratio in (0.25, 0.5):
-        spec = {"type": "contract", "base_model": str(model), "contraction_ratio": ratio,
-                "datasets": [{"path": str(data)}]}
-        result, _, seconds = run(spec, folder / f"contract-{ratio}")
-        print(f"ratio {ratio}: params {result['params_before']:,} → {result['params_after']:,}, ppl "
-              f"{result['ppl_baseline']:.2f} → {result['ppl_final']:.2f}, KL {result['function_preservation']:.3g}, "
-              f"importance {result['importance']}, {seconds:.0f} s (heal_steps: not implemented)")
+        for heal in (0, heal_steps):
+            spec = {"type": "contract", "base_model": str(model), "contraction_ratio": ratio, "heal_steps": heal,
+                    "datasets": [{"path": str(data)}, {"path": str(held), "split": "eval"}]}
+            result, _, seconds = run(spec, folder / f"contract-{ratio}-heal-{heal}")
+            print(f"ratio {ratio}, heal_steps {heal:>3}: params {result['params_before']:,} → "
+                  f"{result['params_after']:,}, held-out ppl {result['ppl_baseline']:.2f} → {result['ppl_final']:.2f}, "
+                  f"KL {result['function_preservation']:.3g}, importance {result['importance']}, {seconds:.0f} s")
 
 
 def main() -> None:
@@ -90,15 +93,20 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=400)
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--model", default=None, help="A base model the runner takes; SmolLM2's GGUF by default.")
+    parser.add_argument("--heal-steps", type=int, default=30, help="The healed contractions' heal_steps.")
+    parser.add_argument("--only", choices=("growth", "contraction"), default=None)
     args = parser.parse_args()
     model = Path(args.model) if args.model else smollm2()
     with tempfile.TemporaryDirectory(prefix="model-ops-") as tmp:
         folder = Path(tmp)
-        train, _ = docstring_chats(limit=args.examples)
+        train, held_out = docstring_chats(limit=args.examples)
         data = write_jsonl(folder / "chats.jsonl", train)
-        print(f"{model.name}, {len(train)} docstring chats, seq_len {args.seq_len}")
-        growth(model, data, folder, args)
-        contraction(model, data, folder)
+        held = write_jsonl(folder / "held-out.jsonl", held_out[:64])
+        print(f"{model.name}, {len(train)} docstring chats ({len(held_out[:64])} held out), seq_len {args.seq_len}")
+        if args.only in (None, "growth"):
+            growth(model, data, folder, args)
+        if args.only in (None, "contraction"):
+            contraction(model, data, held, folder, args.heal_steps)
 
 
 if __name__ == "__main__":
