@@ -71,6 +71,9 @@ class Settings:
     """Folders under which local base models may be registered."""
     model_cache_dir: Path | None = None
     """Where built-in models are made and cached; None means DATA_DIR/cache/models."""
+    dataset_root: Path | None = None
+    """The folder a job may name a training file in by path (document 002's dataset_path); None
+    means DATA_DIR/datasets. Nothing outside it is read."""
     runner_python: str | None = None
     """Interpreter for runner subprocesses; None means the one running tuneyard."""
     runner_nice: int = 10
@@ -123,6 +126,8 @@ class Settings:
         object.__setattr__(self, "data_dir", absolute(self.data_dir))
         if self.model_cache_dir is not None:
             object.__setattr__(self, "model_cache_dir", absolute(self.model_cache_dir))
+        if self.dataset_root is not None:
+            object.__setattr__(self, "dataset_root", absolute(self.dataset_root))
         object.__setattr__(self, "model_roots", tuple(absolute(root) for root in self.model_roots))
         if self.runner_python is not None and os.sep in self.runner_python:
             object.__setattr__(self, "runner_python", str(absolute(Path(self.runner_python))))
@@ -134,6 +139,10 @@ class Settings:
     @property
     def resolved_model_cache_dir(self) -> Path:
         return self.model_cache_dir or self.data_dir / "cache" / "models"
+
+    @property
+    def resolved_dataset_root(self) -> Path:
+        return self.dataset_root or self.data_dir / "datasets"
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with the given non-None fields changed (CLI flags over the environment)."""

@@ -117,6 +117,19 @@ ROLES: dict[Op, tuple[str, int]] = {
     ("GET", "/base-models"): (MEMBER, 200),
     ("GET", "/models"): (MEMBER, 200),
     ("GET", "/datasets"): (MEMBER, 200),
+    # 002 (local Training API), at /api/training
+    ("POST", "/api/training/jobs"): (MEMBER, 400),  # the body's dataset_path names no file: allowed, refused
+    ("GET", "/api/training/jobs"): (MEMBER, 200),
+    ("GET", "/api/training/jobs/{job_id}"): (MEMBER, 200),
+    ("DELETE", "/api/training/jobs/{job_id}"): (MEMBER, 409),  # the test's job is completed
+    ("GET", "/api/training/jobs/{job_id}/logs"): (MEMBER, 200),
+    ("GET", "/api/training/jobs/{job_id}/output"): (MEMBER, 200),
+    ("GET", "/api/training/jobs/{job_id}/output/{file}"): (MEMBER, 200),
+    ("POST", "/api/training/jobs/{job_id}/merge"): (MEMBER, 201),
+    ("POST", "/api/training/jobs/{job_id}/resume"): (MEMBER, 409),
+    ("GET", "/api/training/templates"): (MEMBER, 200),
+    ("POST", "/api/training/templates"): (MEMBER, 201),
+    ("GET", "/api/training/stats"): (MEMBER, 200),
     # Felix (000); its POST names a dataset by name, which the test's objects do not give: refused by content
     ("POST", "/felix/training-jobs"): (MEMBER, 400),
     ("GET", "/felix/training-jobs"): (MEMBER, 200),
@@ -169,6 +182,9 @@ BODIES: dict[Op, Callable[[dict[str, Any]], dict[str, Any]]] = {
     ("POST", "/jobs"): lambda o: {"json": {"type": "finetune", "idempotency_key": f"run-{o['role']}",
                                            "source_model_id": "tiny-llama", "dataset_id": o["dataset_id"]}},
     ("POST", "/training/recommend"): lambda o: {"json": {"base_model_id": "tiny-llama", "dataset_id": o["dataset_id"]}},
+    ("POST", "/api/training/jobs"): lambda o: {"json": {"base_model": "tiny-llama", "dataset_path": "none.jsonl"}},
+    ("POST", "/api/training/templates"): lambda o: {"json": {"name": f"tpl-{uuid.uuid4().hex[:12]}",
+                                                             "spec": {"method": "full"}}},
     ("POST", "/felix/training-jobs"): lambda o: {"json": {"base_model": "tiny-llama",
                                                           "datasets": [{"name": f"absent-{o['role']}"}]}},
     ("POST", "/v0.5/fine-tune/jobs"): lambda o: {"json": {"name": f"run-{o['role']}", "config": {
@@ -189,7 +205,8 @@ def objects_for(role: str, client: TestClient, db, settings: Settings, tenant: T
     base = client.post("/v1/base-models", headers=tenant.admin_headers, json={"source": f"acme/{role}", "kind": "hub"})
     assert base.status_code == 201, base.text
     spare, _ = tenancy.create_api_key(db, tenant.org_id, f"spare-{role}")
-    return {**objects, "role": role, "base_model_id": base.json()["id"], "key_id": spare.id}
+    return {**objects, "role": role, "base_model_id": base.json()["id"], "key_id": spare.id,
+            "file": "adapter_config.json"}  # a file of the trained model (002's /output/{file})
 
 
 def test_every_operation_has_a_role(app: FastAPI) -> None:

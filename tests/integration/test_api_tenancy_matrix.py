@@ -83,6 +83,11 @@ FOREIGN: dict[Op, int] = {
     ("GET", "/base-models"): 200,
     ("GET", "/models"): 200,
     ("GET", "/datasets"): 200,
+    ("GET", "/api/training/jobs"): 200,
+    ("POST", "/api/training/jobs"): 400,  # the body's dataset_path names no file
+    ("GET", "/api/training/templates"): 200,
+    ("POST", "/api/training/templates"): 201,
+    ("GET", "/api/training/stats"): 200,
     ("GET", "/felix/training-jobs"): 200,
     ("POST", "/felix/training-jobs"): 400,  # a dataset name nobody has
     ("GET", "/felix/trained-models"): 200,
@@ -128,7 +133,8 @@ def objects_of_a(client: TestClient, db: Database, settings: Settings, tenant: T
     assert base.status_code == 201, base.text
     spare, plaintext = tenancy.create_api_key(db, tenant.org_id, f"{marker}-key")
     return {**objects, "file_id": file["id"], "dataset_id": dataset.json()["id"], "base_model_id": base.json()["id"],
-            "key_id": spare.id, "marker": marker, "key_plaintext": plaintext, "role": label}
+            "key_id": spare.id, "marker": marker, "key_plaintext": plaintext, "role": label,
+            "file": "adapter_config.json"}
 
 
 def foreign_strings(tenant: Tenant, *sets: dict[str, Any]) -> set[str]:

@@ -7,7 +7,7 @@ words to the services' JobRequest and from JobView back, an error renderer and s
 
 from __future__ import annotations
 
-from tuneyard.api.dialects import archetype, felix, fusion, native, openai_ft
+from tuneyard.api.dialects import archetype, felix, fusion, native, openai_ft, training_api
 from tuneyard.api.dialects.base import Dialect, DialectRegistry
 
 __all__ = ["Dialect", "DialectRegistry", "registered"]
@@ -21,4 +21,5 @@ def registered() -> DialectRegistry:
     dialects.register(archetype.dialect())
     dialects.register(fusion.dialect())
     dialects.register(openai_ft.dialect())
+    dialects.register(training_api.dialect())
     return dialects

@@ -1,0 +1,252 @@
+"""Documents 002 (a local "Training API") and 003 (an agent's training API), both at /api/training.
+
+One dialect owns the prefix, as both documents' jobs live at /api/training/jobs. This module serves
+002's endpoints: a POST body in 002's words (`base_model`, `dataset_path`, ...; `training_words`),
+the list, one job with its status and progress, DELETE = cancel, `/logs?tail=N`, `/output` and
+`/output/{file}`, `/merge`, `/resume` (HF Trainer's `checkpoint-N` or a native checkpoint id),
+`/templates` and `/stats`. Answers carry 002's fields with a `job` object in 003's
+shape beside them (`{"job": {...}}`), so a client of either reads what it expects. Errors are the
+native envelope with 400 INVALID_REQUEST for a bad request (both documents' table), 404 NOT_FOUND,
+401 UNAUTHORIZED. Job ids are native (`job_...`); UUIDs are taken too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.responses import FileResponse
+
+from tuneyard.api.deps import AppContext, Caller, Context, JobRead, OwnedJob
+from tuneyard.api.dialects import statuses
+from tuneyard.api.dialects.base import Dialect
+from tuneyard.api.dialects.http import epoch_ms, listing, parse, read_json, render_envelope_400, validate
+from tuneyard.api.dialects.training_words import DIALECT, NAMES, LocalTrainingJob, checkpoint_ref
+from tuneyard.api.dialects.translate import renamed, split_secrets
+from tuneyard.api.schemas.common import ERROR_RESPONSES
+from tuneyard.services import dataset_paths, jobs, lookup, model_ops, runs, stats, templates, timeline
+from tuneyard.services.errors import InvalidRequest
+from tuneyard.services.job_view import JobView
+from tuneyard.services.submission import JobRequest, plan_job
+from tuneyard.services.templates import TemplateBody
+from tuneyard.store import telemetry
+from tuneyard.store.status import JobStatus
+from tuneyard.store.tables import Job
+from tuneyard.store.tenancy import Principal
+
+PREFIX = "/api/training"
+LOCAL = statuses.LOCAL_TRAINING
+AGENT = statuses.AGENT_TRAINING
+MB = 1024 * 1024
+
+RESPONSES = {code: shape for code, shape in ERROR_RESPONSES.items() if code != 422}
+BAD_REQUEST: dict[int | str, dict[str, Any]] = {400: {**ERROR_RESPONSES[422], "description": (
+    "INVALID_REQUEST: the body is not JSON, or the body or the query does not validate; `details.problems` "
+    "names every field at fault")}}
+
+router = APIRouter(prefix=PREFIX, tags=["training"], responses=RESPONSES)
+
+
+def _job(view: JobView) -> dict[str, Any]:
+    """003's job object (status in its words, progress 0–1, iterations, dates in epoch ms)."""
+    progress = view.progress
+    return {
+        "id": view.id, "status": AGENT[view.status], "datasetId": _dataset_of(view), "backend": "native",
+        "model": view.spec.get("base_model"), "createdAt": epoch_ms(view.created_at),
+        "completedAt": epoch_ms(view.finished_at),
+        "progress": None if progress.percent is None else round(progress.percent / 100, 4),
+        "currentIteration": progress.step, "totalIterations": progress.total_steps, "loss": view.loss,
+    }
+
+
+def _dataset_of(view: JobView) -> str | None:
+    """The dataset the job trains on, as it named it (002's jobs: the one copied from dataset_path)."""
+    named = view.spec.get("dataset_id")
+    if isinstance(named, str):
+        return named
+    refs = view.spec.get("datasets")
+    first = refs[0] if isinstance(refs, list) and refs and isinstance(refs[0], dict) else {}
+    found = first.get("id") or first.get("name")
+    return found if isinstance(found, str) else None
+
+
+def _answer(view: JobView) -> dict[str, Any]:
+    """002's fields for one job, and 003's job object beside them."""
+    progress = view.progress
+    config = dict((view.labels.get(DIALECT) or {}).get("config") or {})
+    return {"job_id": view.id, "status": LOCAL[view.status], "config": config,
+            "progress": {"step": progress.step, "total_steps": progress.total_steps, "percent": progress.percent,
+                         "epoch": progress.epoch, "eta_s": progress.eta_s, "loss": view.loss},
+            "error": view.error, "job": _job(view)}
+
+
+JOB_BODY = {"content": {"application/json": {"schema": LocalTrainingJob.model_json_schema(
+    ref_template="#/components/schemas/{model}")}}, "required": True}
+
+
+@router.post("/jobs", status_code=status.HTTP_201_CREATED, responses=BAD_REQUEST,
+             openapi_extra={"requestBody": JOB_BODY})
+async def submit_job(request: Request, context: Context, caller: Caller) -> dict[str, Any]:
+    """Submit a job: `{"job_id", "status": "pending", "config", "job"}`. The body is read as JSON
+    whatever its Content-Type; the whole of it is checked before anything is made."""
+    body = validate(LocalTrainingJob, await read_json(request), NAMES)
+    return await anyio.to_thread.run_sync(_submit, body, context, caller)
+
+
+def _submit(body: LocalTrainingJob, context: AppContext, caller: Principal) -> dict[str, Any]:
+    db, settings = context.db, context.settings
+    problems: list[dict[str, Any]] = []
+    if body.distributed or body.num_nodes > 1:
+        field = "distributed" if body.distributed else "num_nodes"
+        problems.append({"field": field, "message": (
+            f"this server trains on one node (executor {settings.executor!r}); a distributed run needs a "
+            "scale-out executor (TUNEYARD_EXECUTOR)")})
+    try:
+        dataset_paths.resolve(settings, body.dataset_path)
+    except InvalidRequest as exc:
+        problems.extend(exc.problems)
+    model = lookup.model_reference(db, caller.org_id, body.base_model)
+    stored, secrets = split_secrets(body)
+    labels = {"config": body.shown_config()}
+    # Everything but the data first, so a bad request copies no file and makes no dataset.
+    check = JobRequest(spec=body.spec(model, None), name=body.run_name, problems=tuple(problems),
+                       dialect=DIALECT, labels=labels, secrets=secrets, submitted=stored)
+    try:
+        plan_job(db, settings, caller.org_id, check)
+    except InvalidRequest as exc:
+        left = [p for p in exc.problems if not str(p["field"]).startswith("datasets")]
+        if left:
+            raise renamed(InvalidRequest(left), NAMES) from None
+    dataset = dataset_paths.dataset_for_path(db, settings, caller.org_id, body.dataset_path)
+    job = JobRequest(spec=body.spec(model, dataset.id), name=body.run_name, dialect=DIALECT, labels=labels,
+                     secrets=secrets, submitted={**stored, "dataset_id": dataset.id})
+    try:
+        submitted = jobs.submit_job(db, settings, caller, job)
+    except InvalidRequest as exc:
+        raise renamed(exc, NAMES) from None
+    answer = _answer(submitted.job)
+    warnings = body.warnings()
+    return {**answer, **({"warnings": warnings} if warnings else {})}
+
+
+@router.get("/jobs")
+def list_jobs(context: Context, caller: Caller) -> dict[str, Any]:
+    """Every job, newest first: 003's job objects, each with 002's `job_id` and status."""
+    found = jobs.list_jobs(context.db, context.settings, caller.org_id, limit=100).items
+    return listing("jobs", [{**_job(v), "job_id": v.id, "state": LOCAL[v.status]} for v in found])
+
+
+@router.get("/jobs/{job_id}")
+def get_job(job: OwnedJob, context: Context) -> dict[str, Any]:
+    """The job's status and progress (002), and `job` (003: progress 0–1, iterations, loss)."""
+    return _answer(jobs.views(context.db, context.settings, [job])[0])
+
+
+@router.delete("/jobs/{job_id}")
+def cancel_job(job: OwnedJob, context: Context) -> dict[str, Any]:
+    """Cancel the job (002's DELETE); its record stays."""
+    return _answer(jobs.cancel_job(context.db, context.settings, job.org_id, job.id))
+
+
+@router.get("/jobs/{job_id}/logs", responses=BAD_REQUEST)
+async def tail_logs(read: JobRead, context: Context,
+                    tail: Annotated[int, Query(ge=1, le=100_000)] = 100) -> dict[str, Any]:
+    """The last `tail` log lines, oldest first."""
+    def query(session: Any, job: Job) -> dict[str, Any]:
+        lines = timeline.shown_logs(session, context.settings, job, tail=tail)
+        return {"job_id": job.id, "lines": [line["message"] for line in lines], "logs": lines}
+    return await read(query)
+
+
+@router.get("/jobs/{job_id}/output")
+def list_output(job: OwnedJob, context: Context, request: Request) -> dict[str, Any]:
+    """The trained model's files, each with a URL that downloads it (404 until the model exists)."""
+    folder = jobs.model_folder(context.db, context.settings, job)
+    found = [a for a in runs.list_artifacts(folder) if "/" not in a.path]
+    files = [{"name": a.path, "size_mb": round(a.bytes / MB, 2),
+              "download_url": str(request.url_for("download_output", job_id=job.id, file=a.path))} for a in found]
+    return {"job_id": job.id, "status": LOCAL[JobStatus(job.status)], "files": files, "total_files": len(files),
+            "total_size_mb": round(sum(a.bytes for a in found) / MB, 2)}
+
+
+@router.get("/jobs/{job_id}/output/{file}", response_class=FileResponse)
+def download_output(job: OwnedJob, context: Context, file: str) -> Response:
+    """One file of the trained model; a name that leaves the folder is not found."""
+    folder = jobs.model_folder(context.db, context.settings, job)
+    target = runs.safe_child(folder, file)
+    return FileResponse(target, filename=Path(target).name, media_type="application/octet-stream")
+
+
+@router.post("/jobs/{job_id}/merge", status_code=status.HTTP_201_CREATED)
+def merge(job: OwnedJob, context: Context, caller: Caller) -> dict[str, Any]:
+    """Fold the completed LoRA job's adapter into its base: `{"merge_job_id"}`, a job to poll."""
+    request = JobRequest(spec=model_ops.merge_body(context.db, job), dialect=DIALECT)
+    submitted = jobs.submit_job(context.db, context.settings, caller, request)
+    return {"merge_job_id": submitted.job.id, "status": LOCAL[submitted.job.status], "job": _job(submitted.job)}
+
+
+RESUME_BODY = {"required": False, "content": {"application/json": {"schema": {
+    "type": "object", "additionalProperties": False, "properties": {"checkpoint": {
+        "type": "string",
+        "description": "HF Trainer's `checkpoint-N` (step N) or a checkpoint id; none: the latest"}}}}}}
+
+
+@router.post("/jobs/{job_id}/resume", responses=BAD_REQUEST, openapi_extra={"requestBody": RESUME_BODY})
+async def resume(job: OwnedJob, context: Context, request: Request) -> dict[str, Any]:
+    """Queue a stopped, cancelled or failed job again from its latest checkpoint, or from
+    `{"checkpoint": "checkpoint-500"}` (step 500) or a checkpoint id. The body is JSON whatever its
+    Content-Type (002's printed curl sends a form type)."""
+    body = await read_json(request, empty={})
+    if not isinstance(body, dict) or set(body) - {"checkpoint"} or not isinstance(body.get("checkpoint", ""), str):
+        raise InvalidRequest([{"field": "checkpoint", "message": 'expected {"checkpoint": "checkpoint-N"} or no body'}])
+    return await anyio.to_thread.run_sync(_resume, job, context, body.get("checkpoint"))
+
+
+def _resume(job: Job, context: AppContext, name: str | None) -> dict[str, Any]:
+    checkpoint = None
+    if name:
+        kind, step = checkpoint_ref(name)
+        with context.db.read() as session:
+            found = telemetry.read_checkpoints(session, job.id)
+        match = [c for c in found if (c.step == step if kind == "step" else name in (c.id, c.uuid))]
+        if not match:
+            have = ", ".join(f"checkpoint-{c.step}" for c in found) or "none"
+            message = f"no checkpoint {name!r} of this job; it has {have}"
+            raise InvalidRequest([{"field": "checkpoint", "message": message}])
+        checkpoint = match[0].id
+    return _answer(jobs.resume_job(context.db, context.settings, job.org_id, job.id, checkpoint))
+
+
+@router.get("/templates")
+def list_templates(context: Context, caller: Caller) -> dict[str, Any]:
+    """The built-in templates, then your own."""
+    return listing("templates", templates.list_templates(context.db, caller.org_id))
+
+
+@router.post("/templates", status_code=status.HTTP_201_CREATED, responses=BAD_REQUEST,
+             openapi_extra={"requestBody": {"content": {"application/json": {
+                 "schema": TemplateBody.model_json_schema(ref_template="#/components/schemas/{model}")}}}})
+async def save_template(request: Request, context: Context, caller: Caller) -> dict[str, Any]:
+    """Save a custom template: `{name, description, spec}` (a partial job spec)."""
+    body = await parse(request, TemplateBody)
+    return await anyio.to_thread.run_sync(templates.save_template, context.db, caller.org_id, body)
+
+
+@router.get("/stats")
+def get_stats(context: Context, caller: Caller) -> dict[str, Any]:
+    """Counters: jobs by status (002's words and tuneyard's), models, datasets, queue, live workers."""
+    found = stats.org_stats(context.db, context.settings, caller.org_id)
+    words: dict[str, int] = {}
+    for native, count in found.jobs_by_status.items():
+        word = LOCAL[JobStatus(native)]
+        words[word] = words.get(word, 0) + count
+    return {"jobs": words, "jobs_by_status": found.jobs_by_status, "total_jobs": sum(words.values()),
+            "models": found.models, "datasets": found.datasets, "queue_depth": found.queue_depth,
+            "workers_alive": found.workers_alive}
+
+
+def dialect() -> Dialect:
+    return Dialect(name=DIALECT, prefixes=(PREFIX,), router=router, render_error=render_envelope_400,
+                   status_names=LOCAL)
