@@ -34,8 +34,12 @@ def record(http: httpx.Client, job_id: str) -> dict[str, Any]:
 
 def test_the_archetype_document_against_a_live_server(service: Service) -> None:
     service.start_serve()
-    http = httpx.Client(base_url=service.url, timeout=60,
-                        headers={"Authorization": f"Bearer {find_api_key(service.data_dir)}"})
+    with httpx.Client(base_url=service.url, timeout=60,
+                      headers={"Authorization": f"Bearer {find_api_key(service.data_dir)}"}) as http:
+        replay(service, http)
+
+
+def replay(service: Service, http: httpx.Client) -> None:
     uploaded = http.post("/v1/files", files={"file": ("tiny-chat.jsonl", EXAMPLES.read_bytes())},
                          data={"purpose": "fine-tune"})
     assert uploaded.status_code == 201, uploaded.text
