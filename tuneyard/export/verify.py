@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from tuneyard.export.formats import Quantization
+from tuneyard.export.llama_loading import load_llama
 
 VERIFY_TEXTS: tuple[str, ...] = (
     "The quick brown fox jumps over the lazy dog.",
@@ -56,14 +57,11 @@ class Verification:
 def verify(model: Any, tokenizer: Any, gguf_file: Path, texts: list[str], quantization: Quantization,
            threads: int) -> Verification:
     """Compare `model` (transformers, fp32) with the GGUF on `texts`; `passed` says if it meets the bound."""
-    from llama_cpp import Llama
-
     result = Verification(quantization.name, len(texts), bound={
         "min_top1": quantization.min_top1, "max_abs_logit_delta": quantization.max_abs_logit_delta})
     reference = [tokenizer(text, add_special_tokens=True)["input_ids"] for text in texts]
     n_ctx = max(len(ids) for ids in reference) + 8
-    llm = Llama(model_path=str(gguf_file), n_ctx=n_ctx, n_batch=n_ctx, n_threads=threads,
-                logits_all=True, verbose=False)
+    llm = load_llama(str(gguf_file), n_ctx=n_ctx, n_batch=n_ctx, n_threads=threads, logits_all=True, verbose=False)
     agree = 0
     try:
         for index, (text, ids) in enumerate(zip(texts, reference, strict=True)):

@@ -5,55 +5,14 @@ end-of-sequence token."""
 
 from __future__ import annotations
 
-import contextlib
-import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
+from tuneyard.export.llama_loading import load_llama
 from tuneyard.serving.backends import BackendError, Chunk, Event, Finish, ModelToLoad, Prompt, Sampling, StopScanner
 
 CONTEXT_TOKENS = 2048
 """The context llama.cpp allocates (the model's own when smaller): its KV cache is sized by it."""
-
-
-_LOADING = threading.Lock()
-
-
-def _cpu_advertises_amx() -> bool:
-    try:
-        return " amx_tile" in Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-
-
-@contextlib.contextmanager
-def _extra_buffers(allowed: bool) -> Iterator[None]:
-    """Load with llama.cpp's extra weight buffers (repacked layouts, AMX tiles) only when `allowed`.
-
-    On a CPU that advertises AMX inside a VM that does not grant the tile state, llama.cpp 0.3.36's
-    AMX matrix multiply segfaults on the first batch of more than one token (seen here: the q4_1
-    SmolLM2 GGUF dies in ggml_backend_amx_mul_mat). llama-cpp-python has no argument for
-    `use_extra_bufts`, so the model's default parameters are changed for this one load.
-    """
-    if allowed:
-        yield
-        return
-    import llama_cpp.llama as binding
-
-    with _LOADING:
-        defaults = binding.llama_cpp.llama_model_default_params
-
-        def without_extra() -> Any:
-            params = defaults()
-            params.use_extra_bufts = False
-            return params
-
-        binding.llama_cpp.llama_model_default_params = without_extra
-        try:
-            yield
-        finally:
-            binding.llama_cpp.llama_model_default_params = defaults
 
 
 class LlamaCppBackend:
@@ -64,13 +23,11 @@ class LlamaCppBackend:
         self.formatter: Any = None
 
     def load(self, model: ModelToLoad, threads: int) -> None:
-        from llama_cpp import Llama
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         try:
-            with _extra_buffers(not _cpu_advertises_amx()):
-                self.llm = Llama(model_path=model.source, n_ctx=CONTEXT_TOKENS, n_threads=max(1, threads),
-                                 n_threads_batch=max(1, threads), verbose=False)
+            self.llm = load_llama(model.source, n_ctx=CONTEXT_TOKENS, n_threads=max(1, threads),
+                                  n_threads_batch=max(1, threads), verbose=False)
         except (ValueError, RuntimeError, OSError) as exc:
             raise BackendError(f"llama.cpp cannot load {model.key}'s GGUF: {exc}", user=False) from exc
         template = self.llm.metadata.get("tokenizer.chat_template")
