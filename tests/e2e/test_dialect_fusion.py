@@ -179,6 +179,10 @@ def test_document_001_replayed(service: Service, fusion: httpx.Client) -> None:
     assert len(native) == 3  # one job is one job: the same three in /v1
 
 
+RETRY_STEPS = 200
+"""Long enough that the kill lands mid-run on a quiet host, where tiny-llama takes ~20 steps a second."""
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_dead_workers_run_is_retried_from_its_checkpoint(service: Service) -> None:
     serve = service.start_serve()  # the API with its worker: killing it kills the worker
@@ -187,7 +191,7 @@ def test_a_dead_workers_run_is_retried_from_its_checkpoint(service: Service) -> 
         dataset_id = the_dataset(service, fusion)
         run = created(fusion.post("/jobs", json={
             "type": "finetune", "idempotency_key": "ft-retry", "source_model_id": "tiny-llama",
-            "dataset_id": dataset_id, "hyperparams": {"steps": 60, "save_steps": 10}}), "finetune")
+            "dataset_id": dataset_id, "hyperparams": {"steps": RETRY_STEPS, "save_steps": 10}}), "finetune")
         native_id = service.client().list_jobs()["data"][0]["id"]
         run_dir = service.data_dir / "runs" / native_id
 
@@ -203,8 +207,8 @@ def test_a_dead_workers_run_is_retried_from_its_checkpoint(service: Service) -> 
         service.start_serve()
         job, points, lines = follow(fusion, run["id"])
         assert job["status"] == "completed" and job["retries"] == 1, job
-        assert job["last_checkpoint_step"] == 60
-        assert sorted({p["step"] for p in points}) == list(range(1, 61))
+        assert job["last_checkpoint_step"] == RETRY_STEPS
+        assert sorted({p["step"] for p in points}) == list(range(1, RETRY_STEPS + 1))
         kinds = [e["kind"] for e in fusion.get(f"/jobs/{run['id']}/events").json()]
         assert "lease_expired" in kinds and kinds.count("running") == 2
         resumed = [line["text"] for line in lines if line["text"].startswith("resumed from step-")]

@@ -76,15 +76,20 @@ def test_document_002_replayed(service: Service) -> None:
         assert "model.safetensors" in {f["name"] for f in merged_files}
 
         # Resume from a checkpoint: a longer job, stopped through /v1, resumed from checkpoint-N.
-        longer = curl.post("/api/training/jobs", json={**PRINTED, "num_epochs": 4}).json()["job_id"]
+        # 12 epochs of 15 steps: ~10 s on a quiet host (4 took ~5 s, and a stop could come too late)
+        longer = curl.post("/api/training/jobs", json={**PRINTED, "num_epochs": 12}).json()["job_id"]
 
         def checkpointed() -> int | None:
             step = curl.get(f"/v1/jobs/{longer}").json()["last_checkpoint_step"]
             return step if step else None
 
-        step = wait_until(checkpointed, timeout=600, interval=0.5)
+        wait_until(checkpointed, timeout=600, interval=0.5)
         assert curl.post(f"/v1/jobs/{longer}/stop").status_code == 200
         wait_until(lambda: curl.get(f"/v1/jobs/{longer}").json()["status"] == "stopped", timeout=300)
+        # The stop saves a checkpoint of its own, and save_total_limit may prune the one seen before it:
+        # resume from one the stopped job still has.
+        step = checkpointed()
+        assert step is not None
         assert curl.get(f"/api/training/jobs/{longer}").json()["status"] == "cancelled"  # 002 has no stopped
         resumed = curl.post(f"/api/training/jobs/{longer}/resume", content=f'{{"checkpoint": "checkpoint-{step}"}}',
                             headers={"Content-Type": "application/x-www-form-urlencoded"})  # curl -d, as printed

@@ -55,14 +55,18 @@ def test_the_openai_client_fine_tunes_pauses_resumes_serves_and_cancels(served: 
     assert [f.id for f in openai.files.list()] == [file.id]
     job = openai.fine_tuning.jobs.create(
         model="tiny-llama", training_file=file.id, suffix="adder", seed=7, metadata={"case": "e2e"},
-        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 5, "batch_size": 2}}})
+        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 40, "batch_size": 2}}})
     assert (job.object, job.status, job.seed, job.metadata) == ("fine_tuning.job", "queued", 7, {"case": "e2e"})
     doomed = openai.fine_tuning.jobs.create(model="tiny-llama", training_file=file.id)  # queued behind it
     assert openai.fine_tuning.jobs.cancel(doomed.id).status == "cancelled"
 
-    def step() -> int:
-        return int((native.get(f"/v1/jobs/{job.id}").json().get("progress") or {}).get("step") or 0)
-    wait_until(lambda: step() >= 2, timeout=600)
+    def training() -> dict[str, Any] | None:
+        """The native job once it has taken two steps, or once it ended: 160 steps (8 chats, batch 2,
+        40 epochs) take ~10 s on a quiet host, so a pause arrives while it runs, which is checked."""
+        now = native.get(f"/v1/jobs/{job.id}").json()
+        step = int((now.get("progress") or {}).get("step") or 0)
+        return now if step >= 2 or now["status"] in ("completed", "failed", "cancelled") else None
+    assert wait_until(training, timeout=600)["status"] == "running"
     assert openai.fine_tuning.jobs.pause(job.id).status in ("pausing", "paused")
     paused = until(openai, job.id, "paused")
     assert native.get(f"/v1/jobs/{job.id}").json()["status"] == "stopped"  # one job, seen natively
