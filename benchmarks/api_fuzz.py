@@ -56,6 +56,12 @@ REFERENCING = (("POST", "/v1/jobs"), ("POST", "/v1/datasets"), ("POST", "/v1/bas
                # a model that must exist and be activated; max_tokens and max_completion_tokens exclusive
                ("POST", "/v1/chat/completions"), ("POST", "/v1/completions"),
                ("POST", "/v1/models/{model_id}/activate"))
+REFERENCING_400 = (("GET", "/jobs"), ("POST", "/jobs"), ("POST", "/training/recommend"),
+                   ("POST", "/felix/training-jobs"), ("POST", "/v0.5/fine-tune/jobs"),
+                   ("GET", "/v1/fine_tuning/jobs"), ("POST", "/v1/fine_tuning/jobs"),
+                   ("POST", "/api/training/jobs"), ("POST", "/api/training/templates"))
+"""The same for the dialects, whose documents answer such a request 400 INVALID_REQUEST (a cursor or
+`after` that names no job, a dataset, file, model or template spec field that does not exist)."""
 ADMIN_OPERATIONS = (("POST", "/v1/base-models"), ("GET", "/metrics"), ("GET", "/v1/serving"))
 SETTINGS = {  # what the fuzzer creates must not run into the limits a user would (they are tested elsewhere)
     "TUNEYARD_JOB_CREATE_RATE_PER_MINUTE": "100000",
@@ -101,6 +107,9 @@ def config_toml() -> str:
     accepted = '["2xx", "401", "403", "404", "409", "422", "429"]'
     for method, path in REFERENCING:
         blocks.append(_operation(method, path, f"checks.positive_data_acceptance.expected-statuses = {accepted}"))
+    accepted_400 = '["2xx", "400", "401", "403", "404", "409", "429"]'
+    for method, path in REFERENCING_400:
+        blocks.append(_operation(method, path, f"checks.positive_data_acceptance.expected-statuses = {accepted_400}"))
     # A multipart part is bytes whatever JSON type the fuzzer meant: `file` mutated to an object
     # arrives as a file holding '{}', a good upload, so a 201 there is no failure. (An operation's
     # `enabled = false` is not read for this check in 4.32.5; its expected statuses are.) purpose's

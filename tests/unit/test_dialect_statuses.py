@@ -41,3 +41,11 @@ def test_the_words_the_issue_names() -> None:
 def test_a_table_without_a_word_for_some_status_is_refused() -> None:
     with pytest.raises(ValueError, match="cancelled"):
         statuses._table({s: s.value for s in JobStatus if s is not JobStatus.CANCELLED})
+
+
+def test_felixs_status_filter_schema_lists_its_documented_words() -> None:
+    from typing import get_args
+
+    from tuneyard.api.dialects import felix
+
+    assert set(get_args(felix.FelixStatus)) == statuses.DOCUMENTED["felix"]

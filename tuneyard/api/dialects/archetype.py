@@ -185,13 +185,13 @@ def list_jobs(context: Context, caller: Caller, request: Request) -> dict[str, A
     return listing("jobs", [record(context.db, v, _base(request)) for v in found])
 
 
-@router.get("/{job_id}")
+@router.get("/{job_id}", responses=BAD_REQUEST)  # a job_id outside 1-64 characters
 def get_job(job_id: JobIdParam, context: Context, caller: Caller, request: Request) -> dict[str, Any]:
     """The full record of one fine-tune job of the organization."""
     return record(context.db, _view(context, caller, job_id), _base(request))
 
 
-@router.post("/{job_id}/cancel")
+@router.post("/{job_id}/cancel", responses=BAD_REQUEST)
 def cancel_job(job_id: JobIdParam, context: Context, caller: Caller, request: Request) -> dict[str, Any]:
     """Cancel the job: CANCELLED at once when no worker holds it, else STOPPING until its runner ends."""
     view = _view(context, caller, job_id)
@@ -205,7 +205,7 @@ def cancel_job(job_id: JobIdParam, context: Context, caller: Caller, request: Re
 
 
 @router.get("/{job_id}/inference-config", response_class=Response,
-            responses={200: {"content": {"application/yaml": {}}}})
+            responses={200: {"content": {"application/yaml": {}}}, **BAD_REQUEST})
 def get_inference_config(job_id: JobIdParam, context: Context, caller: Caller, request: Request) -> Response:
     """The YAML that serves the job's model: where it is, its base, the adapter, chat template and
     generation defaults. 404 until the job has a model."""

@@ -52,6 +52,9 @@ STATUS_NAMES = statuses.FELIX
 LIST_PAGE = 200
 """Jobs read per page while listing: Felix's list has no pagination, so all of them are answered."""
 
+FelixStatus = Literal["requested", "running", "complete", "failed", "stopped"]
+"""Document 000's statuses (api/dialects/statuses.DOCUMENTED["felix"]), the filter's schema."""
+
 router = APIRouter(prefix=PREFIX, tags=["felix"], responses=RESPONSES)
 
 
@@ -127,11 +130,10 @@ def _in_felix_words(refused: InvalidRequest, names: list[str]) -> InvalidRequest
     return InvalidRequest(problems)
 
 
-@router.get("/training-jobs")  # its 400 on a bad filter is documented once the rule for queries is in main
+@router.get("/training-jobs", responses=BAD_REQUEST)  # a status filter not in Felix's words
 def list_training_jobs(
     context: Context, caller: Caller,
-    status_filter: Annotated[str | None, Query(alias="status", max_length=32,
-                                               description="requested, running, complete, failed or stopped")] = None,
+    status_filter: Annotated[FelixStatus | None, Query(alias="status", description="One of Felix's statuses.")] = None,
     project_id: Annotated[Ident | None, Query(description="Only the jobs of this project.")] = None,
 ) -> dict[str, Any]:
     """All your training jobs, newest first."""
