@@ -67,7 +67,10 @@ def check_merged(run_dir: Path, base: Path, adapter: Path) -> dict[str, object]:
     expected = adapter_logits(base, adapter, ids)
     assert not torch.allclose(expected, load_base(base)(input_ids=ids).logits, atol=1e-3), \
         "the adapter must change the logits for this test to mean anything"
-    assert (merged(input_ids=ids).logits - expected).abs().max().item() <= 1e-4
+    # 1e-4 for logits up to 10 in size, relative beyond: SmolLM2's reach ~20, where the merged fp32
+    # weights' rounding left 1.4e-4 on an AMX host (7e-6 of the scale; 1.7e-4 with both sides in fp64).
+    bound = 1e-4 * max(1.0, expected.abs().max().item() / 10)
+    assert (merged(input_ids=ids).logits - expected).abs().max().item() <= bound
     result: dict[str, object] = json.loads((run_dir / "result.json").read_text())
     return result
 
@@ -111,4 +114,5 @@ def test_merge_smollm2(tmp_path: Path, model_cache: Path) -> None:
     adapter = make_adapter(base, tmp_path / "adapter")
     run_dir = tmp_path / "run"
     assert run_runner(merge_spec(tmp_path, adapter), run_dir, model_cache) == 0, (run_dir / "runner.log").read_text()
-    assert float(check_merged(run_dir, base, adapter)["max_logit_delta"]) <= 1e-4  # type: ignore[arg-type]
+    # The job's own probe (fp32, logits up to ~20): 1.7e-4 on an AMX host, 7e-6 of the scale; see check_merged.
+    assert float(check_merged(run_dir, base, adapter)["max_logit_delta"]) <= 2e-4  # type: ignore[arg-type]
