@@ -138,10 +138,7 @@ def list_training_jobs(
 ) -> dict[str, Any]:
     """All your training jobs, newest first."""
     native: list[str | None] = [None]
-    if status_filter is not None:
-        if status_filter not in statuses.DOCUMENTED[DIALECT]:
-            raise InvalidRequest([{"field": "status", "message": (
-                f"{status_filter!r} is not a status; give one of requested, running, complete, failed, stopped")}])
+    if status_filter is not None:  # one of FelixStatus: the schema refuses any other word, 400 naming status
         native = [s.value for s in sorted(statuses.statuses_named(STATUS_NAMES, status_filter))]
     found: list[JobView] = []
     for one in native:
