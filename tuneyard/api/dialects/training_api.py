@@ -20,7 +20,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import FileResponse
 
 from tuneyard.api.deps import AppContext, Caller, Context, JobRead, OwnedJob
-from tuneyard.api.dialects import statuses
+from tuneyard.api.dialects import agent_data, agent_training, statuses
 from tuneyard.api.dialects.base import Dialect
 from tuneyard.api.dialects.http import epoch_ms, listing, parse, read_json, render_envelope_400, validate
 from tuneyard.api.dialects.training_words import DIALECT, NAMES, LocalTrainingJob, checkpoint_ref
@@ -248,5 +248,10 @@ def get_stats(context: Context, caller: Caller) -> dict[str, Any]:
 
 
 def dialect() -> Dialect:
-    return Dialect(name=DIALECT, prefixes=(PREFIX,), router=router, render_error=render_envelope_400,
+    """002's routes and 003's (`agent_data`, `agent_training`) under the one prefix both documents use."""
+    served = APIRouter(responses=RESPONSES)
+    served.include_router(router)
+    served.include_router(agent_data.router, prefix=PREFIX)
+    served.include_router(agent_training.router, prefix=PREFIX)
+    return Dialect(name=DIALECT, prefixes=(PREFIX,), router=served, render_error=render_envelope_400,
                    status_names=LOCAL)
