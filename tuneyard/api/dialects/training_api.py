@@ -21,12 +21,26 @@ from fastapi.responses import FileResponse
 
 from tuneyard.api.deps import AppContext, Caller, Context, JobRead, OwnedJob
 from tuneyard.api.dialects import agent_data, agent_training, statuses
+from tuneyard.api.dialects.agent_words import NAMES as AGENT_NAMES
+from tuneyard.api.dialects.agent_words import AgentTrainingJob, job_object, which_document
 from tuneyard.api.dialects.base import Dialect
-from tuneyard.api.dialects.http import epoch_ms, listing, parse, read_json, render_envelope_400, validate
+from tuneyard.api.dialects.http import listing, parse, read_json, render_envelope_400, validate
 from tuneyard.api.dialects.training_words import DIALECT, NAMES, LocalTrainingJob, checkpoint_ref
 from tuneyard.api.dialects.translate import renamed, split_secrets
 from tuneyard.api.schemas.common import ERROR_RESPONSES
-from tuneyard.services import dataset_paths, jobs, lookup, model_ops, runs, stats, templates, timeline
+from tuneyard.services import (
+    dataset_paths,
+    datasets,
+    estimates,
+    files,
+    jobs,
+    lookup,
+    model_ops,
+    runs,
+    stats,
+    templates,
+    timeline,
+)
 from tuneyard.services.errors import InvalidRequest
 from tuneyard.services.job_view import JobView
 from tuneyard.services.submission import JobRequest, plan_job
@@ -49,29 +63,6 @@ BAD_REQUEST: dict[int | str, dict[str, Any]] = {400: {**ERROR_RESPONSES[422], "d
 router = APIRouter(prefix=PREFIX, tags=["training"], responses=RESPONSES)
 
 
-def _job(view: JobView) -> dict[str, Any]:
-    """003's job object (status in its words, progress 0–1, iterations, dates in epoch ms)."""
-    progress = view.progress
-    return {
-        "id": view.id, "status": AGENT[view.status], "datasetId": _dataset_of(view), "backend": "native",
-        "model": view.spec.get("base_model"), "createdAt": epoch_ms(view.created_at),
-        "completedAt": epoch_ms(view.finished_at),
-        "progress": None if progress.percent is None else round(progress.percent / 100, 4),
-        "currentIteration": progress.step, "totalIterations": progress.total_steps, "loss": view.loss,
-    }
-
-
-def _dataset_of(view: JobView) -> str | None:
-    """The dataset the job trains on, as it named it (002's jobs: the one copied from dataset_path)."""
-    named = view.spec.get("dataset_id")
-    if isinstance(named, str):
-        return named
-    refs = view.spec.get("datasets")
-    first = refs[0] if isinstance(refs, list) and refs and isinstance(refs[0], dict) else {}
-    found = first.get("id") or first.get("name")
-    return found if isinstance(found, str) else None
-
-
 def _answer(view: JobView) -> dict[str, Any]:
     """002's fields for one job, and 003's job object beside them."""
     progress = view.progress
@@ -79,23 +70,49 @@ def _answer(view: JobView) -> dict[str, Any]:
     return {"job_id": view.id, "status": LOCAL[view.status], "config": config,
             "progress": {"step": progress.step, "total_steps": progress.total_steps, "percent": progress.percent,
                          "epoch": progress.epoch, "eta_s": progress.eta_s, "loss": view.loss},
-            "error": view.error, "job": _job(view)}
+            "error": view.error, "job": job_object(view)}
 
 
-JOB_BODY = {"content": {"application/json": {"schema": LocalTrainingJob.model_json_schema(
-    ref_template="#/components/schemas/{model}")}}, "required": True}
+JOB_BODY = {"content": {"application/json": {"schema": {"oneOf": [
+    LocalTrainingJob.model_json_schema(ref_template="#/components/schemas/{model}"),
+    AgentTrainingJob.model_json_schema(ref_template="#/components/schemas/{model}")]}}}, "required": True}
 
 
 @router.post("/jobs", status_code=status.HTTP_201_CREATED, responses=BAD_REQUEST,
              openapi_extra={"requestBody": JOB_BODY})
 async def submit_job(request: Request, context: Context, caller: Caller) -> dict[str, Any]:
-    """Submit a job: `{"job_id", "status": "pending", "config", "job"}`. The body is read as JSON
-    whatever its Content-Type; the whole of it is checked before anything is made."""
-    body = validate(LocalTrainingJob, await read_json(request), NAMES)
+    """Submit a job in document 002's words (`base_model`, `dataset_path`, ...) or 003's (`datasetId`,
+    `backend`, `model`, `iterations`, ...), told apart by its fields (`agent_words.which_document`; a
+    body with fields of both is 400 naming them): `{"job_id", "status": "pending", "config", "job"}`.
+    The body is read as JSON whatever its Content-Type; the whole of it is checked before anything is made."""
+    data = await read_json(request)
+    if which_document(data) == "003":
+        agent = validate(AgentTrainingJob, data, AGENT_NAMES)
+        view = await anyio.to_thread.run_sync(agent_training.submit, agent, context, caller)
+        return _answer(view)
+    body = validate(LocalTrainingJob, data, NAMES)
     return await anyio.to_thread.run_sync(_submit, body, context, caller)
 
 
 def _submit(body: LocalTrainingJob, context: AppContext, caller: Principal) -> dict[str, Any]:
+    db, settings = context.db, context.settings
+    model, labels, stored, secrets = _checked(body, context, caller)
+    dataset = dataset_paths.dataset_for_path(db, settings, caller.org_id, body.dataset_path)
+    job = JobRequest(spec=body.spec(model, dataset.id), name=body.run_name, dialect=DIALECT, labels=labels,
+                     secrets=secrets, submitted={**stored, "dataset_id": dataset.id})
+    try:
+        submitted = jobs.submit_job(db, settings, caller, job)
+    except InvalidRequest as exc:
+        raise renamed(exc, NAMES) from None
+    answer = _answer(submitted.job)
+    warnings = body.warnings()
+    return {**answer, **({"warnings": warnings} if warnings else {})}
+
+
+def _checked(body: LocalTrainingJob, context: AppContext,
+             caller: Principal) -> tuple[str, dict[str, Any], dict[str, Any], dict[str, str]]:
+    """Everything of a 002 body but its data, checked as a submission: (base model, labels, what may
+    be stored, secrets). First, so a bad request copies no file and makes no dataset."""
     db, settings = context.db, context.settings
     problems: list[dict[str, Any]] = []
     if body.distributed or body.num_nodes > 1:
@@ -110,7 +127,6 @@ def _submit(body: LocalTrainingJob, context: AppContext, caller: Principal) -> d
     model = lookup.model_reference(db, caller.org_id, body.base_model)
     stored, secrets = split_secrets(body)
     labels = {"config": body.shown_config()}
-    # Everything but the data first, so a bad request copies no file and makes no dataset.
     check = JobRequest(spec=body.spec(model, None), name=body.run_name, problems=tuple(problems),
                        dialect=DIALECT, labels=labels, secrets=secrets, submitted=stored)
     try:
@@ -119,23 +135,45 @@ def _submit(body: LocalTrainingJob, context: AppContext, caller: Principal) -> d
         left = [p for p in exc.problems if not str(p["field"]).startswith("datasets")]
         if left:
             raise renamed(InvalidRequest(left), NAMES) from None
+    return model, labels, stored, secrets
+
+
+@router.post("/estimate", responses=BAD_REQUEST, openapi_extra={"requestBody": {
+    "content": {"application/json": {"schema": LocalTrainingJob.model_json_schema(
+        ref_template="#/components/schemas/{model}")}}, "required": True}})
+async def estimate(request: Request, context: Context, caller: Caller) -> dict[str, Any]:
+    """Memory, time and cost of the job a 002 body would submit (`services/estimates.py`): the peak
+    memory by component, steps and tokens, seconds calibrated on this server's finished jobs, and
+    cost. The body is checked exactly as POST /jobs checks it; nothing is queued or kept."""
+    body = validate(LocalTrainingJob, await read_json(request), NAMES)
+    return await anyio.to_thread.run_sync(_estimate, body, context, caller)
+
+
+def _estimate(body: LocalTrainingJob, context: AppContext, caller: Principal) -> dict[str, Any]:
+    db, settings = context.db, context.settings
+    model, _labels, stored, secrets = _checked(body, context, caller)
+    # The run's length needs the file's examples and tokens, which a dataset's validation counts:
+    # the file is read in as a submission would read it, and that copy is removed once estimated.
     dataset = dataset_paths.dataset_for_path(db, settings, caller.org_id, body.dataset_path)
-    job = JobRequest(spec=body.spec(model, dataset.id), name=body.run_name, dialect=DIALECT, labels=labels,
-                     secrets=secrets, submitted={**stored, "dataset_id": dataset.id})
     try:
-        submitted = jobs.submit_job(db, settings, caller, job)
-    except InvalidRequest as exc:
-        raise renamed(exc, NAMES) from None
-    answer = _answer(submitted.job)
-    warnings = body.warnings()
-    return {**answer, **({"warnings": warnings} if warnings else {})}
+        request = JobRequest(spec=body.spec(model, dataset.id), name=body.run_name, dialect=DIALECT,
+                             secrets=secrets, submitted=stored)
+        try:
+            found = estimates.estimate_job(db, settings, caller.org_id, request)
+        except InvalidRequest as exc:
+            raise renamed(exc, NAMES) from None
+    finally:
+        datasets.delete_dataset(db, caller.org_id, dataset.id)
+        for file_id in dataset.file_ids:
+            files.delete_file(db, caller.org_id, file_id)
+    return {**found, "base_model": body.base_model, "config": body.shown_config()}
 
 
 @router.get("/jobs")
 def list_jobs(context: Context, caller: Caller) -> dict[str, Any]:
     """Every job, newest first: 003's job objects, each with 002's `job_id` and status."""
     found = jobs.list_jobs(context.db, context.settings, caller.org_id, limit=100).items
-    return listing("jobs", [{**_job(v), "job_id": v.id, "state": LOCAL[v.status]} for v in found])
+    return listing("jobs", [{**job_object(v), "job_id": v.id, "state": LOCAL[v.status]} for v in found])
 
 
 @router.get("/jobs/{job_id}")
@@ -184,7 +222,7 @@ def merge(job: OwnedJob, context: Context, caller: Caller) -> dict[str, Any]:
     """Fold the completed LoRA job's adapter into its base: `{"merge_job_id"}`, a job to poll."""
     request = JobRequest(spec=model_ops.merge_body(context.db, job), dialect=DIALECT)
     submitted = jobs.submit_job(context.db, context.settings, caller, request)
-    return {"merge_job_id": submitted.job.id, "status": LOCAL[submitted.job.status], "job": _job(submitted.job)}
+    return {"merge_job_id": submitted.job.id, "status": LOCAL[submitted.job.status], "job": job_object(submitted.job)}
 
 
 RESUME_BODY = {"required": False, "content": {"application/json": {"schema": {
