@@ -59,7 +59,11 @@ REFERENCING = (("POST", "/v1/jobs"), ("POST", "/v1/datasets"), ("POST", "/v1/bas
 REFERENCING_400 = (("GET", "/jobs"), ("POST", "/jobs"), ("POST", "/training/recommend"),
                    ("POST", "/felix/training-jobs"), ("POST", "/v0.5/fine-tune/jobs"),
                    ("GET", "/v1/fine_tuning/jobs"), ("POST", "/v1/fine_tuning/jobs"),
-                   ("POST", "/api/training/jobs"), ("POST", "/api/training/templates"))
+                   ("POST", "/api/training/jobs"), ("POST", "/api/training/templates"),
+                   # 003's data: a trajectory's endTime after its startTime, a build that matches something,
+                   # an enabled auto-training with a job to submit
+                   ("POST", "/api/training/trajectories"), ("POST", "/api/training/datasets/build"),
+                   ("PUT", "/api/training/auto/config"))
 """The same for the dialects, whose documents answer such a request 400 INVALID_REQUEST (a cursor or
 `after` that names no job, a dataset, file, model or template spec field that does not exist)."""
 ADMIN_OPERATIONS = (("POST", "/v1/base-models"), ("GET", "/metrics"), ("GET", "/v1/serving"))
@@ -119,8 +123,8 @@ def config_toml() -> str:
     # A batch of trajectories bounded only by its texts' lengths can pass the body's 1 MiB: refused as
     # too large (413) before the schema's bounds are looked at, which is a refusal all the same.
     too_large = '["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429"]'
-    blocks.append(_operation("POST", "/v1/trajectories",
-                             f"checks.negative_data_rejection.expected-statuses = {too_large}"))
+    for path in ("/v1/trajectories", "/api/training/trajectories"):
+        blocks.append(_operation("POST", path, f"checks.negative_data_rejection.expected-statuses = {too_large}"))
     return "\n".join(blocks)
 
 

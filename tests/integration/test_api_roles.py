@@ -130,6 +130,15 @@ ROLES: dict[Op, tuple[str, int]] = {
     ("GET", "/api/training/templates"): (MEMBER, 200),
     ("POST", "/api/training/templates"): (MEMBER, 201),
     ("GET", "/api/training/stats"): (MEMBER, 200),
+    # 003 (an agent's training API) at /api/training: its data routes
+    ("GET", "/api/training/status"): (MEMBER, 200),
+    ("GET", "/api/training/trajectories"): (MEMBER, 200),
+    ("POST", "/api/training/trajectories"): (MEMBER, 201),
+    ("GET", "/api/training/trajectories/{trajectory_id}"): (MEMBER, 200),
+    ("GET", "/api/training/datasets"): (MEMBER, 200),
+    ("POST", "/api/training/datasets/build"): (MEMBER, 201),
+    ("GET", "/api/training/auto/config"): (MEMBER, 200),
+    ("PUT", "/api/training/auto/config"): (MEMBER, 200),
     # Felix (000); its POST names a dataset by name, which the test's objects do not give: refused by content
     ("POST", "/felix/training-jobs"): (MEMBER, 400),
     ("GET", "/felix/training-jobs"): (MEMBER, 200),
@@ -185,6 +194,10 @@ BODIES: dict[Op, Callable[[dict[str, Any]], dict[str, Any]]] = {
     ("POST", "/api/training/jobs"): lambda o: {"json": {"base_model": "tiny-llama", "dataset_path": "none.jsonl"}},
     ("POST", "/api/training/templates"): lambda o: {"json": {"name": f"tpl-{uuid.uuid4().hex[:12]}",
                                                              "spec": {"method": "full"}}},
+    ("POST", "/api/training/trajectories"): lambda o: {"json": trajectory_body(status="failed")},
+    ("POST", "/api/training/datasets/build"): lambda o: {"json": {"name": f"built-{uuid.uuid4().hex[:12]}",
+                                                                  "source": "chat"}},
+    ("PUT", "/api/training/auto/config"): lambda o: {"json": {"threshold": 50}},
     ("POST", "/felix/training-jobs"): lambda o: {"json": {"base_model": "tiny-llama",
                                                           "datasets": [{"name": f"absent-{o['role']}"}]}},
     ("POST", "/v0.5/fine-tune/jobs"): lambda o: {"json": {"name": f"run-{o['role']}", "config": {

@@ -88,6 +88,13 @@ FOREIGN: dict[Op, int] = {
     ("GET", "/api/training/templates"): 200,
     ("POST", "/api/training/templates"): 201,
     ("GET", "/api/training/stats"): 200,
+    ("GET", "/api/training/status"): 200,
+    ("GET", "/api/training/trajectories"): 200,
+    ("POST", "/api/training/trajectories"): 201,
+    ("GET", "/api/training/datasets"): 200,
+    ("POST", "/api/training/datasets/build"): 400,  # B's own trajectories (BODIES) failed: none to build from
+    ("GET", "/api/training/auto/config"): 200,
+    ("PUT", "/api/training/auto/config"): 200,
     ("GET", "/felix/training-jobs"): 200,
     ("POST", "/felix/training-jobs"): 400,  # a dataset name nobody has
     ("GET", "/felix/trained-models"): 200,

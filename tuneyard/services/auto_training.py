@@ -13,6 +13,7 @@ past `STALE_AFTER` finishes it (recover).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -87,6 +88,15 @@ def put_config(db: Database, settings: Settings, caller: Principal, body: Any) -
                                 config.activate_if_better)
     store.put_config(db, caller.org_id, values, caller.key_id)
     return config
+
+
+def update_config(db: Database, settings: Settings, caller: Principal, changes: Any) -> AutoTrainingConfigIn:
+    """Document 003's PUT: the fields given replace the stored ones, the others are kept; the result
+    is checked whole, as `put_config` checks it."""
+    if not isinstance(changes, Mapping):
+        raise InvalidRequest([{"field": "(body)", "message": "expected a JSON object of the fields to change"}])
+    current = get_config(db, caller.org_id).model_dump(by_alias=True)
+    return put_config(db, settings, caller, {**current, **changes})
 
 
 def _template_problems(db: Database, settings: Settings, org_id: str,
