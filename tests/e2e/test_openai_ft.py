@@ -1,7 +1,8 @@
 """The official `openai` client against a live `tuneyard serve` training tiny-llama, given nothing but
 `base_url=<server>/v1` and a key: upload, create, pause → paused → resume → succeeded, events,
-checkpoints, a chat completion from the fine-tuned model, a job trained further from a checkpoint's
-name, a cancel, and a DPO job whose preference accuracy on its training pairs rises."""
+checkpoints, a chat completion from the fine-tuned model with no activate call before it, a job
+trained further from a checkpoint's name, a cancel, and a DPO job whose preference accuracy on its
+training pairs rises."""
 
 from __future__ import annotations
 
@@ -84,11 +85,14 @@ def test_the_openai_client_fine_tunes_pauses_resumes_serves_and_cancels(served: 
     assert checkpoints and all(c.fine_tuned_model_checkpoint.startswith("ft:tiny-llama:adder:") for c in checkpoints)
     assert [c.step_number for c in checkpoints] == sorted((c.step_number for c in checkpoints), reverse=True)
 
+    # Straight after the job, as OpenAI's users do: no activate call; the completion activates it.
     model_id = done.fine_tuned_model.rsplit(":", 1)[-1]
-    assert native.post(f"/v1/models/{model_id}/activate", json={}).status_code == 200
+    assert native.get(f"/v1/models/{model_id}/activation").json()["active"] is False
     answer = openai.chat.completions.create(model=done.fine_tuned_model, max_tokens=4,
                                             messages=[{"role": "user", "content": "What is 2 plus 2?"}])
     assert answer.model == done.fine_tuned_model and isinstance(answer.choices[0].message.content, str)
+    activation = native.get(f"/v1/models/{model_id}/activation").json()
+    assert activation["active"] and activation["backend"] == "transformers"  # recorded, as activate would
 
     further = openai.fine_tuning.jobs.create(model=checkpoints[-1].fine_tuned_model_checkpoint, training_file=file.id,
                                              hyperparameters={"n_epochs": 1})

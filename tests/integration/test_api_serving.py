@@ -1,9 +1,10 @@
 """OpenAI-compatible serving in process: requests checked whole (422 naming the field) before a
 model is touched, activation (durable across an app restart, by id, `ft:` name and provider_model,
-another organization's model a 404), and a serving process killed under a request in flight: 503
-with MODEL_PROCESS_DIED, then restarted for the next request. Real models: tiny-llama, made on the
-spot, served by the real serving process (tests/e2e/test_serving_openai.py drives a live server
-with the official openai client and a trained LoRA)."""
+another organization's model a 404; made by the first completion when no activate call came), and
+a serving process killed under a request in flight: 503 with MODEL_PROCESS_DIED, then restarted for
+the next request. Real models: tiny-llama, made on the spot, served by the real serving process
+(tests/e2e/test_serving_openai.py drives a live server with the official openai client and a
+trained LoRA)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from tuneyard.api.app import create_app
 from tuneyard.serving.backends import Chunk, Finish, ModelToLoad, Prompt, Sampling
 from tuneyard.serving.supervisor import ServingConfig, ServingRefused, ServingSupervisor
 from tuneyard.settings import Settings
+from tuneyard.store import activations, exports
 from tuneyard.store.engine import Database
 from tuneyard.store.ids import new_id
 from tuneyard.store.tables import TrainedModel
@@ -87,8 +89,6 @@ def test_activation_by_id_ft_name_and_provider_model_survives_a_restart(
         client: TestClient, db: Database, api_settings: Settings, tenant: Tenant, other: Tenant) -> None:
     model_id = full_tiny_llama(db, api_settings, tenant.org_id)
     body = {"model": model_id, "messages": HELLO, "max_tokens": 4, "temperature": 0}
-    inactive = client.post(CHAT, headers=tenant.headers, json=body)
-    assert inactive.status_code == 409 and "activate" in inactive.json()["error"]["message"]
     assert problems(client.post(f"/v1/models/{model_id}/activate", headers=tenant.headers,
                                 json={"backend": "llama_cpp"})) == ["backend"]  # no verified GGUF export
     assert problems(client.post(f"/v1/models/{model_id}/activate", headers=tenant.headers,
@@ -123,7 +123,57 @@ def test_activation_by_id_ft_name_and_provider_model_survives_a_restart(
         again = restarted.post(CHAT, headers=tenant.headers, json={**body, "model": "acme-bot"})
         assert again.status_code == 200 and again.json()["choices"][0]["message"]["content"] == answers["acme-bot"]
         assert restarted.post(f"/v1/models/{model_id}/deactivate", headers=tenant.headers).json()["active"] is False
-    assert client.post(CHAT, headers=tenant.headers, json=body).status_code == 409
+        assert restarted.get("/v1/serving", headers=tenant.admin_headers).json()["models"] == []  # memory freed
+    assert client.get(f"/v1/models/{model_id}/activation", headers=tenant.headers).json()["active"] is False
+
+
+def test_a_completion_activates_a_model_that_is_not_active(api_settings: Settings, db: Database,
+                                                           tenant: Tenant, other: Tenant) -> None:
+    """OpenAI has no activation step: the first completion naming a trained model loads it and
+    records the activation activate's defaults would (transformers here: no GGUF export), kept
+    across a restart and unloaded when idle like any other; what cannot be served says why."""
+    settings = api_settings.with_overrides(serving_idle_seconds=2.0)
+    model_id = full_tiny_llama(db, settings, tenant.org_id)
+    body = {"model": f"ft:tiny-llama:demo:{model_id}", "messages": HELLO, "max_tokens": 4, "temperature": 0}
+    with TestClient(create_app(settings, db)) as live:
+        assert live.post(CHAT, headers=other.headers, json=body).status_code == 404
+        assert live.get(f"/v1/models/{model_id}/activation", headers=tenant.headers).json()["active"] is False
+        results: list[Any] = []
+        racers = [threading.Thread(target=lambda: results.append(live.post(CHAT, headers=tenant.headers, json=body)))
+                  for _ in range(2)]  # two first requests at once: both answered, one activation
+        for racer in racers:
+            racer.start()
+        for racer in racers:
+            racer.join(120)
+        assert [r.status_code for r in results] == [200, 200], [r.text for r in results]
+        assert results[0].json()["choices"][0]["message"]["content"] == results[1].json()["choices"][0]["message"][
+            "content"] and results[0].json()["model"] == body["model"]
+        shown = live.get(f"/v1/models/{model_id}/activation", headers=tenant.headers).json()
+        assert shown["active"] and shown["backend"] == "transformers" and shown["export_id"] is None
+        assert [a.model_id for a in activations.list_activations(db, tenant.org_id)] == [model_id]
+        assert [m["key"] for m in live.get("/v1/serving", headers=tenant.admin_headers).json()["models"]] == [model_id]
+        deadline = time.monotonic() + 30
+        while live.get("/v1/serving", headers=tenant.admin_headers).json()["models"]:
+            assert time.monotonic() < deadline, "the model activated on demand was never unloaded when idle"
+            time.sleep(0.2)
+        assert live.get(f"/v1/models/{model_id}/activation", headers=tenant.headers).json()["active"]
+
+        unloadable = finished_job(live, db, settings, tenant)["model_id"]  # its final/ holds bytes, no adapter
+        refused = live.post(CHAT, headers=tenant.headers, json={**body, "model": unloadable})
+        assert problems(refused) == ["model"] and "cannot be served" in refused.json()["error"]["message"]
+        assert live.get(f"/v1/models/{unloadable}/activation", headers=tenant.headers).json()["active"] is False
+
+        # Activated for llama.cpp on a GGUF export whose file is gone since: a 409 saying what to do.
+        export = exports.create_export(db, tenant.org_id, model_id, format="gguf", quantization="f16",
+                                       variant="merged", exports_dir=str(settings.data_dir / "exports"))
+        assert exports.claim(db, export.id)
+        exports.finish(db, export.id, manifest={"gguf_file": "gone.f16.gguf", "verification": {"passed": True}})
+        activations.activate(db, tenant.org_id, model_id, backend="llama_cpp", export_id=export.id,
+                             provider_model=None)
+        gone = live.post(CHAT, headers=tenant.headers, json=body)
+        assert gone.status_code == 409, gone.text
+        assert gone.json()["error"]["details"]["field"] == "model" and "activate it again" in gone.json()["error"][
+            "message"]
 
 
 def test_a_model_that_cannot_load_is_not_activated(client: TestClient, db: Database, api_settings: Settings,

@@ -2,8 +2,10 @@
 served, and generation through the serving process (tuneyard.serving.supervisor).
 
 An activation is a row (store/activations.py): it outlives the API process, and the serving
-process loads the model on the first request after a restart. A trained model answers once
-activated; a base model answers whenever asked (transformers, loaded on demand). Another
+process loads the model on the first request after a restart. A trained model that is not active
+is activated by the first completion that names it, as OpenAI's users expect (their API has no
+activation step): the same load and the same row as POST /v1/models/{id}/activate with its defaults.
+A base model answers whenever asked (transformers, loaded on demand, no row). Another
 organization's model is not found, whatever name reaches it.
 """
 
@@ -145,21 +147,20 @@ def trained_model_id(name: str) -> str | None:
     return name if name.startswith("model_") else None
 
 
-def resolve_model_name(db: Database, settings: Settings, org_id: str, name: str) -> Served:
+def resolve_model_name(db: Database, settings: Settings, supervisor: ServingSupervisor, org_id: str,
+                       name: str) -> Served:
     """What a request's `model` means for this organization: a trained model (by id or `ft:` name;
-    it must be activated), an activated model's provider_model name, or a base model id; a UUID
-    names the trained or base model it belongs to (what Felix and Fusion show)."""
+    activated on demand when it is not), an activated model's provider_model name, or a base model
+    id; a UUID names the trained or base model it belongs to (what Felix and Fusion show)."""
     model_id = trained_model_id(lookup.model_reference(db, org_id, name) if uuids.is_uuid(name) else name)
     if model_id is not None:
         try:
             model = catalog.get_trained_model(db, org_id, model_id)
         except NotFound:
             raise NotFound("model", name) from None
-        activation = store.get_activation(db, org_id, model.id)
-        if activation is None:
-            raise Conflict(f"model {name} is not activated: POST /v1/models/{model.id}/activate first",
-                           field="model")
-        return Served(name, _activated(db, settings, model, activation))
+        activation = store.get_activation(db, org_id, model.id) or _activate_on_demand(
+            db, settings, supervisor, model, name)
+        return Served(name, _activated(db, settings, model, activation, name))
     try:
         activation = store.by_provider_model(db, org_id, name)
     except NotFound:
@@ -167,13 +168,42 @@ def resolve_model_name(db: Database, settings: Settings, org_id: str, name: str)
         return Served(name, ModelToLoad(f"{BASE_KEY_PREFIX}{base.id}", "transformers", base.source,
                                         str(settings.resolved_model_cache_dir)))
     model = catalog.get_trained_model(db, org_id, activation.model_id)
-    return Served(name, _activated(db, settings, model, activation))
+    return Served(name, _activated(db, settings, model, activation, name))
 
 
-def _activated(db: Database, settings: Settings, model: TrainedModel, activation: ModelActivation) -> ModelToLoad:
+def _activate_on_demand(db: Database, settings: Settings, supervisor: ServingSupervisor, model: TrainedModel,
+                        name: str) -> ModelActivation:
+    """Activate a model a completion names, with activate's defaults; the model is loaded before
+    the row is written, so one that cannot load stays inactive and the request says why."""
+    try:
+        return activate(db, settings, supervisor, model.org_id, model.id, backend=None, provider_model=None)
+    except InvalidRequest as exc:
+        reasons = "; ".join(str(p["message"]) for p in exc.problems)
+        raise InvalidRequest([{"field": "model", "message": f"{name} cannot be served: {reasons}"}]) from exc
+    except Conflict:
+        # Two first requests at once: both loaded it (the process keeps one copy), one row won.
+        row = store.get_activation(db, model.org_id, model.id)
+        if row is None:
+            raise
+        return row
+
+
+def _activated(db: Database, settings: Settings, model: TrainedModel, activation: ModelActivation,
+               name: str) -> ModelToLoad:
+    """What the activation serves; a Conflict naming `model` when this host can no longer serve it
+    that way (the backend gone since it was activated, its GGUF file removed from disk)."""
     export = export_store.get_export(db, model.org_id, model.id, activation.export_id) \
         if activation.export_id else None
-    return _to_load(settings, model, activation.backend, export)
+    again = f"activate it again (POST /v1/models/{model.id}/activate) with another backend"
+    reason = BACKENDS.unavailable_reason(activation.backend)
+    if reason is not None:
+        raise Conflict(f"{name} is activated on {activation.backend}, which cannot serve on this host "
+                       f"({reason}): {again}", field="model")
+    loaded = _to_load(settings, model, activation.backend, export)
+    if export is not None and not Path(loaded.source).is_file():
+        raise Conflict(f"{name} is served by llama.cpp from its GGUF export {export.id}, whose file "
+                       f"{Path(loaded.source).name} is missing: export it again, or {again}", field="model")
+    return loaded
 
 
 def _to_load(settings: Settings, model: TrainedModel, backend: str, export: ModelExport | None) -> ModelToLoad:

@@ -64,7 +64,8 @@ class EventStream(StreamingResponse):
 def activate(model_id: OwnedModelId, body: ActivationCreate, context: Context, caller: Caller,
              supervisor: Serving) -> ActivationPublic:
     """Load the model into a serving backend; from then on it answers /v1/chat/completions and
-    /v1/completions by its id, its `ft:` name or its provider_model. Survives a restart of the service."""
+    /v1/completions by its id, its `ft:` name or its provider_model. Survives a restart of the service.
+    Optional: a completion naming an inactive model activates it with the defaults (no provider_model)."""
     row = serving.activate(context.db, context.settings, supervisor, caller.org_id, model_id,
                            backend=body.backend, provider_model=body.provider_model)
     return ActivationPublic.of(model_id, row)
@@ -87,7 +88,8 @@ def get_activation(model_id: ModelId, context: Context, caller: Caller) -> Activ
                  "itemSchema": stream_item("chat.completion.chunk")}}}})
 def chat_completions(body: ChatCompletionCreate, context: Context, caller: Caller,
                      supervisor: Serving) -> Any:
-    """OpenAI's chat completion: the model's answer to the messages, laid out by its chat template."""
+    """OpenAI's chat completion: the model's answer to the messages, laid out by its chat template.
+    A trained model that is not active is activated by this request (as POST .../activate would)."""
     prompt = Prompt(messages=[m.plain() for m in body.messages])
     return _answer(body, prompt, "chat.completion", context, caller.org_id, supervisor)
 
@@ -109,7 +111,7 @@ def serving_status(context: Context, supervisor: Serving, caller: AdminCaller) -
 
 def _answer(body: GenerationRequest, prompt: Prompt, kind: str, context: Context, org_id: str,
             supervisor: ServingSupervisor) -> Any:
-    served = serving.resolve_model_name(context.db, context.settings, org_id, body.model)
+    served = serving.resolve_model_name(context.db, context.settings, supervisor, org_id, body.model)
     events = serving.generate(supervisor, served, prompt, body.sampling())
     answer_id = ("chatcmpl-" if kind == "chat.completion" else "cmpl-") + secrets.token_hex(12)
     created = int(time.time())
