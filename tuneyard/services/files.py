@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import BinaryIO, Literal, get_args
 
+from tuneyard.services import lookup
 from tuneyard.services.errors import InvalidRequest, PayloadTooLarge
 from tuneyard.settings import Settings
 from tuneyard.spec.text import NAME_MAX, text_problem
@@ -87,8 +88,24 @@ def _copy_capped(stream: BinaryIO, target: Path, limit: int, refusal: Exception)
 
 
 def get_file(db: Database, org_id: str, file_id: str) -> File:
-    return store.get_file(db, org_id, file_id)
+    """The organization's file by its native id or UUID."""
+    return store.get_file(db, org_id, lookup.native_id(db, org_id, "file", file_id))
 
 
 def list_files(db: Database, org_id: str, purpose: str | None = None) -> list[File]:
     return store.list_files(db, org_id, purpose)
+
+
+def file_content(db: Database, org_id: str, file_id: str) -> tuple[File, Path]:
+    """The file's row and where its bytes are, for a download of exactly what was uploaded."""
+    row = get_file(db, org_id, file_id)
+    return row, Path(row.path)
+
+
+def delete_file(db: Database, org_id: str, file_id: str) -> File:
+    """Forget the file and remove its bytes; Conflict (naming them) while a dataset lists it or a job
+    that may still run reads it, because those read the upload itself and would lose their data."""
+    row = store.delete_unused_file(db, org_id, lookup.native_id(db, org_id, "file", file_id))
+    # The row goes first: a blob left by a crash here is unreachable garbage, never a row without bytes.
+    Path(row.path).unlink(missing_ok=True)
+    return row

@@ -14,7 +14,8 @@ from tuneyard.store.engine import Database
 from tuneyard.store.errors import Conflict, NotFound
 from tuneyard.store.ids import new_id, utcnow
 from tuneyard.store.quotas import NO_QUOTAS, Quotas, check_datasets, check_files
-from tuneyard.store.tables import Dataset, File
+from tuneyard.store.status import JobStatus
+from tuneyard.store.tables import Dataset, File, Job
 
 DATASET_STATUSES = ("validating", "ready", "invalid")
 
@@ -72,6 +73,31 @@ def delete_file(db: Database, org_id: str, file_id: str) -> File:
         ).scalar_one_or_none()
     if row is None:
         raise NotFound("file", file_id)
+    return row
+
+
+# A job in any other status may still read its data: a failed job can be queued again, a stopped one resumed.
+_DONE_WITH_DATA = (JobStatus.COMPLETED.value, JobStatus.CANCELLED.value)
+
+
+def delete_unused_file(db: Database, org_id: str, file_id: str) -> File:
+    """Delete the file's row unless a dataset lists it or a job that may still run reads it: then
+    Conflict naming them, since datasets and jobs read the upload itself, not a copy. Returns the
+    row so the caller can remove the blob."""
+    with db.write() as session:
+        row = session.get(File, file_id, with_for_update=True)
+        if row is None or row.org_id != org_id:
+            raise NotFound("file", file_id)
+        datasets = [d.name for d in session.scalars(select(Dataset).where(Dataset.org_id == org_id))
+                    if file_id in d.file_ids]
+        unfinished = select(Job).where(Job.org_id == org_id, Job.status.not_in(_DONE_WITH_DATA))
+        jobs = [j.id for j in session.scalars(unfinished)
+                if any(ref.get("path") == row.path for ref in (j.config or {}).get("datasets") or [])]
+        if datasets or jobs:
+            names = ", ".join([f"dataset {n!r}" for n in datasets] + [f"job {j}" for j in jobs])
+            raise Conflict(f"file {file_id} is in use by {names}: delete those first", id=file_id,
+                           datasets=datasets, jobs=jobs)
+        session.delete(row)
     return row
 
 

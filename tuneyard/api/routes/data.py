@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Response, UploadFile, status
+from fastapi.responses import FileResponse
 
 from tuneyard.api.deps import Caller, Context, DatasetId, FileId
-from tuneyard.api.schemas.common import BODY_RESPONSES, ERROR_RESPONSES, ListOf
-from tuneyard.api.schemas.resources import DatasetCreate, DatasetPublic, FileList, FilePublic, PreviewRow
+from tuneyard.api.schemas.common import BODY_RESPONSES, ERROR_RESPONSES, ErrorEnvelope, ListOf
+from tuneyard.api.schemas.resources import DatasetCreate, DatasetPublic, FileDeleted, FileList, FilePublic, PreviewRow
 from tuneyard.services import datasets, files
 from tuneyard.store.quotas import Quotas
 
@@ -39,6 +40,27 @@ def list_files(
 @router.get("/v1/files/{file_id}", response_model=FilePublic, tags=["files"])
 def get_file(file_id: FileId, context: Context, caller: Caller) -> FilePublic:
     return FilePublic.of(files.get_file(context.db, caller.org_id, file_id))
+
+
+@router.get("/v1/files/{file_id}/content", tags=["files"], response_class=FileResponse,
+            responses={200: {"description": "The file's bytes, as uploaded.",
+                             "content": {"application/octet-stream": {}}}})
+def get_file_content(file_id: FileId, context: Context, caller: Caller) -> FileResponse:
+    """The file's bytes exactly as uploaded (OpenAI's `files.content`), with their sha256 in
+    `X-Checksum-SHA256`."""
+    row, path = files.file_content(context.db, caller.org_id, file_id)
+    return FileResponse(path, filename=row.filename, media_type="application/octet-stream",
+                        headers={"X-Checksum-SHA256": row.sha256})
+
+
+@router.delete("/v1/files/{file_id}", response_model=FileDeleted, tags=["files"],
+               responses={409: {"model": ErrorEnvelope, "description":
+                                "CONFLICT: a dataset lists the file or a job that may still run reads it; "
+                                "`details` names them."}})
+def delete_file(file_id: FileId, context: Context, caller: Caller) -> FileDeleted:
+    """Delete the file and its bytes (OpenAI's `files.delete`). Refused while a dataset or an unfinished
+    job uses it: they read the upload itself, so deleting it would lose their data."""
+    return FileDeleted(id=files.delete_file(context.db, caller.org_id, file_id).id)
 
 
 @router.post("/v1/datasets", status_code=status.HTTP_201_CREATED, response_model=DatasetPublic, tags=["datasets"],

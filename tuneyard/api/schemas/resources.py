@@ -39,6 +39,14 @@ class FilePublic(BaseModel):
                    created_at=int(f.created_at.timestamp()))
 
 
+class FileDeleted(BaseModel):
+    """OpenAI's answer to a file's deletion (what its SDK's `files.delete` reads)."""
+
+    id: str
+    object: Literal["file"] = "file"
+    deleted: Literal[True] = True
+
+
 class FileList(BaseModel):
     """The files, newest first, in OpenAI's page shape: every file in one page."""
 
