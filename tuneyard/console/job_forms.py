@@ -37,7 +37,8 @@ model does not have is skipped, so the form shows what the spec takes today."""
 BASE_LABELS = {"finetune": "Base model", "train": "Model to grow", "contract": "Model to contract",
                "merge": "LoRA adapter to merge (a trained LoRA model or checkpoint id)"}
 DATA_LABELS = {"finetune": "Training data", "train": "Training data",
-               "contract": "Calibration text (optional: without it, channels are scored by weight magnitude)"}
+               "contract": ("Calibration text (optional: without it, a trained model's own held-out training text, "
+                            "else weight magnitude)")}
 
 
 @dataclass(frozen=True)

@@ -121,7 +121,10 @@ def _roots(data_dir: Path) -> list[str]:
 def _uploads(job: Job, roots: Iterable[str]) -> dict[str, str]:
     """Path → file id, for each dataset file of the job's config stored under the data folder's files/."""
     found = {}
-    for ref in (job.config or {}).get("datasets") or []:
+    config = job.config or {}
+    calibration = config.get("calibration")  # a contraction's calibration text, as files
+    calibration_refs = calibration.get("datasets") or [] if isinstance(calibration, dict) else []
+    for ref in [*(config.get("datasets") or []), *calibration_refs]:
         path = ref.get("path") if isinstance(ref, dict) else None
         if isinstance(path, str) and any(path.startswith(f"{root}/files/") for root in roots):
             found[path] = Path(path).stem

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tuneyard.errors import PlatformError, SpecError
+from tuneyard.services.contract_calibration import contract_calibration
 from tuneyard.services.errors import InvalidRequest
 from tuneyard.services.runs import run_dir
 from tuneyard.settings import Settings
@@ -123,12 +124,14 @@ def plan_job(db: Database, settings: Settings, org_id: str, request: JobRequest)
     # A value refused above is not looked up: it may be one the store cannot even take (a NUL byte).
     model = None if _refused("base_model", problems) else _check_base_model(db, settings, org_id, request.spec,
                                                                             problems)
-    adapter_base: dict[str, str] = {}
+    adapter_base: dict[str, Any] = {}
     if spec is not None and model is not None:
         _check_target_modules(spec, model, problems)
         adapter_base = _merge_input(db, settings, org_id, spec, model, request.spec, problems)
         adapter_base.update(_evaluate_input(db, settings, org_id, spec, problems))
         _check_growable(spec, model, problems)
+    adapter_base.update(contract_calibration(
+        db, org_id, spec, request.spec, lambda ref, at: _one_dataset(db, org_id, ref, at, problems), problems))
     datasets = _check_datasets(db, org_id, request.spec.get("datasets"), problems)
     _check_project(db, org_id, request.project_id, problems)
     if problems or spec is None or model is None:

@@ -172,9 +172,33 @@ class ContractSpec(JobSpecBase):
     """Contract the model: fewer MLP channels in its layers (structured: the matrices get smaller).
 
     Every layer keeps the same number of channels, so a standard config (one `intermediate_size`)
-    describes the result and plain transformers loads it. `datasets`, when given, are calibration
-    text: channels are scored by their activations on it, and perplexity and KL(source ‖ contracted)
-    are measured on it; without, by weight magnitude, and those figures are null."""
+    describes the result and plain transformers loads it. Attention heads are not pruned: a Llama
+    config has one head count (and one key/value head count) for every layer, so heads pruned per layer
+    would not load with plain transformers; whole layers can go instead (`remove_layers`).
+
+    Calibration text (what channels are scored by their activations on, and perplexity and
+    KL(source ‖ contracted) are measured on), the first there is of: `calibration_dataset`; the
+    `datasets` (their eval rows, else their training rows); the held-out split of the source model's
+    own training data, where `base_model` is a trained model of this service whose training held some
+    out (its lineage). Without any, channels are scored by weight magnitude and those figures are null."""
+
+class CalibrationText(BaseModel):
+    """Calibration text resolved to files, as the service hands it to the runner (which reads files,
+    never ids): every eval-split record, then the `eval_split` share of the train-split records that
+    `seed` holds out, as the job that trained on them held them out."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    origin: Literal["calibration_dataset", "lineage"] = Field(description=(
+        "Where it comes from: the job's calibration_dataset, or the held-out split of the source model's "
+        "own training data (its lineage)."))
+    datasets: list[DatasetRef] = Field(min_length=1, description="The files, by path.")
+    eval_split: float = Field(0.0, ge=0.0, lt=1.0, description="Share of the train-split records held out.")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="The seed that held them out.")
+    source_id: Ident | None = Field(None, description=(
+        "What the service resolved it from: the stored dataset (calibration_dataset) or the trained model "
+        "whose training held it out (lineage)."))
+
 
     type: Literal["contract"] = "contract"
     contraction_ratio: float = Field(0.5, gt=0.0, lt=1.0, description=(
@@ -185,17 +209,26 @@ class ContractSpec(JobSpecBase):
     remove_layers: int = Field(0, ge=0, le=10_000, description=(
         "Whole decoder layers removed before the MLPs are contracted: with calibration text the ones that "
         "change the residual stream least (1 − cos of their input and output), else the last ones before the "
-        "final layer; never the first or the last, so at most the layer count − 2."))
+        "final layer; never the first or the last, so at most the layer count − 2. Attention heads are never "
+        "pruned: a Llama config has one head count for all layers, so per-layer head pruning would not load "
+        "with plain transformers."))
+    calibration_dataset: DatasetRef | None = Field(None, description=(
+        "The text the pruning decision, perplexity and KL are measured on, every record of it: a stored "
+        "dataset by id or name (the service), a file by path (the runner). Default: the datasets, else the "
+        "held-out split of the source model's own training data (its lineage), else none (weight magnitude)."))
+    calibration: CalibrationText | None = Field(None, description=(
+        "Set by the service, never given: calibration_dataset or the lineage's held-out split, as files."))
     heal_steps: int = Field(0, ge=0, le=MAX_STEPS, description=(
-        "Optimizer steps of a short fine-tune of the contracted model on the calibration text's training "
-        "rows (every weight, next-token loss, AdamW at heal_learning_rate) before it is measured and saved; "
-        "0: none. Needs calibration text."))
+        "Optimizer steps of a short fine-tune of the contracted model on the datasets' training rows "
+        "(every weight, next-token loss, AdamW at heal_learning_rate) before it is measured and saved; "
+        "0: none. Needs datasets with a train split."))
     heal_learning_rate: float = Field(1.0e-3, gt=0.0, le=1.0, description="AdamW's learning rate while healing.")
 
     def problems(self) -> list[dict[str, Any]]:
         if self.heal_steps and not any(d.split == "train" for d in self.datasets):
             return [{"field": "heal_steps", "message": (
-                "healing trains on calibration text: give datasets with a train split, or leave heal_steps at 0")}]
+                "healing trains on the datasets' training rows: give datasets with a train split, or leave "
+                "heal_steps at 0")}]
         return []
 
 

@@ -24,6 +24,7 @@ from tuneyard.spec import (
     parse_spec,
     resolve_hyperparams,
 )
+from tuneyard.spec.job import ContractSpec
 
 _COMMON_FIELDS = {"type", "base_model", "datasets"}
 
@@ -84,6 +85,7 @@ def resolve(
     if not JOB_TYPES.get(spec.type).runnable:
         raise UnsupportedError(f"job type {spec.type!r} cannot run yet: no runner implements it", type=spec.type)
     if not isinstance(spec, TrainingJobSpec):
+        spec = _checked_calibration(spec, spec_dir) if isinstance(spec, ContractSpec) else spec
         return RunConfig(spec, Hyperparams(), {}, _checked_datasets(spec, spec_dir), model_cache_dir)
     hyperparams, origins = resolve_hyperparams(spec, base_model_defaults)
     for name in origins:
@@ -108,6 +110,22 @@ def _checked_datasets(spec: JobSpecBase, spec_dir: Path) -> list[DatasetRef]:
     if missing:
         raise SpecError(missing)
     return datasets
+
+
+def _checked_calibration(spec: ContractSpec, spec_dir: Path) -> ContractSpec:
+    """A contraction's calibration files with absolute paths; a SpecError naming each that is not a file."""
+    given = spec.calibration_dataset and _absolute(spec.calibration_dataset, spec_dir)
+    resolved = spec.calibration and spec.calibration.model_copy(
+        update={"datasets": [_absolute(ref, spec_dir) for ref in spec.calibration.datasets]})
+    refs = [("calibration_dataset", given)] if given else []
+    refs += [(f"calibration.datasets.{i}", ref) for i, ref in enumerate(resolved.datasets if resolved else [])]
+    missing = [{"field": f"{field}.path", "message": f"no such file: {ref.path}"}
+               for field, ref in refs if ref.path and not Path(ref.path).is_file()]
+    missing += [{"field": field, "message": "the runner takes files by path; ids and names are the service's"}
+                for field, ref in refs if not ref.path]
+    if missing:
+        raise SpecError(missing)
+    return spec.model_copy(update={"calibration_dataset": given, "calibration": resolved})
 
 
 def _absolute(ref: DatasetRef, spec_dir: Path) -> DatasetRef:

@@ -122,9 +122,18 @@ def portable_spec(inputs: CardInputs) -> dict[str, Any]:
     name and each dataset file by its file name, so nothing in it names this machine's disk."""
     spec = dict(inputs.spec)
     spec["base_model"] = card_reference(inputs).name
-    spec["datasets"] = [{**ref, "path": Path(str(ref["path"])).name} if isinstance(ref, dict) and ref.get("path")
-                        else ref for ref in spec.get("datasets") or []]
+    spec["datasets"] = [_file_name(ref) for ref in spec.get("datasets") or []]
+    if spec.get("calibration_dataset"):  # a contraction's calibration text
+        spec["calibration_dataset"] = _file_name(spec["calibration_dataset"])
+    if isinstance(spec.get("calibration"), dict):
+        calibration = spec["calibration"]
+        spec["calibration"] = {**calibration, "datasets": [_file_name(r) for r in calibration.get("datasets") or []]}
     return spec
+
+
+def _file_name(ref: Any) -> Any:
+    """A dataset ref naming its file by name alone."""
+    return {**ref, "path": Path(str(ref["path"])).name} if isinstance(ref, dict) and ref.get("path") else ref
 
 
 def name_base_portably(folder: Path, reference: BaseReference) -> None:

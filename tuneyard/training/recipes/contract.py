@@ -1,11 +1,13 @@
 """The contract recipe: the model pruned to fewer MLP channels in every layer, healed, measured, saved.
 
-setup() loads the model and, when the job names datasets, the calibration text; run() scores the
-channels (activation-based on that text, else weight magnitude: `tuneyard.training.ops.contraction`),
-prunes, and with `heal_steps` fine-tunes the contracted model briefly on the text's training rows;
-finish() measures perplexity before and after and KL(source ‖ contracted) on the calibration text
-(its eval rows where it has some), and saves full weights in the standard layout. No data, no
-perplexity: those figures are null with the reason. A contraction takes seconds and keeps no checkpoint.
+setup() loads the model, the datasets when the job names some, and the calibration text
+(`tuneyard.training.calibration_text`: calibration_dataset, the datasets, or the held-out split of
+the source model's own training data); run() scores the channels (activation-based on that text,
+else weight magnitude: `tuneyard.training.ops.contraction`), prunes, and with `heal_steps`
+fine-tunes the contracted model briefly on the datasets' training rows; finish() measures
+perplexity before and after and KL(source ‖ contracted) on the calibration text, and saves full
+weights in the standard layout. No calibration text, no perplexity: those figures are null with the
+reason. A contraction takes seconds and keeps no checkpoint.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 from tuneyard.errors import SpecError
 from tuneyard.spec.job import ContractSpec
 from tuneyard.training import contract
+from tuneyard.training.calibration_text import calibration_text
 from tuneyard.training.config import RunConfig
 from tuneyard.training.control import RunControl
 from tuneyard.training.data import build_rows, collate
@@ -54,13 +57,18 @@ class ContractRecipe:
         self.session = Session.load_model(self.config, self.telemetry)
         self.data = self.session.load_data(self.config, self.telemetry) if self.config.datasets else None
         hp = self.config.hyperparams
-        examples = (self.data.eval or self.data.train) if self.data else []
+        self.calibration = calibration_text(self.spec, self.data, self.session.tokenizer, hp.max_seq_length,
+                                            CALIBRATION_ROWS)
+        examples = self.calibration.examples if self.calibration else []
         self.rows = build_rows(examples, hp.max_seq_length, False)[:CALIBRATION_ROWS]
-        # healing trains on the training rows; the figures are taken on the eval rows where there are some
+        if self.calibration:
+            self.telemetry.log(f"calibration text: {len(self.rows)} examples of the {self.calibration.origin}"
+                               + (f" ({self.calibration.source_id})" if self.calibration.source_id else ""))
+        # healing trains on the datasets' training rows; the figures are taken on the calibration text
         self.heal_rows = build_rows(self.data.train, hp.max_seq_length, False) if self.data else []
         if self.spec.heal_steps and not self.heal_rows:
             raise SpecError([{"field": "heal_steps",
-                              "message": "healing trains on calibration text and the datasets hold no training rows"}])
+                              "message": "healing trains on the datasets' training rows and they hold none"}])
         growth.check_growable(self.session.model.config)
 
     def run(self) -> Ending:
@@ -137,7 +145,8 @@ class ContractRecipe:
 
     def _result(self, final: dict[str, float] | None) -> dict[str, Any]:
         after = _params(self.session.model)
-        no_text = "no calibration text: give datasets to measure it"
+        no_text = ("no calibration text: give calibration_dataset (or datasets) to measure it; base_model is not "
+                   "a trained model whose training held text out")
         return {
             "params_before": self.params_before,
             "params_after": after,
@@ -147,6 +156,9 @@ class ContractRecipe:
             "layers_contracted": self.session.model.config.num_hidden_layers,
             "layers_removed": self.removed_layers,
             "importance": self.importance,
+            "calibration": self.calibration.origin if self.calibration else None,
+            "calibration_source": self.calibration.source_id if self.calibration else None,
+            "calibration_examples": len(self.rows),
             "ppl_baseline": self.baseline["eval_ppl"] if self.baseline else None,
             "ppl_final": final["eval_ppl"] if final else None,
             "function_preservation": self.function_preservation,
