@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from tuneyard.services import estimates, memory_admission, path_display, templates
+from tuneyard.services import estimates, job_secrets, memory_admission, path_display, templates
 from tuneyard.services.errors import RateLimited, TrainingFailed
 from tuneyard.services.job_view import JobView
 from tuneyard.services.runs import remove_run, run_dir
@@ -58,16 +58,23 @@ def submit_job(db: Database, settings: Settings, caller: Principal, request: Job
     plan = plan_job(db, settings, caller.org_id, templates.with_template(db, caller.org_id, request))
     if "price_per_device_hour" in plan.config:  # a type whose runner prices its result (train): the service's price
         plan.config["price_per_device_hour"] = estimates.price_per_hour(settings, estimates.likely_device(db))
+    memory = memory_admission.admit(db, settings, caller.org_id, plan)
+    held = job_secrets.hold(db, request.secrets)  # before the row: a worker may claim it at once
     new = store.NewJob(
         org_id=caller.org_id, type=plan.type, spec=plan.spec, config=plan.config,
         name=request.name, project_id=request.project_id, user_key_id=caller.key_id,
-        max_retries=settings.max_retries, idempotency_key=plan.idempotency_key, labels=plan.labels,
-        memory_estimate_bytes=memory_admission.admit(db, settings, caller.org_id, plan),
+        max_retries=settings.max_retries, idempotency_key=plan.idempotency_key, labels={**plan.labels, **held},
+        memory_estimate_bytes=memory,
     )
-    admission = admit_job(
-        db, new, plan.body_hash, subject=f"job-create:{caller.key_id}",
-        limit=settings.job_create_rate_per_minute, window_s=RATE_WINDOW_S, quotas=Quotas.of(settings),
-    )
+    try:
+        admission = admit_job(
+            db, new, plan.body_hash, subject=f"job-create:{caller.key_id}",
+            limit=settings.job_create_rate_per_minute, window_s=RATE_WINDOW_S, quotas=Quotas.of(settings),
+        )
+    except BaseException:
+        job_secrets.settle(db, held, None)
+        raise
+    job_secrets.settle(db, held, admission.job)
     rate = admission.decision
     if admission.job is None:
         raise RateLimited(rate.limit, rate.remaining, rate.retry_after_s, rate.reset_after_s)

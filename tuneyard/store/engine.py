@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from tuneyard.settings import Settings
+from tuneyard.store.secrets import HeldSecrets
 
 BUSY_TIMEOUT_S = 30.0
 # Execution option marking a transaction that only reads; on SQLite it then begins DEFERRED so
@@ -77,6 +78,8 @@ class Database:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # Held beside the database, never in it: the jobs' secrets this process's workers hand their runners.
+        self.secrets = HeldSecrets()
         self._reader = engine.execution_options(**{READ_ONLY: True})
         if engine.dialect.name == "postgresql":
             # At READ COMMITTED every statement takes its own snapshot, in a transaction or not, so

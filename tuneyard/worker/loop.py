@@ -16,14 +16,16 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from tuneyard.errors import UserError
 from tuneyard.planning.cost import Prices
 from tuneyard.scheduler import ClaimedJob, claim, reap
 from tuneyard.scheduler.capacity import Capacity, declared_capacity, format_bytes
 from tuneyard.scheduler.workers import new_worker_id, register_worker, set_worker_state, worker_heartbeat
-from tuneyard.services import runs
+from tuneyard.services import job_secrets, runs
 from tuneyard.settings import Settings
 from tuneyard.store.engine import Database
 from tuneyard.store.jobs import load_job
+from tuneyard.store.lifecycle import fail
 from tuneyard.training import contract
 from tuneyard.training.artifacts import write_json_atomic
 from tuneyard.worker.command import judge_environment, runner_argv, runner_env
@@ -75,8 +77,12 @@ class Worker:
         job_id = claimed.job_id
         log.info("worker %s: job %s attempt %d claimed", self.id, job_id, claimed.attempt)
         run_dir = runs.run_dir(self.settings, job_id)
-        lineage = self._lineage(job_id)
-        launch = self._launch(claimed, run_dir, lineage)
+        job = load_job(self.db, job_id)
+        secrets, lost = job_secrets.runner_environment(self.db, job.labels)
+        if lost:
+            return self._without_secrets(claimed, lost)
+        lineage = job_lineage(job)
+        launch = self._launch(claimed, run_dir, lineage, secrets)
         reporter = StoreReporter(self.db, job_id, claimed.attempt, run_dir, self.settings.lease_seconds, lineage,
                                  Prices(self.settings.price_per_cpu_hour, self.settings.price_per_cuda_hour),
                                  self.capacity.device)
@@ -91,22 +97,39 @@ class Worker:
         threading.Thread(target=_release_on_shutdown, args=(shutdown, done, supervisor), daemon=True,
                          name=f"drain-{job_id}").start()
         try:
-            return supervisor.run()
+            outcome = supervisor.run()
         finally:
             done.set()
+        if outcome.verdict in (Verdict.COMPLETED, Verdict.CANCELLED):  # it never runs again
+            job_secrets.forget(self.db, job.labels)
+        return outcome
 
-    def _launch(self, claimed: ClaimedJob, run_dir: Path, lineage: dict[str, Any]) -> Launch:
+    def _without_secrets(self, claimed: ClaimedJob, lost: list[str]) -> Outcome:
+        """Fail a job whose secrets this process does not hold, before its runner starts: run
+        without them it would train on something else (a hub model it cannot download) or fail late."""
+        message = (f"the job's {', '.join(lost)} is gone: secrets are held only in the memory of the server "
+                   "process that accepted the job, and that process has restarted or this worker runs in "
+                   "another one; submit the job again with it")
+        try:
+            fail(self.db, claimed.job_id, UserError.error_type, message, attempt=claimed.attempt,
+                 details={"missing_secrets": lost})
+        except Exception:  # another attempt owns it, or it was cancelled meanwhile: nothing to record
+            log.exception("job %s attempt %d: could not record its missing secrets", claimed.job_id, claimed.attempt)
+        log.warning("job %s attempt %d: failed before launch, %s not held by this process", claimed.job_id,
+                    claimed.attempt, ", ".join(lost))
+        return Outcome(Verdict.USER_ERROR, None, message, error_type=UserError.error_type,
+                       details={"missing_secrets": lost})
+
+    def _launch(self, claimed: ClaimedJob, run_dir: Path, lineage: dict[str, Any],
+                secrets: dict[str, str]) -> Launch:
         run_dir.mkdir(parents=True, exist_ok=True)
         spec = run_dir / contract.SPEC_FILE
         if not spec.exists():  # later attempts start from the runner's own resolved spec.json
             write_json_atomic(spec, claimed.config)
         write_json_atomic(run_dir / contract.LINEAGE_FILE, lineage)  # ids for the model card
         argv = runner_argv(self.settings, run_dir, _resume_arg(claimed, run_dir))
-        return Launch(claimed.job_id, [*argv, "--exit-with-parent"], run_dir, self.env)
-
-    def _lineage(self, job_id: str) -> dict[str, Any]:
-        """Where the job's model comes from, in the engine's words whatever API it came through."""
-        return job_lineage(load_job(self.db, job_id))
+        # The job's secrets join this runner's environment only, never the worker's or another job's.
+        return Launch(claimed.job_id, [*argv, "--exit-with-parent"], run_dir, {**self.env, **secrets})
 
 
 def _resume_arg(claimed: ClaimedJob, run_dir: Path) -> str:

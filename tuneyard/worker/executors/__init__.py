@@ -30,8 +30,9 @@ class Launch:
     argv: Sequence[str]
     """The full command, argv[0] included; never interpreted by a shell."""
     run_dir: Path
-    env: Mapping[str, str] = field(default_factory=dict)
-    """The runner's whole environment: nothing is inherited that is not listed here."""
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """The runner's whole environment: nothing is inherited that is not listed here. Never in the repr:
+    it carries the job's secrets (tuneyard.store.secrets)."""
 
 
 class RunnerProcess(Protocol):
