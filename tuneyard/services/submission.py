@@ -406,7 +406,8 @@ def _resolve_config(
     spec: JobSpecBase, model: ResolvedModel, datasets: list[tuple[str, list[dict[str, Any]]]]
 ) -> dict[str, Any]:
     if not isinstance(spec, TrainingJobSpec):  # a type without a method: its own parameters, no hyperparams
-        config = {**spec.model_dump(exclude={"base_model", "datasets"}), "base_model": model.runner_source,
+        config = {**spec.model_dump(exclude={"base_model", "datasets", "wandb_project"}), **spec.reporting(),
+                  "base_model": model.runner_source,
                   "datasets": [ref for _, refs in datasets for ref in refs]}
         parse_spec(config)
         return config
@@ -420,6 +421,7 @@ def _resolve_config(
         "method": spec.method,
         "datasets": [ref for _, refs in datasets for ref in refs],
         "hyperparams": hyperparams.model_dump(),
+        **spec.reporting(),
     }
     parse_spec(config)  # the runner will parse it the same way; fail here, not in a worker
     # Every value is explicit for the runner, so it could not tell the user's from a default: it

@@ -15,7 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from tuneyard.spec.formats import format_choices
 from tuneyard.spec.hyperparams import MAX_STEPS, Hyperparams
-from tuneyard.spec.text import Ident, Name, Reference
+from tuneyard.spec.text import Ident, Label, Name, Reference
 
 # Where a resolved value came from, most specific first.
 ORIGIN_USER = "user"
@@ -65,6 +65,14 @@ class JobSpecBase(BaseModel):
     type: str
     base_model: Reference
     datasets: list[DatasetRef] = Field(default_factory=list)
+    wandb_project: Label | None = Field(None, description=(
+        "Also report the run's figures to this Weights & Biases project, where wandb is installed (the "
+        "operator's WANDB_* settings; WANDB_MODE=offline keeps the run's files in its folder); else a warning "
+        "in the job's log."))
+
+    def reporting(self) -> dict[str, Any]:
+        """The reporting fields set, for the runner's spec (none set: a spec.json reads as before they existed)."""
+        return {"wandb_project": self.wandb_project} if self.wandb_project else {}
 
     def problems(self) -> list[dict[str, Any]]:
         """Problems between fields, each naming every field involved; [] when none."""

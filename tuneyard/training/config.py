@@ -26,7 +26,7 @@ from tuneyard.spec import (
 )
 from tuneyard.spec.job import ContractSpec
 
-_COMMON_FIELDS = {"type", "base_model", "datasets"}
+_COMMON_FIELDS = {"type", "base_model", "datasets", "wandb_project"}
 
 
 @dataclass
@@ -57,7 +57,7 @@ class RunConfig:
                        origins={f"hyperparams.{k}": v for k, v in self.origins.items()})
         else:  # the type's own parameters, as the spec model filled them in
             out.update(self.spec.model_dump(exclude=_COMMON_FIELDS))
-        return {**out, "resolved": self.decisions}
+        return {**out, **self.spec.reporting(), "resolved": self.decisions}
 
 
 def read_spec_file(path: Path) -> dict[str, Any]:

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from tuneyard.errors import CheckpointError, UserError
-from tuneyard.training import artifacts, checkpoint, contract, failures
+from tuneyard.training import artifacts, checkpoint, contract, failures, reporting
 from tuneyard.training.config import read_spec_file, resolve
 from tuneyard.training.control import AbortRequested, RunControl
 from tuneyard.training.footprint import Footprint
+from tuneyard.training.model_card import read_lineage
 from tuneyard.training.models.catalog import builtin_defaults
 from tuneyard.training.recipes import recipe_for
 from tuneyard.training.telemetry import Telemetry
@@ -47,6 +48,15 @@ def run(spec_path: Path, run_dir: Path, resume: str | None, model_cache_dir: Pat
         telemetry.close()
 
 
+def _attach_reporting(resolved: dict[str, Any], run_dir: Path, telemetry: Telemetry) -> None:
+    lineage = read_lineage(run_dir)
+    # What the run is, in the user's words: the spec's model may be a server path, the lineage has the id asked for.
+    shown: dict[str, Any] = {k: resolved[k] for k in ("type", "method", "hyperparams") if k in resolved}
+    shown["base_model"] = lineage.get("base_model") or resolved.get("base_model")
+    telemetry.attach(reporting.open_sink(resolved.get("wandb_project"), run_dir, lineage, shown,
+                                         lambda message: telemetry.log(message, level="warning")))
+
+
 def _user_error(exc: UserError, telemetry: Telemetry) -> int:
     """Report a user error, naming the field to change, and exit so that it is never retried."""
     message = failures.user_message(exc)
@@ -63,6 +73,7 @@ def _run(
     base_model, method = raw.get("base_model"), raw.get("method", "lora")
     defaults = builtin_defaults(base_model, method) if isinstance(base_model, str) and isinstance(method, str) else {}
     config = resolve(raw, spec_path.resolve().parent, cache, defaults)
+    _attach_reporting(config.to_json(), run_dir, telemetry)
     build = recipe_for(config.spec.type)
     resume_from = _resume_point(run_dir, resume, telemetry)
     if resume_from is not None:

@@ -14,20 +14,31 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from tuneyard.training import contract
+from tuneyard.training.reporting import NullSink, Sink
 
 
 class Telemetry:
-    """Appends records to the telemetry file and mirrors log lines to stderr."""
+    """Appends records to the telemetry file and mirrors log lines to stderr; every record also goes
+    to the attached reporting sink (`training/reporting.py`), the null one unless the job reports."""
 
     def __init__(self, path: Path, echo: TextIO | None = sys.stderr) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the run
         self._echo = echo
+        self._sink: Sink = NullSink()
+
+    def attach(self, sink: Sink) -> None:
+        self._sink = sink
 
     def emit(self, kind: str, **fields: Any) -> None:
         record = {"kind": kind, "ts": round(time.time(), 3), **{k: _finite(v) for k, v in fields.items()}}
         self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
         self._file.flush()
+        try:
+            self._sink.record(record)
+        except Exception as exc:  # reporting never fails a run: it stops, saying so
+            self._sink = NullSink()
+            self.log(f"reporting stopped: {type(exc).__name__}: {exc}", level="warning")
 
     def log(self, message: str, level: str = "info") -> None:
         self.emit(contract.KIND_LOG, level=level, message=message)
@@ -39,6 +50,11 @@ class Telemetry:
         self.emit(contract.KIND_PHASE, phase=name)
 
     def close(self) -> None:
+        sink, self._sink = self._sink, NullSink()
+        try:
+            sink.close()
+        except Exception as exc:
+            self.log(f"reporting did not finish: {type(exc).__name__}: {exc}", level="warning")
         self._file.close()
 
 

@@ -28,6 +28,12 @@ INHERITED_VARIABLES = frozenset(
         "MKL_NUM_THREADS",
         "SSL_CERT_FILE",
         "REQUESTS_CA_BUNDLE",
+        # The operator's W&B settings, for jobs that name a wandb_project (training/reporting.py). The key
+        # adds no exposure: wandb reads the same key from ~/.netrc, and HOME is passed on.
+        "WANDB_MODE",
+        "WANDB_API_KEY",
+        "WANDB_BASE_URL",
+        "WANDB_ENTITY",
     }
 )
 """What a runner may see of its worker's environment. Secrets such as the database URL or API keys

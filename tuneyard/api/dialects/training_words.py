@@ -12,7 +12,7 @@ its answers out. Both 002 and 003 put their jobs at /api/training/jobs; this mod
 | use_gradient_checkpointing  | hyperparams.gradient_checkpointing                               |
 | distributed, num_nodes      | one node on the local executor; more is a 400 naming the field  |
 | hf_token                    | a secret: refused wherever it would be stored, never answered    |
-| wandb_project               | kept with the job (labels); a warning in the answer without wandb |
+| wandb_project               | spec.wandb_project: the runner reports to W&B; else a warning    |
 | run_name                    | the job's name                                                   |
 """
 
@@ -76,6 +76,8 @@ class LocalTrainingJob(BaseModel):
                                 "hyperparams": hyperparams}
         if dataset_id is not None:
             spec["datasets"] = [{"id": dataset_id}]
+        if self.wandb_project:  # the runner reports to it where wandb is installed (training/reporting.py)
+            spec["wandb_project"] = self.wandb_project
         return spec
 
     def shown_config(self) -> dict[str, Any]:
