@@ -62,7 +62,9 @@ class Service:
         its runners: each runner has a group of its own) without killing itself; `extra`: settings."""
         proc = self._spawn(["serve", "--port", str(self.port), "--workers", str(workers)], "serve.log", own_group,
                            **extra)
-        deadline = time.monotonic() + 60
+        # Start-up runs every migration: on a 2-core host under a load average of 20 that alone
+        # took over a minute, so the wait is long; a serve that dies fails at once either way.
+        deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             assert proc.poll() is None, self.log("serve.log")
             try:
