@@ -244,6 +244,7 @@ BAD: list[tuple[str, str, str, dict[str, Any], int, str, str | None]] = [
     ("config an extra field", "PUT", CONFIG, {"json": {"colour": "red"}}, 400, "INVALID_REQUEST", "colour"),
     ("config a list body", "PUT", CONFIG, {"json": [1]}, 400, "INVALID_REQUEST", "(body)"),
     ("config not JSON", "PUT", CONFIG, {"content": b"threshold=5"}, 400, "INVALID_REQUEST", "(body)"),
+    ("config no body", "PUT", CONFIG, {}, 400, "INVALID_REQUEST", "(body)"),
 ]
 
 

@@ -141,8 +141,9 @@ def get_auto_config(context: Context, caller: Caller) -> AutoConfig:
 @router.put("/auto/config", response_model=AutoConfigSaved, responses=BAD_REQUEST,
             openapi_extra={"requestBody": CONFIG_BODY})
 async def put_auto_config(request: Request, context: Context, caller: Caller) -> AutoConfigSaved:
-    """Change the fields given, keep the others; checked whole (enabled needs a `jobTemplate`)."""
-    changes = await read_json(request, empty={})
+    """Change the fields given, keep the others; checked whole (enabled needs a `jobTemplate`). No
+    body is a 400: a PUT says what to change."""
+    changes = await read_json(request)
     return await anyio.to_thread.run_sync(_update, context, caller, changes)
 
 
