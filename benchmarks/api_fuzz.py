@@ -63,7 +63,11 @@ REFERENCING_400 = (("GET", "/jobs"), ("POST", "/jobs"), ("POST", "/training/reco
                    # 003's data: a trajectory's endTime after its startTime, a build that matches something,
                    # an enabled auto-training with a job to submit
                    ("POST", "/api/training/trajectories"), ("POST", "/api/training/datasets/build"),
-                   ("PUT", "/api/training/auto/config"))
+                   ("PUT", "/api/training/auto/config"),
+                   # 003's models: an ollamaUrl or providerModel that is schema-valid and still refused;
+                   # 002's estimate: a dataset_path that names no file
+                   ("POST", "/api/training/models/{model_id}/import-ollama"),
+                   ("POST", "/api/training/models/{model_id}/activate"), ("POST", "/api/training/estimate"))
 """The same for the dialects, whose documents answer such a request 400 INVALID_REQUEST (a cursor or
 `after` that names no job, a dataset, file, model or template spec field that does not exist)."""
 ADMIN_OPERATIONS = (("POST", "/v1/base-models"), ("GET", "/metrics"), ("GET", "/v1/serving"))
