@@ -1,12 +1,13 @@
 """Document 003 (an agent's training API), replayed against a live `tuneyard serve` training tiny-llama:
 every request it shows, in its order, bodies as printed (ids substituted; its model `eliza-1-2b` is
 tiny-llama here), with an API key as its 401 row implies. Trajectories come in through
-/v1/trajectories (003 reads them; ingesting is the trajectory issue's). The printed job body with
+/v1/trajectories (003 reads them; ingesting is the trajectory issue's); then status, the
+trajectories, one trajectory, datasets and a build as printed. The printed job body with
 `backend: "mlx"` is the 400 naming it on this host, then the same body on this host's device trains
 to completion; cancel is replayed on a second job; the trained model is listed, imported into an
 Ollama stand-in (after a GGUF export where llama.cpp is installed; without one the import is the
 409 asking for it), activated and answering chat completions by its providerModel, and benchmarked
-(its scores measured on what its training held out)."""
+(its scores measured on what its training held out); last the auto-training config, GET and PUT."""
 
 from __future__ import annotations
 
@@ -70,9 +71,7 @@ def test_document_003_jobs_and_models_replayed(service: Service) -> None:
     with httpx.Client(base_url=service.url, headers=headers, timeout=120) as api:
         assert httpx.get(f"{service.url}/api/training/jobs", timeout=30).status_code == 401
         ingest(api, 24)
-        built = api.post("/v1/dataset-builds", json={"limit": 100, "minLlmCallsPerTrajectory": 2})
-        assert built.status_code == 201, built.text
-        dataset_id = built.json()["id"]
+        dataset_id = _data_routes(api)
 
         # GET /api/training/jobs: none yet.
         assert api.get("/api/training/jobs").json() == {"jobs": []}
@@ -143,6 +142,43 @@ def test_document_003_jobs_and_models_replayed(service: Service) -> None:
         assert set(scores["scores"]) == {"coherence", "consistency", "helpfulness"}
         assert all(0.0 <= v <= 1.0 for v in scores["scores"].values()), scores
         assert scores["method"] == "reference" and scores["examples"] >= 1
+
+        # GET and PUT /api/training/auto/config, as printed.
+        assert set(api.get("/api/training/auto/config").json()) >= {"threshold", "cooldownHours", "enabled"}
+        saved = api.put("/api/training/auto/config", json={"threshold": 200, "cooldownHours": 24})
+        assert saved.status_code == 200, saved.text
+        assert saved.json()["ok"] is True
+        assert {k: saved.json()["config"][k] for k in ("threshold", "cooldownHours")} == {
+            "threshold": 200, "cooldownHours": 24}
+        assert isinstance(saved.json()["config"]["enabled"], bool)
+        status = api.get("/api/training/status").json()
+        assert (status["completedJobs"], status["modelCount"], status["datasetCount"]) == (2, 1, 1)  # job, eval
+
+
+def _data_routes(api: httpx.Client) -> str:
+    """003's requests before its jobs: status, trajectories, one trajectory, datasets, a build.
+    The built dataset's id."""
+    # A worker registers just after serve answers: wait for the runtime 003's status reports.
+    wait_until(lambda: api.get("/api/training/status").json()["runtimeAvailable"], timeout=60, interval=0.2)
+    status = api.get("/api/training/status")
+    assert status.status_code == 200, status.text
+    assert status.json() == {"runningJobs": 0, "queuedJobs": 0, "completedJobs": 0, "failedJobs": 0,
+                             "modelCount": 0, "datasetCount": 0, "runtimeAvailable": True}
+    listed = api.get("/api/training/trajectories").json()
+    assert listed["available"] is True and listed["total"] == 24 and len(listed["trajectories"]) == 24
+    first = listed["trajectories"][0]
+    assert set(first) >= {"id", "source", "status", "llmCallCount", "startTime", "endTime"}
+    assert first["source"] == "chat" and first["status"] == "completed" and first["llmCallCount"] == 2
+    one = api.get(f"/api/training/trajectories/{first['id']}").json()["trajectory"]
+    assert one["id"] == first["id"] and len(one["llmCalls"]) == 2 and one["providerAccesses"] == []
+    assert api.get("/api/training/datasets").json() == {"datasets": []}
+    built = api.post("/api/training/datasets/build", json={"limit": 100, "minLlmCallsPerTrajectory": 2})
+    assert built.status_code == 201, built.text
+    dataset = built.json()["dataset"]
+    assert (dataset["trajectoryCount"], dataset["exampleCount"]) == (24, 48) and isinstance(dataset["createdAt"], int)
+    assert [d["id"] for d in api.get("/api/training/datasets").json()["datasets"]] == [dataset["id"]]
+    dataset_id: str = dataset["id"]
+    return dataset_id
 
 
 def _import(api: httpx.Client, service: Service, model_id: str) -> None:
