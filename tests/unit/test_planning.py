@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tuneyard.errors import SpecError
-from tuneyard.planning.calibration import Sample, pooled, throughputs
+from tuneyard.planning.calibration import Sample, job_kind, pooled, throughputs
 from tuneyard.planning.compute import flops_per_token, run_size, steps_per_epoch
 from tuneyard.planning.cost import Prices, priced
 from tuneyard.planning.memory import COMPONENTS, LINE_ROWS, TrainingSetup, estimate_memory, micro_batch
@@ -145,6 +145,24 @@ def test_calibration_is_the_median_of_each_hosts_newest_jobs() -> None:
     assert by_host["b"].flops_per_second == 50.0
     assert pooled(samples, "cuda").flops_per_second == 9e9  # type: ignore[union-attr]
     assert pooled([], "cpu") is None
+
+
+def test_calibration_takes_the_jobs_like_the_one_estimated_where_a_host_has_any() -> None:
+    lora, full = job_kind("m", "lora", False, 2, 128), job_kind("m", "full", False, 2, 128)
+    samples = [Sample("a", "cpu", 100.0, 1.0, 0.0, lora), Sample("a", "cpu", 400.0, 1.0, 0.0, full),
+               Sample("a", "cpu", 120.0, 1.0, 0.0, lora), Sample("b", "cpu", 50.0, 1.0, 0.0, full),
+               Sample("a", "cpu", 300.0, 1.0, 0.0, job_kind("m", "lora", False, 8, 512))]
+    by_host = throughputs(samples, "cpu", lora)
+    assert by_host["a"].flops_per_second == 110.0 and by_host["a"].jobs == 2 and "like this one" in by_host["a"].source
+    assert by_host["b"].flops_per_second == 50.0 and "like" not in by_host["b"].source  # none like it: all of b's
+    fulls, unlike = pooled(samples, "cpu", full), pooled(samples, "cpu", job_kind("m", "full", True, 2, 128))
+    assert fulls is not None and fulls.flops_per_second == 225.0  # (400 + 50) / 2, a's and b's full jobs
+    assert unlike is not None and unlike.jobs == 5  # nothing checkpointed: every job
+    # no lora job at 4 x 256 tokens: the lora jobs at other micro-batch sizes
+    other_size = throughputs(samples, "cpu", job_kind("m", "lora", False, 4, 256))["a"]
+    assert other_size.flops_per_second == 120.0 and other_size.jobs == 3 and "other batch sizes" in other_size.source
+    assert job_kind("m", "lora", False, 2, 128) == job_kind("m", "lora", False, 1, 300)  # 256 and 300: one bucket
+    assert job_kind("m", "lora", True, 2, 128) != lora != job_kind("n", "lora", False, 2, 128)
 
 
 def test_a_result_without_compute_figures_is_no_sample() -> None:
