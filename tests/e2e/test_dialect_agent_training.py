@@ -194,7 +194,7 @@ def _import(api: httpx.Client, service: Service, model_id: str) -> None:
     wait_until(lambda: api.get(url).json()["status"] in ("completed", "failed"), timeout=900, interval=1)
     assert api.get(url).json()["status"] == "completed", api.get(url).text
     with ollama_standin() as ollama:
-        body = {**PRINTED_IMPORT, "ollamaUrl": f"http://localhost:{ollama.port}"}
+        body = {**PRINTED_IMPORT, "ollamaUrl": ollama.url}  # 127.0.0.1: localhost may resolve to ::1 first
         imported = api.post(f"/api/training/models/{model_id}/import-ollama", json=body)
         assert imported.status_code == 200, imported.text
         model = imported.json()["model"]

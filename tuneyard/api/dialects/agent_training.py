@@ -32,6 +32,7 @@ from tuneyard.api.dialects.http import BAD_REQUEST, epoch_ms, listing, read_json
 from tuneyard.api.dialects.training_words import DIALECT
 from tuneyard.api.dialects.translate import renamed
 from tuneyard.errors import SpecError
+from tuneyard.export.ollama import DEFAULT_OLLAMA_URL
 from tuneyard.scheduler import capacity
 from tuneyard.scheduler.workers import alive_window_seconds, list_workers
 from tuneyard.services import evaluations, jobs, lookup, models, ollama_import, serving, trajectory_datasets
@@ -49,8 +50,6 @@ router = APIRouter(tags=["training"])
 BENCHMARK_WAIT_S = 30.0
 """How long POST /models/:id/benchmark waits for its evaluation before answering 202 (then poll
 GET /models/:id/benchmark). 003 prints a synchronous answer; an evaluation takes minutes."""
-OLLAMA_DEFAULT_URL = "http://localhost:11434"
-"""003's `ollamaUrl` when omitted: Ollama's own default address."""
 
 
 def trainable_devices(context: AppContext) -> frozenset[str]:
@@ -168,7 +167,7 @@ IMPORT_BODY = {"required": False, "content": {"application/json": {"schema": {
     "type": "object", "additionalProperties": False, "properties": {
         "modelName": {"type": "string", "description": "The name in Ollama; the model id by default."},
         "baseModel": {"type": "string", "description": "Accepted and shown back; the pushed GGUF needs no base."},
-        "ollamaUrl": {"type": "string", "description": f"A loopback URL only; {OLLAMA_DEFAULT_URL} by default."},
+        "ollamaUrl": {"type": "string", "description": f"A loopback URL only; {DEFAULT_OLLAMA_URL} by default."},
     }}}}}
 IMPORT_NAMES = {"ollama_url": "ollamaUrl", "model_name": "modelName"}
 
@@ -185,7 +184,7 @@ async def import_ollama(model_id: OwnedModel, request: Request, context: Context
                  if k in body and not isinstance(body[k], str)]
     if problems:
         raise InvalidRequest(problems)
-    url = body.get("ollamaUrl", OLLAMA_DEFAULT_URL)
+    url = body.get("ollamaUrl", DEFAULT_OLLAMA_URL)
 
     def run() -> dict[str, Any]:
         try:
