@@ -337,7 +337,11 @@ def _reap_one(
 
 def _check_owner(session: Session, org_id: str, job_id: str) -> None:
     # Another organization's job is as missing as one that never existed: ids leak nothing.
-    if session.scalar(select(Job.id).where(Job.id == job_id, Job.org_id == org_id)) is None:
+    # The row stays locked to the end of the user's request: on PostgreSQL each statement sees what others
+    # committed, so a worker's claim (which skips locked rows) could move a job from queued to starting
+    # between a request's two guarded updates (queued → stopped refused, then "starting: cannot be stopped").
+    owned = select(Job.id).where(Job.id == job_id, Job.org_id == org_id).with_for_update()
+    if session.scalar(owned) is None:
         raise NotFound("job", job_id)
 
 
