@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from time import monotonic, sleep
 from typing import Any
 
 import pytest
@@ -55,9 +56,30 @@ def test_the_breakdown_of_a_lora_job_sums_to_its_peak(client: TestClient, tenant
     assert memory["components"]["weights"] > 0 and memory["components"]["lora"] > 0
     assert memory["components"]["trainable_weights"] == 0
     assert answer["run"]["steps"] == 5 and answer["run"]["flops"] > 0
-    # no worker has finished a job: no throughput to divide by, and it says so
-    assert answer["time"]["seconds"] is None and "no cpu worker" in answer["time"]["source"]
-    assert answer["cost"]["usd"] is None
+    # no worker has finished a job: no measured throughput to divide by, and it says so
+    assert not answer["time"]["calibrated"] and "no cpu worker" in answer["time"]["source"]
+
+
+def test_before_any_job_has_finished_a_probe_of_this_host_gives_a_first_figure(
+    client: TestClient, tenant: Tenant
+) -> None:
+    """The probe runs beside the request (importing torch takes seconds): an estimate asked while it runs
+    says so within its budget; once measured, the figure divides the job's FLOPs, uncalibrated."""
+    dataset = ready_dataset(client, tenant)
+    body = job_body(dataset["id"], hyperparams={"max_steps": 5, "batch_size": 2, "max_seq_length": 64})
+    deadline = monotonic() + 300
+    while (answer := estimate(client, tenant, body))["time"]["seconds"] is None:
+        assert "being measured" in answer["time"]["source"] and answer["cost"]["usd"] is None, answer["time"]
+        assert monotonic() < deadline, "the probe never finished"
+        sleep(1)
+    time = answer["time"]
+    assert not time["calibrated"] and "no cpu worker" in time["source"]
+    assert "timed steps of one of the model's layers" in time["source"], time
+    assert time["seconds"] == round(answer["run"]["flops"] / time["flops_per_second"], 1) > 0
+    assert time["low"] < time["seconds"] < time["high"]
+    assert answer["cost"]["low"] < answer["cost"]["usd"] < answer["cost"]["high"]
+    # measured once a process: the next answer divides by the same figure (a new probe would not)
+    assert estimate(client, tenant, body)["time"] == time
 
 
 def test_time_and_cost_follow_the_workers_measured_throughput(client: TestClient, db: Database, tenant: Tenant) -> None:

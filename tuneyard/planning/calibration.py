@@ -5,10 +5,19 @@ on the device, its libraries and the shapes, none of which a table could know. S
 job records FLOPs and seconds (`tuneyard.training.footprint`), and a host's throughput is the
 median FLOP/s of its newest jobs on that device: the median, so one job slowed by a neighbour
 does not move it. Hosts, not worker ids: a worker restarts under a new id on the same machine.
+
+The FLOP/s a host reaches is not one number: a small model's step is mostly the per-operation cost
+of the framework (tiny-llama's 128-wide matmuls, a LoRA adapter's extra small ones, the recompute of
+gradient checkpointing), a larger one's mostly its matmuls, more efficient the more tokens a
+micro-batch holds. So the jobs most like the one estimated are its calibration: the same base model,
+method, checkpointing and micro-batch size (`job_kind`) when the host has any, else the same model,
+method and checkpointing at any micro-batch size, and all of the host's jobs on the device only when
+it has none of those; the figure says which.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass
 from typing import Any
@@ -25,13 +34,15 @@ class Sample:
     seconds: float
     overhead_seconds: float
     """Compute seconds beyond the steps: loading, evaluations, saving."""
+    kind: str | None = None
+    """The job's `job_kind`, when the job's spec is known."""
 
     @property
     def flops_per_second(self) -> float:
         return self.flops / self.seconds
 
     @classmethod
-    def from_result(cls, result: Any) -> Sample | None:
+    def from_result(cls, result: Any, kind: str | None = None) -> Sample | None:
         """The sample a job's result holds; None for one without compute figures."""
         compute = result.get("compute") if isinstance(result, dict) else None
         if not isinstance(compute, dict):
@@ -43,7 +54,21 @@ class Sample:
         overhead = max(0.0, float(total) - float(seconds)) if isinstance(total, int | float) else 0.0
         host = compute.get("host")
         return cls(host if isinstance(host, str) else None, str(compute.get("device", "cpu")), float(flops),
-                   float(seconds), overhead)
+                   float(seconds), overhead, kind)
+
+
+def job_kind(base_model: Any, method: Any, gradient_checkpointing: Any, batch_size: Any, max_seq_length: Any) -> str:
+    """What makes two jobs reach the same FLOP/s on one host: the model, the method, the recompute, and
+    the micro-batch's size (batch_size x max_seq_length, to the nearest power of two: what a spec
+    says, so a stored job and a request are bucketed alike)."""
+    tokens = batch_size * max_seq_length if isinstance(batch_size, int) and isinstance(max_seq_length, int) else 0
+    bucket = 2 ** round(math.log2(tokens)) if tokens > 0 else "?"
+    return f"{base_model}|{method}|{'gc' if gradient_checkpointing is True else 'no-gc'}|{bucket}"
+
+
+def _family(kind: str | None) -> str | None:
+    """A kind without its micro-batch size."""
+    return None if kind is None else kind.rsplit("|", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -57,22 +82,35 @@ class Throughput:
     """Where the figure comes from, in plain words (shown with every estimate)."""
 
 
-def throughputs(samples: list[Sample], device: str) -> dict[str, Throughput]:
-    """Each host's throughput on `device`, from its newest RECENT samples (newest first in `samples`)."""
+def throughputs(samples: list[Sample], device: str, kind: str | None = None) -> dict[str, Throughput]:
+    """Each host's throughput on `device`, from its newest RECENT samples (newest first in `samples`),
+    of jobs of `kind` where the host has finished any."""
     by_host: dict[str, list[Sample]] = {}
     for sample in samples:
         if sample.device == device and sample.host is not None:
             by_host.setdefault(sample.host, []).append(sample)
-    return {host: _median(own[:RECENT], f"median of host {host}'s {len(own[:RECENT])} newest {device} jobs")
-            for host, own in by_host.items()}
+    return {host: _like(own, kind, RECENT, f"host {host}'s", device) for host, own in by_host.items()}
 
 
-def pooled(samples: list[Sample], device: str) -> Throughput | None:
-    """Every host's newest jobs on `device` together; None when none has finished one."""
-    own = [s for s in samples if s.device == device][: RECENT * 4]
+def pooled(samples: list[Sample], device: str, kind: str | None = None) -> Throughput | None:
+    """Every host's newest jobs on `device` together (of `kind` where any); None when none has finished one."""
+    own = [s for s in samples if s.device == device]
     if not own:
         return None
-    return _median(own, f"median of the service's {len(own)} newest {device} jobs")
+    return _like(own, kind, RECENT * 4, "the service's", device)
+
+
+def _like(samples: list[Sample], kind: str | None, newest: int, whose: str, device: str) -> Throughput:
+    """The median of the newest samples of `kind`, else of its family, else of all of them, saying which."""
+    like = [s for s in samples if kind is not None and s.kind == kind][:newest]
+    if like:
+        return _median(like, f"median of {whose} {len(like)} newest {device} jobs like this one ({kind})")
+    family = [s for s in samples if kind is not None and _family(s.kind) == _family(kind)][:newest]
+    if family:
+        return _median(family, f"median of {whose} {len(family)} newest {device} jobs of the same model and "
+                               f"method at other batch sizes ({_family(kind)})")
+    chosen = samples[:newest]
+    return _median(chosen, f"median of {whose} {len(chosen)} newest {device} jobs")
 
 
 def _median(samples: list[Sample], source: str) -> Throughput:

@@ -3,7 +3,9 @@
 The request is checked exactly as a submission is (`submission.plan_job`: every problem at once,
 nothing stored), then the arithmetic of `tuneyard.planning` runs on the base model's config.json
 (read, never loaded: the answer takes milliseconds) and the job's resolved hyperparameters. Time
-divides the job's FLOPs by what the workers' own finished jobs reached (`planning.calibration`);
+divides the job's FLOPs by what the workers' own finished jobs like it reached (`planning.calibration`),
+or, before any has finished one on the device, by a probe of this host (`services.throughput_probe`: a
+few timed steps of one of the model's layers), and says which (`time.source`, `time.calibrated`);
 cost is device-hours times the configured price of the device kind.
 """
 
@@ -20,7 +22,7 @@ from tuneyard.planning.compute import run_size, train_flops
 from tuneyard.planning.cost import Prices
 from tuneyard.planning.memory import LINE_ROWS, Device, MemoryEstimate, TrainingSetup, estimate_memory
 from tuneyard.planning.shape import BUILTIN_CONFIGS, ModelShape
-from tuneyard.services import templates
+from tuneyard.services import templates, throughput_probe
 from tuneyard.services.errors import InvalidRequest
 from tuneyard.services.submission import MAX_CONFIG_BYTES, JobPlan, JobRequest, plan_job
 from tuneyard.settings import Settings
@@ -29,7 +31,11 @@ from tuneyard.store.engine import Database
 from tuneyard.store.throughput import finished_samples
 
 TIME_BAND = 0.3
-"""The time estimate's band, ±: what a calibrated worker is held to (tests/training/test_estimates.py)."""
+"""The time estimate's band, ±: what a calibrated worker is held to (tests/training/test_time_estimates.py)."""
+PROBE_BAND = (0.25, 4.0)
+"""An uncalibrated (probed) time's band, as factors of it. The probe times a layer's matmuls only, so on
+a steady host it errs short; on the shared 2-core host it was written on (load 15-25) tiny-llama's real steps
+ran at 0.5-4x the FLOP/s of a probe taken minutes apart, the load swinging both."""
 MEMORY_BAND = 0.2
 """The memory estimate's band, ±: what the estimate is held to against measured peaks."""
 
@@ -49,7 +55,12 @@ def estimate_job(db: Database, settings: Settings, org_id: str, request: JobRequ
     size = run_size(setup, hyperparams.get("max_steps"), int(hyperparams.get("epochs", 1)), train_tokens,
                     sizing.train_examples)
     flops = None if size is None else train_flops(shape, setup, size.tokens)
-    time = _time(flops, samples, device)
+    kind = calibration.job_kind(plan.config["base_model"], setup.method, setup.gradient_checkpointing,
+                                setup.batch_size, setup.max_seq_length)
+    time = _time(flops, samples, device, kind)
+    if flops is not None and time["seconds"] is None:
+        time = _probed_time(flops, throughput_probe.LayerProbe.of(shape, device, setup.batch.tokens,
+                                                                  not setup.adapter))
     return {
         "base_model": request.spec.get("base_model"), "type": plan.type, "method": setup.method, "device": device,
         "model_params": shape.params,
@@ -59,7 +70,7 @@ def estimate_job(db: Database, settings: Settings, org_id: str, request: JobRequ
                 "tokens": size.tokens if size else None, "flops": flops},
         "batch": _batch(setup),
         "time": time,
-        "cost": _cost(settings, device, time.get("seconds")),
+        "cost": _cost(settings, device, time),
     }  # fmt: skip
 
 
@@ -177,18 +188,37 @@ def _dataset_figures(db: Database, org_id: str, ids: list[str], refs: Any) -> tu
     return (tokens, examples) if ids else (None, None)
 
 
-def _time(flops: float | None, samples: list[calibration.Sample], device: str) -> dict[str, Any]:
-    """Seconds on each host that has finished a job on `device`, and the service-wide figure."""
-    pooled = calibration.pooled(samples, device)
+def _time(flops: float | None, samples: list[calibration.Sample], device: str, kind: str) -> dict[str, Any]:
+    """Seconds on each host that has finished a job on `device` (from its jobs of `kind` where it has
+    any), and the service-wide figure."""
+    pooled = calibration.pooled(samples, device, kind)
     if flops is None or pooled is None:
         why = ("the run's length depends on a dataset whose tokens are not counted yet" if flops is None
                else f"no {device} worker has finished a job yet to measure its throughput")
         return {"seconds": None, "calibrated": False, "source": why, "by_host": {}}
-    by_host = {host: _seconds(flops, t) for host, t in calibration.throughputs(samples, device).items()}
+    by_host = {host: _seconds(flops, t) for host, t in calibration.throughputs(samples, device, kind).items()}
     seconds = _seconds(flops, pooled)
     return {"seconds": seconds, "low": round(seconds * (1 - TIME_BAND), 1), "high": round(seconds * (1 + TIME_BAND), 1),
             "train_seconds": round(flops / pooled.flops_per_second, 1), "calibrated": True,
             "source": pooled.source, "flops_per_second": pooled.flops_per_second, "by_host": by_host}
+
+
+def _probed_time(flops: float, probe: throughput_probe.LayerProbe) -> dict[str, Any]:
+    """The steps' seconds at this host's probed FLOP/s, before any worker has calibrated: no loading or
+    evaluation time (no job has measured it), and the wider PROBE_BAND."""
+    measured = throughput_probe.measured(probe)
+    uncalibrated = f"no {probe.device} worker has finished a job yet to measure its throughput"
+    if measured is None:
+        return {"seconds": None, "calibrated": False, "by_host": {}, "source": (
+            f"{uncalibrated}; this host's throughput is being measured (a few timed steps of one of the "
+            "model's layers): ask again in a few seconds")}
+    if measured.flops_per_second is None:
+        return {"seconds": None, "calibrated": False, "by_host": {}, "source": f"{uncalibrated}; {measured.why}"}
+    seconds = round(flops / measured.flops_per_second, 1)
+    low, high = PROBE_BAND
+    return {"seconds": seconds, "low": round(seconds * low, 1), "high": round(seconds * high, 1),
+            "train_seconds": seconds, "calibrated": False, "flops_per_second": measured.flops_per_second,
+            "by_host": {}, "source": f"{uncalibrated}; a probe instead: {measured.why}"}
 
 
 def _seconds(flops: float, throughput: calibration.Throughput) -> float:
@@ -203,10 +233,15 @@ def price_per_hour(settings: Settings, device: str) -> float:
     return prices(settings).per_hour(device)
 
 
-def _cost(settings: Settings, device: str, seconds: float | None) -> dict[str, Any]:
+def _cost(settings: Settings, device: str, time: dict[str, Any]) -> dict[str, Any]:
+    """Device-hours at the configured price, with the time's own band."""
     price = price_per_hour(settings, device)
+    seconds = time.get("seconds")
     if seconds is None:
         return {"usd": None, "price_per_device_hour": price}
-    usd = seconds / 3600 * price
-    return {"usd": round(usd, 4), "low": round(usd * (1 - TIME_BAND), 4), "high": round(usd * (1 + TIME_BAND), 4),
+
+    def usd(at: float) -> float:
+        return round(at / 3600 * price, 4)
+
+    return {"usd": usd(seconds), "low": usd(time["low"]), "high": usd(time["high"]),
             "price_per_device_hour": price, "device_hours": round(seconds / 3600, 4)}

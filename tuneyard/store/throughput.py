@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from tuneyard.planning.calibration import Sample
+from tuneyard.planning.calibration import Sample, job_kind
 from tuneyard.store.engine import Database
 from tuneyard.store.status import JobStatus
 from tuneyard.store.tables import Job
@@ -19,20 +19,29 @@ SAMPLES_READ = 200
 
 
 def finished_samples(db: Database, limit: int = SAMPLES_READ) -> list[Sample]:
-    """(host, device, FLOPs, seconds) of the newest completed jobs that recorded their compute."""
+    """(host, device, FLOPs, seconds, kind) of the newest completed jobs that recorded their compute."""
     stmt = (
-        select(Job.result)
+        select(Job.result, Job.config)
         .where(Job.status == JobStatus.COMPLETED.value, Job.result.is_not(None))
         .order_by(Job.finished_at.desc(), Job.id.desc())
         .limit(limit)
     )
     samples = []
     with db.read() as session:
-        for result in session.scalars(stmt).all():
-            sample = Sample.from_result(result)
+        for result, config in session.execute(stmt).all():
+            sample = Sample.from_result(result, _kind(config))
             if sample is not None:
                 samples.append(sample)
     return samples
+
+
+def _kind(config: object) -> str | None:
+    if not isinstance(config, dict):
+        return None
+    hp = config.get("hyperparams")
+    hp = hp if isinstance(hp, dict) else {}
+    return job_kind(config.get("base_model"), config.get("method"), hp.get("gradient_checkpointing"),
+                    hp.get("batch_size"), hp.get("max_seq_length"))
 
 
 def memory_errors(db: Database, org_id: str, limit: int = SAMPLES_READ) -> list[float]:
