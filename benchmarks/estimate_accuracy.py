@@ -4,7 +4,10 @@ Runs the real runner (a subprocess per point, so each peak RSS is its own) over 
 methods x batch size x sequence length x gradient checkpointing, reads each result card's
 estimate vs measured memory (`tuneyard.training.footprint` defines "measured") and its FLOPs and
 seconds, and prints a table with the mean and worst error. Time is judged as a calibrated worker
-would: each point's seconds are predicted from the FLOP/s of the *other* points (leave one out).
+would meet a setting it has not run: each point's step seconds are predicted from the *other*
+points (leave one out) by the service's own calibration (`planning.calibration`: the median FLOP/s
+of the jobs like it, which for a new setting are the same method and checkpointing at other batch
+sizes and lengths).
 
     .venv/bin/python benchmarks/estimate_accuracy.py                    # tiny-llama, the full grid
     .venv/bin/python benchmarks/estimate_accuracy.py --model smollm2 --batch 1 2 --seq 64 128
@@ -81,14 +84,21 @@ def measure(point: GridPoint, base_model: str, data: Path, cache: Path, workdir:
     return {"memory": result["memory"], "compute": result["compute"]}
 
 
-def time_errors(figures: list[dict[str, Any]]) -> list[float]:
-    """Each run's time error (%) when predicted from the median FLOP/s of the others."""
+def time_errors(grid: list[GridPoint], figures: list[dict[str, Any]], model: str) -> list[float]:
+    """Each run's time error (%) when predicted from the others, as the estimate's calibration does."""
+    from tuneyard.planning.calibration import Sample, job_kind, pooled
+
+    def kind(point: GridPoint) -> str:
+        return job_kind(model, point.method, point.gradient_checkpointing, point.batch_size, point.max_seq_length)
+
     errors = []
-    for i, own in enumerate(figures):
-        others = [f["compute"]["flops_per_second"] for j, f in enumerate(figures) if j != i]
-        if not others:
+    for i, (point, own) in enumerate(zip(grid, figures, strict=True)):
+        others = [Sample.from_result({"compute": f["compute"]}, kind(p))
+                  for j, (p, f) in enumerate(zip(grid, figures, strict=True)) if j != i]
+        calibrated = pooled([s for s in others if s is not None], own["compute"]["device"], kind(point))
+        if calibrated is None:
             return []
-        predicted = own["compute"]["train_flops"] / statistics.median(others)
+        predicted = own["compute"]["train_flops"] / calibrated.flops_per_second
         errors.append(100.0 * (predicted - own["compute"]["train_seconds"]) / own["compute"]["train_seconds"])
     return errors
 
@@ -109,7 +119,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tuneyard-estimate-") as tmp:
         data = write_data(Path(tmp))
         figures = [measure(p, MODELS[args.model], data, args.cache, Path(tmp)) for p in grid]
-    times = time_errors(figures) or [float("nan")] * len(figures)
+    times = time_errors(grid, figures, MODELS[args.model]) or [float("nan")] * len(figures)
     print(f"model {args.model}, {args.steps} steps per point, CPU peak = {figures[0]['memory']['measured_as']}")
     print(f"{'point':<31} {'est MB':>8} {'meas MB':>8} {'mem err':>8} {'GFLOP/s':>8} {'time err':>9}")
     for point, fig, t_err in zip(grid, figures, times, strict=True):
@@ -120,7 +130,7 @@ def main() -> None:
     print(f"memory: mean |error| {statistics.mean(mem_errors):.1f}%, worst {max(mem_errors):.1f}%")
     if times and not any(t != t for t in times):
         abs_times = [abs(t) for t in times]
-        print(f"time (leave-one-out calibrated): mean |error| {statistics.mean(abs_times):.1f}%, "
+        print(f"time (leave-one-out, calibrated on jobs like it): mean |error| {statistics.mean(abs_times):.1f}%, "
               f"worst {max(abs_times):.1f}%")
 
 
