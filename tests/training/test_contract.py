@@ -127,7 +127,8 @@ def test_healing_without_calibration_text_is_refused_naming_heal_steps() -> None
 
 
 @pytest.mark.slow
-def test_contract_smollm2(tmp_path: Path, model_cache: Path) -> None:
+@pytest.mark.timeout(1800)
+def test_contract_smollm2_then_finetune_it(tmp_path: Path, model_cache: Path) -> None:
     from tests.support.models import smollm2_gguf_path
 
     run_dir = tmp_path / "run"
@@ -135,3 +136,14 @@ def test_contract_smollm2(tmp_path: Path, model_cache: Path) -> None:
     assert run_runner(spec, run_dir, model_cache) == 0, (run_dir / "runner.log").read_text()[-3000:]
     result, model = contracted(run_dir, 0.5)
     assert model.config.intermediate_size == 768 and result["importance"] == "weight_magnitude"  # 1536 halved
+    assert result["params_before"] - result["params_after"] == 30 * 3 * 576 * 768  # SmolLM2: 30 layers, 576 wide
+    del model
+
+    finetune = tmp_path / "finetune"
+    finetune.mkdir()
+    data = write_jsonl(tmp_path / "chats.jsonl", arithmetic_chat(8))
+    raw = yaml.safe_load(write_spec(finetune, data, method="lora", max_steps=2, max_seq_length=48).read_text())
+    (finetune / "job.yaml").write_text(yaml.safe_dump({**raw, "base_model": str(run_dir / "final")}))
+    assert run_runner(finetune / "job.yaml", finetune / "run", model_cache, timeout=1500) == 0, \
+        (finetune / "run" / "runner.log").read_text()[-3000:]
+    assert (finetune / "run" / "final" / "adapter_model.safetensors").is_file()

@@ -85,3 +85,24 @@ def test_sigkilled_grown_job_resumes_bitwise_equal(tmp_path: Path, model_cache: 
     for name, tensor in expected.items():
         assert torch.equal(tensor, actual[name]), name
     assert result(crashed)["function_preservation"] == result(straight)["function_preservation"] <= 1e-6
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(2400)  # a few full-weight steps of a 135M model (grown) on a loaded 2-core host
+def test_grown_smollm2_keeps_its_function_then_learns(tmp_path: Path, model_cache: Path) -> None:
+    """SmolLM2-135M-Instruct (its GGUF, dequantized) grown in depth and width, then trained: no change
+    before the first step, and an eval loss below the source model's after a few."""
+    from tests.support.models import smollm2_gguf_path
+
+    gguf = smollm2_gguf_path()
+    data = write_data(tmp_path / "train.jsonl", arithmetic_chat(40))
+    run_dir = tmp_path / "run"
+    spec = write_grow_spec(tmp_path, data, base_model=str(gguf), growth={"depth_factor": 1.25, "width_factor": 1.25},
+                           hyperparams={"lr": 1e-4, "seq_len": 48, "batch_size": 2, "cycles": 1,
+                                        "steps_per_cycle": 4, "eval_split": 0.1})
+    assert run_runner(spec, run_dir, model_cache, timeout=2300) == 0, (run_dir / "runner.log").read_text()[-3000:]
+    card = result(run_dir)
+    assert card["function_preservation"] <= 1e-6
+    assert card["eval_loss_final"] < card["eval_loss_baseline"], (card["eval_loss_baseline"], card["eval_loss_final"])
+    assert (card["layers"], card["intermediate_size"]) == (round(30 * 1.25), round(1536 * 1.25))
+    assert card["params_after"] - card["params_before"] == card["params_delta"] > 0
