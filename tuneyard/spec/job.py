@@ -176,20 +176,6 @@ class TrainSpec(JobSpecBase):
         return []
 
 
-class ContractSpec(JobSpecBase):
-    """Contract the model: fewer MLP channels in its layers (structured: the matrices get smaller).
-
-    Every layer keeps the same number of channels, so a standard config (one `intermediate_size`)
-    describes the result and plain transformers loads it. Attention heads are not pruned: a Llama
-    config has one head count (and one key/value head count) for every layer, so heads pruned per layer
-    would not load with plain transformers; whole layers can go instead (`remove_layers`).
-
-    Calibration text (what channels are scored by their activations on, and perplexity and
-    KL(source ‖ contracted) are measured on), the first there is of: `calibration_dataset`; the
-    `datasets` (their eval rows, else their training rows); the held-out split of the source model's
-    own training data, where `base_model` is a trained model of this service whose training held some
-    out (its lineage). Without any, channels are scored by weight magnitude and those figures are null."""
-
 class CalibrationText(BaseModel):
     """Calibration text resolved to files, as the service hands it to the runner (which reads files,
     never ids): every eval-split record, then the `eval_split` share of the train-split records that
@@ -207,6 +193,20 @@ class CalibrationText(BaseModel):
         "What the service resolved it from: the stored dataset (calibration_dataset) or the trained model "
         "whose training held it out (lineage)."))
 
+
+class ContractSpec(JobSpecBase):
+    """Contract the model: fewer MLP channels in its layers (structured: the matrices get smaller).
+
+    Every layer keeps the same number of channels, so a standard config (one `intermediate_size`)
+    describes the result and plain transformers loads it. Attention heads are not pruned: a Llama
+    config has one head count (and one key/value head count) for every layer, so heads pruned per layer
+    would not load with plain transformers; whole layers can go instead (`remove_layers`).
+
+    Calibration text (what channels are scored by their activations on, and perplexity and
+    KL(source ‖ contracted) are measured on), the first there is of: `calibration_dataset`; the
+    `datasets` (their eval rows, else their training rows); the held-out split of the source model's
+    own training data, where `base_model` is a trained model of this service whose training held some
+    out (its lineage). Without any, channels are scored by weight magnitude and those figures are null."""
 
     type: Literal["contract"] = "contract"
     contraction_ratio: float = Field(0.5, gt=0.0, lt=1.0, description=(
