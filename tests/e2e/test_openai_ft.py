@@ -104,6 +104,9 @@ def test_the_openai_client_fine_tunes_pauses_resumes_serves_and_cancels(served: 
         openai.fine_tuning.jobs.retrieve("job_0123456789abcdef01234567")
 
 
+# SQLite only: DPO's loss is under test here, and its job goes through the store as the supervised job
+# above does, which runs on both databases (each run here costs minutes of CI).
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_dpo_job_through_the_client_ranks_its_pairs_better(served: tuple[OpenAI, httpx.Client]) -> None:
     openai, native = served
     pairs = openai.files.create(file=("pairs.jsonl", jsonl(PAIRS)), purpose="fine-tune")
