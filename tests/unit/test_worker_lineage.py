@@ -20,7 +20,7 @@ def job(spec: Any, config: dict[str, Any], type_: str = "finetune") -> Job:
 
 
 NATIVE = {"type": "finetune", "base_model": "tiny-llama", "method": "full", "datasets": [{"id": "ds_1"}]}
-VENDOR_BODIES = [
+VENDOR_BODIES: list[tuple[Any, dict[str, Any], str, str, str | None, list[Any]]] = [
     # OpenAI-shaped: the method an object, the model and the files under other names
     ({"model": "tiny-llama", "training_file": "file-1", "method": {"type": "supervised", "supervised": {}}},
      {"type": "finetune", "base_model": "tiny-llama", "method": "lora", "datasets": [{"path": "/d/1.jsonl"}]},
