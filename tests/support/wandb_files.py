@@ -34,7 +34,7 @@ def records(path: Path) -> list[Any]:
         fragment, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
         pending = fragment if kind in (FULL, FIRST) else pending + fragment
         if kind in (FULL, LAST):
-            record = pb.Record()
+            record = pb.Record()  # type: ignore[attr-defined]  # generated protobuf code, no stubs
             record.ParseFromString(pending)
             found.append(record)
             pending = b""
