@@ -11,7 +11,7 @@ sizes and lengths).
 
 Figures (tiny-llama, the default grid, 3 steps a point, the shared 2-core host at load 7 to 28):
 memory mean |error| 10.3 %, worst -46.0 % (LoRA b8 s512 with checkpointing; LoRA b8 s512 without
--26.6 %; the other 14 points within ±16 %, all but two under). Time, each point from the median of all
+-26.6 %; the other 14 points within ±16 %, all but three under). Time, each point from the median of all
 the others: mean |error| 58.3 %, worst 170.8 % (from jobs like it, as now: 65.0 % and 243.4 % over the
 first 15 points). The points ran one after another for 80 minutes while the load quadrupled, so that
 column measures the host; tests/training/test_time_estimates.py holds the estimator with a twin run.
