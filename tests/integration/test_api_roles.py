@@ -142,6 +142,14 @@ ROLES: dict[Op, tuple[str, int]] = {
     ("POST", "/api/training/datasets/build"): (MEMBER, 201),
     ("GET", "/api/training/auto/config"): (MEMBER, 200),
     ("PUT", "/api/training/auto/config"): (MEMBER, 200),
+    # 003's jobs and models, and 002's estimate
+    ("POST", "/api/training/estimate"): (MEMBER, 400),  # the body's dataset_path names no file
+    ("POST", "/api/training/jobs/{job_id}/cancel"): (MEMBER, 409),  # completed: allowed, refused by state
+    ("GET", "/api/training/models"): (MEMBER, 200),
+    ("POST", "/api/training/models/{model_id}/import-ollama"): (MEMBER, 409),  # the test's model has no GGUF export
+    ("POST", "/api/training/models/{model_id}/activate"): (MEMBER, 400),  # its base cannot load here
+    ("POST", "/api/training/models/{model_id}/benchmark"): (MEMBER, 400),  # nothing held out, no dataset
+    ("GET", "/api/training/models/{model_id}/benchmark"): (MEMBER, 200),  # the fixture's completed evaluation
     # Felix (000); its POST names a dataset by name, which the test's objects do not give: refused by content
     ("POST", "/felix/training-jobs"): (MEMBER, 400),
     ("GET", "/felix/training-jobs"): (MEMBER, 200),
@@ -201,6 +209,9 @@ BODIES: dict[Op, Callable[[dict[str, Any]], dict[str, Any]]] = {
     ("POST", "/api/training/datasets/build"): lambda o: {"json": {"name": f"built-{uuid.uuid4().hex[:12]}",
                                                                   "source": "chat"}},
     ("PUT", "/api/training/auto/config"): lambda o: {"json": {"threshold": 50}},
+    ("POST", "/api/training/estimate"): lambda o: {"json": {"base_model": "tiny-llama", "dataset_path": "none.jsonl"}},
+    ("POST", "/api/training/models/{model_id}/import-ollama"): lambda o: {"json": {"ollamaUrl": "http://127.0.0.1:9"}},
+    ("POST", "/api/training/models/{model_id}/benchmark"): lambda o: {"params": {"wait": 0}},
     ("POST", "/felix/training-jobs"): lambda o: {"json": {"base_model": "tiny-llama",
                                                           "datasets": [{"name": f"absent-{o['role']}"}]}},
     ("POST", "/v0.5/fine-tune/jobs"): lambda o: {"json": {"name": f"run-{o['role']}", "config": {

@@ -95,6 +95,8 @@ FOREIGN: dict[Op, int] = {
     ("POST", "/api/training/datasets/build"): 400,  # B's own trajectories (BODIES) failed: none to build from
     ("GET", "/api/training/auto/config"): 200,
     ("PUT", "/api/training/auto/config"): 200,
+    ("GET", "/api/training/models"): 200,  # B's own models only
+    ("POST", "/api/training/estimate"): 400,  # the body's dataset_path names no file
     ("GET", "/felix/training-jobs"): 200,
     ("POST", "/felix/training-jobs"): 400,  # a dataset name nobody has
     ("GET", "/felix/trained-models"): 200,
