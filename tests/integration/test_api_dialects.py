@@ -50,7 +50,7 @@ class ExampleJob(BaseModel):
     dataset: str
     steps: int = Field(5, ge=1)
     tag: str | None = None
-    api_key: SecretStr | None = None
+    hf_token: SecretStr | None = None  # a secret the runner gets (services/job_secrets.RUNNER_ENVIRONMENT)
 
 
 def render(_request: Request, error: ApiError) -> Response:
@@ -144,7 +144,7 @@ def test_a_field_marked_secret_is_stored_nowhere(
 ) -> None:
     ready_dataset(client, tenant)
     made = client.post("/example/jobs", headers=tenant.headers,
-                       json={"model": "tiny-llama", "dataset": "chats", "tag": "t", "api_key": SECRET})
+                       json={"model": "tiny-llama", "dataset": "chats", "tag": "t", "hf_token": SECRET})
     assert made.status_code == 201, made.text
     assert SECRET not in everything_stored(db)
     if db.dialect == "sqlite":  # and not in the file's free pages or write-ahead log either
@@ -159,8 +159,8 @@ def test_a_request_that_would_store_its_secret_is_refused_and_nothing_is_made(
     ready_dataset(client, tenant)
     caller = Principal(tenant.org_id, tenant.key_id, False)
     leaky = JobRequest(spec={"base_model": "tiny-llama", "datasets": [{"name": "chats"}]}, dialect=NAME,
-                       labels={"note": f"key={SECRET}"}, secrets={"api_key": SECRET})
-    with pytest.raises(PlatformError, match="would have stored its secret api_key") as refused:
+                       labels={"note": f"key={SECRET}"}, secrets={"hf_token": SECRET})
+    with pytest.raises(PlatformError, match="would have stored its secret hf_token") as refused:
         jobs.submit_job(db, api_settings, caller, leaky)
     assert SECRET not in str(refused.value)
     assert SECRET not in everything_stored(db)
