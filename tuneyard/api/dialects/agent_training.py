@@ -10,7 +10,6 @@ cancel, serving's activation, the Ollama import and evaluations.
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 from typing import Annotated, Any
 
 import anyio
@@ -33,15 +32,12 @@ from tuneyard.api.dialects.training_words import DIALECT
 from tuneyard.api.dialects.translate import renamed
 from tuneyard.errors import SpecError
 from tuneyard.export.ollama import DEFAULT_OLLAMA_URL
-from tuneyard.scheduler import capacity
-from tuneyard.scheduler.workers import alive_window_seconds, list_workers
-from tuneyard.services import evaluations, jobs, lookup, models, ollama_import, serving, trajectory_datasets
+from tuneyard.services import devices, evaluations, jobs, lookup, models, ollama_import, serving, trajectory_datasets
 from tuneyard.services.errors import InvalidRequest, TrainingFailed
 from tuneyard.services.evaluations import Evaluation, EvaluationOptions
 from tuneyard.services.job_view import JobView
 from tuneyard.services.submission import JobRequest, plan_job
 from tuneyard.store.errors import NotFound
-from tuneyard.store.ids import utcnow
 from tuneyard.store.tables import Job
 from tuneyard.store.tenancy import Principal
 
@@ -52,24 +48,12 @@ BENCHMARK_WAIT_S = 30.0
 GET /models/:id/benchmark). 003 prints a synchronous answer; an evaluation takes minutes."""
 
 
-def trainable_devices(context: AppContext) -> frozenset[str]:
-    """What this server trains on: the devices its live workers declared, or (none registered yet)
-    the device this host has, as a worker started here would declare it."""
-    settings = context.settings
-    since = utcnow() - timedelta(seconds=alive_window_seconds(settings.lease_seconds, settings.heartbeat_seconds))
-    live = {w.device for w in list_workers(context.db) if w.state != "stopped" and w.heartbeat_at >= since}
-    if None in live or not live:  # a worker that declared no device trains on this host's
-        live.discard(None)
-        live.add("cuda" if capacity.gpu_memory_bytes() is not None else "cpu")
-    return frozenset(d for d in live if d is not None)
-
-
 def submit(body: AgentTrainingJob, context: AppContext, caller: Principal) -> JobView:
     """A job from a 003 body: checked whole without its data first, then its dataset chosen (or built
     from at most `maxTrajectories` trajectories), then queued."""
     db, settings = context.db, context.settings
     problems: list[dict[str, Any]] = []
-    found = backend_problem(body.backend, trainable_devices(context))
+    found = backend_problem(body.backend, devices.trainable_devices(db, settings))
     if found is not None:
         problems.append(found)
     dataset_id = _chosen_dataset(context, caller.org_id, body, problems)
