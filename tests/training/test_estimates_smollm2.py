@@ -24,7 +24,7 @@ from tests.support.models import smollm2_gguf_path
 from tests.support.runs import arithmetic_chat, run_runner, write_jsonl, write_spec
 from tuneyard.services.estimates import MEMORY_BAND
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 
 SETTINGS = [("lora", 1, 32), ("full", 1, 32), ("lora", 2, 64), ("full", 2, 64)]
 STEPS = 3
