@@ -13,7 +13,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 
 from tests.support.models import smollm2_gguf_path
-from tuneyard.training.models import load_model, load_tokenizer, resolve_model_source
+from tuneyard.training.models import dequantized, load_model, load_tokenizer, resolve_model_source
 
 pytestmark = [
     pytest.mark.slow,
@@ -42,6 +42,27 @@ def test_gguf_source_and_a_plain_dense_fp32_model(smollm2) -> None:
     assert 130_000_000 < model.num_parameters() < 140_000_000
     assert "<|im_start|>" in tokenizer.chat_template
     assert tokenizer.pad_token is not None
+
+
+def test_a_second_load_reads_the_dequantized_copy_and_gets_the_same_model(smollm2) -> None:
+    """The first load kept its conversion in the model cache; the next one reads it (seconds, not
+    minutes) and must be the same model and tokenizer bit for bit."""
+    source, tokenizer, model = smollm2
+    again = resolve_model_source(str(smollm2_gguf_path()), source.cache_dir)
+    assert dequantized.cached_part(again, "model") is not None
+    assert dequantized.cached_part(again, "tokenizer") is not None
+    reloaded, retokenizer = load_model(again), load_tokenizer(again)
+    fresh, copied = model.state_dict(), reloaded.state_dict()
+    assert fresh.keys() == copied.keys()
+    assert all(torch.equal(fresh[name], copied[name]) for name in fresh)
+    assert reloaded.name_or_path == model.name_or_path  # still named by its GGUF, for an adapter's lineage
+    text = "Wie viel ist 12 + 30? Ça fait 42 — 🙂\n\tdone"
+    for probe in (_chat(tokenizer, text)["input_ids"].tolist(), tokenizer(text)["input_ids"]):
+        assert probe  # not empty: the comparison below means something
+    assert _chat(retokenizer, text)["input_ids"].tolist() == _chat(tokenizer, text)["input_ids"].tolist()
+    assert retokenizer(text)["input_ids"] == tokenizer(text)["input_ids"]
+    assert (retokenizer.chat_template, retokenizer.eos_token, retokenizer.pad_token, len(retokenizer)) == (
+        tokenizer.chat_template, tokenizer.eos_token, tokenizer.pad_token, len(tokenizer))
 
 
 def test_generates_a_sensible_answer(smollm2) -> None:

@@ -15,6 +15,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from tuneyard.errors import ModelNotFoundError, UnsupportedError
+from tuneyard.training.models import dequantized
 from tuneyard.training.models.chat_template import CHATML_TEMPLATE
 from tuneyard.training.models.source import ModelSource
 
@@ -41,11 +42,17 @@ def _load_tokenizer_files(source: ModelSource) -> PreTrainedTokenizerBase:
             raise ModelNotFoundError(f"base model {source.requested!r}: adapter without a base")
         if not any((source.path / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
             return _load_tokenizer_files(source.base)
+    converted = dequantized.cached_part(source, "tokenizer")
+    if converted is not None:
+        return AutoTokenizer.from_pretrained(converted)
     kwargs: dict[str, Any] = {"gguf_file": source.gguf_file} if source.gguf_file else {}
     try:
-        return AutoTokenizer.from_pretrained(source.path, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(source.path, **kwargs)
     except (OSError, ValueError) as exc:
         raise ModelNotFoundError(f"base model {source.requested!r}: cannot load its tokenizer ({exc})") from exc
+    if source.gguf_file:
+        dequantized.keep_part(source, "tokenizer", tokenizer)
+    return tokenizer
 
 
 def load_model(
@@ -66,16 +73,22 @@ def load_model(
     kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": attn_implementation}
     if load_options:
         kwargs.update(load_options, device_map={"": torch.cuda.current_device()})
-    if source.gguf_file:
+    converted = dequantized.cached_part(source, "model")
+    folder = source.path
+    if converted is not None:
+        folder = converted
+    elif source.gguf_file:
         kwargs.update(_gguf_kwargs(source.gguf_file))
     try:
-        model = AutoModelForCausalLM.from_pretrained(source.path, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelNotFoundError(
             f"base model {source.requested!r}: transformers cannot load it as a causal LM ({exc})"
         ) from exc
-    if source.gguf_file:
+    if source.gguf_file and converted is None:
         _drop_gguf_quantizer(model)
+        if dtype == torch.float32:  # the copy keeps the conversion's own precision, read back into any dtype
+            dequantized.keep_part(source, "model", model)
     _set_name(model, source)
     return model.eval()
 

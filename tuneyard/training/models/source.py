@@ -42,6 +42,9 @@ class ModelSource:
     """The hub commit the files came from, when the hub said."""
     base: ModelSource | None = None
     """For an adapter: the model it was trained on, resolved the same way."""
+    cache_dir: Path | None = None
+    """The model cache it was resolved against: where a GGUF's dequantized copy is kept
+    (`dequantized.py`). Not part of what was loaded, so not in `to_dict`."""
 
     @property
     def chain(self) -> list[str]:
@@ -109,7 +112,8 @@ def _resolve_builtin(model_id: str, cache_dir: Path) -> ModelSource:
                 f"`python scripts/fetch_smollm2.py --dest {gguf.parent}`",
                 base_model=model_id,
             )
-        return ModelSource(requested=model_id, kind="gguf", path=gguf.parent, gguf_file=gguf.name, builtin_id=model_id)
+        return ModelSource(requested=model_id, kind="gguf", path=gguf.parent, gguf_file=gguf.name, builtin_id=model_id,
+                           cache_dir=cache_dir)
     raise ModelNotFoundError(f"built-in model {model_id!r} has no maker", base_model=model_id)
 
 
@@ -121,7 +125,7 @@ def _resolve_local(
             raise ModelNotFoundError(
                 f"base model {name!r} is a file but not a .gguf; give a model folder or a GGUF file"
             )
-        return ModelSource(requested=name, kind="gguf", path=path.parent, gguf_file=path.name)
+        return ModelSource(requested=name, kind="gguf", path=path.parent, gguf_file=path.name, cache_dir=cache_dir)
     if (path / "adapter_config.json").is_file():
         base_name = _adapter_base(name, path)
         base = _resolve(base_name, cache_dir, endpoint, timeout_s, depth + 1)
@@ -130,7 +134,7 @@ def _resolve_local(
         return ModelSource(requested=name, kind="hf_dir", path=path)
     ggufs = sorted(path.glob("*.gguf"))
     if len(ggufs) == 1:
-        return ModelSource(requested=name, kind="gguf", path=path, gguf_file=ggufs[0].name)
+        return ModelSource(requested=name, kind="gguf", path=path, gguf_file=ggufs[0].name, cache_dir=cache_dir)
     raise ModelNotFoundError(
         f"base model {name!r}: the folder holds no config.json, no adapter_config.json and no single "
         f".gguf file, so it is not a model transformers or peft can load",
