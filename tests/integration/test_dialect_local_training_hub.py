@@ -46,6 +46,11 @@ REPOS = {
     # The layout the hub gives a dataset pushed with `datasets`: Parquet shards named by split.
     "acme/sums": HubRepo({"README.md": b"# sums\n", "data/train-00000-of-00001.parquet": parquet(pairs(12, "train")),
                           "data/test-00000-of-00001.parquet": parquet(pairs(3, "test"))}),
+    # A README's YAML configs, which the hub answers as cardData: the split is what they say, not the file names.
+    "acme/configured": HubRepo({"a.jsonl": chat_lines(5), "b.jsonl": chat_lines(6)}, card_data={"configs": [
+        {"config_name": "default", "data_files": [{"split": "train", "path": "a.jsonl"}]},
+        {"config_name": "more", "data_files": [{"split": "train", "path": "a.jsonl"},
+                                               {"split": "eval", "path": "b*"}]}]}),
     "acme/gated-chats": HubRepo({"chats.jsonl": chat_lines(7)}, gated=True),
     "acme/huge": HubRepo({"train.jsonl": chat_lines(2000)}),  # past the tests' upload limit
     "acme/junk": HubRepo({"train.jsonl": b'{"colour": "blue"}\n' * 4}),  # rows of no format
@@ -72,10 +77,14 @@ def made(db: Database, org_id: str) -> list[Any]:
                 for row in session.scalars(select(table).where(table.org_id == org_id)).all()]
 
 
-def the_dataset(db: Database, org_id: str) -> Dataset:
-    """The organization's one dataset (the copy its one job trains on)."""
-    [dataset] = [row for row in made(db, org_id) if isinstance(row, Dataset)]
-    return dataset
+def the_dataset(db: Database, org_id: str, job_id: str) -> Dataset:
+    """The dataset the job trains on (the copy its dataset_path was made into)."""
+    with db.read() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        dataset = session.get(Dataset, job.spec["dataset_id"])  # the spec as submitted, in 002's words
+        assert dataset is not None
+        return dataset
 
 
 def test_a_hub_id_is_a_job_on_the_splits_rows(client: TestClient, db: Database, tenant: Tenant,
@@ -83,10 +92,15 @@ def test_a_hub_id_is_a_job_on_the_splits_rows(client: TestClient, db: Database, 
     response = client.post("/api/training/jobs", headers=tenant.headers, json={**PRINTED, "dataset_path": "acme/sums"})
     assert response.status_code == 201, response.text
     assert response.json()["config"]["dataset_path"] == "acme/sums"
-    dataset = the_dataset(db, tenant.org_id)
+    dataset = the_dataset(db, tenant.org_id, response.json()["job_id"])
     assert dataset.status == "ready" and dataset.examples == 12  # the train split's rows, not the test split's
     job = client.get(f"/v1/jobs/{response.json()['job_id']}", headers=tenant.headers).json()
     assert job["config"]["datasets"][0]["path"].startswith("train-00000-of-00001.parquet")
+    for dataset_path, examples in (("acme/configured", 5), ("acme/configured:more:eval", 6)):
+        response = client.post("/api/training/jobs", headers=tenant.headers,
+                               json={**PRINTED, "dataset_path": dataset_path})
+        assert response.status_code == 201, response.text
+        assert the_dataset(db, tenant.org_id, response.json()["job_id"]).examples == examples, dataset_path
     paths = {r.path.split("?")[0] for r in hub.requests}
     assert "/datasets/acme/sums/resolve/" + REPOS["acme/sums"].sha + "/data/test-00000-of-00001.parquet" not in paths
     assert all(r.authorization is None for r in hub.requests)  # no token given: none sent, not the server's own
@@ -106,7 +120,7 @@ def test_a_gated_repo_takes_the_requests_token_and_keeps_it_nowhere(client: Test
     assert answers[0].status_code == 201, answers[0].text
     job_id = answers[0].json()["job_id"]
     assert {r.authorization for r in hub.requests} == {f"Bearer {TOKEN}"}
-    assert the_dataset(db, tenant.org_id).examples == 7
+    assert the_dataset(db, tenant.org_id, job_id).examples == 7
     answers += [client.get(path, headers=tenant.headers) for path in (
         f"/api/training/jobs/{job_id}", f"/v1/jobs/{job_id}", "/v1/datasets", "/v1/files", f"/v1/jobs/{job_id}/events")]
     assert all(a.status_code in (200, 201) and TOKEN not in a.text for a in answers)

@@ -81,10 +81,17 @@ def _from_hub(db: Database, settings: Settings, org_id: str, raw: str, ref: HubD
                 with path.open("rb") as stream:
                     uploaded.append(files.upload_file(db, settings, org_id, Path(name).name, stream))
             return _dataset(db, settings, org_id, f"hub-{uploaded[0].id}", uploaded)
+        except InvalidRequest as exc:  # a repo file name no upload may have: the user named the repo
+            _remove(db, org_id, uploaded)
+            raise InvalidRequest([{**p, "field": field} for p in exc.problems]) from None
         except BaseException:
-            for file in uploaded:  # all of the split or none of it
-                files.delete_file(db, org_id, file.id)
+            _remove(db, org_id, uploaded)
             raise
+
+
+def _remove(db: Database, org_id: str, uploaded: list[File]) -> None:
+    for file in uploaded:  # all of the split or none of it
+        files.delete_file(db, org_id, file.id)
 
 
 def _dataset(db: Database, settings: Settings, org_id: str, name: str, made: list[File]) -> Dataset:
