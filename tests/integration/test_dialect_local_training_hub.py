@@ -2,13 +2,14 @@
 huggingface_hub's protocol (tests/support/hub_standin.py) at `hub_endpoint`: the split's rows become the
 job's dataset; a gated repo needs the request's hf_token, which reaches the hub and nothing else; an
 unknown repo, a split over the upload limit, a hub that is down or a path climbing out is a 400 naming
-`dataset_path` with nothing made."""
+`dataset_path` with nothing made; a hub that never answers is given up on after `hub_timeout_seconds`."""
 
 from __future__ import annotations
 
 import io
 import json
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from tests.support import api
 from tests.support.api import Tenant, chat_lines
 from tests.support.hub_standin import HubRepo, HubStandIn, running_hub
 from tuneyard.api.app import create_app
+from tuneyard.services.hub_datasets import HubAccess, HubDatasetError, HubDatasetRef, fetch
 from tuneyard.settings import Settings
 from tuneyard.store.engine import Database
 from tuneyard.store.tables import Dataset, File, Job
@@ -173,3 +175,14 @@ def test_a_hub_that_is_down_is_a_400_saying_both_tries(api_settings: Settings, d
     assert "no file 'acme/sums' in the dataset folder" in problem["message"]
     assert f"the hub at {down.hub_endpoint} could not be reached" in problem["message"]
     assert made(db, tenant.org_id) == []
+
+
+def test_a_hub_that_never_answers_is_given_up_on_after_the_timeout(tmp_path: Path) -> None:
+    with socket.socket() as silent:  # listens, so the connection is made, and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        with pytest.raises(HubDatasetError, match=f"the hub at {endpoint} could not be reached"):
+            fetch(HubDatasetRef("acme/sums"), HubAccess(endpoint, None, 0.3, api.UPLOAD_LIMIT), tmp_path)
+        assert time.monotonic() - started < 3
