@@ -69,7 +69,8 @@ def hub() -> Iterator[HubStandIn]:
 @pytest.fixture
 def api_settings(settings: Settings, tmp_path: Path, hub: HubStandIn) -> Settings:
     assert len(REPOS["acme/huge"].files["train.jsonl"]) > api.UPLOAD_LIMIT
-    return settings.with_overrides(max_upload_bytes=api.UPLOAD_LIMIT, hub_endpoint=hub.url, hub_timeout_seconds=5.0)
+    return settings.with_overrides(max_upload_bytes=api.UPLOAD_LIMIT, hub_endpoint=hub.url, hub_timeout_seconds=5.0,
+                                   job_create_rate_per_minute=3)
 
 
 def made(db: Database, org_id: str) -> list[Any]:
@@ -103,6 +104,10 @@ def test_a_hub_id_is_a_job_on_the_splits_rows(client: TestClient, db: Database, 
                                json={**PRINTED, "dataset_path": dataset_path})
         assert response.status_code == 201, response.text
         assert the_dataset(db, tenant.org_id, response.json()["job_id"]).examples == examples, dataset_path
+    kept = made(db, tenant.org_id)
+    limited = client.post("/api/training/jobs", headers=tenant.headers, json={**PRINTED, "dataset_path": "acme/sums"})
+    assert limited.status_code == 429, limited.text  # past the rate: refused after the fetch, and its copy gone
+    assert [row.id for row in made(db, tenant.org_id)] == [row.id for row in kept]
     paths = {r.path.split("?")[0] for r in hub.requests}
     assert "/datasets/acme/sums/resolve/" + REPOS["acme/sums"].sha + "/data/test-00000-of-00001.parquet" not in paths
     assert all(r.authorization is None for r in hub.requests)  # no token given: none sent, not the server's own

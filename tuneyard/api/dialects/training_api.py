@@ -103,9 +103,11 @@ def _submit(body: LocalTrainingJob, context: AppContext, caller: Principal) -> d
                      secrets=secrets, submitted={**stored, "dataset_id": dataset.id})
     try:
         submitted = jobs.submit_job(db, settings, caller, job)
-    except InvalidRequest as exc:
+    except BaseException as exc:
         _discard(context, caller.org_id, dataset)  # a refused request keeps no copy of its data
-        raise renamed(exc, NAMES) from None
+        if isinstance(exc, InvalidRequest):
+            raise renamed(exc, NAMES) from None
+        raise
     answer = _answer(submitted.job)
     warnings = body.warnings()
     return {**answer, **({"warnings": warnings} if warnings else {})}
