@@ -90,8 +90,9 @@ def the_dataset(db: Database, org_id: str, job_id: str) -> Dataset:
         return dataset
 
 
-def test_a_hub_id_is_a_job_on_the_splits_rows(client: TestClient, db: Database, tenant: Tenant,
-                                              hub: HubStandIn) -> None:
+def test_a_hub_id_is_a_job_on_the_splits_rows(client: TestClient, db: Database, tenant: Tenant, hub: HubStandIn,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", "hf_theServersOwnLogin")  # huggingface_hub would send it, unless told not to
     response = client.post("/api/training/jobs", headers=tenant.headers, json={**PRINTED, "dataset_path": "acme/sums"})
     assert response.status_code == 201, response.text
     assert response.json()["config"]["dataset_path"] == "acme/sums"
@@ -110,7 +111,7 @@ def test_a_hub_id_is_a_job_on_the_splits_rows(client: TestClient, db: Database, 
     assert [row.id for row in made(db, tenant.org_id)] == [row.id for row in kept]
     paths = {r.path.split("?")[0] for r in hub.requests}
     assert "/datasets/acme/sums/resolve/" + REPOS["acme/sums"].sha + "/data/test-00000-of-00001.parquet" not in paths
-    assert all(r.authorization is None for r in hub.requests)  # no token given: none sent, not the server's own
+    assert hub.requests and all(r.authorization is None for r in hub.requests)  # none given: none sent
 
 
 def test_a_gated_repo_takes_the_requests_token_and_keeps_it_nowhere(client: TestClient, db: Database, tenant: Tenant,
@@ -120,6 +121,9 @@ def test_a_gated_repo_takes_the_requests_token_and_keeps_it_nowhere(client: Test
     assert refused.status_code == 400, refused.text
     [problem] = refused.json()["error"]["details"]["problems"]
     assert problem["field"] == "dataset_path" and "is gated: give hf_token" in problem["message"]
+    assert made(db, tenant.org_id) == []
+    wrong = client.post("/api/training/jobs", headers=tenant.headers, json={**body, "hf_token": "hf_notKnownHere"})
+    assert wrong.status_code == 400 and "refused hf_token" in wrong.text and "hf_notKnownHere" not in wrong.text
     assert made(db, tenant.org_id) == []
 
     hub.requests.clear()
