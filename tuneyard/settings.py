@@ -79,7 +79,8 @@ class Settings:
     dataset ids are fetched from (by the API process) and that runners fetch hub models from; None
     leaves it to huggingface_hub: its HF_ENDPOINT, else https://huggingface.co."""
     hub_timeout_seconds: float = 10.0
-    """How long each request to the hub may wait for an answer while a request fetches a hub dataset."""
+    """How long the hub's answers about a dataset (its info, each file's headers) may take while a
+    request fetches it; a file's bytes wait huggingface_hub's HF_HUB_DOWNLOAD_TIMEOUT between pieces."""
     runner_python: str | None = None
     """Interpreter for runner subprocesses; None means the one running tuneyard."""
     runner_nice: int = 10
