@@ -74,6 +74,13 @@ class Settings:
     dataset_root: Path | None = None
     """The folder a job may name a training file in by path (document 002's dataset_path); None
     means DATA_DIR/datasets. Nothing outside it is read."""
+    hub_endpoint: str | None = None
+    """The Hugging Face Hub, or a mirror or self-hosted hub speaking its API, that document 002's hub
+    dataset ids are fetched from (by the API process) and that runners fetch hub models from; None
+    leaves it to huggingface_hub: its HF_ENDPOINT, else https://huggingface.co."""
+    hub_timeout_seconds: float = 10.0
+    """How long the hub's answers about a dataset (its info, each file's headers) may take while a
+    request fetches it; a file's bytes wait huggingface_hub's HF_HUB_DOWNLOAD_TIMEOUT between pieces."""
     runner_python: str | None = None
     """Interpreter for runner subprocesses; None means the one running tuneyard."""
     runner_nice: int = 10
@@ -119,6 +126,7 @@ class Settings:
     def __post_init__(self) -> None:
         _check_auth(self.auth, self.host)
         _check_judge(self.judge_base_url, self.judge_model)
+        _check_url("HUB_ENDPOINT", self.hub_endpoint)
         # Paths are made absolute once, here, against the directory the process started in: they
         # are stored (file and model paths in the database) and handed to runners that work in
         # their run folder, where a relative path would name something else.
@@ -186,8 +194,12 @@ def _check_judge(base_url: str | None, model: str | None) -> None:
         missing = "JUDGE_MODEL" if base_url else "JUDGE_BASE_URL"
         raise SettingsError(ENV_PREFIX + missing, "the evaluation judge needs both TUNEYARD_JUDGE_BASE_URL and "
                                                   "TUNEYARD_JUDGE_MODEL")
-    if base_url and not base_url.startswith(("http://", "https://")):
-        raise SettingsError(ENV_PREFIX + "JUDGE_BASE_URL", f"{base_url!r} is not an http:// or https:// URL")
+    _check_url("JUDGE_BASE_URL", base_url)
+
+
+def _check_url(name: str, url: str | None) -> None:
+    if url and not url.startswith(("http://", "https://")):
+        raise SettingsError(ENV_PREFIX + name, f"{url!r} is not an http:// or https:// URL")
 
 
 def is_loopback(host: str) -> bool:

@@ -67,6 +67,7 @@ def test_a_bool_is_read_as_a_bool_not_a_string(raw: str, expected: bool) -> None
     ("TUNEYARD_LEASE_SECONDS", "soon", "TUNEYARD_LEASE_SECONDS: 'soon' is not a finite number"),
     ("TUNEYARD_POLL_SECONDS", "inf", "TUNEYARD_POLL_SECONDS: 'inf' is not a finite number"),
     ("TUNEYARD_DATA_DIR", "", "TUNEYARD_DATA_DIR: '' is not a path"),
+    ("TUNEYARD_HUB_ENDPOINT", "hub.lan", "TUNEYARD_HUB_ENDPOINT: 'hub.lan' is not an http:// or https:// URL"),
 ])
 def test_a_bad_value_is_refused_naming_its_variable(variable: str, raw: str, message: str) -> None:
     with pytest.raises(SettingsError) as caught:

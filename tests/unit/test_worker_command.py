@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from tuneyard.settings import Settings
-from tuneyard.worker.command import runner_argv, runner_env
+from tuneyard.worker.command import hub_environment, runner_argv, runner_env
 
 
 def test_argv_runs_the_training_module_on_the_run_dirs_spec(tmp_path: Path) -> None:
@@ -38,3 +38,12 @@ def test_env_keeps_only_the_allowed_variables_and_adds_extras() -> None:
     }
     env = runner_env(inherited, {"CUDA_VISIBLE_DEVICES": "0"})
     assert env == {"PATH": "/usr/bin", "LC_ALL": "C.UTF-8", "PYTHONUNBUFFERED": "1", "CUDA_VISIBLE_DEVICES": "0"}
+
+
+def test_a_hub_set_for_the_service_is_the_runners_hf_endpoint(tmp_path: Path) -> None:
+    """Models then come from the hub the API fetches datasets from; unset, the worker's own HF_ENDPOINT passes."""
+    assert hub_environment(Settings(data_dir=tmp_path, hub_endpoint="http://hub.lan:8080")) == {
+        "HF_ENDPOINT": "http://hub.lan:8080"}
+    assert hub_environment(Settings(data_dir=tmp_path)) == {}
+    assert runner_env({"HF_ENDPOINT": "https://hf-mirror.com"}, {}) == {"HF_ENDPOINT": "https://hf-mirror.com",
+                                                                          "PYTHONUNBUFFERED": "1"}

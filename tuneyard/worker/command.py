@@ -68,6 +68,12 @@ def runner_env(inherited: Mapping[str, str], extra: Mapping[str, str] | None = N
     return env
 
 
+def hub_environment(settings: Settings) -> dict[str, str]:
+    """HF_ENDPOINT for the runner when the hub is a setting, so its models come from the hub the API
+    fetches datasets from (otherwise the worker's own HF_ENDPOINT, if any, is inherited)."""
+    return {"HF_ENDPOINT": settings.hub_endpoint} if settings.hub_endpoint else {}
+
+
 def judge_environment(settings: Settings) -> dict[str, str]:
     """The evaluation judge's key for the runner's environment (the one way it reaches a runner)."""
     return {contract.JUDGE_KEY_VARIABLE: settings.judge_api_key} if settings.judge_api_key else {}

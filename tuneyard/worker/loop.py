@@ -28,7 +28,7 @@ from tuneyard.store.jobs import load_job
 from tuneyard.store.lifecycle import fail
 from tuneyard.training import contract
 from tuneyard.training.artifacts import write_json_atomic
-from tuneyard.worker.command import judge_environment, runner_argv, runner_env
+from tuneyard.worker.command import hub_environment, judge_environment, runner_argv, runner_env
 from tuneyard.worker.executors import Executor, Launch
 from tuneyard.worker.executors.registry import make_executor
 from tuneyard.worker.lineage import job_lineage
@@ -48,7 +48,7 @@ class Worker:
                  capacity: Capacity | None = None) -> None:
         """`capacity` defaults to what `settings.worker_memory_bytes` sets or the host measures."""
         self.db, self.settings = db, settings
-        self.env = runner_env(environ, judge_environment(settings))
+        self.env = runner_env(environ, {**hub_environment(settings), **judge_environment(settings)})
         self.executor = executor or make_executor(settings)
         self.id = worker_id or new_worker_id()
         self.capacity = capacity or declared_capacity(settings.worker_memory_bytes)

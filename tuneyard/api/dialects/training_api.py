@@ -47,7 +47,7 @@ from tuneyard.services.submission import JobRequest, plan_job
 from tuneyard.services.templates import TemplateBody
 from tuneyard.store import telemetry
 from tuneyard.store.status import JobStatus
-from tuneyard.store.tables import Job
+from tuneyard.store.tables import Dataset, Job
 from tuneyard.store.tenancy import Principal
 
 PREFIX = "/api/training"
@@ -97,13 +97,17 @@ async def submit_job(request: Request, context: Context, caller: Caller) -> dict
 def _submit(body: LocalTrainingJob, context: AppContext, caller: Principal) -> dict[str, Any]:
     db, settings = context.db, context.settings
     model, labels, stored, secrets = _checked(body, context, caller)
-    dataset = dataset_paths.dataset_for_path(db, settings, caller.org_id, body.dataset_path)
+    dataset = dataset_paths.dataset_for_path(db, settings, caller.org_id, body.dataset_path,
+                                             hub_token=secrets.get("hf_token"))
     job = JobRequest(spec=body.spec(model, dataset.id), name=body.run_name, dialect=DIALECT, labels=labels,
                      secrets=secrets, submitted={**stored, "dataset_id": dataset.id})
     try:
         submitted = jobs.submit_job(db, settings, caller, job)
-    except InvalidRequest as exc:
-        raise renamed(exc, NAMES) from None
+    except BaseException as exc:
+        _discard(context, caller.org_id, dataset)  # a refused request keeps no copy of its data
+        if isinstance(exc, InvalidRequest):
+            raise renamed(exc, NAMES) from None
+        raise
     answer = _answer(submitted.job)
     warnings = body.warnings()
     return {**answer, **({"warnings": warnings} if warnings else {})}
@@ -121,7 +125,7 @@ def _checked(body: LocalTrainingJob, context: AppContext,
             f"this server trains on one node (executor {settings.executor!r}); a distributed run needs a "
             "scale-out executor (TUNEYARD_EXECUTOR)")})
     try:
-        dataset_paths.resolve(settings, body.dataset_path)
+        dataset_paths.locate(settings, body.dataset_path)  # a hub dataset is fetched once all else passed
     except InvalidRequest as exc:
         problems.extend(exc.problems)
     model = lookup.model_reference(db, caller.org_id, body.base_model)
@@ -154,7 +158,8 @@ def _estimate(body: LocalTrainingJob, context: AppContext, caller: Principal) ->
     model, _labels, stored, secrets = _checked(body, context, caller)
     # The run's length needs the file's examples and tokens, which a dataset's validation counts:
     # the file is read in as a submission would read it, and that copy is removed once estimated.
-    dataset = dataset_paths.dataset_for_path(db, settings, caller.org_id, body.dataset_path)
+    dataset = dataset_paths.dataset_for_path(db, settings, caller.org_id, body.dataset_path,
+                                             hub_token=secrets.get("hf_token"))
     try:
         request = JobRequest(spec=body.spec(model, dataset.id), name=body.run_name, dialect=DIALECT,
                              secrets=secrets, submitted=stored)
@@ -163,10 +168,15 @@ def _estimate(body: LocalTrainingJob, context: AppContext, caller: Principal) ->
         except InvalidRequest as exc:
             raise renamed(exc, NAMES) from None
     finally:
-        datasets.delete_dataset(db, caller.org_id, dataset.id)
-        for file_id in dataset.file_ids:
-            files.delete_file(db, caller.org_id, file_id)
+        _discard(context, caller.org_id, dataset)
     return {**found, "base_model": body.base_model, "config": body.shown_config()}
+
+
+def _discard(context: AppContext, org_id: str, dataset: Dataset) -> None:
+    """Remove the dataset `dataset_path` was copied into, and its files."""
+    datasets.delete_dataset(context.db, org_id, dataset.id)
+    for file_id in dataset.file_ids:
+        files.delete_file(context.db, org_id, file_id)
 
 
 @router.get("/jobs")

@@ -4,7 +4,7 @@ its answers out. Both 002 and 003 put their jobs at /api/training/jobs; this mod
 | 002 config field            | tuneyard                                                         |
 |-----------------------------|------------------------------------------------------------------|
 | base_model                  | base_model (a catalog or registered id, a trained model's, a checkpoint's) |
-| dataset_path                | a dataset copied from the file under the dataset root (`dataset_paths`) |
+| dataset_path                | a dataset copied from the file under the dataset root, else from a hub (dataset_paths) |
 | method                      | method (lora, qlora, full)                                       |
 | num_epochs                  | hyperparams.epochs                                               |
 | batch_size, learning_rate, lora_rank, lora_alpha, max_seq_length, eval_split | the same hyperparams |
@@ -46,7 +46,9 @@ class LocalTrainingJob(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     base_model: Reference = Field(description="The model to fine-tune: a base model id or a hub id.")
-    dataset_path: Reference = Field(description="A file under the dataset root (relative paths resolve there).")
+    dataset_path: Reference = Field(description=(
+        "A file under the dataset root (relative paths resolve there); else a hub dataset id: owner/name (its "
+        "train split), owner/name:split or owner/name:config:split, fetched from the server's hub with hf_token."))
     method: Literal["lora", "qlora", "full"] = "lora"
     num_epochs: int | None = Field(None, ge=1, le=1000)
     batch_size: int | None = Field(None, ge=1, le=4096)
