@@ -104,7 +104,7 @@ def test_telemetry_offsets_arrive_unknown_on_old_jobs_and_leave_them_as_they_wer
         conn.execute(text(OLD_JOB), {"org": "org_old", "now": datetime(2026, 1, 1)})
     migrate(db.engine)
     # Unknown, not 0: its next attempt reads on from the end of the file, as attempts did before.
-    claimed = lifecycle.claim(db, "w1", 30)
+    claimed = lifecycle.claim(db, "w1", 30, device="cpu")
     assert claimed is not None and (claimed.telemetry_offset, claimed.telemetry_attempt) == (None, None)
     alembic(db, "downgrade", "0002")
     gone = {"jobs": {"telemetry_offset", "telemetry_attempt"}, "metric_points": {"attempt"},
