@@ -132,3 +132,18 @@ def test_a_job_whose_devices_workers_left_waits_queued_saying_why(
     assert client.get(f"/v1/jobs/{job_id}", headers=tenant.headers).json()["waiting_reason"] is None
     claimed = lifecycle.claim(db, "gpu-2", 30, device="cuda")
     assert claimed is not None and claimed.job_id == job_id and claimed.config["device"] == "cuda"
+
+
+def test_memory_is_weighed_against_the_required_devices_workers_only(
+        client: TestClient, tenant: Tenant, db: Database) -> None:
+    ingest(client, tenant, 2)
+    build(client, tenant)
+    register_worker(db, "big-cpu", memory_bytes=1 << 40, device="cpu")
+    register_worker(db, "tiny-gpu", memory_bytes=1 << 20, device="cuda")  # 1 MiB holds no estimate
+    body = {"model": "tiny-llama", "iterations": 2}
+    refused = submit(client, tenant, {**body, "backend": "cuda"})
+    assert refused.status_code == 400, refused.text
+    [problem] = refused.json()["error"]["details"]["problems"]
+    assert "the largest cuda worker has 1.1 MB" in problem["message"] and problem["estimate"]["peak_bytes"] > 1 << 20
+    assert submit(client, tenant, {**body, "backend": "cpu"}).status_code == 201
+    assert submit(client, tenant, {**body, "backend": "native"}).status_code == 201  # the big cpu worker holds it
