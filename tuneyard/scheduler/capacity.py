@@ -15,6 +15,7 @@ import math
 import shutil
 import subprocess
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from tuneyard.planning.memory import Device
@@ -45,8 +46,12 @@ def declared_capacity(memory_bytes: int | None, workers: int = 1) -> Capacity:
     return Capacity(None if available is None else available // workers, device, f"MemAvailable{share}")
 
 
+@cache
 def host_device() -> Device:
-    """The device a worker started on this host trains on: cuda where nvidia-smi finds a GPU, else cpu."""
+    """The device a worker started on this host trains on: cuda where nvidia-smi finds a GPU, else cpu.
+
+    Asked once a process: a claim without a device and each 003 submission ask it, and a GPU does not
+    come or go under a running process, while nvidia-smi takes tens of milliseconds to answer."""
     return _device(gpu_memory_bytes())
 
 
