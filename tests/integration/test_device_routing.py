@@ -18,6 +18,8 @@ from tests.support.api import Tenant
 from tuneyard.scheduler import claim
 from tuneyard.scheduler.capacity import host_device
 from tuneyard.scheduler.workers import register_worker, set_worker_state
+from tuneyard.services import devices
+from tuneyard.settings import Settings
 from tuneyard.store import lifecycle
 from tuneyard.store.engine import Database
 from tuneyard.store.tables import Job
@@ -53,11 +55,16 @@ def test_a_cuda_worker_takes_cuda_jobs_and_jobs_that_require_none_oldest_first(
     assert left is not None and left.job_id == cpu_job
 
 
-def test_a_worker_that_declares_no_device_claims_as_this_hosts(db: Database, new_job: Callable[..., str]) -> None:
+def test_a_worker_that_declares_no_device_claims_as_this_hosts(
+        db: Database, settings: Settings, new_job: Callable[..., str]) -> None:
     elsewhere, here = new_job(required_device=ELSEWHERE), new_job(required_device=host_device())
     claimed = claim(db, "undeclared", 30)
     assert claimed is not None and claimed.job_id == here
     assert claim(db, "undeclared", 30) is None and status_of(db, elsewhere) == "queued"
+    with db.read() as session:  # no worker registered: what one started here would train on
+        reasons = devices.waiting_reasons(session, settings, list(session.scalars(select(Job))))
+    assert reasons == {elsewhere: f"waiting for a worker that trains on {ELSEWHERE}; no worker is live, and one "
+                                  f"started here would train on {host_device()}"}
 
 
 def test_racing_workers_of_both_devices_take_each_job_once_and_only_their_devices(
