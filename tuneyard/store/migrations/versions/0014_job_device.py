@@ -1,7 +1,7 @@
 """A job's required device: document 003's `backend: cpu|cuda` routes the job to a worker of that
 device, so a claim filters on it in SQL beside the memory estimate.
 
-Revision ID: 0013
+Revision ID: 0014
 Revises: 0011
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0013"
+revision = "0014"
 down_revision = "0011"
 branch_labels = None
 depends_on = None
