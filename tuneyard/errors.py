@@ -80,6 +80,10 @@ class PlatformError(TuneyardError):
     """tuneyard failed for a reason of its own; the job may succeed when retried."""
 
 
+class DeviceUnavailable(PlatformError):
+    """The job requires a device this machine cannot train on."""
+
+
 class SettingsError(TuneyardError, ValueError):
     """A setting has a value tuneyard cannot use."""
 

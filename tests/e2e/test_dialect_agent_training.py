@@ -29,7 +29,7 @@ from tuneyard.scheduler import capacity
 # Two jobs, an evaluation and (with llama.cpp) a GGUF export: past the default 600 s on a loaded host.
 pytestmark = [pytest.mark.parametrize("database_url", ["sqlite"], indirect=True), pytest.mark.timeout(1800)]
 
-HOST_DEVICE = "cuda" if capacity.gpu_memory_bytes() is not None else "cpu"
+HOST_DEVICE = capacity.host_device()
 PRINTED_JOB = {"datasetId": "dataset-2024-06-10", "backend": "mlx", "model": "eliza-1-2b", "iterations": 100,
                "batchSize": 4, "learningRate": 1e-5}
 PRINTED_IMPORT = {"modelName": "eliza-v1", "baseModel": "eliza-1-2b", "ollamaUrl": "http://localhost:11434"}

@@ -30,7 +30,7 @@ app, client, tenant, api_settings = api.app, api.client, api.tenant, api.api_set
 PRINTED = {"datasetId": "dataset-2024-06-10", "backend": "mlx", "model": "eliza-1-2b", "iterations": 100,
            "batchSize": 4, "learningRate": 1e-5}
 """003's printed job body, as printed (its ids are substituted per test)."""
-HOST_DEVICE = "cuda" if capacity.gpu_memory_bytes() is not None else "cpu"
+HOST_DEVICE = capacity.host_device()
 MISSING_JOB = "job_000000000000000000000000"
 MISSING_MODEL = "model_000000000000000000000000"
 

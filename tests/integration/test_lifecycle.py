@@ -12,7 +12,7 @@ from tuneyard.store.lifecycle import ClaimedJob
 
 
 def _running(db: Database, worker: str = "w1") -> ClaimedJob:
-    claimed = lifecycle.claim(db, worker, lease_seconds=30)
+    claimed = lifecycle.claim(db, worker, lease_seconds=30, device="cpu")
     assert claimed is not None
     lifecycle.start(db, claimed.job_id, claimed.attempt)
     return claimed

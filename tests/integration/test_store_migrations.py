@@ -104,13 +104,33 @@ def test_telemetry_offsets_arrive_unknown_on_old_jobs_and_leave_them_as_they_wer
         conn.execute(text(OLD_JOB), {"org": "org_old", "now": datetime(2026, 1, 1)})
     migrate(db.engine)
     # Unknown, not 0: its next attempt reads on from the end of the file, as attempts did before.
-    claimed = lifecycle.claim(db, "w1", 30)
+    claimed = lifecycle.claim(db, "w1", 30, device="cpu")
     assert claimed is not None and (claimed.telemetry_offset, claimed.telemetry_attempt) == (None, None)
     alembic(db, "downgrade", "0002")
     gone = {"jobs": {"telemetry_offset", "telemetry_attempt"}, "metric_points": {"attempt"},
             "log_lines": {"attempt"}, "checkpoints": {"attempt"}}
     for table, columns in gone.items():
         assert not {c["name"] for c in inspect(db.engine).get_columns(table)} & columns, table
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM job_events WHERE job_id = 'job_old'")).scalar() == 1  # claimed
+    migrate(db.engine)
+    assert is_current(db.engine)
+
+
+def test_required_devices_arrive_empty_on_old_jobs_and_leave_them_as_they_were(
+    open_db: Callable[[], Database],
+) -> None:
+    db = open_db()
+    alembic(db, "upgrade", "0011")
+    with db.engine.begin() as conn:
+        conn.execute(text("INSERT INTO organizations (id, name, created_at) VALUES ('org_old', 'o', :now)"),
+                     {"now": datetime(2026, 1, 1)})
+        conn.execute(text(OLD_JOB), {"org": "org_old", "now": datetime(2026, 1, 1)})
+    migrate(db.engine)
+    claimed = lifecycle.claim(db, "gpu", 30, device="cuda")  # a job from before requires no device
+    assert claimed is not None and claimed.job_id == "job_old"
+    alembic(db, "downgrade", "0011")
+    assert "required_device" not in {c["name"] for c in inspect(db.engine).get_columns("jobs")}
     with db.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM job_events WHERE job_id = 'job_old'")).scalar() == 1  # claimed
     migrate(db.engine)

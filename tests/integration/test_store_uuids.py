@@ -17,7 +17,7 @@ from tuneyard.store.tables import BaseModelEntry, Checkpoint, Job
 
 
 def _claimed(db: Database, job_id: str) -> int:
-    claimed = lifecycle.claim(db, "w1", 30)
+    claimed = lifecycle.claim(db, "w1", 30, device="cpu")
     assert claimed is not None and claimed.job_id == job_id
     lifecycle.start(db, job_id, claimed.attempt)
     return claimed.attempt

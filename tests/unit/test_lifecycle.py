@@ -37,7 +37,7 @@ def _held(db: Database, max_retries: int = 3) -> tuple[str, int]:
     org_id = tenancy.create_org(db, "o").id
     new = jobs.NewJob(org_id=org_id, type="finetune", spec={}, config={}, max_retries=max_retries)
     job_id = jobs.create_job(db, new).job.id
-    claimed = lifecycle.claim(db, "w1", lease_seconds=30)
+    claimed = lifecycle.claim(db, "w1", lease_seconds=30, device="cpu")
     assert claimed is not None and claimed.job_id == job_id
     lifecycle.start(db, job_id, claimed.attempt)
     return job_id, claimed.attempt
@@ -70,7 +70,7 @@ def test_a_failed_runner_and_an_expired_lease_retry_once_then_fail_alike(path: s
     job_id, attempt = _held(db, max_retries=1)
     assert _fail_once(db, job_id, attempt, path) == "queued"
     assert _let_go(db, job_id)
-    again = lifecycle.claim(db, "w2", lease_seconds=30)
+    again = lifecycle.claim(db, "w2", lease_seconds=30, device="cpu")
     assert again is not None and again.job_id == job_id
     assert _fail_once(db, job_id, again.attempt, path) == "failed"
     job = jobs.load_job(db, job_id)

@@ -24,7 +24,7 @@ def complete(db: Database, tmp_path: Path, lineage: dict[str, Any]) -> tuple[str
     """One job claimed, started and completed through the worker's reporter."""
     org_id = tenancy.create_org(db, "o").id
     job_id = jobs.create_job(db, jobs.NewJob(org_id=org_id, type=lineage["type"], spec={}, config={})).job.id
-    claimed = lifecycle.claim(db, "w1", lease_seconds=30)
+    claimed = lifecycle.claim(db, "w1", lease_seconds=30, device="cpu")
     assert claimed is not None and claimed.job_id == job_id
     reporter = StoreReporter(db, job_id, claimed.attempt, tmp_path / job_id, 30, lineage)
     reporter.on_started("local pid 12345")

@@ -15,7 +15,10 @@ import math
 import shutil
 import subprocess
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
+
+from tuneyard.planning.memory import Device
 
 MEMINFO = Path("/proc/meminfo")
 
@@ -24,7 +27,7 @@ MEMINFO = Path("/proc/meminfo")
 class Capacity:
     memory_bytes: int | None
     """None when it could be neither measured nor was it set: the worker then takes any job."""
-    device: str  # cpu | cuda
+    device: Device
     source: str  # where the figure came from, for the worker's start-up line
 
 
@@ -32,7 +35,7 @@ def declared_capacity(memory_bytes: int | None, workers: int = 1) -> Capacity:
     """`memory_bytes` (each worker's) when the operator set it, on the device found; else what the
     host has, shared evenly by the `workers` of one process, whose jobs run side by side."""
     gpu = gpu_memory_bytes()
-    device = "cuda" if gpu is not None else "cpu"
+    device = _device(gpu)
     workers = max(workers, 1)  # `serve --workers 0` makes a pool of none, which measures all the same
     if memory_bytes is not None:
         return Capacity(memory_bytes, device, "set (worker_memory_bytes)")
@@ -41,6 +44,19 @@ def declared_capacity(memory_bytes: int | None, workers: int = 1) -> Capacity:
         return Capacity(gpu // workers, device, f"cuda:0's total memory (nvidia-smi){share}")
     available = mem_available_bytes()
     return Capacity(None if available is None else available // workers, device, f"MemAvailable{share}")
+
+
+@cache
+def host_device() -> Device:
+    """The device a worker started on this host trains on: cuda where nvidia-smi finds a GPU, else cpu.
+
+    Asked once a process: a claim without a device and each 003 submission ask it, and a GPU does not
+    come or go under a running process, while nvidia-smi takes tens of milliseconds to answer."""
+    return _device(gpu_memory_bytes())
+
+
+def _device(gpu_memory: int | None) -> Device:
+    return "cuda" if gpu_memory is not None else "cpu"
 
 
 def gpu_memory_bytes() -> int | None:

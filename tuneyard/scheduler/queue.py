@@ -1,7 +1,8 @@
 """The durable queue between moves: a held job's lease kept alive, and where queued jobs stand.
 
 Taking a job (claim) and letting it go (release, the reaper) are moves of a job's life and live
-in tuneyard.store.lifecycle; a heartbeat changes no status, only how long the lease lasts.
+in tuneyard.store.lifecycle; `claim` here only says which device a claimer that named none trains
+on. A heartbeat changes no status, only how long the lease lasts.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select
 
+from tuneyard.planning.memory import Device
+from tuneyard.scheduler.capacity import host_device
+from tuneyard.store import lifecycle
 from tuneyard.store.engine import Database
 from tuneyard.store.errors import NotFound
 from tuneyard.store.ids import utcnow
@@ -26,6 +30,15 @@ class Lease:
     status: str
     stop_requested: bool
     cancel_requested: bool
+
+
+def claim(db: Database, worker_id: str, lease_seconds: float, *, memory_bytes: int | None = None,
+          device: Device | None = None, now: datetime | None = None) -> lifecycle.ClaimedJob | None:
+    """`lifecycle.claim` for a worker of `device`; one that declared none trains on this host's device
+    (the rule `services/devices.py` answers 003's `backend` by), so a CPU-only host never takes a job
+    that requires cuda."""
+    return lifecycle.claim(db, worker_id, lease_seconds, device=device or host_device(), memory_bytes=memory_bytes,
+                           now=now)
 
 
 def heartbeat(

@@ -1,5 +1,5 @@
 """The worker registry: which workers exist, which are alive (heartbeat within a window), and the
-memory each declared, which admission reads (`live_memory`)."""
+memory and device each declared, which admission reads (`live_memory`, `live_devices`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import secrets
 import socket
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from tuneyard.store.engine import Database
@@ -62,8 +62,7 @@ def list_workers(db: Database) -> list[Worker]:
 
 def workers_alive(db: Database, within_seconds: float, *, now: datetime | None = None) -> int:
     """Workers not stopped whose last heartbeat is at most `within_seconds` old."""
-    since = (now or utcnow()) - timedelta(seconds=within_seconds)
-    stmt = select(func.count()).where(Worker.state != "stopped", Worker.heartbeat_at >= since)
+    stmt = select(func.count()).where(*_live(within_seconds, now))
     with db.read() as session:
         return session.scalar(stmt) or 0
 
@@ -73,8 +72,21 @@ def alive_window_seconds(lease_seconds: float, heartbeat_seconds: float) -> floa
     return max(lease_seconds, 3 * heartbeat_seconds)
 
 
-def live_memory(session: Session, within_seconds: float, *, now: datetime | None = None) -> list[int | None]:
-    """The memory each live worker declared (None: it declared none), in a read the caller holds."""
-    since = (now or utcnow()) - timedelta(seconds=within_seconds)
-    stmt = select(Worker.memory_bytes).where(Worker.state != "stopped", Worker.heartbeat_at >= since)
+def live_memory(session: Session, within_seconds: float, *, device: str | None = None,
+                now: datetime | None = None) -> list[int | None]:
+    """The memory each live worker declared (None: it declared none), in a read the caller holds;
+    with `device`, of the workers that train on it or declared no device (from before devices were kept)."""
+    stmt = select(Worker.memory_bytes).where(*_live(within_seconds, now))
+    if device is not None:
+        stmt = stmt.where(or_(Worker.device == device, Worker.device.is_(None)))
     return list(session.scalars(stmt))
+
+
+def live_devices(session: Session, within_seconds: float, *, now: datetime | None = None) -> list[str | None]:
+    """The device each live worker declared (None: it declared none), in a read the caller holds."""
+    return list(session.scalars(select(Worker.device).where(*_live(within_seconds, now))))
+
+
+def _live(within_seconds: float, now: datetime | None) -> tuple[ColumnElement[bool], ...]:
+    since = (now or utcnow()) - timedelta(seconds=within_seconds)
+    return Worker.state != "stopped", Worker.heartbeat_at >= since

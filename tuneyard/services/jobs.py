@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from tuneyard.services import estimates, job_secrets, memory_admission, path_display, templates
+from tuneyard.services import devices, estimates, job_secrets, memory_admission, path_display, templates
 from tuneyard.services.errors import RateLimited, TrainingFailed
 from tuneyard.services.job_view import JobView
 from tuneyard.services.runs import remove_run, run_dir
@@ -57,14 +57,15 @@ def submit_job(db: Database, settings: Settings, caller: Principal, request: Job
     """
     plan = plan_job(db, settings, caller.org_id, templates.with_template(db, caller.org_id, request))
     if "price_per_device_hour" in plan.config:  # a type whose runner prices its result (train): the service's price
-        plan.config["price_per_device_hour"] = estimates.price_per_hour(settings, estimates.likely_device(db))
+        device = plan.request.device or estimates.likely_device(db)
+        plan.config["price_per_device_hour"] = estimates.price_per_hour(settings, device)
     memory = memory_admission.admit(db, settings, caller.org_id, plan)
     held = job_secrets.hold(db, request.secrets)  # before the row: a worker may claim it at once
     new = store.NewJob(
         org_id=caller.org_id, type=plan.type, spec=plan.spec, config=plan.config,
         name=request.name, project_id=request.project_id, user_key_id=caller.key_id,
         max_retries=settings.max_retries, idempotency_key=plan.idempotency_key, labels={**plan.labels, **held},
-        memory_estimate_bytes=memory,
+        memory_estimate_bytes=memory, required_device=plan.request.device,
     )
     try:
         admission = admit_job(
@@ -85,8 +86,15 @@ def views(db: Database, settings: Settings, rows: Sequence[Job]) -> list[JobView
     """Jobs as clients see them, server paths shown (`path_display`): one read for all of them."""
     with db.read() as session:
         shown = path_display.for_jobs(session, settings, rows)
-        waiting = memory_admission.waiting_reasons(session, settings, rows)
+        waiting = _waiting_reasons(session, settings, rows)
     return [JobView.of(job, shown[job.id], waiting.get(job.id)) for job in rows]
+
+
+def _waiting_reasons(session: Session, settings: Settings, rows: Sequence[Job]) -> dict[str, str]:
+    """Why queued jobs wait longer than the queue: a device no live worker has says more than memory
+    (no worker of the wrong device takes the job, however big)."""
+    return {**memory_admission.waiting_reasons(session, settings, rows),
+            **devices.waiting_reasons(session, settings, rows)}
 
 
 def display(db: Database, settings: Settings, job: Job) -> path_display.PathDisplay:
@@ -97,7 +105,7 @@ def display(db: Database, settings: Settings, job: Job) -> path_display.PathDisp
 
 def view_in(session: Session, settings: Settings, job: Job) -> JobView:
     """The same, inside a read the caller already holds."""
-    waiting = memory_admission.waiting_reasons(session, settings, [job]).get(job.id)
+    waiting = _waiting_reasons(session, settings, [job]).get(job.id)
     return JobView.of(job, path_display.for_job(session, settings, job), waiting)
 
 

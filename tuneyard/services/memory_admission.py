@@ -3,9 +3,10 @@ that declared at least that much (`lifecycle.claim`), and refused at submission 
 worker could ever hold it.
 
 The estimate is the one `POST /v1/estimate` gives (`estimates.planned_memory`), for the device the
-newest finished job ran on. "Live" is the workers' registry's window (a heartbeat within a lease);
-a worker that declared no memory (one from before this) may take anything, so with one alive
-nothing is refused, and with no worker alive at all nothing is known and nothing is refused.
+job requires (and then only that device's workers count), else the one the newest finished job ran
+on. "Live" is the workers' registry's window (a heartbeat within a lease); a worker that declared no
+memory (one from before this) may take anything, so with one alive nothing is refused, and with no
+worker alive at all nothing is known and nothing is refused.
 """
 
 from __future__ import annotations
@@ -34,17 +35,19 @@ def admit(db: Database, settings: Settings, org_id: str, plan: JobPlan) -> int |
     Raises InvalidRequest, carrying the estimate, when live workers declared their memory and none
     has that much.
     """
-    estimate = estimates.planned_memory(db, org_id, plan, estimates.likely_device(db))
+    required = plan.request.device
+    estimate = estimates.planned_memory(db, org_id, plan, required or estimates.likely_device(db))
     if estimate is None:
         return None
     need = estimate.peak_bytes
-    with db.read() as session:
-        declared = live_memory(session, _window(settings))
+    with db.read() as session:  # a job that requires a device fits only the workers of that device
+        declared = live_memory(session, _window(settings), device=required)
     if declared and all(memory is not None and memory < need for memory in declared):
         largest = max(memory for memory in declared if memory is not None)
+        worker = f"{required} worker" if required else "worker"
         raise InvalidRequest([{
             "field": "hyperparams",
-            "message": (f"the job needs {format_bytes(need)} by its estimate and the largest worker has "
+            "message": (f"the job needs {format_bytes(need)} by its estimate and the largest {worker} has "
                         f"{format_bytes(largest)}: {WHAT_TO_CHANGE}"),
             "estimate": estimate.to_json(),
         }])

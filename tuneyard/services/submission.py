@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tuneyard.errors import PlatformError, SpecError
+from tuneyard.planning.memory import Device
 from tuneyard.services.contract_calibration import contract_calibration
 from tuneyard.services.errors import InvalidRequest
 from tuneyard.services.runs import run_dir
@@ -40,6 +41,7 @@ from tuneyard.store.engine import Database
 from tuneyard.store.errors import NotFound
 from tuneyard.store.jobs import request_hash
 from tuneyard.store.telemetry import get_checkpoint
+from tuneyard.training.contract import SPEC_DEVICE_FIELD
 from tuneyard.training.model_card import ADAPTER_CONFIG_FILE
 from tuneyard.training.models import catalog
 
@@ -86,6 +88,10 @@ class JobRequest:
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     """What the job may be given but nothing may store (a vendor's API key), by field name: a job
     that would store one anywhere (its spec, config, labels or name) is refused."""
+    device: Device | None = None
+    """The device the job must train on, where the API's request names one (003's `backend`): only a
+    worker of that device claims it, and its runner trains on it or fails. None: the best one any
+    worker has. Not a field of the engine's spec: the native body has no such field."""
 
     def stored_spec(self) -> dict[str, Any]:
         if self.submitted is not None:
@@ -137,6 +143,8 @@ def plan_job(db: Database, settings: Settings, org_id: str, request: JobRequest)
     if problems or spec is None or model is None:
         raise InvalidRequest(problems or [{"field": "(body)", "message": "invalid job"}], _message(problems))
     config = {**_resolve_config(spec, model, datasets), **adapter_base}
+    if request.device is not None:  # the runner's spec.json carries it, so the runner trains there too
+        config[SPEC_DEVICE_FIELD] = request.device
     stored = request.stored_spec()
     labels = {request.dialect: dict(request.labels)} if request.labels else {}
     _refuse_stored_secrets(request, [stored, config, labels, request.name, request.project_id])

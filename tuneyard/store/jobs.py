@@ -43,6 +43,7 @@ class NewJob:
     idempotency_key: str | None = None
     labels: dict[str, dict[str, Any]] = field(default_factory=dict)  # by dialect: tuneyard.store.labels
     memory_estimate_bytes: int | None = None  # the estimate's peak: only a worker with this much claims it
+    required_device: str | None = None  # cpu | cuda: only a worker of that device claims it (None: any)
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ def insert_job(session: Session, new: NewJob, digest: str) -> Job:
         type=new.type, name=new.name, status=S.QUEUED.value, spec=new.spec, config=new.config,
         max_retries=new.max_retries, idempotency_key=new.idempotency_key, request_hash=digest,
         event_seq=1, progress={}, labels=new.labels, memory_estimate_bytes=new.memory_estimate_bytes,
+        required_device=new.required_device,
         created_at=utcnow(),
     )
     session.add(job)

@@ -3,7 +3,8 @@
 tuneyard.store.status says which changes are allowed and how one is made; this module says what
 each move writes, so that rule lives in one place:
 
-    claim             queued → starting         a worker takes the oldest queued job that fits (attempt + 1)
+    claim             queued → starting         a worker takes the oldest queued job that fits its memory
+                                                and device (attempt + 1)
     start             starting → running        the runner is up
     finalize          → finalizing              training is done; the model is being saved
     complete          → completed               with the result and the trained model
@@ -113,7 +114,8 @@ bound parameter stays an integer, which a NULL comparison would not)."""
 def _claim_statement() -> Update:
     """Built once: claims are the hot path, and statement construction costs more than SQLite.
 
-    One UPDATE whose subquery picks the oldest queued job that fits the worker's memory. On
+    One UPDATE whose subquery picks the oldest queued job that fits the worker's memory and requires
+    no device or the worker's. On
     PostgreSQL the subquery locks that row with FOR UPDATE SKIP LOCKED, so concurrent claimers
     each take a different job instead of queueing on the same one; on SQLite the write transaction
     begins IMMEDIATE, so claims are serialized by the database lock. Either way a job is claimed
@@ -121,9 +123,10 @@ def _claim_statement() -> Update:
     """
     memory = bindparam("memory", type_=BigInteger())
     fits = or_(Job.memory_estimate_bytes.is_(None), Job.memory_estimate_bytes <= memory)
+    runs_here = or_(Job.required_device.is_(None), Job.required_device == bindparam("device"))
     oldest = (
         select(Job.id)
-        .where(Job.status == S.QUEUED.value, fits)
+        .where(Job.status == S.QUEUED.value, fits, runs_here)
         .order_by(Job.created_at, Job.id)
         .limit(1)
         .with_for_update(skip_locked=True)
@@ -145,18 +148,20 @@ def _claim_statement() -> Update:
     )
 
 
-def claim(db: Database, worker_id: str, lease_seconds: float, *, memory_bytes: int | None = None,
+def claim(db: Database, worker_id: str, lease_seconds: float, *, device: str, memory_bytes: int | None = None,
           now: datetime | None = None) -> ClaimedJob | None:
-    """Take the oldest queued job for `worker_id` that fits in `memory_bytes` (None: any job), or None.
+    """Take the oldest queued job for `worker_id`, which trains on `device` (cpu | cuda), that fits in
+    `memory_bytes` (None: any size), or None.
 
-    A job whose memory estimate is larger is passed over and stays queued for a bigger worker;
-    the jobs behind it are not held up by it.
+    A job whose memory estimate is larger, or that requires another device, is passed over and stays
+    queued for a worker it fits; the jobs behind it are not held up by it. (The worker loop claims
+    through `tuneyard.scheduler.claim`, which knows this host's device when a worker names none.)
     """
     now = now or utcnow()
     expires = now + timedelta(seconds=lease_seconds)
     memory = UNLIMITED_MEMORY if memory_bytes is None else memory_bytes
     with db.write() as session:
-        params = {"worker_id": worker_id, "expires": expires, "now": now, "memory": memory}
+        params = {"worker_id": worker_id, "expires": expires, "now": now, "memory": memory, "device": device}
         job = session.connection().execute(_claim_statement(), params).one_or_none()
         if job is None:
             return None

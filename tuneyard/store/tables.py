@@ -206,6 +206,9 @@ class Job(Base):
     # Peak bytes its estimate says the job needs (tuneyard.planning.memory), set at submission; a
     # worker claims it only with at least this much memory. NULL: nothing estimated, any worker.
     memory_estimate_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    # The device the job must train on (cpu | cuda, tuneyard.planning.memory.Device), from a request
+    # that names one (003's `backend`); a worker claims it only if it trains on that device. NULL: any.
+    required_device: Mapped[str | None] = mapped_column(String(8))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from tuneyard.errors import SpecError, UnsupportedError
+from tuneyard.planning.memory import Device
 from tuneyard.spec import (
     JOB_TYPES,
     DatasetRef,
@@ -25,6 +26,7 @@ from tuneyard.spec import (
     resolve_hyperparams,
 )
 from tuneyard.spec.job import ContractSpec
+from tuneyard.training.contract import SPEC_DEVICE_FIELD
 
 _COMMON_FIELDS = {"type", "base_model", "datasets", "wandb_project"}
 
@@ -39,6 +41,8 @@ class RunConfig:
     datasets: list[DatasetRef]
     model_cache_dir: Path
     decisions: dict[str, Any] = field(default_factory=dict)  # device, bf16, model source, ...
+    device: Device | None = None
+    """The device the run must train on (`contract.SPEC_DEVICE_FIELD`); None: the best the host has."""
 
     @property
     def method(self) -> str:
@@ -57,7 +61,8 @@ class RunConfig:
                        origins={f"hyperparams.{k}": v for k, v in self.origins.items()})
         else:  # the type's own parameters, as the spec model filled them in
             out.update(self.spec.model_dump(exclude=_COMMON_FIELDS))
-        return {**out, **self.spec.reporting(), "resolved": self.decisions}
+        required = {SPEC_DEVICE_FIELD: self.device} if self.device else {}  # none: a spec.json as before it existed
+        return {**out, **self.spec.reporting(), **required, "resolved": self.decisions}
 
 
 def read_spec_file(path: Path) -> dict[str, Any]:
@@ -81,17 +86,25 @@ def resolve(
     raw = dict(raw)
     recorded = raw.pop("origins", None) or {}
     raw.pop("resolved", None)
+    device = _required_device(raw.pop(SPEC_DEVICE_FIELD, None))  # the service's, beside the user's spec
     spec = parse_spec(raw)
     if not JOB_TYPES.get(spec.type).runnable:
         raise UnsupportedError(f"job type {spec.type!r} cannot run yet: no runner implements it", type=spec.type)
     if not isinstance(spec, TrainingJobSpec):
         spec = _checked_calibration(spec, spec_dir) if isinstance(spec, ContractSpec) else spec
-        return RunConfig(spec, Hyperparams(), {}, _checked_datasets(spec, spec_dir), model_cache_dir)
+        return RunConfig(spec, Hyperparams(), {}, _checked_datasets(spec, spec_dir), model_cache_dir, device=device)
     hyperparams, origins = resolve_hyperparams(spec, base_model_defaults)
     for name in origins:
         if isinstance(recorded.get(f"hyperparams.{name}"), str):
             origins[name] = recorded[f"hyperparams.{name}"]
-    return RunConfig(spec, hyperparams, origins, _checked_datasets(spec, spec_dir), model_cache_dir)
+    return RunConfig(spec, hyperparams, origins, _checked_datasets(spec, spec_dir), model_cache_dir, device=device)
+
+
+def _required_device(value: Any) -> Device | None:
+    if value is None or value == "cpu" or value == "cuda":
+        return value
+    raise SpecError([{"field": SPEC_DEVICE_FIELD, "message": f"expected cpu or cuda (or no {SPEC_DEVICE_FIELD}), "
+                                                            f"not {value!r}"}])
 
 
 def _checked_datasets(spec: JobSpecBase, spec_dir: Path) -> list[DatasetRef]:

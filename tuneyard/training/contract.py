@@ -18,6 +18,11 @@ MANIFEST_FILE = "manifest.json"
 LINEAGE_FILE = "lineage.json"  # optional, from the service: job and dataset ids for the model card
 RUNNER_LOG_FILE = "runner.log"  # the child's stderr/stdout, kept for "died without a verdict"
 
+SPEC_DEVICE_FIELD = "device"
+"""spec.json's field naming the device the runner must train on (cpu | cuda): set by the service for a
+job that requires one (003's `backend`); absent, the best device the runner's host has. A required
+device the host lacks fails the run; it is never trained elsewhere (`training/device.py`)."""
+
 JUDGE_KEY_VARIABLE = "TUNEYARD_JUDGE_API_KEY"
 """The runner's environment variable holding the evaluation judge's API key: the worker sets it from
 its settings, so the key is in no spec, config or run file."""

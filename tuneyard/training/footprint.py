@@ -29,6 +29,7 @@ from tuneyard.errors import SpecError
 from tuneyard.planning.compute import train_flops
 from tuneyard.planning.memory import TrainingSetup, estimate_memory
 from tuneyard.planning.shape import ModelShape
+from tuneyard.training.device import pick_device
 
 MEASURED_AS = {
     "cpu": "peak RSS (VmHWM, reset before the model was loaded) minus RSS then",
@@ -72,8 +73,9 @@ class Footprint:
     baseline: int
 
     @classmethod
-    def start(cls) -> Footprint:
-        if torch.cuda.is_available():
+    def start(cls, required_device: str | None = None) -> Footprint:
+        """Measured on the device the run trains on (`pick_device`): a cpu job on a GPU host by its RSS."""
+        if pick_device(required_device).type == "cuda":
             torch.cuda.reset_peak_memory_stats()
             return cls("cuda", torch.cuda.memory_allocated())
         _reset_peak_rss()

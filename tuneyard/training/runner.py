@@ -79,7 +79,7 @@ def _run(
     if resume_from is not None:
         _check_same_method(resume_from, config.method)
     recipe = build(config, run_dir, telemetry, control)
-    footprint = Footprint.start()
+    footprint = Footprint.start(config.device)
     recipe.setup(resume_from)
     artifacts.write_json_atomic(run_dir / contract.SPEC_FILE, config.to_json())
     if recipe.run() == "stopped":

@@ -22,6 +22,7 @@ from tuneyard.spec.job import ORIGIN_USER
 from tuneyard.training import artifacts, model_card
 from tuneyard.training.config import RunConfig
 from tuneyard.training.data import DataSource, PreparedData, prepare_data
+from tuneyard.training.device import pick_device
 from tuneyard.training.loss import chunked_token_loss_sum, token_loss_sum
 from tuneyard.training.methods import Method, get_method
 from tuneyard.training.model_card import CardInputs
@@ -37,10 +38,6 @@ from tuneyard.training.precision import decide_bf16
 from tuneyard.training.rng import PURPOSE_METHOD_INIT, seed_everything, seeded
 from tuneyard.training.telemetry import Telemetry
 from tuneyard.training.versions import library_versions
-
-
-def pick_device() -> torch.device:
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
 @dataclass
@@ -69,7 +66,7 @@ class Session:
         drawn from the spec's seed; then seed every global stream from it, whatever loading drew."""
         hp = config.hyperparams
         hf_logging.disable_progress_bar()  # runner.log is read by people and by the supervisor's tail
-        device = pick_device()
+        device = pick_device(config.device)
         if hp.bf16 == "auto":
             probe = decide_bf16(device, config.model_cache_dir)
             bf16 = probe.use_bf16

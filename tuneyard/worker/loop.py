@@ -64,7 +64,8 @@ class Worker:
             while not shutdown.is_set():
                 worker_heartbeat(self.db, self.id)
                 reap(self.db)
-                claimed = claim(self.db, self.id, self.settings.lease_seconds, memory_bytes=memory)
+                claimed = claim(self.db, self.id, self.settings.lease_seconds, memory_bytes=memory,
+                                device=self.capacity.device)
                 if claimed is None:
                     shutdown.wait(self.settings.poll_seconds)
                     continue

@@ -59,7 +59,9 @@ def submit(body: AgentTrainingJob, context: AppContext, caller: Principal) -> Jo
     dataset_id = _chosen_dataset(context, caller.org_id, body, problems)
     model = lookup.model_reference(db, caller.org_id, body.model or DEFAULT_MODEL)
     labels = {"config": body.shown_config(), "document": "003", "backend": body.backend or "native"}
-    check = JobRequest(spec=body.spec(model, dataset_id), problems=tuple(problems), dialect=DIALECT, labels=labels)
+    device = body.required_device()  # `backend: cpu|cuda`: a worker of that device claims it, and trains on it
+    check = JobRequest(spec=body.spec(model, dataset_id), problems=tuple(problems), dialect=DIALECT, labels=labels,
+                       device=device)
     try:
         plan_job(db, settings, caller.org_id, check)
     except InvalidRequest as exc:
@@ -68,7 +70,7 @@ def submit(body: AgentTrainingJob, context: AppContext, caller: Principal) -> Jo
             raise renamed(InvalidRequest(left), NAMES) from None
     if dataset_id is None:  # maxTrajectories without a datasetId: the latest N trajectories, built now
         dataset_id = _built(context, caller.org_id, body.max_trajectories)
-    request = JobRequest(spec=body.spec(model, dataset_id), dialect=DIALECT, labels=labels)
+    request = JobRequest(spec=body.spec(model, dataset_id), dialect=DIALECT, labels=labels, device=device)
     try:
         return jobs.submit_job(db, settings, caller, request).job
     except InvalidRequest as exc:

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tuneyard.api.dialects import statuses
 from tuneyard.api.dialects.http import BODY, epoch_ms
 from tuneyard.api.dialects.training_words import LocalTrainingJob
+from tuneyard.planning.memory import Device
 from tuneyard.services.errors import InvalidRequest
 from tuneyard.services.job_view import JobView
 from tuneyard.spec.text import Ident, Reference
@@ -57,8 +58,8 @@ class AgentTrainingJob(BaseModel):
     max_trajectories: int | None = Field(None, alias="maxTrajectories", ge=1, le=100_000, description=(
         "Train on a dataset built from at most this many trajectories (the latest)."))
     backend: Backend | None = Field(None, description=(
-        "native (default): the server's trainer on the best device it has; cpu or cuda: only where a "
-        "worker trains on it; mlx: not offered (400)."))
+        "native (default): the server's trainer on the best device it has; cpu or cuda: trained by a "
+        "worker of that device only, and offered only where one is live; mlx: not offered (400)."))
     model: Reference | None = Field(None, description=f"The base model; omitted: {DEFAULT_MODEL}.")
     iterations: int | None = Field(None, ge=1, le=10_000_000, description="Training steps (max_steps).")
     batch_size: int | None = Field(None, alias="batchSize", ge=1, le=4096)
@@ -76,6 +77,11 @@ class AgentTrainingJob(BaseModel):
         if dataset_id is not None:
             spec["datasets"] = [{"id": dataset_id}]
         return spec
+
+    def required_device(self) -> Device | None:
+        """The device the job must train on: `cpu` or `cuda` as named; None for `native` or omitted
+        (the best device any worker has). `mlx` is refused before this (`backend_problem`)."""
+        return self.backend if self.backend == "cpu" or self.backend == "cuda" else None
 
     def shown_config(self) -> dict[str, Any]:
         """The body as 003 wrote it (its own words), for the answer's `config`."""
@@ -118,7 +124,8 @@ def backend_problem(backend: str | None, devices: frozenset[str]) -> dict[str, s
 
 def job_object(view: JobView) -> dict[str, Any]:
     """003's job object (status in its words, progress 0–1, iterations, dates in epoch ms), with the
-    backend a 003 body asked for (`native` for jobs made otherwise)."""
+    backend a 003 body asked for (`native` for jobs made otherwise) and, beyond the document, why a
+    queued job waits (`waitingReason`: the native `waiting_reason`, e.g. its backend's worker is gone)."""
     progress = view.progress
     asked = view.labels.get("local_training") or {}
     return {
@@ -127,6 +134,7 @@ def job_object(view: JobView) -> dict[str, Any]:
         "createdAt": epoch_ms(view.created_at), "completedAt": epoch_ms(view.finished_at),
         "progress": None if progress.percent is None else round(progress.percent / 100, 4),
         "currentIteration": progress.step, "totalIterations": progress.total_steps, "loss": view.loss,
+        "waitingReason": view.waiting,
     }
 
 

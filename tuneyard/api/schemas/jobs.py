@@ -50,7 +50,8 @@ class JobPublic(BaseModel):
     spec: dict[str, Any] = Field(description="The request as submitted.")
     waiting_reason: str | None = Field(None, description=(
         "Why a queued job waits beyond its place in line, e.g. `waiting for a worker with ≥ 11.2 GB`: its "
-        "memory estimate is more than some live worker has, and only a worker with that much claims it."))
+        "memory estimate is more than some live worker has, and only a worker with that much claims it; or "
+        "`waiting for a worker that trains on cuda; ...`: it requires a device no live worker trains on."))
     cost_usd: float | None = Field(None, description=(
         "What the completed job cost in USD: its compute seconds times the configured price per device-hour of "
         "the device it ran on (0 where no price is set); null until it completes."))

@@ -37,10 +37,10 @@ from tuneyard.training import contract, judge
 from tuneyard.training.config import RunConfig
 from tuneyard.training.control import RunControl
 from tuneyard.training.data import build_rows, collate
+from tuneyard.training.device import pick_device
 from tuneyard.training.generation import Answer, generate_answers
 from tuneyard.training.heldout import HeldOut, encode_held_out, held_out_records
 from tuneyard.training.models import ModelSource, load_model, load_tokenizer, resolve_model_source
-from tuneyard.training.session import pick_device
 from tuneyard.training.telemetry import Telemetry
 from tuneyard.training.text_scores import exact_match, rouge_l
 
@@ -63,7 +63,7 @@ class EvaluateRecipe:
         self.run_dir = run_dir
         self.telemetry = telemetry
         self.control = control
-        self.device = pick_device()
+        self.device = pick_device(config.device)
         self.figures: dict[str, dict[str, Any]] = {}
         self.answers: dict[str, list[Answer]] = {}
         self._started = time.monotonic()
