@@ -2,6 +2,8 @@
 
 For each verification text both tokenizers must give the same ids; then both models read those
 ids and every position is compared: does the top-1 token agree, and how far apart are the logits.
+Top-1 is held on the positions where transformers' top-1 leads its runner-up by the quantization's
+`tie_margin` (a near-tie is no choice for rounding to keep) and recorded over all of them too.
 The export is offered only when the figures meet its quantization's bound (`formats.Quantization`).
 """
 
@@ -37,6 +39,11 @@ class Verification:
     tokenization_identical: bool = True
     tokenization_mismatches: list[dict[str, Any]] = field(default_factory=list)
     top1_agreement: float = 0.0
+    """Over every position, near-ties included: recorded, not held."""
+    decided_positions: int = 0
+    """Positions whose fp32 top-1 leads its runner-up by at least the bound's tie margin."""
+    decided_top1_agreement: float = 0.0
+    """Top-1 agreement over the decided positions: what the bound holds."""
     max_abs_logit_delta: float = 0.0
     bound: dict[str, float] = field(default_factory=dict)
     passed: bool = False
@@ -49,20 +56,22 @@ class Verification:
         if not self.tokenization_identical:
             return (f"llama.cpp tokenizes {len(self.tokenization_mismatches)} of {self.texts} verification "
                     f"texts differently from transformers (first: {self.tokenization_mismatches[0]})")
-        return (f"the GGUF's logits disagree with transformers': top-1 agreement {self.top1_agreement:.4f} "
-                f"(bound ≥ {self.bound['min_top1']}), max |Δlogit| {self.max_abs_logit_delta:.4f} "
-                f"(bound ≤ {self.bound['max_abs_logit_delta']}) over {self.positions} positions")
+        return (f"the GGUF's logits disagree with transformers': top-1 agreement {self.decided_top1_agreement:.4f} "
+                f"on the {self.decided_positions} positions transformers decides by ≥ {self.bound['tie_margin']} "
+                f"(bound ≥ {self.bound['min_top1']}; {self.top1_agreement:.4f} on all {self.positions}), "
+                f"max |Δlogit| {self.max_abs_logit_delta:.4f} (bound ≤ {self.bound['max_abs_logit_delta']})")
 
 
 def verify(model: Any, tokenizer: Any, gguf_file: Path, texts: list[str], quantization: Quantization,
            threads: int) -> Verification:
     """Compare `model` (transformers, fp32) with the GGUF on `texts`; `passed` says if it meets the bound."""
     result = Verification(quantization.name, len(texts), bound={
-        "min_top1": quantization.min_top1, "max_abs_logit_delta": quantization.max_abs_logit_delta})
+        "min_top1": quantization.min_top1, "max_abs_logit_delta": quantization.max_abs_logit_delta,
+        "tie_margin": quantization.tie_margin})
     reference = [tokenizer(text, add_special_tokens=True)["input_ids"] for text in texts]
     n_ctx = max(len(ids) for ids in reference) + 8
     llm = load_llama(str(gguf_file), n_ctx=n_ctx, n_batch=n_ctx, n_threads=threads, logits_all=True, verbose=False)
-    agree = 0
+    agree = decided_agree = 0
     try:
         for index, (text, ids) in enumerate(zip(texts, reference, strict=True)):
             theirs = llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
@@ -73,7 +82,11 @@ def verify(model: Any, tokenizer: Any, gguf_file: Path, texts: list[str], quanti
             llm.reset()
             llm.eval(ids)
             gguf_logits = np.asarray(llm.scores[: len(ids)], dtype=np.float32)
-            agree += int((ours.argmax(-1) == gguf_logits.argmax(-1)).sum())
+            same = ours.argmax(-1) == gguf_logits.argmax(-1)
+            decided = _leads(ours) >= quantization.tie_margin
+            agree += int(same.sum())
+            decided_agree += int((same & decided).sum())
+            result.decided_positions += int(decided.sum())
             result.positions += len(ids)
             result.max_abs_logit_delta = max(result.max_abs_logit_delta,
                                              float(np.abs(ours - gguf_logits).max()))
@@ -81,10 +94,17 @@ def verify(model: Any, tokenizer: Any, gguf_file: Path, texts: list[str], quanti
         llm.close()
     result.tokenization_identical = not result.tokenization_mismatches
     result.top1_agreement = agree / result.positions if result.positions else 0.0
-    result.passed = (result.tokenization_identical and result.positions > 0
-                     and result.top1_agreement >= quantization.min_top1
+    result.decided_top1_agreement = decided_agree / result.decided_positions if result.decided_positions else 0.0
+    result.passed = (result.tokenization_identical and result.decided_positions > 0
+                     and result.decided_top1_agreement >= quantization.min_top1
                      and result.max_abs_logit_delta <= quantization.max_abs_logit_delta)
     return result
+
+
+def _leads(logits: np.ndarray) -> np.ndarray:
+    """How far each position's top-1 logit is ahead of its runner-up."""
+    top_two = np.partition(logits, -2, axis=-1)[:, -2:]  # the runner-up, then the top-1
+    return top_two[:, 1] - top_two[:, 0]
 
 
 def _hf_logits(model: Any, ids: list[int]) -> np.ndarray:
