@@ -83,12 +83,17 @@ def test_each_job_type_from_the_form_with_its_estimate_and_result_card(service: 
         assert page.locator("#hp-learning_rate").is_hidden() and page.get_by_label("Method").is_hidden()
         assert page.locator("#data-legend").inner_text().startswith("Calibration text")
         page.get_by_label("contraction ratio").fill("0.5")
+        page.get_by_label("Calibration dataset").select_option(dataset["id"])
         expect(page.locator("#estimate-status")).to_contain_text("No estimate", timeout=30_000)
         screenshots(page, "new-job-contract")
         contract = submit_and_see_the_result(page, service.url, "result-contract")
         before, after = (int(n.replace(",", "")) for n in contract["Parameters"].split(" (")[0].split(" → "))
         assert after < before and contract["Channel importance"].startswith("activation")
         assert "Function preservation (KL)" in contract and contract["Cost"].startswith("$")
+        assert contract["Calibration text"].startswith(f"calibration_dataset ({dataset['id']})")
+        contract_job = client.get_job(page.url.rsplit("/", 1)[-1])
+        assert contract_job["spec"]["calibration_dataset"] == {"id": dataset["id"]}
+        assert contract_job["config"]["calibration"]["source_id"] == dataset["id"]
 
         # A merge of the LoRA model: a trained model picked as the adapter, no data asked for.
         page.goto(f"{service.url}/jobs/new")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -46,7 +47,10 @@ def problems(response: Any) -> list[str]:
 
 def full_tiny_llama(db: Database, settings: Settings, org_id: str) -> str:
     """A trained model row whose weights are tiny-llama's own folder (full weights, loadable)."""
-    folder = ensure_tiny_llama(settings.resolved_model_cache_dir)
+    return trained_model_at(db, org_id, ensure_tiny_llama(settings.resolved_model_cache_dir))
+
+
+def trained_model_at(db: Database, org_id: str, folder: Path) -> str:
     model_id = new_id("model")
     with db.write() as session:
         session.add(TrainedModel(id=model_id, org_id=org_id, base_model="tiny-llama", datasets=[], kind="full",
@@ -182,6 +186,31 @@ def test_a_model_that_cannot_load_is_not_activated(client: TestClient, db: Datab
     refused = client.post(f"/v1/models/{done['model_id']}/activate", headers=tenant.headers, json={})
     assert problems(refused) == ["model"]
     assert client.get(f"/v1/models/{done['model_id']}/activation", headers=tenant.headers).json()["active"] is False
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the process, not SQL, is under test
+def test_a_model_whose_files_are_gone_or_corrupt_is_named_not_its_server_path(
+        client: TestClient, db: Database, api_settings: Settings, tenant: Tenant,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Issue 12: the loaders name the path they were given; an answer names the model instead, on the
+    completion route and on activate (the console playground's first call). A corrupt weights file is
+    refused like a missing one, by the process that stays up, not a crash read as "process died"."""
+    elsewhere = tmp_path_factory.mktemp("models")  # outside the data folder, as a model root may be
+    corrupt = elsewhere / "corrupt"
+    shutil.copytree(ensure_tiny_llama(api_settings.resolved_model_cache_dir), corrupt)
+    for weights in corrupt.glob("*.safetensors"):
+        weights.write_bytes(b"not safetensors " * 64)
+    for folder in (elsewhere / "gone", corrupt):
+        model_id = trained_model_at(db, tenant.org_id, folder)
+        for route, body in ((f"/v1/models/{model_id}/activate", {}),
+                            (CHAT, {"model": model_id, "messages": HELLO, "max_tokens": 2})):
+            answer = client.post(route, headers=tenant.headers, json=body)
+            assert problems(answer) == ["model"], (folder.name, route)
+            assert f"cannot load {model_id}" in answer.json()["error"]["message"], answer.text
+            for server_path in (str(elsewhere), str(api_settings.data_dir), "/tmp"):
+                assert server_path not in answer.text, (folder.name, route, answer.text)
+        assert ("not valid safetensors" if folder == corrupt else "no such file") in answer.text
+    assert client.get("/v1/serving", headers=tenant.admin_headers).json()["starts"] == 1
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the process, not SQL, is under test

@@ -14,6 +14,7 @@ from tuneyard.training.models import (
     builtin_defaults,
     check_method_supported,
     get_builtin,
+    heal_learning_rate,
     list_builtins,
     size_defaults,
 )
@@ -54,6 +55,14 @@ def test_size_defaults_shrink_the_learning_rate_as_models_grow() -> None:
     rates = [size_defaults(n)["learning_rate"] for n in (1_000_000, 135_000_000, 7_000_000_000, 70_000_000_000)]
     assert rates == sorted(rates, reverse=True)
     assert size_defaults(135_000_000, "full")["learning_rate"] < size_defaults(135_000_000)["learning_rate"]
+
+
+def test_healing_takes_the_full_fine_tuning_rate_of_the_models_size() -> None:
+    """Issue 11: a flat 1e-3 wrecked SmolLM2; the test models keep the large steps they need."""
+    assert heal_learning_rate(1_049_728) == pytest.approx(1e-3)  # tiny-llama
+    assert heal_learning_rate(134_515_008) == pytest.approx(2e-5)  # SmolLM2-135M
+    assert heal_learning_rate(7_000_000_000) == pytest.approx(1e-5)
+    assert heal_learning_rate(70_000_000_000) == pytest.approx(5e-6)
 
 
 def test_the_package_imports_without_torch() -> None:

@@ -37,8 +37,10 @@ model does not have is skipped, so the form shows what the spec takes today."""
 BASE_LABELS = {"finetune": "Base model", "train": "Model to grow", "contract": "Model to contract",
                "merge": "LoRA adapter to merge (a trained LoRA model or checkpoint id)"}
 DATA_LABELS = {"finetune": "Training data", "train": "Training data",
-               "contract": ("Calibration text (optional: without it, a trained model's own held-out training text, "
-                            "else weight magnitude)")}
+               "contract": ("Calibration text and healing data (optional: without either, a trained model's own "
+                            "held-out training text, else weight magnitude)")}
+"""A contraction's calibration_dataset has its own picker in the data fieldset (templates/job_new.html):
+a dataset reference, not a number, so not one of TYPE_FIELDS."""
 
 
 @dataclass(frozen=True)

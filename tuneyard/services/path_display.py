@@ -10,6 +10,8 @@ console or the CLI shows of a job passes through the job's `PathDisplay` first, 
 * the base model the config resolved to a path (a checkpoint, a trained or registered model) → the
   reference the request gave (`ckpt_…`, `model_…`);
 * anything else under the data folder → `<data>/` and the path inside it.
+
+A served model's errors (`for_served_model`) show its files as its public name the same way.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ from tuneyard.store.tables import Job
 
 DATA = "<data>"
 """What the data folder itself is shown as."""
+MODEL_CACHE = "<model cache>"
+"""What the model cache (built-in models) is shown as."""
+GGUF_SUFFIX = ".gguf"
 _NAME_CHAR = r"[\w.-]"  # a path that continues with one of these is another path, not this one
 
 
@@ -97,6 +102,23 @@ def file_as_shown(display: PathDisplay, path: Path) -> bytes | None:
     text = raw.decode("utf-8", "surrogateescape")
     shown = display.json_text(text) if suffix in _JSON_SUFFIXES else display.text(text)
     return None if shown == text else shown.encode("utf-8", "surrogateescape")
+
+
+def for_served_model(settings: Settings, source: str, shown: str) -> PathDisplay:
+    """What a served model's errors show in place of the server's paths: its own files as the name the
+    request gave (a GGUF export's file by its file name), anything else under the data folder or the
+    model cache by that folder's name. The loaders name the path they were given (transformers, peft,
+    llama.cpp and tuneyard's own), so without this a failed load would tell a user where models live."""
+    names: dict[str, str] = {}
+    for root in _roots(settings.resolved_model_cache_dir):
+        names[f"{root}/"], names[root] = f"{MODEL_CACHE}/", MODEL_CACHE
+    for root in _roots(settings.data_dir):
+        names[f"{root}/"], names[root] = f"{DATA}/", DATA
+    if Path(source).is_absolute():
+        own = Path(source).name if source.endswith(GGUF_SUFFIX) else shown
+        for path in _roots(Path(source)):
+            names[f"{path}/"], names[path] = f"{own}/", own
+    return PathDisplay(names)
 
 
 def for_job(session: Session, settings: Settings, job: Job) -> PathDisplay:

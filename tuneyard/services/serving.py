@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuneyard.services import base_models, lookup
+from tuneyard.services import base_models, lookup, path_display
 from tuneyard.services.errors import InvalidRequest, ModelProcessDied, ServingFailed
+from tuneyard.services.path_display import PathDisplay
 from tuneyard.serving.backends import BACKENDS, Event, ModelToLoad, Prompt, Sampling
 from tuneyard.serving.supervisor import ServingConfig, ServingProcessGone, ServingRefused, ServingSupervisor
 from tuneyard.settings import Settings
@@ -48,10 +49,16 @@ def make_supervisor(settings: Settings) -> ServingSupervisor:
 
 @dataclass(frozen=True)
 class Served:
-    """What a request's `model` resolved to: the name answers carry, and what the process loads."""
+    """What a request's `model` resolved to: the name answers carry, what the process loads, and what
+    its errors show in place of the server's paths (the model's files as `name`)."""
 
     name: str
     model: ModelToLoad
+    paths: PathDisplay
+
+    @classmethod
+    def of(cls, settings: Settings, name: str, model: ModelToLoad) -> Served:
+        return cls(name, model, path_display.for_served_model(settings, model.source, name))
 
 
 def verified_gguf(db: Database, org_id: str, model_id: str) -> ModelExport | None:
@@ -90,7 +97,7 @@ def activate(db: Database, settings: Settings, supervisor: ServingSupervisor, or
     if taken is not None and taken.model_id != model_id:
         raise Conflict(f"model {taken.model_id} is already activated as {provider_model!r}", field="provider_model")
     export = gguf if backend == "llama_cpp" else None
-    load(supervisor, _to_load(settings, model, backend, export))
+    load(supervisor, Served.of(settings, model_id, _to_load(settings, model, backend, export)))
     return store.activate(db, org_id, model_id, backend=backend, export_id=export.id if export else None,
                           provider_model=provider_model)
 
@@ -160,15 +167,15 @@ def resolve_model_name(db: Database, settings: Settings, supervisor: ServingSupe
             raise NotFound("model", name) from None
         activation = store.get_activation(db, org_id, model.id) or _activate_on_demand(
             db, settings, supervisor, model, name)
-        return Served(name, _activated(db, settings, model, activation, name))
+        return Served.of(settings, name, _activated(db, settings, model, activation, name))
     try:
         activation = store.by_provider_model(db, org_id, name)
     except NotFound:
         base = base_models.get_base_model(db, org_id, lookup.model_reference(db, org_id, name))
-        return Served(name, ModelToLoad(f"{BASE_KEY_PREFIX}{base.id}", "transformers", base.source,
-                                        str(settings.resolved_model_cache_dir)))
+        return Served.of(settings, name, ModelToLoad(f"{BASE_KEY_PREFIX}{base.id}", "transformers", base.source,
+                                                     str(settings.resolved_model_cache_dir)))
     model = catalog.get_trained_model(db, org_id, activation.model_id)
-    return Served(name, _activated(db, settings, model, activation, name))
+    return Served.of(settings, name, _activated(db, settings, model, activation, name))
 
 
 def _activate_on_demand(db: Database, settings: Settings, supervisor: ServingSupervisor, model: TrainedModel,
@@ -211,13 +218,13 @@ def _to_load(settings: Settings, model: TrainedModel, backend: str, export: Mode
     return ModelToLoad(model.id, backend, source, str(settings.resolved_model_cache_dir))
 
 
-def load(supervisor: ServingSupervisor, model: ModelToLoad) -> None:
+def load(supervisor: ServingSupervisor, served: Served) -> None:
     try:
-        supervisor.load(model)
+        supervisor.load(served.model)
     except ServingRefused as exc:
-        raise _refusal(exc) from exc
+        raise _refusal(exc, served.paths) from exc
     except ServingProcessGone as exc:
-        raise ModelProcessDied(str(exc)) from exc
+        raise ModelProcessDied(served.paths.text(str(exc))) from exc
 
 
 def generate(supervisor: ServingSupervisor, served: Served, prompt: Prompt, sampling: Sampling) -> Iterator[Event]:
@@ -228,24 +235,26 @@ def generate(supervisor: ServingSupervisor, served: Served, prompt: Prompt, samp
     try:
         first = next(events)
     except ServingRefused as exc:
-        raise _refusal(exc) from exc
+        raise _refusal(exc, served.paths) from exc
     except ServingProcessGone as exc:
-        raise ModelProcessDied(str(exc)) from exc
-    return _rest(first, events)
+        raise ModelProcessDied(served.paths.text(str(exc))) from exc
+    return _rest(first, events, served.paths)
 
 
-def _rest(first: Event, events: Iterator[Event]) -> Iterator[Event]:
+def _rest(first: Event, events: Iterator[Event], paths: PathDisplay) -> Iterator[Event]:
     yield first
     try:
         yield from events
     except ServingRefused as exc:
-        raise _refusal(exc) from exc
+        raise _refusal(exc, paths) from exc
     except ServingProcessGone as exc:
-        raise ModelProcessDied(str(exc)) from exc
+        raise ModelProcessDied(paths.text(str(exc))) from exc
 
 
-def _refusal(exc: ServingRefused) -> InvalidRequest | ServingFailed:
+def _refusal(exc: ServingRefused, paths: PathDisplay) -> InvalidRequest | ServingFailed:
+    """The serving process's refusal as the API's error, its message naming the model, not its files."""
+    message = paths.text(str(exc))
     if exc.user:
-        return InvalidRequest([{"field": exc.field or "model", "message": str(exc)}])
-    return ServingFailed(str(exc))
+        return InvalidRequest([{"field": exc.field or "model", "message": message}])
+    return ServingFailed(message)
 

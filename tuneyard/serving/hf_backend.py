@@ -29,17 +29,11 @@ class TransformersBackend:
     def load(self, model: ModelToLoad, threads: int) -> None:
         import torch
 
-        from tuneyard.errors import TuneyardError
-        from tuneyard.training.models.loading import load_adapter, load_model, load_tokenizer
-        from tuneyard.training.models.source import resolve_model_source
-
         torch.set_num_threads(max(1, threads))
         try:
-            source = resolve_model_source(model.source, Path(model.cache_dir))
-            self.tokenizer = load_tokenizer(source)
-            self.model = load_adapter(source) if source.kind == "peft_adapter" else load_model(source)
-        except TuneyardError as exc:
-            raise BackendError(f"cannot load {model.key}: {exc.message}", user=True, field="model") from exc
+            self._load(model)
+        except Exception as exc:  # libraries fail in their own types; uncaught, the connection drops: "died"
+            raise _load_error(model, exc) from exc
         self.model.eval()
         config = self.model.config
         self.context = int(getattr(config, "max_position_embeddings", 0) or 2048)
@@ -48,6 +42,14 @@ class TransformersBackend:
         ends.update(configured if isinstance(configured, list) else [configured])
         unknown = self.tokenizer.unk_token_id
         self.end_ids = {i for i in ends if isinstance(i, int) and i >= 0 and i != unknown}
+
+    def _load(self, model: ModelToLoad) -> None:
+        from tuneyard.training.models.loading import load_adapter, load_model, load_tokenizer
+        from tuneyard.training.models.source import resolve_model_source
+
+        source = resolve_model_source(model.source, Path(model.cache_dir))
+        self.tokenizer = load_tokenizer(source)
+        self.model = load_adapter(source) if source.kind == "peft_adapter" else load_model(source)
 
     def generate(self, prompt: Prompt, sampling: Sampling) -> Iterator[Event]:
         import torch
@@ -120,3 +122,18 @@ def _pick(logits: Any, sampling: Sampling, generator: Any) -> int:
         ordered[outside] = 0.0
         probs = torch.zeros_like(probs).scatter(0, order, ordered)
     return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def _load_error(model: ModelToLoad, exc: Exception) -> BackendError:
+    """Why the model cannot load: its files' fault (gone, not a model, corrupt: the runner's table of
+    library errors, `training/failures.py`) is the request's, naming `model`; anything else is ours."""
+    from tuneyard.errors import TuneyardError
+    from tuneyard.training.failures import classify
+
+    known = classify(exc)
+    if known is not None:
+        field = known.details.get("field")  # the runner's job field (base_model): here the request's is `model`
+        reason = known.message.removeprefix(f"{field}: ") if isinstance(field, str) else known.message
+        return BackendError(f"cannot load {model.key}: {reason}", user=True, field="model")
+    reason = exc.message if isinstance(exc, TuneyardError) else f"{type(exc).__name__}: {exc}"
+    return BackendError(f"cannot load {model.key}: {reason}", user=False)

@@ -230,7 +230,10 @@ class ContractSpec(JobSpecBase):
         "Optimizer steps of a short fine-tune of the contracted model on the datasets' training rows "
         "(every weight, next-token loss, AdamW at heal_learning_rate) before it is measured and saved; "
         "0: none. Needs datasets with a train split."))
-    heal_learning_rate: float = Field(1.0e-3, gt=0.0, le=1.0, description="AdamW's learning rate while healing.")
+    heal_learning_rate: float | None = Field(None, gt=0.0, le=1.0, description=(
+        "AdamW's learning rate while healing. Default: the full fine-tuning rate of the model's size (1e-3 up to "
+        "20M parameters, 2e-5 up to 1B, 1e-5 up to 10B, 5e-6 beyond: `catalog.heal_learning_rate`), which the "
+        "runner reads from the loaded model and writes into the resolved spec with its origin."))
 
     def problems(self) -> list[dict[str, Any]]:
         if self.heal_steps and not any(d.split == "train" for d in self.datasets):

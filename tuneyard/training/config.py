@@ -38,6 +38,8 @@ class RunConfig:
     """A training type's resolved hyperparameters; the schema's defaults (seed, bf16) for a type
     without a method, which takes its own parameters in `spec`."""
     origins: dict[str, str]
+    """Where each resolved value came from: a training type's hyperparameters; for another type, the
+    fields of its own the runner fills in (a contraction's heal_learning_rate, from the model's size)."""
     datasets: list[DatasetRef]
     model_cache_dir: Path
     decisions: dict[str, Any] = field(default_factory=dict)  # device, bf16, model source, ...
@@ -59,8 +61,10 @@ class RunConfig:
         if isinstance(self.spec, TrainingJobSpec):
             out.update(method=self.spec.method, hyperparams=self.hyperparams.model_dump(),
                        origins={f"hyperparams.{k}": v for k, v in self.origins.items()})
-        else:  # the type's own parameters, as the spec model filled them in
+        else:  # the type's own parameters, as the spec model filled them in (and the runner, from the model)
             out.update(self.spec.model_dump(exclude=_COMMON_FIELDS))
+            if self.origins:
+                out["origins"] = dict(self.origins)
         required = {SPEC_DEVICE_FIELD: self.device} if self.device else {}  # none: a spec.json as before it existed
         return {**out, **self.spec.reporting(), **required, "resolved": self.decisions}
 
@@ -92,7 +96,9 @@ def resolve(
         raise UnsupportedError(f"job type {spec.type!r} cannot run yet: no runner implements it", type=spec.type)
     if not isinstance(spec, TrainingJobSpec):
         spec = _checked_calibration(spec, spec_dir) if isinstance(spec, ContractSpec) else spec
-        return RunConfig(spec, Hyperparams(), {}, _checked_datasets(spec, spec_dir), model_cache_dir, device=device)
+        kept = {name: origin for name, origin in recorded.items()
+                if name in type(spec).model_fields and isinstance(origin, str)}
+        return RunConfig(spec, Hyperparams(), kept, _checked_datasets(spec, spec_dir), model_cache_dir, device=device)
     hyperparams, origins = resolve_hyperparams(spec, base_model_defaults)
     for name in origins:
         if isinstance(recorded.get(f"hyperparams.{name}"), str):

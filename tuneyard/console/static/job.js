@@ -229,7 +229,14 @@ function resultRows(result, fmt) {
     rows.push(["Function preservation (KL)", `${fmt(result.function_preservation, 8)}${why}`]);
   }
   if (has("importance")) rows.push(["Channel importance", `${result.importance}${has("layers_contracted") ? `, ${fmt(result.layers_contracted)} layers contracted` : ""}`]);
-  if (has("heal_steps")) rows.push(["Healing", `${fmt(result.heal_steps)} steps${has("heal_loss_final") ? `, final loss ${fmt(result.heal_loss_final)}` : ""}`]);
+  if (has("calibration")) {
+    const source = result.calibration_source ? ` (${result.calibration_source})` : "";
+    rows.push(["Calibration text", result.calibration ? `${result.calibration}${source}, ${fmt(result.calibration_examples)} examples` : "none"]);
+  }
+  if (has("heal_steps")) {
+    const rate = typeof result.heal_learning_rate === "number" ? ` at learning rate ${result.heal_learning_rate}` : "";
+    rows.push(["Healing", `${fmt(result.heal_steps)} steps${rate}${has("heal_loss_final") ? `, final loss ${fmt(result.heal_loss_final)}` : ""}`]);
+  }
   if (has("max_logit_delta")) rows.push(["Max |Δlogit| (merged vs adapter)", `${fmt(result.max_logit_delta, 8)} (bound ${fmt(result.logit_delta_bound, 6)})`]);
   if (has("steps")) rows.push(["Steps", fmt(result.steps)]);
   if (has("tokens_processed")) rows.push(["Tokens", fmt(result.tokens_processed)]);

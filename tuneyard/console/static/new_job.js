@@ -170,8 +170,10 @@ document.addEventListener("DOMContentLoaded", () => {
     try {
       const dataset = await uploadDataset(file, "", (text) => { status.textContent = text; });
       const select = form.elements.dataset;
-      select.append(el("option", { value: dataset.id, disabled: dataset.status !== "ready",
-        text: `${dataset.name} · ${dataset.status}` }));
+      for (const picker of [select, document.getElementById("calibration_dataset")]) {
+        picker.append(el("option", { value: dataset.id, disabled: dataset.status !== "ready",
+          text: `${dataset.name} · ${dataset.status}` }));
+      }
       if (dataset.status === "ready") { select.value = dataset.id; status.textContent = `${dataset.name} is ready and selected.`; estimate(); }
       else status.textContent = `${dataset.name} is invalid: ${dataset.errors.slice(0, 3).map((e) => `line ${e.line}: ${e.message}`).join("; ")}`;
     } catch (error) { status.textContent = `Upload failed: ${error.message}`; }

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from tuneyard.errors import SpecError
-from tuneyard.spec.job import ContractSpec
+from tuneyard.spec.job import ORIGIN_BASE_MODEL, ORIGIN_USER, ContractSpec
 from tuneyard.training import contract
 from tuneyard.training.calibration_text import calibration_text
 from tuneyard.training.config import RunConfig
@@ -29,6 +29,7 @@ from tuneyard.training.control import RunControl
 from tuneyard.training.data import build_rows, collate
 from tuneyard.training.evaluation import evaluate, next_token_kl
 from tuneyard.training.model_card import CardInputs, read_lineage
+from tuneyard.training.models import catalog
 from tuneyard.training.ops import contraction, growth
 from tuneyard.training.session import Session
 from tuneyard.training.telemetry import Telemetry
@@ -70,6 +71,23 @@ class ContractRecipe:
             raise SpecError([{"field": "heal_steps",
                               "message": "healing trains on the datasets' training rows and they hold none"}])
         growth.check_growable(self.session.model.config)
+        self.heal_learning_rate = self._resolved_heal_learning_rate()
+
+    def _resolved_heal_learning_rate(self) -> float:
+        """The spec's healing rate, else the full fine-tuning rate of the source model's size
+        (`catalog.heal_learning_rate`), written into the resolved spec with its origin."""
+        if self.spec.heal_learning_rate is not None:
+            self.config.origins.setdefault("heal_learning_rate", ORIGIN_USER)
+            return self.spec.heal_learning_rate
+        parameters = _params(self.session.model)
+        rate = catalog.heal_learning_rate(parameters)
+        self.spec = self.spec.model_copy(update={"heal_learning_rate": rate})
+        self.config.spec = self.spec
+        self.config.origins["heal_learning_rate"] = ORIGIN_BASE_MODEL
+        if self.spec.heal_steps:
+            self.telemetry.log(f"heal_learning_rate {rate:g}: the full fine-tuning rate of a model of "
+                               f"{parameters:,} parameters")
+        return rate
 
     def run(self) -> Ending:
         if self.control.stop_requested:
@@ -109,7 +127,7 @@ class ContractRecipe:
         and round; each step's loss reported as a training metric (phase `healing`)."""
         self.telemetry.phase("healing")
         model, steps, size = self.session.model, self.spec.heal_steps, self.config.hyperparams.batch_size
-        optimizer = torch.optim.AdamW(model.parameters(), lr=self.spec.heal_learning_rate)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=self.heal_learning_rate)
         batches = [self.heal_rows[i : i + size] for i in range(0, len(self.heal_rows), size)]
         losses = []
         model.train()
@@ -124,7 +142,7 @@ class ContractRecipe:
                 optimizer.step()
                 losses.append(float(loss.detach()))
                 self.telemetry.emit(contract.KIND_METRIC, step=step, total_steps=steps, phase="healing",
-                                    loss=losses[-1], lr=self.spec.heal_learning_rate)
+                                    loss=losses[-1], lr=self.heal_learning_rate)
         finally:
             model.eval()
             optimizer.zero_grad(set_to_none=True)
@@ -163,6 +181,7 @@ class ContractRecipe:
             "ppl_final": final["eval_ppl"] if final else None,
             "function_preservation": self.function_preservation,
             "heal_steps": self.spec.heal_steps,
+            "heal_learning_rate": self.heal_learning_rate if self.spec.heal_steps else None,
             "heal_loss_first": self.heal_losses[0] if self.heal_losses else None,
             "heal_loss_final": self.heal_losses[-1] if self.heal_losses else None,
             **({} if self.rows else {"ppl_reason": no_text, "function_preservation_reason": no_text}),
