@@ -24,6 +24,8 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from tuneyard.api import conditional
+from tuneyard.api.conditional import Conditional
 from tuneyard.api.schemas.common import ErrorEnvelope
 from tuneyard.services.admin import ADMIN_KEY_FILE
 from tuneyard.services.errors import Forbidden, Unauthorized
@@ -155,11 +157,17 @@ OwnedJob = Annotated[Job, Depends(get_owned_job)]
 @dataclass(frozen=True)
 class JobReader:
     """A read about one of the caller's jobs: `await read(query)` runs `query(session, job)` after the
-    key check and the job load, in the same transaction and the same worker thread."""
+    key check and the job load, in the same transaction and the same worker thread.
+
+    `await read.unless_unchanged(query)` is the same read made conditional (`api/conditional.py`):
+    when the request's `If-None-Match` names the answer's ETag, `query` is not run at all."""
 
     db: Database
     key: str
     job_id: str
+    representation: str = ""
+    """What the answer depends on beside the job's row: the request's path and query."""
+    if_none_match: str | None = None
 
     async def __call__(self, query: Callable[[Session, Job], T]) -> T:
         return await anyio.to_thread.run_sync(self._read, query)
@@ -168,9 +176,27 @@ class JobReader:
         with self.db.read() as session:
             return query(session, _owned_job(session, self.key, self.job_id))
 
+    async def unless_unchanged(self, query: Callable[[Session, Job], T],
+                               varies: Callable[[Session, Job], str] | None = None) -> Conditional[T]:
+        """`varies(session, job)`, when given, names what else the answer depends on (read before
+        deciding, so it must be cheap: never the telemetry tables)."""
+        return await anyio.to_thread.run_sync(self._read_unless_unchanged, query, varies)
 
-async def get_job_reader(job_id: str, context: Context, credentials: Bearer) -> JobReader:
-    return JobReader(context.db, _bearer_key(credentials), job_id)
+    def _read_unless_unchanged(self, query: Callable[[Session, Job], T],
+                               varies: Callable[[Session, Job], str] | None) -> Conditional[T]:
+        with self.db.read() as session:
+            job = _owned_job(session, self.key, self.job_id)
+            also = varies(session, job) if varies is not None else ""
+            etag = conditional.job_etag(job.revision, job.id, f"{self.representation}\0{also}")
+            if conditional.matches(self.if_none_match, etag):
+                return Conditional(etag, unchanged=True)
+            return Conditional(etag, query(session, job))
+
+
+async def get_job_reader(job_id: str, context: Context, credentials: Bearer, request: Request) -> JobReader:
+    url = request.url
+    return JobReader(context.db, _bearer_key(credentials), job_id, f"{url.path}?{url.query}",
+                     request.headers.get("if-none-match"))
 
 
 JobRead = Annotated[JobReader, Depends(get_job_reader)]

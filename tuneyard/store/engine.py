@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from tuneyard.settings import Settings
+from tuneyard.store.changes import JobChanges, changed_in
 from tuneyard.store.secrets import HeldSecrets
 
 BUSY_TIMEOUT_S = 30.0
@@ -80,6 +81,8 @@ class Database:
         self.engine = engine
         # Held beside the database, never in it: the jobs' secrets this process's workers hand their runners.
         self.secrets = HeldSecrets()
+        # Who waits on a job here (its open streams), told after each commit that changed it.
+        self.changes = JobChanges()
         self._reader = engine.execution_options(**{READ_ONLY: True})
         if engine.dialect.name == "postgresql":
             # At READ COMMITTED every statement takes its own snapshot, in a transaction or not, so
@@ -93,9 +96,14 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """One write transaction, committed on success, rolled back on any error."""
-        with Session(self.engine, expire_on_commit=False) as session, session.begin():
-            yield session
+        """One write transaction, committed on success, rolled back on any error; once it is
+        committed, the jobs whose revision it bumped are announced to `changes`."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            with session.begin():
+                yield session
+            changed = changed_in(session)
+            if changed:
+                self.changes.notify(changed)
 
     @contextmanager
     def read(self) -> Iterator[Session]:

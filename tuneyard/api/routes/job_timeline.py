@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 from fastapi.sse import KEEPALIVE_COMMENT, format_sse_event
 
 from tuneyard.api.deps import Context, JobRead, OwnedJob
-from tuneyard.api.schemas.common import ERROR_RESPONSES, ListOf
+from tuneyard.api.schemas.common import ERROR_RESPONSES, NOT_MODIFIED, ListOf
 from tuneyard.api.schemas.jobs import CheckpointPublic, EventPublic, LogPublic, MetricPublic
 from tuneyard.services import timeline
 from tuneyard.services.path_display import PathDisplay
@@ -44,33 +44,40 @@ def _list(items: list[dict[str, Any]]) -> Response:
                     media_type="application/json")
 
 
-@router.get("/events", response_model=ListOf[EventPublic])
+@router.get("/events", response_model=ListOf[EventPublic], responses=NOT_MODIFIED)
 async def list_events(read: JobRead, context: Context, since: Annotated[int, Query(ge=0, le=POSITION_MAX)] = 0,
                       limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> Response:
-    """Events with seq > `since`, oldest first."""
-    return _list(await read(lambda s, job: timeline.shown_events(s, context.settings, job, since, limit)))
+    """Events with seq > `since`, oldest first. With the `ETag` of the same request in `If-None-Match`: 304
+    while the job has not changed."""
+    answer = await read.unless_unchanged(lambda s, job: timeline.shown_events(s, context.settings, job, since, limit))
+    return answer.response(_list)
 
 
-@router.get("/metrics", response_model=ListOf[MetricPublic])
+@router.get("/metrics", response_model=ListOf[MetricPublic], responses=NOT_MODIFIED)
 async def list_metrics(
     read: JobRead, since_step: Annotated[int, Query(ge=-1, le=POSITION_MAX)] = -1,
     kind: Annotated[Literal["train", "eval"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
 ) -> Response:
-    """Metric points with step > `since_step`, by step."""
-    return _list(await read(
+    """Metric points with step > `since_step`, by step. With the `ETag` of the same request in
+    `If-None-Match`: 304 while the job has not changed, without the points being read."""
+    answer = await read.unless_unchanged(
         lambda s, job: [timeline.metric_dict(p) for p in timeline.metrics(s, job.id, since_step, kind, limit)]
-    ))
+    )
+    return answer.response(_list)
 
 
-@router.get("/logs", response_model=ListOf[LogPublic])
+@router.get("/logs", response_model=ListOf[LogPublic], responses=NOT_MODIFIED)
 async def list_logs(
     read: JobRead, context: Context, since: Annotated[int, Query(ge=0, le=POSITION_MAX)] = 0,
     tail: Annotated[int | None, Query(ge=1, le=100_000)] = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
 ) -> Response:
-    """Log lines with seq > `since`, oldest first; `tail=N` keeps only the last N of them."""
-    return _list(await read(lambda s, job: timeline.shown_logs(s, context.settings, job, since, tail, limit)))
+    """Log lines with seq > `since`, oldest first; `tail=N` keeps only the last N of them. With the `ETag`
+    of the same request in `If-None-Match`: 304 while the job has not changed, without the lines being read."""
+    answer = await read.unless_unchanged(lambda s, job: timeline.shown_logs(s, context.settings, job, since, tail,
+                                                                            limit))
+    return answer.response(_list)
 
 
 @router.get("/checkpoints", response_model=ListOf[CheckpointPublic])
