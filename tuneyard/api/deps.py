@@ -44,7 +44,8 @@ T = TypeVar("T")
 class AppContext:
     db: Database
     settings: Settings
-    stream_poll_seconds: float = 0.5
+    stream_poll_seconds: float = 2.0
+    """An open stream's read of its job without a notice of change: the fallback for other processes' writes."""
 
 
 async def get_context(request: Request) -> AppContext:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
@@ -139,25 +141,60 @@ async def _sse(db: Database, settings: Settings, poll_seconds: float, org_id: st
                cursor: timeline.StreamCursor) -> AsyncIterator[bytes]:
     # Written here rather than yielded to FastAPI's SSE wrapper: its keep-alive task raised
     # BrokenResourceError into the log whenever a client left an idle stream.
-    idle = 0.0
+    # The stream reads the job again when this process changes it (`db.changes`, told after each
+    # commit that bumped the job's revision: the embedded workers' telemetry, a user's stop), so an
+    # idle stream costs nothing. A change made by another process (a `tuneyard worker` on the same
+    # PostgreSQL) tells nobody here: for those it still reads every `poll_seconds`, the slow fallback
+    # until PostgreSQL's LISTEN/NOTIFY carries the notice across processes.
+    changed = Wakeup()
+    unwatch = db.changes.watch(job_id, changed.set)
     shown: PathDisplay | None = None
-    while True:
-        batch = await anyio.to_thread.run_sync(_read_batch, db, settings, org_id, job_id, cursor, shown)
-        shown = batch.shown
-        for item in batch.items:
-            cursor = item.cursor
-            yield _event(item.kind, cursor, item.data)
-        if batch.status is None or (batch.status in RESTING and not batch.items):
-            yield _event("end", cursor, {"status": batch.status or GONE})
-            return
-        if batch.items:
-            idle = 0.0
-            continue
-        await anyio.sleep(poll_seconds)
-        idle += poll_seconds
-        if idle >= KEEPALIVE_SECONDS:
-            idle = 0.0
-            yield KEEPALIVE_COMMENT
+    quiet_since = anyio.current_time()
+    try:
+        while True:
+            changed.clear()  # before the read: a change committed during it wakes the wait below
+            batch = await anyio.to_thread.run_sync(_read_batch, db, settings, org_id, job_id, cursor, shown)
+            shown = batch.shown
+            for item in batch.items:
+                cursor = item.cursor
+                yield _event(item.kind, cursor, item.data)
+            if batch.status is None or (batch.status in RESTING and not batch.items):
+                yield _event("end", cursor, {"status": batch.status or GONE})
+                return
+            if batch.items:  # a full batch may have left more behind: read on before waiting
+                quiet_since = anyio.current_time()
+                continue
+            poll_at = anyio.current_time() + poll_seconds
+            # Until a change (or the slow poll) is due, only the keep-alive comment is sent: no read.
+            while not await changed.wait(min(poll_at, quiet_since + KEEPALIVE_SECONDS) - anyio.current_time()):
+                if anyio.current_time() >= quiet_since + KEEPALIVE_SECONDS:
+                    quiet_since = anyio.current_time()
+                    yield KEEPALIVE_COMMENT
+                if anyio.current_time() >= poll_at:
+                    break
+    finally:
+        unwatch()
+
+
+class Wakeup:
+    """An event set from any thread (a writer's, right after its commit) and awaited on the stream's loop."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._event = asyncio.Event()
+
+    def set(self) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop has closed: the stream and its reader are gone
+            self._loop.call_soon_threadsafe(self._event.set)
+
+    def clear(self) -> None:
+        self._event.clear()
+
+    async def wait(self, timeout: float) -> bool:
+        """Until set (True), or `timeout` seconds (False)."""
+        with anyio.move_on_after(timeout):
+            await self._event.wait()
+        return self._event.is_set()
 
 
 def _read_batch(db: Database, settings: Settings, org_id: str, job_id: str, cursor: timeline.StreamCursor,
