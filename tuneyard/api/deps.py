@@ -60,18 +60,25 @@ Context = Annotated[AppContext, Depends(get_context)]
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer ty_...`")
 
 
-def _credentials(context: Context, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-                 ) -> HTTPAuthorizationCredentials | None:
+async def _credentials(context: Context,
+                       credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+                       ) -> HTTPAuthorizationCredentials | None:
     """The request's key; in single-user mode (`auth: none`, loopback only: Settings) a request
     without one acts as the local admin, whose key `serve` keeps in DATA_DIR/admin.key."""
+    # async, as get_context: a sync dependency costs every request a hand-off to the threadpool and
+    # back, and only single-user mode's read of the key file needs a thread.
     if credentials is not None or context.settings.auth != "none":
         return credentials
+    key = await anyio.to_thread.run_sync(_admin_key, context.settings)
+    return HTTPAuthorizationCredentials(scheme="Bearer", credentials=key)
+
+
+def _admin_key(settings: Settings) -> str:
     try:
-        key = (context.settings.data_dir / ADMIN_KEY_FILE).read_text(encoding="utf-8").strip()
+        return (settings.data_dir / ADMIN_KEY_FILE).read_text(encoding="utf-8").strip()
     except OSError:
         raise Unauthorized("single-user mode, but the data folder has no admin.key: run `tuneyard serve` "
                            "on it once, or send a key") from None
-    return HTTPAuthorizationCredentials(scheme="Bearer", credentials=key)
 
 
 def _bearer_key(credentials: HTTPAuthorizationCredentials | None) -> str:
@@ -142,7 +149,13 @@ ModelId = Annotated[str, Depends(_model_id)]
 
 
 def _owned_job(session: Session, key: str, job_id: str) -> Job:
-    principal = _principal(session, key)  # the key first: no id is judged for a stranger
+    # The key is judged first (no id is judged for a stranger), in the same statement as the job's load.
+    principal, job = tenancy.principal_and_job(session, key, job_id if ID_SHAPE.match(job_id) else None)
+    if principal is None:
+        raise Unauthorized("the API key is unknown or revoked")
+    if job is not None:
+        return job
+    # Not by its native id: a UUID (store.jobs.owned_job takes either), else a 404 with the id's reason.
     return jobs.owned_job(session, principal.org_id, checked_id("job", job_id))
 
 
