@@ -65,7 +65,10 @@ def _sqlite_engine(url: str, **engine_kwargs: Any) -> Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         mode = "DEFERRED" if conn.get_execution_options().get(READ_ONLY) else "IMMEDIATE"
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        # Straight to the sqlite3 connection: through exec_driver_sql, SQLAlchemy's execution machinery
+        # cost a poll of a job more than its own statements (13 % of the server's samples under load).
+        # COMMIT and ROLLBACK still go through SQLAlchemy, on this same connection.
+        conn.connection.driver_connection.execute(f"BEGIN {mode}")  # type: ignore[union-attr]
 
     return engine
 
