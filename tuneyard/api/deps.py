@@ -7,9 +7,10 @@ tests/integration/test_api_roles.py holds every operation of the OpenAPI documen
 
 `OwnedJob` and `JobRead` load a job and authorize it once: every route about one job takes one of
 them, so none can forget the check, and another organization's job is a plain 404. Each does the
-key check, the job load and (for `JobRead`) the route's own query in one read transaction on one
-trip to the thread pool: under a hundred pollers the hand-offs between the event loop and the
-threads, not the queries, were most of a request's cost.
+key check, the job load (those two in one statement: `tenancy.principal_and_job`) and (for `JobRead`)
+the route's own query in one read transaction on one trip to the thread pool: under a hundred
+pollers the hand-offs between the event loop and the threads, not the queries, were most of a
+request's cost, which is also why every dependency before that trip is async.
 """
 
 from __future__ import annotations
