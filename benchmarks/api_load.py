@@ -14,7 +14,7 @@ itself, and a quiet window after, so the cost of serving on the training is visi
 figures; asserts nothing.
 
     .venv/bin/python -m benchmarks.api_load [--clients 100] [--duration 30] [--think 1] [--ramp 10]
-        [--database-url URL | --postgres] [--py-spy FILE]
+        [--database-url URL | --postgres] [--conditional] [--py-spy FILE]
 
 The load generator shares the machine (2 cores here) with the server and the training, so the
 latencies it sees include its own scheduling delays: they are an upper bound on the server's.
@@ -57,6 +57,7 @@ class Tally:
     latencies: dict[str, list[float]] = field(default_factory=lambda: {r: [] for r in (*ROUTES, HISTORY)})
     errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys((*ROUTES, HISTORY), 0))
     first_error: str | None = None
+    not_modified: int = 0  # answered 304 (with --conditional)
 
     def fail(self, route: str, why: str) -> None:
         self.errors[route] += 1
@@ -98,53 +99,62 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def poll(http: Connection, job_id: str, deadline: float, think: float, start_after: float,
-               tally: Tally) -> None:
+               tally: Tally, etags: dict[str, str] | None) -> None:
     """One client: all metrics and logs so far, then job status, metrics and logs from where it left
-    off, every THINK seconds until the deadline."""
+    off, every THINK seconds until the deadline; with `etags` (a dict), each request sends back the
+    ETag its URL last answered, as a browser's cache would."""
     position = {"metrics": -1, "logs": 0}
     await asyncio.sleep(start_after)
     for route in ("metrics", "logs"):  # what a dashboard does first; timed apart, it is not polling
-        await get(http, job_id, route, position, tally, HISTORY)
+        await get(http, job_id, route, position, tally, HISTORY, etags)
     while time.perf_counter() < deadline:
         for route in ROUTES:
-            await get(http, job_id, route, position, tally, route)
+            await get(http, job_id, route, position, tally, route, etags)
         if think > 0:
             await asyncio.sleep(think)
 
 
 async def get(http: Connection, job_id: str, route: str, position: dict[str, int], tally: Tally,
-              tally_as: str) -> None:
+              tally_as: str, etags: dict[str, str] | None = None) -> None:
     """One request; its latency goes to `tally_as`, and what it returned moves `position` on."""
     url, params = {
         "job": (f"/v1/jobs/{job_id}", {}),
         "metrics": (f"/v1/jobs/{job_id}/metrics", {"since_step": position["metrics"]}),
         "logs": (f"/v1/jobs/{job_id}/logs", {"since": position["logs"]}),
     }[route]
+    key = f"{url}?{params}"
     started = time.perf_counter()
     try:
-        status, body = await asyncio.wait_for(http.get(url, params), timeout=30.0)
+        status, body, etag = await asyncio.wait_for(http.get(url, params, (etags or {}).get(key)), timeout=30.0)
     except (OSError, TimeoutError, asyncio.IncompleteReadError, ResponseError) as exc:
         tally.fail(tally_as, f"{type(exc).__name__}: {exc}")
         return
     took = time.perf_counter() - started
+    if status == 304:  # unchanged since this URL's last answer: nothing moves
+        tally.latencies[tally_as].append(took)
+        tally.not_modified += 1
+        return
     if status != 200:
         tally.fail(tally_as, f"HTTP {status}: {body[:200]!r}")
         return
     tally.latencies[tally_as].append(took)
+    if etags is not None and etag:
+        etags[key] = etag
     if route != "job":
         key = "step" if route == "metrics" else "seq"
         position[route] = max([position[route], *(int(item[key]) for item in json.loads(body)["data"])])
 
 
 async def hammer(base_url: str, api_key: str, job_id: str, clients: int, duration: float, think: float,
-                 ramp: float) -> Tally:
+                 ramp: float, conditional: bool = False) -> Tally:
     tally = Tally()
     # One connection per client, as 100 separate dashboards or CLIs would have.
     connections = [Connection(base_url, {"Authorization": f"Bearer {api_key}"}) for _ in range(clients)]
     try:
         deadline = time.perf_counter() + duration
         starts = random.Random(0).uniform
-        await asyncio.gather(*(poll(c, job_id, deadline, think, starts(0, ramp), tally) for c in connections))
+        await asyncio.gather(*(poll(c, job_id, deadline, think, starts(0, ramp), tally, {} if conditional else None)
+                               for c in connections))
     finally:
         await asyncio.gather(*(c.close() for c in connections))
     return tally
@@ -183,7 +193,7 @@ def wait_for_steps(run_dir: Path, steps: int, timeout: float = 600.0) -> None:
 
 def run(clients: int = 100, duration: float = 30.0, think: float = 1.0, quiet: float = 15.0,
         database_url: str | None = None, profile: Path | None = None, warm_steps: int = 3,
-        ramp: float = 10.0) -> LoadResult:
+        ramp: float = 10.0, conditional: bool = False) -> LoadResult:
     """Start a service, train a long job on it, measure a quiet window, the load, a quiet window."""
     with tempfile.TemporaryDirectory(prefix="tuneyard-api-load-") as tmp:
         served = Served(Path(tmp) / "data", database_url)
@@ -209,7 +219,7 @@ def run(clients: int = 100, duration: float = 30.0, think: float = 1.0, quiet: f
                 server_before, client_before = _cpu(server), time.process_time()
                 with py_spy(served.proc.pid, duration, profile):
                     tally = asyncio.run(hammer(served.url, served.api_key(), job["id"], clients, duration, think,
-                                               ramp))
+                                               ramp, conditional))
                 server_cpu, client_cpu = _cpu(server) - server_before, time.process_time() - client_before
                 windows["during load"] = (t1, time.time())
                 t2 = time.time()
@@ -247,6 +257,8 @@ def report(result: LoadResult, label: str) -> None:
     answered = max(sum(len(v) for v in tally.latencies.values()), 1)
     print(f"server CPU {result.server_cpu_s:.1f} s = {1000 * result.server_cpu_s / answered:.2f} ms a request; "
           f"load generator CPU {result.client_cpu_s:.1f} s = {1000 * result.client_cpu_s / answered:.2f} ms a request")
+    if tally.not_modified:
+        print(f"{tally.not_modified} of the answers were 304 Not Modified (--conditional)")
     if tally.first_error:
         print(f"first error: {tally.first_error}")
     for window, rate in result.tokens_per_s.items():
@@ -266,6 +278,8 @@ def main(argv: list[str] | None = None) -> LoadResult:
     parser.add_argument("--warm-steps", type=int, default=3, help="training steps to wait for before measuring")
     parser.add_argument("--database-url", default=None, help="a database of its own (default: SQLite in a temp dir)")
     parser.add_argument("--postgres", action="store_true", help="a fresh schema on the local PostgreSQL")
+    parser.add_argument("--conditional", action="store_true",
+                        help="clients send back each URL's last ETag (If-None-Match), as a browser's cache would")
     parser.add_argument("--py-spy", type=Path, default=None, help="profile the server into this file (.svg/.json/.txt)")
     args = parser.parse_args(argv)
     with ExitStack() as stack:
@@ -275,7 +289,7 @@ def main(argv: list[str] | None = None) -> LoadResult:
 
             url = stack.enter_context(fresh_postgres(os.environ.get("TUNEYARD_TEST_PG_URL", DEFAULT_PG_URL)))
         result = run(args.clients, args.duration, args.think, args.quiet, url, args.py_spy, args.warm_steps,
-                     args.ramp)
+                     args.ramp, args.conditional)
     report(result, "PostgreSQL" if url and url.startswith("postgres") else "SQLite")
     return result
 

@@ -27,23 +27,25 @@ class Connection:
         self._headers = ("\r\n".join(lines) + "\r\n\r\n").encode()
         self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
-    async def get(self, path: str, params: dict[str, object] | None = None) -> tuple[int, bytes]:
-        """(status, body). Any failure closes the connection; the next call opens a new one."""
+    async def get(self, path: str, params: dict[str, object] | None = None,
+                  if_none_match: str | None = None) -> tuple[int, bytes, str | None]:
+        """(status, body, ETag). Any failure closes the connection; the next call opens a new one."""
         target = f"{path}?{urlencode(params)}" if params else path
+        condition = f"If-None-Match: {if_none_match}\r\n".encode() if if_none_match else b""
         try:
             if self._streams is None:
                 self._streams = await asyncio.open_connection(self.host, self.port)
             reader, writer = self._streams
-            writer.write(f"GET {target} HTTP/1.1\r\n".encode() + self._headers)
+            writer.write(f"GET {target} HTTP/1.1\r\n".encode() + condition + self._headers)
             head = await reader.readuntil(b"\r\n\r\n")
-            status, length, closing = _parse_head(head)
+            status, length, closing, etag = _parse_head(head)
             body = await reader.readexactly(length)
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ResponseError):
             await self.close()
             raise
         if closing:
             await self.close()
-        return status, body
+        return status, body, etag
 
     async def close(self) -> None:
         if self._streams is not None:
@@ -54,7 +56,7 @@ class Connection:
                 await writer.wait_closed()
 
 
-def _parse_head(head: bytes) -> tuple[int, int, bool]:
+def _parse_head(head: bytes) -> tuple[int, int, bool, str | None]:
     lines = head.decode("latin-1").split("\r\n")
     try:
         status = int(lines[0].split(" ", 2)[1])
@@ -65,7 +67,10 @@ def _parse_head(head: bytes) -> tuple[int, int, bool]:
         name, sep, value = line.partition(":")
         if sep:
             fields[name.strip().lower()] = value.strip()
+    closing, etag = fields.get("connection", "").lower() == "close", fields.get("etag")
+    if status == 304:  # never a body (RFC 9110 15.4.5), so no Content-Length either
+        return status, 0, closing, etag
     if "content-length" not in fields:
         encoding = fields.get("transfer-encoding")
         raise ResponseError(f"HTTP {status} without Content-Length (transfer-encoding {encoding})")
-    return status, int(fields["content-length"]), fields.get("connection", "").lower() == "close"
+    return status, int(fields["content-length"]), closing, etag

@@ -13,16 +13,18 @@ exactly as a user's code would. Responses are the API's JSON objects, as dicts.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, Protocol, cast
 
 import httpx
+
+from tuneyard.client_sse import PAST_EVERY_ITEM, StreamItem, StreamUnavailable, read_timeout, sse_items
+
+__all__ = ["NoApiKey", "StreamItem", "StreamUnavailable", "TuneyardAPIError", "TuneyardClient", "find_api_key"]
 
 ADMIN_KEY_FILE = "admin.key"
 RESTING = frozenset({"completed", "failed", "cancelled", "stopped"})
@@ -71,15 +73,6 @@ def find_api_key(data_dir: Path) -> str:
     if not key:
         raise NoApiKey(f"{path} is empty")
     return key
-
-
-@dataclass(frozen=True)
-class StreamItem:
-    """One SSE item: `event` is event, metric, log or end; `id` resumes the stream after it."""
-
-    event: str
-    id: str | None
-    data: Any
 
 
 class TuneyardClient:
@@ -256,35 +249,53 @@ class TuneyardClient:
                     out.write(chunk)
         return target
 
-    def wait(self, job_id: str, timeout: float | None = None, poll: float = 1.0) -> dict[str, Any]:
-        """The job once it rests (completed, failed, cancelled or stopped)."""
+    def wait(self, job_id: str, timeout: float | None = None, poll: float = 1.0, *,
+             stream: bool = True) -> dict[str, Any]:
+        """The job once it rests (completed, failed, cancelled or stopped).
+
+        Followed on the job's stream (one connection; the server says when it ends), from past
+        every item so none is sent; where the stream cannot be read (a server or proxy without it),
+        or with `stream=False`, by reading the job every `poll` seconds.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
+        if stream:
+            try:
+                for _item in self.stream(job_id, PAST_EVERY_ITEM, deadline=deadline):
+                    pass
+                return self.get_job(job_id)
+            except (StreamUnavailable, TuneyardAPIError, httpx.TransportError):
+                pass  # the reads below answer the job, or the error that explains it
         while (job := self.get_job(job_id))["status"] not in RESTING:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} is still {job['status']} after {timeout} s")
             time.sleep(poll)
         return job
 
-    def stream(self, job_id: str, last_event_id: str | None = None, *, reconnects: int = 5) -> Iterator[StreamItem]:
+    def stream(self, job_id: str, last_event_id: str | None = None, *, reconnects: int = 5,
+               deadline: float | None = None) -> Iterator[StreamItem]:
         """Events, metrics and logs as they happen, ending with the `end` item once the job rests.
 
-        A dropped connection is resumed from the last item seen (no gaps, no repeats).
+        A dropped connection is resumed from the last item seen (no gaps, no repeats). Raises
+        StreamUnavailable when the answer is not a stream, TimeoutError past `deadline` (monotonic).
         """
         failures = 0
         while True:
             headers = {**self._headers, **({"Last-Event-ID": last_event_id} if last_event_id else {})}
             try:
                 with self._http.stream("GET", f"/v1/jobs/{job_id}/stream", headers=headers,
-                                       timeout=httpx.Timeout(30.0, read=None)) as response:
+                                       timeout=httpx.Timeout(30.0, read=read_timeout(deadline))) as response:
                     if response.status_code >= 400:
                         response.read()
                         raise _error_from(response)
-                    for item in _parse_sse(response.iter_lines()):
+                    for item in sse_items(response, deadline):
                         failures = 0
                         last_event_id = item.id or last_event_id
                         yield item
                         if item.event == "end":
                             return
+                failures += 1  # closed before its `end` (a proxy cutting it, say): resumed like a drop
+                if failures > reconnects:
+                    raise StreamUnavailable(f"the stream of job {job_id} kept closing before its end")
             except (httpx.RemoteProtocolError, httpx.ReadError, httpx.ConnectError):
                 failures += 1
                 if failures > reconnects:
@@ -376,25 +387,3 @@ def _error_from(response: Any) -> TuneyardAPIError:
     except (ValueError, KeyError, TypeError):
         return TuneyardAPIError(response.status_code, "INTERNAL_ERROR", response.text[:500] or response.reason_phrase,
                                 {}, response.headers)
-
-
-def _parse_sse(lines: Iterator[str]) -> Iterator[StreamItem]:
-    """SSE wire format to items; comments (keep-alive pings) are skipped."""
-    event, item_id = "message", None
-    data: list[str] = []
-    for line in lines:
-        if not line:
-            if data:
-                yield StreamItem(event, item_id, json.loads("\n".join(data)))
-            event, item_id, data = "message", None, []
-            continue
-        if line.startswith(":"):
-            continue
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "event":
-            event = value
-        elif name == "id":
-            item_id = value
-        elif name == "data":
-            data.append(value)

@@ -32,7 +32,12 @@ API_THREADS = 16
 GIL), and every one of them may hold a database connection: the pool is sized for this many."""
 
 
-def create_app(settings: Settings, db: Database | None = None, *, stream_poll_seconds: float = 0.5,
+STREAM_POLL_SECONDS = 2.0
+"""How often an open stream reads its job with no notice of a change: changes made in this process
+wake it at once (`store/changes.py`), so this only paces what another process's workers wrote."""
+
+
+def create_app(settings: Settings, db: Database | None = None, *, stream_poll_seconds: float = STREAM_POLL_SECONDS,
                dialects: DialectRegistry | None = None) -> FastAPI:
     """The API's dialects (`registered()` unless given: the native one) on `db`, or on a new database
     from `settings`, migrated and disposed with the app."""

@@ -7,9 +7,10 @@ tests/integration/test_api_roles.py holds every operation of the OpenAPI documen
 
 `OwnedJob` and `JobRead` load a job and authorize it once: every route about one job takes one of
 them, so none can forget the check, and another organization's job is a plain 404. Each does the
-key check, the job load and (for `JobRead`) the route's own query in one read transaction on one
-trip to the thread pool: under a hundred pollers the hand-offs between the event loop and the
-threads, not the queries, were most of a request's cost.
+key check, the job load (those two in one statement: `tenancy.principal_and_job`) and (for `JobRead`)
+the route's own query in one read transaction on one trip to the thread pool: under a hundred
+pollers the hand-offs between the event loop and the threads, not the queries, were most of a
+request's cost, which is also why every dependency before that trip is async.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from tuneyard.api import conditional
+from tuneyard.api.conditional import Conditional
 from tuneyard.api.schemas.common import ErrorEnvelope
 from tuneyard.services.admin import ADMIN_KEY_FILE
 from tuneyard.services.errors import Forbidden, Unauthorized
@@ -42,7 +45,8 @@ T = TypeVar("T")
 class AppContext:
     db: Database
     settings: Settings
-    stream_poll_seconds: float = 0.5
+    stream_poll_seconds: float = 2.0
+    """An open stream's read of its job without a notice of change: the fallback for other processes' writes."""
 
 
 async def get_context(request: Request) -> AppContext:
@@ -57,18 +61,25 @@ Context = Annotated[AppContext, Depends(get_context)]
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer ty_...`")
 
 
-def _credentials(context: Context, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-                 ) -> HTTPAuthorizationCredentials | None:
+async def _credentials(context: Context,
+                       credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+                       ) -> HTTPAuthorizationCredentials | None:
     """The request's key; in single-user mode (`auth: none`, loopback only: Settings) a request
     without one acts as the local admin, whose key `serve` keeps in DATA_DIR/admin.key."""
+    # async, as get_context: a sync dependency costs every request a hand-off to the threadpool and
+    # back, and only single-user mode's read of the key file needs a thread.
     if credentials is not None or context.settings.auth != "none":
         return credentials
+    key = await anyio.to_thread.run_sync(_admin_key, context.settings)
+    return HTTPAuthorizationCredentials(scheme="Bearer", credentials=key)
+
+
+def _admin_key(settings: Settings) -> str:
     try:
-        key = (context.settings.data_dir / ADMIN_KEY_FILE).read_text(encoding="utf-8").strip()
+        return (settings.data_dir / ADMIN_KEY_FILE).read_text(encoding="utf-8").strip()
     except OSError:
         raise Unauthorized("single-user mode, but the data folder has no admin.key: run `tuneyard serve` "
                            "on it once, or send a key") from None
-    return HTTPAuthorizationCredentials(scheme="Bearer", credentials=key)
 
 
 def _bearer_key(credentials: HTTPAuthorizationCredentials | None) -> str:
@@ -139,7 +150,13 @@ ModelId = Annotated[str, Depends(_model_id)]
 
 
 def _owned_job(session: Session, key: str, job_id: str) -> Job:
-    principal = _principal(session, key)  # the key first: no id is judged for a stranger
+    # The key is judged first (no id is judged for a stranger), in the same statement as the job's load.
+    principal, job = tenancy.principal_and_job(session, key, job_id if ID_SHAPE.match(job_id) else None)
+    if principal is None:
+        raise Unauthorized("the API key is unknown or revoked")
+    if job is not None:
+        return job
+    # Not by its native id: a UUID (store.jobs.owned_job takes either), else a 404 with the id's reason.
     return jobs.owned_job(session, principal.org_id, checked_id("job", job_id))
 
 
@@ -155,11 +172,17 @@ OwnedJob = Annotated[Job, Depends(get_owned_job)]
 @dataclass(frozen=True)
 class JobReader:
     """A read about one of the caller's jobs: `await read(query)` runs `query(session, job)` after the
-    key check and the job load, in the same transaction and the same worker thread."""
+    key check and the job load, in the same transaction and the same worker thread.
+
+    `await read.unless_unchanged(query)` is the same read made conditional (`api/conditional.py`):
+    when the request's `If-None-Match` names the answer's ETag, `query` is not run at all."""
 
     db: Database
     key: str
     job_id: str
+    representation: str = ""
+    """What the answer depends on beside the job's row: the request's path and query."""
+    if_none_match: str | None = None
 
     async def __call__(self, query: Callable[[Session, Job], T]) -> T:
         return await anyio.to_thread.run_sync(self._read, query)
@@ -168,9 +191,27 @@ class JobReader:
         with self.db.read() as session:
             return query(session, _owned_job(session, self.key, self.job_id))
 
+    async def unless_unchanged(self, query: Callable[[Session, Job], T],
+                               varies: Callable[[Session, Job], str] | None = None) -> Conditional[T]:
+        """`varies(session, job)`, when given, names what else the answer depends on (read before
+        deciding, so it must be cheap: never the telemetry tables)."""
+        return await anyio.to_thread.run_sync(self._read_unless_unchanged, query, varies)
 
-async def get_job_reader(job_id: str, context: Context, credentials: Bearer) -> JobReader:
-    return JobReader(context.db, _bearer_key(credentials), job_id)
+    def _read_unless_unchanged(self, query: Callable[[Session, Job], T],
+                               varies: Callable[[Session, Job], str] | None) -> Conditional[T]:
+        with self.db.read() as session:
+            job = _owned_job(session, self.key, self.job_id)
+            also = varies(session, job) if varies is not None else ""
+            etag = conditional.job_etag(job.revision, job.id, f"{self.representation}\0{also}")
+            if conditional.matches(self.if_none_match, etag):
+                return Conditional(etag, unchanged=True)
+            return Conditional(etag, query(session, job))
+
+
+async def get_job_reader(job_id: str, context: Context, credentials: Bearer, request: Request) -> JobReader:
+    url = request.url
+    return JobReader(context.db, _bearer_key(credentials), job_id, f"{url.path}?{url.query}",
+                     request.headers.get("if-none-match"))
 
 
 JobRead = Annotated[JobReader, Depends(get_job_reader)]

@@ -9,10 +9,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import httpx
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
 from tuneyard.cli.common import EXIT_API, EXIT_INTERRUPTED, EXIT_STOPPED, duration, stderr, stdout, when
-from tuneyard.client import StreamItem, TuneyardClient
+from tuneyard.client import StreamItem, StreamUnavailable, TuneyardClient
 from tuneyard.problems import error_detail_lines
 
 RECONNECTS = 30
@@ -82,10 +83,17 @@ def follow_job(client: TuneyardClient, job_id: str, *, quiet: bool = False) -> t
     """Follow until the job rests; its exit code (0, 75, 1, or 130 on Ctrl-C) and final state."""
     job = client.get_job(job_id)
     try:
-        with ProgressView(job) as view:
-            for item in client.stream(job_id, reconnects=RECONNECTS):
-                if not quiet:
-                    view.feed(item)
+        try:
+            with ProgressView(job) as view:
+                for item in client.stream(job_id, reconnects=RECONNECTS):
+                    if not quiet:
+                        view.feed(item)
+        except (StreamUnavailable, httpx.TransportError) as unavailable:
+            # Only where the stream cannot be read at all (a proxy that buffers or cuts it): the
+            # outcome still comes, from reading the job every second, without the live figures.
+            stderr.print(f"no live stream ({unavailable}); waiting for job {job_id} to end", markup=False,
+                         soft_wrap=True)
+            client.wait(job_id, stream=False)
     except KeyboardInterrupt:
         stderr.print(f"stopped following; job {job_id} keeps running "
                      f"(`tuneyard jobs get {job_id} --follow` to watch it again)", markup=False, soft_wrap=True)

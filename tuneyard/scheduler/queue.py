@@ -47,7 +47,7 @@ def heartbeat(
     """Extend the lease; raises StaleAttempt when `attempt` no longer holds the job."""
     expires = (now or utcnow()) + timedelta(seconds=lease_seconds)
     with db.write() as session:
-        job = fence(session, job_id, attempt, values={"lease_expires_at": expires})
+        job = fence(session, job_id, attempt, values={"lease_expires_at": expires}, shown=False)
         return Lease(expires, job.status, job.stop_requested, job.cancel_requested)
 
 

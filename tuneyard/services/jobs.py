@@ -105,8 +105,13 @@ def display(db: Database, settings: Settings, job: Job) -> path_display.PathDisp
 
 def view_in(session: Session, settings: Settings, job: Job) -> JobView:
     """The same, inside a read the caller already holds."""
-    waiting = _waiting_reasons(session, settings, [job]).get(job.id)
-    return JobView.of(job, path_display.for_job(session, settings, job), waiting)
+    return JobView.of(job, path_display.for_job(session, settings, job), waiting_reason(session, settings, job) or None)
+
+
+def waiting_reason(session: Session, settings: Settings, job: Job) -> str:
+    """Why the job waits beyond its place in line ("" when it does not): the one part of its view
+    that depends on other rows than its own (the live workers), read without rendering the rest."""
+    return _waiting_reasons(session, settings, [job]).get(job.id, "")
 
 
 def get_job(db: Database, settings: Settings, org_id: str, job_id: str) -> JobView:

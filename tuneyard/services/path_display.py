@@ -16,6 +16,7 @@ A served model's errors (`for_served_model`) show its files as its public name t
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -135,9 +136,12 @@ def for_jobs(session: Session, settings: Settings, jobs: Sequence[Job]) -> dict[
     return {job.id: PathDisplay(_names(settings, job, roots, uploads[job.id], names)) for job in jobs}
 
 
-def _roots(data_dir: Path) -> list[str]:
+@functools.lru_cache(maxsize=4096)
+def _roots(data_dir: Path) -> tuple[str, ...]:
     # The runner may resolve symlinks (/tmp → /private/tmp): both spellings are the data folder.
-    return sorted({str(data_dir), str(data_dir.resolve())})
+    # Once a process and folder (the data folder, a job's run folder): resolving is a system call per
+    # component, and every read of a job's timeline shows its paths.
+    return tuple(sorted({str(data_dir), str(data_dir.resolve())}))
 
 
 def _uploads(job: Job, roots: Iterable[str]) -> dict[str, str]:
@@ -153,7 +157,7 @@ def _uploads(job: Job, roots: Iterable[str]) -> dict[str, str]:
     return found
 
 
-def _names(settings: Settings, job: Job, roots: list[str], uploads: dict[str, str],
+def _names(settings: Settings, job: Job, roots: Sequence[str], uploads: dict[str, str],
            file_names: Mapping[str, str]) -> dict[str, str]:
     names: dict[str, str] = {}
     for root in roots:

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from tuneyard.settings import Settings
+from tuneyard.store.changes import JobChanges, changed_in
 from tuneyard.store.secrets import HeldSecrets
 
 BUSY_TIMEOUT_S = 30.0
@@ -64,7 +65,10 @@ def _sqlite_engine(url: str, **engine_kwargs: Any) -> Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         mode = "DEFERRED" if conn.get_execution_options().get(READ_ONLY) else "IMMEDIATE"
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        # Straight to the sqlite3 connection: through exec_driver_sql, SQLAlchemy's execution machinery
+        # cost a poll of a job more than its own statements (13 % of the server's samples under load).
+        # COMMIT and ROLLBACK still go through SQLAlchemy, on this same connection.
+        conn.connection.driver_connection.execute(f"BEGIN {mode}")  # type: ignore[union-attr]
 
     return engine
 
@@ -80,6 +84,8 @@ class Database:
         self.engine = engine
         # Held beside the database, never in it: the jobs' secrets this process's workers hand their runners.
         self.secrets = HeldSecrets()
+        # Who waits on a job here (its open streams), told after each commit that changed it.
+        self.changes = JobChanges()
         self._reader = engine.execution_options(**{READ_ONLY: True})
         if engine.dialect.name == "postgresql":
             # At READ COMMITTED every statement takes its own snapshot, in a transaction or not, so
@@ -93,9 +99,14 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """One write transaction, committed on success, rolled back on any error."""
-        with Session(self.engine, expire_on_commit=False) as session, session.begin():
-            yield session
+        """One write transaction, committed on success, rolled back on any error; once it is
+        committed, the jobs whose revision it bumped are announced to `changes`."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            with session.begin():
+                yield session
+            changed = changed_in(session)
+            if changed:
+                self.changes.notify(changed)
 
     @contextmanager
     def read(self) -> Iterator[Session]:

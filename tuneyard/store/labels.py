@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from tuneyard.store.changes import bump
 from tuneyard.store.engine import Database
 from tuneyard.store.errors import Conflict, NotFound
 from tuneyard.store.ids import utcnow
@@ -38,6 +39,8 @@ def set_labels(db: Database, org_id: str, job_id: str, dialect: str, fields: Map
         if fields:
             labels[dialect] = dict(fields)
         job.labels = labels  # a new object: the JSON column notices assignment, not mutation
+        session.execute(update(Job).where(Job.id == job_id).values(**bump(session, job_id))
+                        .execution_options(synchronize_session=False))
         return labels
 
 

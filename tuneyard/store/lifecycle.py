@@ -34,6 +34,7 @@ from sqlalchemy import BigInteger, Update, bindparam, func, insert, or_, select,
 from sqlalchemy.orm import Session
 
 from tuneyard.errors import ErrorType
+from tuneyard.store.changes import touched
 from tuneyard.store.engine import Database
 from tuneyard.store.errors import Conflict, InvalidTransition, NotFound, StaleAttempt
 from tuneyard.store.ids import new_id, utcnow
@@ -142,6 +143,7 @@ def _claim_statement() -> Update:
             lease_expires_at=bindparam("expires", type_=UTCDateTime()),
             started_at=func.coalesce(Job.started_at, bindparam("now", type_=UTCDateTime())),
             event_seq=Job.event_seq + 1,
+            revision=Job.revision + 1,  # the job is known only after: claim() marks it `touched`
         )
         .returning(Job.id, Job.org_id, Job.attempt, Job.type, Job.config, Job.retries, Job.resume_from,
                    Job.event_seq, Job.telemetry_offset, Job.telemetry_attempt)
@@ -165,6 +167,7 @@ def claim(db: Database, worker_id: str, lease_seconds: float, *, device: str, me
         job = session.connection().execute(_claim_statement(), params).one_or_none()
         if job is None:
             return None
+        touched(session, job.id)
         data = {"status": S.STARTING.value, "worker_id": worker_id, "attempt": job.attempt}
         write_event(session, job.id, job.event_seq, Event("claimed", f"claimed by {worker_id}", data))
         path = None

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, insert, select, update
 from sqlalchemy.orm import Session
 
+from tuneyard.store.changes import bump
 from tuneyard.store.errors import InvalidTransition, NotFound, StaleAttempt
 from tuneyard.store.ids import utcnow
 from tuneyard.store.tables import Job, JobEvent
@@ -109,7 +110,7 @@ def transition(
     stmt = (
         update(Job)
         .where(*conditions)
-        .values(status=target.value, event_seq=Job.event_seq + 1, **(values or {}))
+        .values(status=target.value, event_seq=Job.event_seq + 1, **bump(session, job_id), **(values or {}))
         .returning(Job)
         .execution_options(synchronize_session=False, populate_existing=True)
     )
@@ -132,17 +133,19 @@ def _explain_refusal(session: Session, job_id: str, target: JobStatus, attempt: 
 
 
 def fence(session: Session, job_id: str, attempt: int, *, log_lines: int = 0, events: int = 0,
-          values: dict[str, Any] | None = None) -> Job:
+          values: dict[str, Any] | None = None, shown: bool = True) -> Job:
     """Check that `attempt` still holds the job, and take seq numbers, in one guarded UPDATE.
 
     The UPDATE also locks the job row until the transaction ends, so a reaper or a user's cancel
     cannot slip in between this check and the caller's writes. Returns the job with its counters
-    already advanced: the caller's seqs are (counter - n, counter].
+    already advanced: the caller's seqs are (counter - n, counter]. `shown=False` is for a write no
+    read of the job shows (a heartbeat's lease): the job's revision stays as it is.
     """
+    changes = bump(session, job_id) if shown else {}
     stmt = (
         update(Job)
         .where(Job.id == job_id, Job.attempt == attempt, Job.status.in_([s.value for s in HELD]))
-        .values(log_seq=Job.log_seq + log_lines, event_seq=Job.event_seq + events, **(values or {}))
+        .values(log_seq=Job.log_seq + log_lines, event_seq=Job.event_seq + events, **changes, **(values or {}))
         .returning(Job)
         .execution_options(synchronize_session=False, populate_existing=True)
     )
@@ -160,7 +163,7 @@ def next_event_seq(session: Session, job_id: str) -> int:
     stmt = (
         update(Job)
         .where(Job.id == job_id)
-        .values(event_seq=Job.event_seq + 1)
+        .values(event_seq=Job.event_seq + 1, **bump(session, job_id))
         .returning(Job.event_seq)
         .execution_options(synchronize_session=False)
     )

@@ -197,6 +197,9 @@ class Job(Base):
     # Per-job counters handed out by guarded UPDATEs, so seq numbers never race.
     event_seq: Mapped[int] = mapped_column(default=0)
     log_seq: Mapped[int] = mapped_column(default=0)
+    # Bumped by every write that changes what a read of the job, its metrics or its logs shows
+    # (tuneyard.store.changes): those reads' ETag, so an unchanged job answers 304 from this row alone.
+    revision: Mapped[int] = mapped_column(default=0, server_default=text("0"))
     # Bytes of the run's telemetry.jsonl whose records are stored, committed with those records;
     # the next attempt reads on from here. NULL on jobs from before it was kept (read from the end).
     telemetry_offset: Mapped[int | None] = mapped_column(BigInteger, default=0)

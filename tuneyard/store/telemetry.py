@@ -90,7 +90,8 @@ def _record(db: Database, job_id: str, attempt: int, items: Sequence[TelemetryIt
     ordered = [i for i in items if isinstance(i, Event | CheckpointIn)]
     read_through = {} if offset is None else {"telemetry_offset": offset, "telemetry_attempt": attempt}
     with db.write() as session:
-        job = fence(session, job_id, attempt, log_lines=len(logs), events=len(ordered), values=read_through)
+        job = fence(session, job_id, attempt, log_lines=len(logs), events=len(ordered), values=read_through,
+                    shown=bool(items))
         _insert_metrics(session, job, metrics, written_by)
         _insert_logs(session, job_id, job.log_seq - len(logs) + 1, logs, written_by)
         seq, top = job.event_seq - len(ordered), job.last_checkpoint_step

@@ -22,6 +22,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
+from tuneyard.api.conditional import json_answer
 from tuneyard.api.deps import Caller, Context, JobRead, OwnedJob
 from tuneyard.api.dialects import statuses
 from tuneyard.api.dialects.base import Dialect
@@ -35,6 +36,7 @@ from tuneyard.api.dialects.http import (
     render_envelope_400,
 )
 from tuneyard.api.errors import rate_limit_headers
+from tuneyard.api.schemas.common import NOT_MODIFIED
 from tuneyard.services import jobs, lookup, models, timeline
 from tuneyard.services.errors import InvalidRequest
 from tuneyard.services.job_view import JobView
@@ -154,11 +156,14 @@ def list_training_jobs(
     return listing("training_jobs", [felix_job(v) for v in found])
 
 
-@router.get("/training-jobs/{job_id}")
-async def get_training_job(read: JobRead, context: Context) -> dict[str, Any]:
-    """Its status, configuration and, once complete, its metrics."""
-    view, result = await read(lambda session, job: (jobs.view_in(session, context.settings, job), job.result))
-    return felix_job(view, view.paths.value(result) if result is not None else None)
+@router.get("/training-jobs/{job_id}", responses=NOT_MODIFIED)
+async def get_training_job(read: JobRead, context: Context) -> Response:
+    """Its status, configuration and, once complete, its metrics; `ETag` and `If-None-Match` as /v1/jobs/{id}."""
+    def query(session: Any, job: Job) -> dict[str, Any]:
+        view = jobs.view_in(session, context.settings, job)
+        return felix_job(view, view.paths.value(job.result) if job.result is not None else None)
+    answer = await read.unless_unchanged(query, varies=lambda s, job: jobs.waiting_reason(s, context.settings, job))
+    return answer.response(json_answer)
 
 
 @router.get("/training-jobs/{job_id}/logs")

@@ -25,6 +25,7 @@ from sqlalchemy import select
 from starlette.routing import Match
 from starlette.types import Scope
 
+from tuneyard.api.conditional import json_answer
 from tuneyard.api.deps import AppContext, Caller, Context, JobRead, OwnedJob
 from tuneyard.api.dialects import statuses
 from tuneyard.api.dialects.base import Dialect
@@ -42,7 +43,7 @@ from tuneyard.api.dialects.http import iso_z, listing, parse, read_json, render_
 from tuneyard.api.dialects.translate import renamed
 from tuneyard.api.errors import rate_limit_headers
 from tuneyard.api.routes.job_timeline import POSITION_MAX
-from tuneyard.api.schemas.common import ERROR_RESPONSES
+from tuneyard.api.schemas.common import ERROR_RESPONSES, NOT_MODIFIED
 from tuneyard.console.sessions import COOKIE_NAME
 from tuneyard.services import base_models, datasets, jobs, lookup, models, recommendations, timeline
 from tuneyard.services.errors import InvalidRequest
@@ -157,28 +158,30 @@ def get_run(job: OwnedJob, context: Context) -> dict[str, Any]:
     return _objects(context.db, jobs.views(context.db, context.settings, [job]))[0]
 
 
-@router.get("/jobs/{job_id}/metrics", responses=BAD_REQUEST)
+@router.get("/jobs/{job_id}/metrics", responses={**BAD_REQUEST, **NOT_MODIFIED})
 async def run_metrics(read: JobRead, since_step: Annotated[int, Query(ge=-1, le=POSITION_MAX)] = -1,
-                      limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000) -> dict[str, Any]:
-    """Training points with step > `since_step`, by step; `latest_step` is what to pass next time."""
+                      limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000) -> Response:
+    """Training points with step > `since_step`, by step; `latest_step` is what to pass next time. `ETag` and
+    `If-None-Match` as /v1/jobs/{id}/metrics."""
     def query(session: Any, job: Job) -> dict[str, Any]:
         per_cycle = ((job.config or {}).get("hyperparams") or {}).get("steps_per_cycle")
         found = timeline.metrics(session, job.id, since_step, "train", limit)
         points = [metric_point(p, per_cycle if job.type == "train" else None, iso_z) for p in found]
         latest = points[-1]["step"] if points else max(since_step, 0)
         return {"job_id": job.uuid, "count": len(points), "latest_step": latest, "points": points}
-    return await read(query)
+    return (await read.unless_unchanged(query)).response(json_answer)
 
 
-@router.get("/jobs/{job_id}/logs", responses=BAD_REQUEST)
+@router.get("/jobs/{job_id}/logs", responses={**BAD_REQUEST, **NOT_MODIFIED})
 async def run_logs(read: JobRead, context: Context,
-                   since: Annotated[int, Query(ge=0, le=POSITION_MAX)] = 0) -> dict[str, Any]:
-    """Console lines with seq > `since`, at most the last 1000 of them; `latest_seq` is what to pass next."""
+                   since: Annotated[int, Query(ge=0, le=POSITION_MAX)] = 0) -> Response:
+    """Console lines with seq > `since`, at most the last 1000 of them; `latest_seq` is what to pass next.
+    `ETag` and `If-None-Match` as /v1/jobs/{id}/logs."""
     def query(session: Any, job: Job) -> dict[str, Any]:
         found = timeline.shown_logs(session, context.settings, job, since, tail=LOG_TAIL)
         lines = [log_line(line) for line in found]
         return {"job_id": job.uuid, "latest_seq": lines[-1]["seq"] if lines else since, "lines": lines}
-    return await read(query)
+    return (await read.unless_unchanged(query)).response(json_answer)
 
 
 @router.get("/jobs/{job_id}/events")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
@@ -12,7 +14,7 @@ from fastapi.responses import StreamingResponse
 from fastapi.sse import KEEPALIVE_COMMENT, format_sse_event
 
 from tuneyard.api.deps import Context, JobRead, OwnedJob
-from tuneyard.api.schemas.common import ERROR_RESPONSES, ListOf
+from tuneyard.api.schemas.common import ERROR_RESPONSES, NOT_MODIFIED, ListOf
 from tuneyard.api.schemas.jobs import CheckpointPublic, EventPublic, LogPublic, MetricPublic
 from tuneyard.services import timeline
 from tuneyard.services.path_display import PathDisplay
@@ -44,33 +46,40 @@ def _list(items: list[dict[str, Any]]) -> Response:
                     media_type="application/json")
 
 
-@router.get("/events", response_model=ListOf[EventPublic])
+@router.get("/events", response_model=ListOf[EventPublic], responses=NOT_MODIFIED)
 async def list_events(read: JobRead, context: Context, since: Annotated[int, Query(ge=0, le=POSITION_MAX)] = 0,
                       limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> Response:
-    """Events with seq > `since`, oldest first."""
-    return _list(await read(lambda s, job: timeline.shown_events(s, context.settings, job, since, limit)))
+    """Events with seq > `since`, oldest first. With the `ETag` of the same request in `If-None-Match`: 304
+    while the job has not changed."""
+    answer = await read.unless_unchanged(lambda s, job: timeline.shown_events(s, context.settings, job, since, limit))
+    return answer.response(_list)
 
 
-@router.get("/metrics", response_model=ListOf[MetricPublic])
+@router.get("/metrics", response_model=ListOf[MetricPublic], responses=NOT_MODIFIED)
 async def list_metrics(
     read: JobRead, since_step: Annotated[int, Query(ge=-1, le=POSITION_MAX)] = -1,
     kind: Annotated[Literal["train", "eval"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
 ) -> Response:
-    """Metric points with step > `since_step`, by step."""
-    return _list(await read(
+    """Metric points with step > `since_step`, by step. With the `ETag` of the same request in
+    `If-None-Match`: 304 while the job has not changed, without the points being read."""
+    answer = await read.unless_unchanged(
         lambda s, job: [timeline.metric_dict(p) for p in timeline.metrics(s, job.id, since_step, kind, limit)]
-    ))
+    )
+    return answer.response(_list)
 
 
-@router.get("/logs", response_model=ListOf[LogPublic])
+@router.get("/logs", response_model=ListOf[LogPublic], responses=NOT_MODIFIED)
 async def list_logs(
     read: JobRead, context: Context, since: Annotated[int, Query(ge=0, le=POSITION_MAX)] = 0,
     tail: Annotated[int | None, Query(ge=1, le=100_000)] = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
 ) -> Response:
-    """Log lines with seq > `since`, oldest first; `tail=N` keeps only the last N of them."""
-    return _list(await read(lambda s, job: timeline.shown_logs(s, context.settings, job, since, tail, limit)))
+    """Log lines with seq > `since`, oldest first; `tail=N` keeps only the last N of them. With the `ETag`
+    of the same request in `If-None-Match`: 304 while the job has not changed, without the lines being read."""
+    answer = await read.unless_unchanged(lambda s, job: timeline.shown_logs(s, context.settings, job, since, tail,
+                                                                            limit))
+    return answer.response(_list)
 
 
 @router.get("/checkpoints", response_model=ListOf[CheckpointPublic])
@@ -132,25 +141,60 @@ async def _sse(db: Database, settings: Settings, poll_seconds: float, org_id: st
                cursor: timeline.StreamCursor) -> AsyncIterator[bytes]:
     # Written here rather than yielded to FastAPI's SSE wrapper: its keep-alive task raised
     # BrokenResourceError into the log whenever a client left an idle stream.
-    idle = 0.0
+    # The stream reads the job again when this process changes it (`db.changes`, told after each
+    # commit that bumped the job's revision: the embedded workers' telemetry, a user's stop), so an
+    # idle stream costs nothing. A change made by another process (a `tuneyard worker` on the same
+    # PostgreSQL) tells nobody here: for those it still reads every `poll_seconds`, the slow fallback
+    # until PostgreSQL's LISTEN/NOTIFY carries the notice across processes.
+    changed = Wakeup()
+    unwatch = db.changes.watch(job_id, changed.set)
     shown: PathDisplay | None = None
-    while True:
-        batch = await anyio.to_thread.run_sync(_read_batch, db, settings, org_id, job_id, cursor, shown)
-        shown = batch.shown
-        for item in batch.items:
-            cursor = item.cursor
-            yield _event(item.kind, cursor, item.data)
-        if batch.status is None or (batch.status in RESTING and not batch.items):
-            yield _event("end", cursor, {"status": batch.status or GONE})
-            return
-        if batch.items:
-            idle = 0.0
-            continue
-        await anyio.sleep(poll_seconds)
-        idle += poll_seconds
-        if idle >= KEEPALIVE_SECONDS:
-            idle = 0.0
-            yield KEEPALIVE_COMMENT
+    quiet_since = anyio.current_time()
+    try:
+        while True:
+            changed.clear()  # before the read: a change committed during it wakes the wait below
+            batch = await anyio.to_thread.run_sync(_read_batch, db, settings, org_id, job_id, cursor, shown)
+            shown = batch.shown
+            for item in batch.items:
+                cursor = item.cursor
+                yield _event(item.kind, cursor, item.data)
+            if batch.status is None or (batch.status in RESTING and not batch.items):
+                yield _event("end", cursor, {"status": batch.status or GONE})
+                return
+            if batch.items:  # a full batch may have left more behind: read on before waiting
+                quiet_since = anyio.current_time()
+                continue
+            poll_at = anyio.current_time() + poll_seconds
+            # Until a change (or the slow poll) is due, only the keep-alive comment is sent: no read.
+            while not await changed.wait(min(poll_at, quiet_since + KEEPALIVE_SECONDS) - anyio.current_time()):
+                if anyio.current_time() >= quiet_since + KEEPALIVE_SECONDS:
+                    quiet_since = anyio.current_time()
+                    yield KEEPALIVE_COMMENT
+                if anyio.current_time() >= poll_at:
+                    break
+    finally:
+        unwatch()
+
+
+class Wakeup:
+    """An event set from any thread (a writer's, right after its commit) and awaited on the stream's loop."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._event = asyncio.Event()
+
+    def set(self) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop has closed: the stream and its reader are gone
+            self._loop.call_soon_threadsafe(self._event.set)
+
+    def clear(self) -> None:
+        self._event.clear()
+
+    async def wait(self, timeout: float) -> bool:
+        """Until set (True), or `timeout` seconds (False)."""
+        with anyio.move_on_after(timeout):
+            await self._event.wait()
+        return self._event.is_set()
 
 
 def _read_batch(db: Database, settings: Settings, org_id: str, job_id: str, cursor: timeline.StreamCursor,

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Header, Query, Response, status
 
 from tuneyard.api.deps import Caller, Context, JobRead, OwnedJob
 from tuneyard.api.errors import rate_limit_headers
-from tuneyard.api.schemas.common import BODY_RESPONSES, ERROR_RESPONSES
+from tuneyard.api.schemas.common import BODY_RESPONSES, ERROR_RESPONSES, NOT_MODIFIED
 from tuneyard.api.schemas.job_create import job_request
 from tuneyard.api.schemas.jobs import JobPage, JobPublic, ResumeRequest
 from tuneyard.services import jobs, model_ops
@@ -68,9 +68,13 @@ def list_jobs(
                    has_more=page.next_cursor is not None)
 
 
-@router.get("/{job_id}", response_model=JobPublic)
-async def get_job(read: JobRead, context: Context) -> JobPublic:
-    return await read(lambda session, job: JobPublic.of(jobs.view_in(session, context.settings, job)))
+@router.get("/{job_id}", response_model=JobPublic, responses=NOT_MODIFIED)
+async def get_job(read: JobRead, context: Context) -> Response:
+    """The job. Its `ETag` changes with the job: send it back as `If-None-Match` for a 304 while nothing has."""
+    # Why a queued job waits depends on the live workers, not on its row: it is part of the validator.
+    answer = await read.unless_unchanged(lambda s, job: JobPublic.of(jobs.view_in(s, context.settings, job)),
+                                         varies=lambda s, job: jobs.waiting_reason(s, context.settings, job))
+    return answer.response(lambda public: Response(public.model_dump_json(), media_type="application/json"))
 
 
 @router.post("/{job_id}/stop", response_model=JobPublic)

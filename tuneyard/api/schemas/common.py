@@ -50,6 +50,12 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 """What any route may answer: the body limits (408, 413) hold for every request, as do keys and lookups."""
 
+NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
+    304: {"description": "Not Modified: `If-None-Match` named the answer's current `ETag` (a weak one, "
+                         "from the job's revision); no body", "content": {}},
+}
+"""A conditional read of a job (`api/conditional.py`): the 200 carries an `ETag` to send back."""
+
 BODY_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: _error("INVALID_REQUEST: the body is not JSON (or not a multipart form) at all"),
 }
