@@ -156,7 +156,6 @@ def test_healing_without_calibration_text_is_refused_naming_heal_steps() -> None
 
 
 @pytest.mark.slow
-@pytest.mark.heavy
 @pytest.mark.timeout(1800)
 def test_contract_smollm2_then_finetune_it(tmp_path: Path, model_cache: Path) -> None:
     from tests.support.models import smollm2_gguf_path

@@ -3,7 +3,8 @@ full, two batch x sequence-length settings each, the estimated peak within ±20 
 measured (peak RSS growth from just before the model loads, `tuneyard.training.footprint`).
 
 Slow tier, and sized to stay within minutes on two quiet cores: short packed rows, three steps a run,
-two chats held out (7 to 10 minutes a run on the loaded host this was written on).
+two chats held out (7 to 10 minutes a run on a loaded host before the GGUF's dequantized copy was kept
+in the model cache, `training/models/dequantized.py`; 5 minutes for all four since, on a loaded host).
 
 Time is not held here yet. Leave-one-out across these settings (each run predicted from the FLOP/s of
 the same method at the other setting) missed by -60 % and +210 %: SmolLM2 on CPU reaches 2.5x the
@@ -24,7 +25,7 @@ from tests.support.models import smollm2_gguf_path
 from tests.support.runs import arithmetic_chat, run_runner, write_jsonl, write_spec
 from tuneyard.services.estimates import MEMORY_BAND
 
-pytestmark = [pytest.mark.slow, pytest.mark.heavy]
+pytestmark = [pytest.mark.slow]
 
 SETTINGS = [("lora", 1, 32), ("full", 1, 32), ("lora", 2, 64), ("full", 2, 64)]
 STEPS = 3

@@ -88,7 +88,6 @@ def test_sigkilled_grown_job_resumes_bitwise_equal(tmp_path: Path, model_cache: 
 
 
 @pytest.mark.slow
-@pytest.mark.heavy
 @pytest.mark.timeout(2400)  # a few full-weight steps of a 135M model (grown) on a loaded 2-core host
 def test_grown_smollm2_keeps_its_function_then_learns(tmp_path: Path, model_cache: Path) -> None:
     """SmolLM2-135M-Instruct (its GGUF, dequantized) grown in depth and width, then trained: no change
