@@ -27,7 +27,7 @@ from tuneyard.export.gguf import default_converter_dir
 from tuneyard.scheduler import capacity
 
 # Two jobs, an evaluation and (with llama.cpp) a GGUF export: past the default 600 s on a loaded host.
-pytestmark = [pytest.mark.parametrize("database_url", ["sqlite"], indirect=True), pytest.mark.timeout(1800)]
+pytestmark = pytest.mark.timeout(1800)
 
 HOST_DEVICE = capacity.host_device()
 PRINTED_JOB = {"datasetId": "dataset-2024-06-10", "backend": "mlx", "model": "eliza-1-2b", "iterations": 100,

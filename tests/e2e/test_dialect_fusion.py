@@ -111,10 +111,6 @@ def check_finished(fusion: httpx.Client, job: dict[str, Any], points: list[Any],
     return card
 
 
-# SQLite only in CI: on PostgreSQL it took 839 s on the loaded 2-core host (Felix's and Archetype's replays,
-# a few minutes each, are the e2e runs on both databases; every Fusion route runs on both in
-# tests/integration/test_dialect_fusion.py).
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_document_001_replayed(service: Service, fusion: httpx.Client) -> None:
     bases = fusion.get("/base-models")
     assert bases.status_code == 200

@@ -17,7 +17,7 @@ from tests.e2e.test_service_jobs import EXAMPLES
 from tests.support.service import Service, wait_until
 
 # Three jobs and a merge train one after another: past the default 600 s on a loaded 2-core machine.
-pytestmark = [pytest.mark.parametrize("database_url", ["sqlite"], indirect=True), pytest.mark.timeout(1500)]
+pytestmark = pytest.mark.timeout(1500)
 
 PRINTED = {"base_model": "tiny-llama", "dataset_path": "alpaca.jsonl", "method": "lora", "num_epochs": 3,
            "batch_size": 4, "lora_rank": 16, "eval_split": 0.1}
