@@ -132,6 +132,9 @@ def test_train_from_the_browser_stop_resume_complete_download(service: Service, 
         assert [j["id"] for j in client.list_jobs()["data"]] == [job_id]  # one key per form: one job
 
         watch_it_train(page)
+        # Past four checkpoints (every 2 steps) before stopping, so the runner has pruned some (it keeps 3):
+        # a stop at step 3 on a busy host left only two and nothing pruned to check.
+        wait_for_page(page, "Number(document.querySelector('[data-count=loss]').textContent) >= 8", SLOW)
         page.get_by_role("button", name="Stop", exact=True).click()
         page.wait_for_selector('#status[data-status="stopped"]', timeout=SLOW)
         from playwright.sync_api import expect  # here: the module imports where playwright is missing
