@@ -24,7 +24,8 @@ from tuneyard.planning.memory import LINE_ROWS, Device, MemoryEstimate, Training
 from tuneyard.planning.shape import BUILTIN_CONFIGS, ModelShape
 from tuneyard.services import templates, throughput_probe
 from tuneyard.services.errors import InvalidRequest
-from tuneyard.services.submission import MAX_CONFIG_BYTES, JobPlan, JobRequest, plan_job
+from tuneyard.services.model_inputs import MAX_CONFIG_BYTES
+from tuneyard.services.submission import JobPlan, JobRequest, plan_job
 from tuneyard.settings import Settings
 from tuneyard.store import datasets as datasets_store
 from tuneyard.store.engine import Database

@@ -16,7 +16,7 @@ from tuneyard.planning.recommend import CHARS_PER_TOKEN, DataFigures, recommend
 from tuneyard.planning.shape import ModelShape
 from tuneyard.services.errors import InvalidRequest
 from tuneyard.services.estimates import model_config
-from tuneyard.services.submission import Problems, resolve_base_model
+from tuneyard.services.model_inputs import Problems, resolve_base_model
 from tuneyard.settings import Settings
 from tuneyard.spec.text import Reference
 from tuneyard.store import datasets as datasets_store

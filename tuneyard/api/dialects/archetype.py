@@ -46,7 +46,8 @@ from tuneyard.services import datasets as dataset_service
 from tuneyard.services import jobs, lookup
 from tuneyard.services.errors import InvalidRequest
 from tuneyard.services.job_view import JobView
-from tuneyard.services.submission import JobRequest, resolve_base_model
+from tuneyard.services.model_inputs import resolve_base_model
+from tuneyard.services.submission import JobRequest
 from tuneyard.settings import Settings
 from tuneyard.spec.text import Ident, Reference
 from tuneyard.store import datasets as dataset_store
