@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.support.loopback_server import serving
 
 
 @dataclass
@@ -160,13 +161,6 @@ def _handler(state: HubStandIn) -> type[BaseHTTPRequestHandler]:
 def running_hub(repos: dict[str, HubRepo], granted: set[str] | None = None) -> Iterator[HubStandIn]:
     """The stand-in hub serving `repos` on a free loopback port, for the length of the block."""
     state = HubStandIn(repos=repos, granted=set(granted or ()))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    state.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(_handler(state)) as port:
+        state.port = port
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
