@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
+import pytest
+
+from tuneyard.errors import SettingsError
 from tuneyard.settings import Settings
-from tuneyard.worker.command import hub_environment, runner_argv, runner_env
+from tuneyard.worker.command import hub_environment, runner_argv, runner_env, thread_environment
+from tuneyard.worker.pool import WorkerPool
 
 
 def test_argv_runs_the_training_module_on_the_run_dirs_spec(tmp_path: Path) -> None:
@@ -47,3 +52,31 @@ def test_a_hub_set_for_the_service_is_the_runners_hf_endpoint(tmp_path: Path) ->
     assert hub_environment(Settings(data_dir=tmp_path)) == {}
     assert runner_env({"HF_ENDPOINT": "https://hf-mirror.com"}, {}) == {"HF_ENDPOINT": "https://hf-mirror.com",
                                                                           "PYTHONUNBUFFERED": "1"}
+
+
+def test_runners_side_by_side_share_the_cores(tmp_path: Path) -> None:
+    """Each of N workers' runners gets cores // N threads (at least one); one worker's, all the cores."""
+    cores = len(os.sched_getaffinity(0))
+    settings = Settings(data_dir=tmp_path)
+    assert thread_environment(settings, {}, 1) == {"OMP_NUM_THREADS": str(cores), "MKL_NUM_THREADS": str(cores)}
+    share = str(max(1, cores // 2))
+    assert thread_environment(settings, {}, 2) == {"OMP_NUM_THREADS": share, "MKL_NUM_THREADS": share}
+    assert thread_environment(settings, {}, cores * 4)["OMP_NUM_THREADS"] == "1"
+
+
+def test_the_operators_thread_count_wins(tmp_path: Path) -> None:
+    """The runner_threads setting over everything; else OMP_NUM_THREADS of the worker's environment, as is."""
+    inherited = {"OMP_NUM_THREADS": "3"}
+    assert thread_environment(Settings(data_dir=tmp_path), inherited, 8) == {}
+    default = Settings(data_dir=tmp_path)
+    assert runner_env(inherited, thread_environment(default, inherited, 8))["OMP_NUM_THREADS"] == "3"
+    set_threads = Settings(data_dir=tmp_path, runner_threads=5)
+    assert thread_environment(set_threads, inherited, 8) == {"OMP_NUM_THREADS": "5", "MKL_NUM_THREADS": "5"}
+    with pytest.raises(SettingsError, match="TUNEYARD_RUNNER_THREADS"):
+        Settings(data_dir=tmp_path, runner_threads=0)
+
+
+def test_a_pools_runners_are_told_their_share(tmp_path: Path) -> None:
+    pool = WorkerPool(None, Settings(data_dir=tmp_path), {"PATH": "/usr/bin"}, 2)  # type: ignore[arg-type]
+    share = str(max(1, len(os.sched_getaffinity(0)) // 2))
+    assert {w.env["OMP_NUM_THREADS"] for w in pool.workers} == {share}

@@ -12,6 +12,7 @@ without swapping, not the installed total that other processes already use.
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -44,6 +45,11 @@ def declared_capacity(memory_bytes: int | None, workers: int = 1) -> Capacity:
         return Capacity(gpu // workers, device, f"cuda:0's total memory (nvidia-smi){share}")
     available = mem_available_bytes()
     return Capacity(None if available is None else available // workers, device, f"MemAvailable{share}")
+
+
+def cpu_share(workers: int) -> int:
+    """The cores this process may run on, shared evenly by its `workers`, at least one each."""
+    return max(1, len(os.sched_getaffinity(0)) // max(workers, 1))
 
 
 @cache

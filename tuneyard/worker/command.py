@@ -6,6 +6,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from tuneyard.scheduler.capacity import cpu_share
 from tuneyard.settings import Settings
 from tuneyard.training import contract
 
@@ -66,6 +67,16 @@ def runner_env(inherited: Mapping[str, str], extra: Mapping[str, str] | None = N
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})
     return env
+
+
+def thread_environment(settings: Settings, inherited: Mapping[str, str], workers: int) -> dict[str, str]:
+    """OMP_NUM_THREADS and MKL_NUM_THREADS for a runner of one of `workers` side by side on this host:
+    `settings.runner_threads`, else the operator's own OMP_NUM_THREADS (inherited as is), else their
+    share of the cores (see Settings.runner_threads for why a share and not all of them)."""
+    if settings.runner_threads is None and "OMP_NUM_THREADS" in inherited:
+        return {}
+    threads = str(settings.runner_threads or cpu_share(workers))
+    return {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
 
 
 def hub_environment(settings: Settings) -> dict[str, str]:

@@ -28,7 +28,7 @@ from tuneyard.store.jobs import load_job
 from tuneyard.store.lifecycle import fail
 from tuneyard.training import contract
 from tuneyard.training.artifacts import write_json_atomic
-from tuneyard.worker.command import hub_environment, judge_environment, runner_argv, runner_env
+from tuneyard.worker.command import hub_environment, judge_environment, runner_argv, runner_env, thread_environment
 from tuneyard.worker.executors import Executor, Launch
 from tuneyard.worker.executors.registry import make_executor
 from tuneyard.worker.lineage import job_lineage
@@ -45,10 +45,12 @@ class Worker:
 
     def __init__(self, db: Database, settings: Settings, environ: Mapping[str, str],
                  executor: Executor | None = None, worker_id: str | None = None,
-                 capacity: Capacity | None = None) -> None:
-        """`capacity` defaults to what `settings.worker_memory_bytes` sets or the host measures."""
+                 capacity: Capacity | None = None, side_by_side: int = 1) -> None:
+        """`capacity` defaults to what `settings.worker_memory_bytes` sets or the host measures;
+        `side_by_side`: the workers of this process, whose runners share the host's cores."""
         self.db, self.settings = db, settings
-        self.env = runner_env(environ, {**hub_environment(settings), **judge_environment(settings)})
+        self.env = runner_env(environ, {**hub_environment(settings), **judge_environment(settings),
+                                        **thread_environment(settings, environ, side_by_side)})
         self.executor = executor or make_executor(settings)
         self.id = worker_id or new_worker_id()
         self.capacity = capacity or declared_capacity(settings.worker_memory_bytes)

@@ -31,7 +31,8 @@ class WorkerPool:
         self.db = db
         executor = executor or make_executor(settings)
         capacity = declared_capacity(settings.worker_memory_bytes, workers=size)  # one host: measured once
-        self.workers = [Worker(db, settings, environ, executor, capacity=capacity) for _ in range(size)]
+        self.workers = [Worker(db, settings, environ, executor, capacity=capacity, side_by_side=size)
+                        for _ in range(size)]
         self.settings = settings
         self._threads: list[threading.Thread] = []
 
