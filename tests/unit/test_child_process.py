@@ -3,11 +3,15 @@ what they change (the collector, the environment, the exit) belongs to a whole p
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from tests.support.runs import REPO
+from tuneyard.child_process import WAIT_POLICY_VARIABLE, idle_threads_sleep
 
 
 def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -42,5 +46,26 @@ def test_imports_outside_collector_freeze_what_they_made_and_give_the_collector_
         with imports_outside_collector():
             pass
         assert not gc.isenabled()  # a caller that had it off keeps it off
+    """)
+    assert done.returncode == 0, done.stderr
+
+
+def test_idle_threads_sleep_unless_the_environment_already_chose(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(WAIT_POLICY_VARIABLE, raising=False)
+    idle_threads_sleep()
+    assert os.environ[WAIT_POLICY_VARIABLE] == "PASSIVE"
+    monkeypatch.setenv(WAIT_POLICY_VARIABLE, "ACTIVE")
+    idle_threads_sleep()
+    assert os.environ[WAIT_POLICY_VARIABLE] == "ACTIVE"
+
+
+@pytest.mark.parametrize("entry", ["tuneyard.training.__main__", "tuneyard.export.__main__"])
+def test_the_entries_load_no_torch_before_they_set_the_wait_policy(entry: str) -> None:
+    # OpenMP reads OMP_WAIT_POLICY once, when torch loads it: an entry that imported torch at its
+    # top would set the variable too late, and nothing would say so.
+    done = _python(f"""
+        import sys
+        import {entry}  # noqa: F401
+        assert "torch" not in sys.modules
     """)
     assert done.returncode == 0, done.stderr
