@@ -16,6 +16,7 @@ once more (another 1.3 to 2 s, after the last file was written). Both are paid b
 evaluation and export, and the test suite starts hundreds of them.
 
 Nothing here changes what a process computes: the collector only frees unreachable cycles.
+`tuneyard serve` imports its API outside the collector too (cli/serve.py); it exits as usual.
 """
 
 from __future__ import annotations
