@@ -1,16 +1,18 @@
 """`python -m tuneyard.training SPEC --run-dir DIR [--resume ...]`: the runner alone.
 
 Workers start runners this way: argparse only, so a runner starts without the CLI's
-dependencies. `tuneyard train` is the same entry for people.
+dependencies. `tuneyard train` is the same entry for people. OpenMP's idle threads sleep, torch and
+transformers are imported outside the garbage collector's reach, and the process ends without the
+interpreter's teardown (tuneyard.child_process).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
+from tuneyard.child_process import exit_now, idle_threads_sleep, imports_outside_collector
 from tuneyard.errors import SettingsError
 from tuneyard.permissions import private_umask
 from tuneyard.settings import Settings
@@ -39,10 +41,12 @@ def main(argv: list[str] | None = None) -> int:
         cache = args.model_cache_dir or Settings.from_env().resolved_model_cache_dir
     except SettingsError as exc:  # a usage error, as argparse's own: one line, exit 2
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
-    from tuneyard.training.runner import run  # torch loads here, after argument errors are out
+    idle_threads_sleep()
+    with imports_outside_collector():
+        from tuneyard.training.runner import run  # torch loads here, after argument errors are out
 
     return run(args.spec, args.run_dir, args.resume, cache)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())  # run() has closed the telemetry and written every file it promised

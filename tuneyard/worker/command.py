@@ -27,6 +27,7 @@ INHERITED_VARIABLES = frozenset(
         "HF_ENDPOINT",
         "OMP_NUM_THREADS",
         "MKL_NUM_THREADS",
+        "OMP_WAIT_POLICY",  # the operator's, over the runner's own default (tuneyard.child_process)
         "SSL_CERT_FILE",
         "REQUESTS_CA_BUNDLE",
         # The operator's W&B settings, for jobs that name a wandb_project (training/reporting.py). The key
