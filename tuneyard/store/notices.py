@@ -86,7 +86,8 @@ def own_backends(engine: Engine) -> set[int]:
         pids.add(dbapi_conn.info.backend_pid)
 
     @event.listens_for(engine, "close")
-    def _closed(_dbapi_conn: Any, record: Any) -> None:
+    @event.listens_for(engine, "detach")  # the follower's own: the pool forgets it, and so do we
+    def _gone(_dbapi_conn: Any, record: Any) -> None:
         pids.discard(record.info.get("backend_pid"))
 
     return pids
