@@ -88,8 +88,9 @@ def test_a_job_that_fails_while_watched_shows_the_runners_words_and_each_bad_lin
     service: Service, tmp_path: Path
 ) -> None:
     """The dataset's file is damaged on disk after it was validated; the job page, open while the
-    job waits for a worker, shows the runner's message and the offending lines once it fails, and
-    shows them again when loaded afresh."""
+    job waits for a worker, reads nothing but its stream meanwhile, shows the runner's message and
+    the offending lines once it fails (the worker, another process, wakes the stream), and shows them
+    again when loaded afresh."""
     service.start_serve(workers=0)
     client = service.client()
     upload = client.upload_file(EXAMPLES)
@@ -103,8 +104,19 @@ def test_a_job_that_fails_while_watched_shows_the_runners_words_and_each_bad_lin
     with browser_context(tmp_path / "profile") as context:
         page = context.new_page()
         sign_in(page, service.url, find_api_key(service.data_dir))
+        job_reads: list[str] = []
+        job_url = f"{service.url}/v1/jobs/{job['id']}"
+        page.on("request", lambda request: job_reads.append(request.method) if request.url == job_url else None)
         page.goto(f"{service.url}/jobs/{job['id']}")
         assert page.locator("#job-error").is_hidden()
+        wait_for_page(page, "document.getElementById('stream-state').textContent === 'live'", 30_000)
+        deadline = time.monotonic() + 30
+        while len(job_reads) < 2:  # the page's first read, and the one the stream's first items ask for
+            assert time.monotonic() < deadline, job_reads
+            page.wait_for_timeout(100)
+        job_reads.clear()
+        page.wait_for_timeout(3000)
+        assert job_reads == []  # the job waits and its stream is open: nothing to poll
         service.start_worker()
         page.wait_for_selector('#status[data-status="failed"]', timeout=SLOW)
         page.wait_for_selector("#job-error:not([hidden])")

@@ -32,9 +32,10 @@ API_THREADS = 16
 GIL), and every one of them may hold a database connection: the pool is sized for this many."""
 
 
-STREAM_POLL_SECONDS = 2.0
-"""How often an open stream reads its job with no notice of a change: changes made in this process
-wake it at once (`store/changes.py`), so this only paces what another process's workers wrote."""
+STREAM_POLL_SECONDS = 30.0
+"""How often an open stream reads its job with no notice of a change: every committed change wakes it
+(this process's at once, another's through `store/notices.py`), so this is only a safety net under a
+lost notice, and N streams of an idle job cost N reads every 30 s."""
 
 
 def create_app(settings: Settings, db: Database | None = None, *, stream_poll_seconds: float = STREAM_POLL_SECONDS,

@@ -45,8 +45,8 @@ T = TypeVar("T")
 class AppContext:
     db: Database
     settings: Settings
-    stream_poll_seconds: float = 2.0
-    """An open stream's read of its job without a notice of change: the fallback for other processes' writes."""
+    stream_poll_seconds: float = 30.0
+    """How often an open stream reads its job with no notice of a change: a safety net (api/app.py)."""
 
 
 async def get_context(request: Request) -> AppContext:

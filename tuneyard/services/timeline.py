@@ -104,6 +104,8 @@ class StreamBatch:
     items: list[StreamItem]
     shown: PathDisplay | None = None
     """How this job's paths are shown; the stream passes it back, as a job's config never changes."""
+    revision: int | None = None
+    """The job's revision when it was read: every change up to it is in this batch or an earlier one."""
 
 
 def stream_batch(session: Session, settings: Settings, org_id: str, job_id: str, cursor: StreamCursor,
@@ -117,7 +119,7 @@ def stream_batch(session: Session, settings: Settings, org_id: str, job_id: str,
     except NotFound:
         return StreamBatch(None, [])
     shown = shown or path_display.for_job(session, settings, job)
-    return StreamBatch(job.status, next_items(session, job_id, cursor, shown), shown)
+    return StreamBatch(job.status, next_items(session, job_id, cursor, shown), shown, job.revision)
 
 
 def next_items(session: Session, job_id: str, cursor: StreamCursor, shown: PathDisplay) -> list[StreamItem]:

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from tuneyard.settings import Settings
+from tuneyard.store import notices
 from tuneyard.store.changes import JobChanges, changed_in
 from tuneyard.store.secrets import HeldSecrets
 
@@ -68,7 +69,8 @@ def _sqlite_engine(url: str, **engine_kwargs: Any) -> Engine:
         # Straight to the sqlite3 connection: through exec_driver_sql, SQLAlchemy's execution machinery
         # cost a poll of a job more than its own statements (13 % of the server's samples under load).
         # COMMIT and ROLLBACK still go through SQLAlchemy, on this same connection.
-        conn.connection.driver_connection.execute(f"BEGIN {mode}")  # type: ignore[union-attr]
+        # (dbapi_connection, the sqlite3 connection itself: it stays set on a detached connection.)
+        conn.connection.dbapi_connection.execute(f"BEGIN {mode}")  # type: ignore[union-attr]
 
     return engine
 
@@ -84,14 +86,19 @@ class Database:
         self.engine = engine
         # Held beside the database, never in it: the jobs' secrets this process's workers hand their runners.
         self.secrets = HeldSecrets()
-        # Who waits on a job here (its open streams), told after each commit that changed it.
-        self.changes = JobChanges()
         self._reader = engine.execution_options(**{READ_ONLY: True})
-        if engine.dialect.name == "postgresql":
+        self._announces = engine.dialect.name == "postgresql"
+        own_backends: set[int] = set()
+        if self._announces:
             # At READ COMMITTED every statement takes its own snapshot, in a transaction or not, so
             # BEGIN and COMMIT around a read only add two round trips. (SQLite keeps its read
             # transaction: there it is what holds one snapshot across statements.)
             self._reader = self._reader.execution_options(isolation_level="AUTOCOMMIT")
+            own_backends = notices.own_backends(engine)
+        # Who waits on a job here (its open streams), told after each commit that changed it, here or
+        # (through the follower the first watch starts) in another process.
+        reader = self._reader
+        self.changes = JobChanges(lambda changes: notices.follower_for(reader, changes, own_backends))
 
     @property
     def dialect(self) -> str:
@@ -100,11 +107,14 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """One write transaction, committed on success, rolled back on any error; once it is
-        committed, the jobs whose revision it bumped are announced to `changes`."""
+        committed, the jobs whose revision it bumped are announced to `changes` (and, on PostgreSQL,
+        by NOTIFY to other processes)."""
         with Session(self.engine, expire_on_commit=False) as session:
             with session.begin():
                 yield session
-            changed = changed_in(session)
+                changed = changed_in(session)
+                if changed and self._announces:
+                    notices.announce(session, changed)  # to other processes, sent by the COMMIT
             if changed:
                 self.changes.notify(changed)
 
@@ -114,4 +124,5 @@ class Database:
             yield session
 
     def dispose(self) -> None:
+        self.changes.close()
         self.engine.dispose()

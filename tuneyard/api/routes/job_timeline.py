@@ -141,11 +141,10 @@ async def _sse(db: Database, settings: Settings, poll_seconds: float, org_id: st
                cursor: timeline.StreamCursor) -> AsyncIterator[bytes]:
     # Written here rather than yielded to FastAPI's SSE wrapper: its keep-alive task raised
     # BrokenResourceError into the log whenever a client left an idle stream.
-    # The stream reads the job again when this process changes it (`db.changes`, told after each
-    # commit that bumped the job's revision: the embedded workers' telemetry, a user's stop), so an
-    # idle stream costs nothing. A change made by another process (a `tuneyard worker` on the same
-    # PostgreSQL) tells nobody here: for those it still reads every `poll_seconds`, the slow fallback
-    # until PostgreSQL's LISTEN/NOTIFY carries the notice across processes.
+    # The stream reads the job again when `db.changes` says it changed: at once for this process's
+    # commits (the embedded workers' telemetry, a user's stop), and through the follower
+    # (`store/notices.py`) for another process's. So an idle stream reads nothing; `poll_seconds` is
+    # only a safety net under a lost notice.
     changed = Wakeup()
     unwatch = db.changes.watch(job_id, changed.set)
     shown: PathDisplay | None = None
@@ -155,6 +154,7 @@ async def _sse(db: Database, settings: Settings, poll_seconds: float, org_id: st
             changed.clear()  # before the read: a change committed during it wakes the wait below
             batch = await anyio.to_thread.run_sync(_read_batch, db, settings, org_id, job_id, cursor, shown)
             shown = batch.shown
+            changed.read(batch.revision)
             for item in batch.items:
                 cursor = item.cursor
                 yield _event(item.kind, cursor, item.data)
@@ -177,15 +177,25 @@ async def _sse(db: Database, settings: Settings, poll_seconds: float, org_id: st
 
 
 class Wakeup:
-    """An event set from any thread (a writer's, right after its commit) and awaited on the stream's loop."""
+    """An event set from any thread (a writer's, right after its commit; the follower's) and awaited on the
+    stream's loop. A wake-up naming a revision the stream has already read is dropped: the SQLite
+    follower tells every commit's revisions, this process's own included, which woke the stream already."""
 
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._event = asyncio.Event()
+        self._read: int | None = None
 
-    def set(self) -> None:
+    def set(self, revision: int | None = None) -> None:
+        read = self._read
+        if revision is not None and read is not None and revision <= read:
+            return
         with contextlib.suppress(RuntimeError):  # the loop has closed: the stream and its reader are gone
             self._loop.call_soon_threadsafe(self._event.set)
+
+    def read(self, revision: int | None) -> None:
+        """The stream has read the job at `revision`."""
+        self._read = revision
 
     def clear(self) -> None:
         self._event.clear()

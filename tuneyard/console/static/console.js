@@ -33,6 +33,19 @@ async function api(method, path, { json, form, headers } = {}) {
   return body;
 }
 
+/* A GET that sends `etag` back as If-None-Match: null when the answer is unchanged (304), else
+   { body, etag }. The API's job reads answer 304 from the job's row alone. */
+async function apiIfChanged(path, etag) {
+  const headers = etag ? { "If-None-Match": etag } : {};
+  const response = await fetch(path, { credentials: "same-origin", headers });
+  if (response.status === 304) return null;
+  if (response.status === 401) { location.assign(`/sign-in?next=${encodeURIComponent(location.pathname)}`); }
+  const text = await response.text();
+  const body = text ? JSON.parse(text) : null;
+  if (!response.ok) throw new ApiError(response.status, body);
+  return { body, etag: response.headers.get("ETag") };
+}
+
 function toast(message, isError = false) {
   const box = document.getElementById("toast");
   if (!box) return;

@@ -2,7 +2,9 @@
    and the user's actions. The live part reads the API's SSE stream through fetch (so it can send
    Last-Event-ID itself): after a dropped network, a closed stream or a resume, it reconnects from
    the last position it saw, and every item is also checked against that position, so nothing is
-   shown twice and nothing is skipped. */
+   shown twice and nothing is skipped. The job itself is read again only when the stream says it
+   changed (an event or a metric point; at most every 2 s), and polled, with If-None-Match, only
+   while no stream is open: while it reconnects, or once the job rests and its stream has ended. */
 "use strict";
 
 const RESTING = new Set(["completed", "failed", "cancelled", "stopped"]);
@@ -13,6 +15,8 @@ const ACTIONS = {  // which statuses each button applies to (the API has the fin
   delete: new Set(["completed", "failed", "cancelled", "stopped"]),
 };
 const MAX_LOG_LINES = 5000;
+const REREAD_MS = 2000;  // the least time between two reads of the job the stream asked for (as the old poll)
+const UNSTREAMED_POLL_MS = 10000;  // how often the job is read while no stream is open
 
 class JobPage {
   constructor(root) {
@@ -22,6 +26,12 @@ class JobPage {
     this.position = { event: 0, log: 0, train: -1, eval: -1 };
     this.lastId = null;
     this.streaming = false;
+    this.live = false;  // a stream's answer is being read: it tells every change, no poll is needed
+    this.etag = null;
+    this.lastRead = 0;
+    this.rereading = null;
+    this.reading = false;
+    this.readAgain = false;
     this.charts = new JobCharts();
     this.lastCheckpointStep = undefined;
   }
@@ -31,7 +41,14 @@ class JobPage {
     this.showStatus({ status: this.status });
     this.refresh();
     this.stream();
-    setInterval(() => this.refresh(), 2000);
+    setInterval(() => { if (!this.live) this.refresh(); }, UNSTREAMED_POLL_MS);
+  }
+
+  /* The stream says the job moved: read it once, soon, however many items say so. */
+  changed() {
+    if (this.rereading) return;
+    const wait = Math.max(0, this.lastRead + REREAD_MS - Date.now());
+    this.rereading = setTimeout(() => { this.rereading = null; this.refresh(); }, wait);
   }
 
   async stream() {
@@ -58,26 +75,32 @@ class JobPage {
     const response = await fetch(`${this.base}/stream`, { headers, credentials: "same-origin" });
     if (!response.ok) throw new Error(`stream HTTP ${response.status}`);
     this.say("live");
-    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buffer = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error("stream closed");
-      buffer += value.replace(/\r\n?/g, "\n");
-      let cut;
-      while ((cut = buffer.indexOf("\n\n")) >= 0) {
-        const message = parseSse(buffer.slice(0, cut));
-        buffer = buffer.slice(cut + 2);
-        if (message && this.apply(message)) { reader.cancel().catch(() => {}); return true; }
+    this.live = true;
+    try {
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error("stream closed");
+        buffer += value.replace(/\r\n?/g, "\n");
+        let cut;
+        while ((cut = buffer.indexOf("\n\n")) >= 0) {
+          const message = parseSse(buffer.slice(0, cut));
+          buffer = buffer.slice(cut + 2);
+          if (message && this.apply(message)) { reader.cancel().catch(() => {}); return true; }
+        }
       }
+    } finally {
+      this.live = false;
     }
   }
 
   /* One SSE message; returns true for the stream's end. */
   apply(message) {
-    if (message.event === "end") return true;
+    if (message.event === "end") { this.changed(); return true; }
     const data = JSON.parse(message.data || "{}");
     const p = this.position;
+    if (message.event !== "log") this.changed();  // a status, progress or loss to show; a log line is not
     if (message.event === "event" && data.seq > p.event) { p.event = data.seq; this.addEvent(data); }
     else if (message.event === "log" && data.seq > p.log) { p.log = data.seq; this.addLog(data); }
     else if (message.event === "metric" && data.step > p[data.kind === "eval" ? "eval" : "train"]) {
@@ -101,9 +124,25 @@ class JobPage {
     if (event.type === "checkpoint") this.loadCheckpoints();
   }
 
+  /* Reads the job, one read at a time: a read asked for during another follows it, so an older
+     answer never lands after a newer one. */
   async refresh() {
+    if (this.reading) { this.readAgain = true; return; }
+    this.reading = true;
     try {
-      const job = await api("GET", this.base);
+      do { this.readAgain = false; await this.readJob(); } while (this.readAgain);
+    } finally {
+      this.reading = false;
+    }
+  }
+
+  async readJob() {
+    this.lastRead = Date.now();
+    try {
+      const answer = await apiIfChanged(this.base, this.etag);
+      if (!answer) return;  // 304: as shown
+      const job = answer.body;
+      this.etag = answer.etag;
       const was = this.status;
       this.showStatus(job);
       if (job.last_checkpoint_step !== this.lastCheckpointStep) {
