@@ -121,21 +121,3 @@ def test_another_organizations_job_is_404_whatever_tag_it_sends(
             assert answer.status_code == 404 and answer.json()["error"]["code"] == "NOT_FOUND", route
             assert "ETag" not in answer.headers
 
-
-def test_the_dialects_polled_reads_through_the_shared_reader_are_conditional_too(
-    client: TestClient, db: Database, tenant: Tenant, other: Tenant
-) -> None:
-    job_id = create_job(client, tenant, ready_dataset(client, tenant)["id"])["id"]
-    urls = (f"/felix/training-jobs/{job_id}", f"/jobs/{job_id}/metrics", f"/jobs/{job_id}/logs")
-    tags = {}
-    for url in urls:
-        first = client.get(url, headers=tenant.headers)
-        assert first.status_code == 200, first.text
-        tags[url] = first.headers["ETag"]
-        assert client.get(url, headers={**tenant.headers, "If-None-Match": tags[url]}).status_code == 304
-        assert client.get(url, headers={**other.headers, "If-None-Match": tags[url]}).status_code == 404
-    claimed = claim(db, "w1", 60)
-    assert claimed is not None
-    for url in urls:
-        moved = client.get(url, headers={**tenant.headers, "If-None-Match": tags[url]})
-        assert moved.status_code == 200 and moved.headers["ETag"] != tags[url], url

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, TypeVar
 
 import anyio
@@ -149,15 +149,24 @@ FileId = Annotated[str, Depends(_file_id)]
 ModelId = Annotated[str, Depends(_model_id)]
 
 
-def _owned_job(session: Session, key: str, job_id: str) -> Job:
+JobFinder = Callable[[Session, str, str], Job]
+"""How a route finds the organization's job by an id that is not native: (session, org_id, job_id) → the
+job, NotFound for none (or another organization's)."""
+
+
+def _by_id_or_uuid(session: Session, org_id: str, job_id: str) -> Job:
+    # A UUID (store.jobs.owned_job takes either), else a 404 with the id's reason.
+    return jobs.owned_job(session, org_id, checked_id("job", job_id))
+
+
+def _owned_job(session: Session, key: str, job_id: str, find: JobFinder = _by_id_or_uuid) -> Job:
     # The key is judged first (no id is judged for a stranger), in the same statement as the job's load.
     principal, job = tenancy.principal_and_job(session, key, job_id if ID_SHAPE.match(job_id) else None)
     if principal is None:
         raise Unauthorized("the API key is unknown or revoked")
     if job is not None:
         return job
-    # Not by its native id: a UUID (store.jobs.owned_job takes either), else a 404 with the id's reason.
-    return jobs.owned_job(session, principal.org_id, checked_id("job", job_id))
+    return find(session, principal.org_id, job_id)
 
 
 def get_owned_job(job_id: str, context: Context, credentials: Bearer) -> Job:
@@ -183,13 +192,19 @@ class JobReader:
     representation: str = ""
     """What the answer depends on beside the job's row: the request's path and query."""
     if_none_match: str | None = None
+    find: JobFinder = _by_id_or_uuid
+    """How a job that is not found by its native id is looked for (a dialect's own ids: `finding`)."""
+
+    def finding(self, find: JobFinder) -> JobReader:
+        """The same read, finding a job not named by its native id with `find` (Archetype's ftj- ids)."""
+        return replace(self, find=find)
 
     async def __call__(self, query: Callable[[Session, Job], T]) -> T:
         return await anyio.to_thread.run_sync(self._read, query)
 
     def _read(self, query: Callable[[Session, Job], T]) -> T:
         with self.db.read() as session:
-            return query(session, _owned_job(session, self.key, self.job_id))
+            return query(session, _owned_job(session, self.key, self.job_id, self.find))
 
     async def unless_unchanged(self, query: Callable[[Session, Job], T],
                                varies: Callable[[Session, Job], str] | None = None) -> Conditional[T]:
@@ -200,7 +215,7 @@ class JobReader:
     def _read_unless_unchanged(self, query: Callable[[Session, Job], T],
                                varies: Callable[[Session, Job], str] | None) -> Conditional[T]:
         with self.db.read() as session:
-            job = _owned_job(session, self.key, self.job_id)
+            job = _owned_job(session, self.key, self.job_id, self.find)
             also = varies(session, job) if varies is not None else ""
             etag = conditional.job_etag(job.revision, job.id, f"{self.representation}\0{also}")
             if conditional.matches(self.if_none_match, etag):

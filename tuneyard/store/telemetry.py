@@ -229,6 +229,14 @@ def read_metrics(
     return [MetricRecord(*row) for row in rows]
 
 
+def train_point_time(session: Session, job_id: str, step: int) -> datetime | None:
+    """When the runner reported the train point of `step` (one row, by its key), None without one."""
+    stmt = select(MetricPoint.ts).where(MetricPoint.job_id == job_id, MetricPoint.kind == "train",
+                                        MetricPoint.step == step)
+    found: datetime | None = session.scalar(stmt)
+    return found
+
+
 def read_logs(session: Session, job_id: str, since: int = 0, tail: int | None = None,
               limit: int = 10_000) -> list[LogLine]:
     """Log lines with seq > since, oldest first; with `tail`, only the last `tail` of those."""
