@@ -189,16 +189,16 @@ def list_jobs(context: Context, caller: Caller, request: Request) -> dict[str, A
     return listing("jobs", [record(context.db, v, _base(request)) for v in found])
 
 
-async def _job_reader(job_id: JobIdParam, context: Context, credentials: Bearer, request: Request) -> JobReader:
+async def _job_reader(job_id: JobIdParam, request: Request, credentials: Bearer) -> JobReader:
     # deps.JobRead with the job_id bounded as Archetype bounds it, and its ftj- ids found.
-    return (await get_job_reader(job_id, context, credentials, request)).finding(_find)
+    return (await get_job_reader(job_id, request, credentials)).finding(_find)
 
 
 ArchetypeJobRead = Annotated[JobReader, Depends(_job_reader)]
 
 
 @router.get("/{job_id}", responses={**BAD_REQUEST, **NOT_MODIFIED})  # 400: a job_id outside 1-64 characters
-async def get_job(read: ArchetypeJobRead, context: Context, request: Request) -> Response:
+async def get_job(read: ArchetypeJobRead, request: Request) -> Response:
     """The full record of one fine-tune job of the organization. Its `ETag` changes with the job: sent
     back as `If-None-Match`, a 304 while nothing has (as /v1/jobs/{id})."""
     base = _base(request)
@@ -212,7 +212,7 @@ async def get_job(read: ArchetypeJobRead, context: Context, request: Request) ->
         return f"{base}\0{json.dumps(_datasets_of(session, job.org_id, job.spec))}"
 
     answer = await read.unless_unchanged(
-        lambda session, job: record_in(session, jobs.view_in(session, context.settings, job), base), varies)
+        lambda session, job: record_in(session, jobs.view_in(session, read.settings, job), base), varies)
     return answer.response(json_answer)
 
 

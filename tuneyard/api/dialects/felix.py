@@ -157,21 +157,21 @@ def list_training_jobs(
 
 
 @router.get("/training-jobs/{job_id}", responses=NOT_MODIFIED)
-async def get_training_job(read: JobRead, context: Context) -> Response:
+async def get_training_job(read: JobRead) -> Response:
     """Its status, configuration and, once complete, its metrics; `ETag` and `If-None-Match` as /v1/jobs/{id}."""
     def query(session: Any, job: Job) -> dict[str, Any]:
-        view = jobs.view_in(session, context.settings, job)
+        view = jobs.view_in(session, read.settings, job)
         return felix_job(view, view.paths.value(job.result) if job.result is not None else None)
-    answer = await read.unless_unchanged(query, varies=lambda s, job: jobs.waiting_reason(s, context.settings, job))
+    answer = await read.unless_unchanged(query, varies=lambda s, job: jobs.waiting_reason(s, read.settings, job))
     return answer.response(json_answer)
 
 
 @router.get("/training-jobs/{job_id}/logs", responses=NOT_MODIFIED)
-async def get_logs(read: JobRead, context: Context) -> Response:
+async def get_logs(read: JobRead) -> Response:
     """The training log, oldest line first; `ETag` and `If-None-Match` as /v1/jobs/{id}/logs."""
     answer = await read.unless_unchanged(lambda session, job: listing("logs", [
         {"seq": line["seq"], "timestamp": line["ts"], "level": line["level"], "message": line["message"]}
-        for line in timeline.shown_logs(session, context.settings, job)]))
+        for line in timeline.shown_logs(session, read.settings, job)]))
     return answer.response(json_answer)
 
 

@@ -250,10 +250,10 @@ def _has_metadata(view: JobView, wanted: dict[str, str]) -> bool:
 
 
 @router.get("/v1/fine_tuning/jobs/{job_id}", responses=NOT_MODIFIED)
-async def retrieve_job(read: JobRead, context: Context) -> Response:
+async def retrieve_job(read: JobRead) -> Response:
     """The job; `ETag` and `If-None-Match` as /v1/jobs/{id} (a 304 while it has not changed)."""
     answer = await read.unless_unchanged(
-        lambda session, job: _object_in(session, jobs.view_in(session, context.settings, job), job))
+        lambda session, job: _object_in(session, jobs.view_in(session, read.settings, job), job))
     return answer.response(json_answer)
 
 
@@ -277,14 +277,14 @@ def resume_job(job: OwnedJob, context: Context) -> dict[str, Any]:
 
 @router.get("/v1/fine_tuning/jobs/{job_id}/events", responses={**INVALID, **NOT_MODIFIED})
 async def list_events(
-    read: JobRead, context: Context,
+    read: JobRead,
     after: Annotated[str | None, Query(max_length=128, description="The last event id of the previous page.")] = None,
     limit: Annotated[int, Query(ge=1, le=LIST_LIMIT)] = 20,
 ) -> Response:
     """The job's events (state changes, checkpoints, ...) and training steps, newest first; `ETag` and
     `If-None-Match` as /v1/jobs/{id}/events (every event and point moves the job's revision)."""
     def query(session: Any, job: Job) -> dict[str, Any]:
-        shown = timeline.shown_events(session, context.settings, job, limit=EVENTS_READ)
+        shown = timeline.shown_events(session, read.settings, job, limit=EVENTS_READ)
         found = [words.event_object(f"{job.id}.e{ev['seq']}", _when(ev["created_at"]), _level(ev), ev["message"],
                                     ev["data"], "message") for ev in shown]
         for point in timeline.metrics(session, job.id, kind="train", limit=EVENTS_READ):
@@ -318,7 +318,7 @@ def _level(event: dict[str, Any]) -> words.Level:
 
 @router.get("/v1/fine_tuning/jobs/{job_id}/checkpoints", responses={**INVALID, **NOT_MODIFIED})
 async def list_checkpoints(
-    read: JobRead, context: Context,
+    read: JobRead,
     after: Annotated[str | None, Query(max_length=128, description="The last checkpoint id of the previous page.")]
     = None,
     limit: Annotated[int, Query(ge=1, le=LIST_LIMIT)] = 10,
@@ -326,7 +326,7 @@ async def list_checkpoints(
     """The job's checkpoints, newest first; each `fine_tuned_model_checkpoint` is a `model` for a new job.
     `ETag` and `If-None-Match` as the job's: a checkpoint, and a pruning, is stored with a revision move."""
     def query(session: Any, job: Job) -> dict[str, Any]:
-        view = jobs.view_in(session, context.settings, job)
+        view = jobs.view_in(session, read.settings, job)
         return _page([words.checkpoint_object(c.id, c.created_at, view, c.step, c.metrics or {})
                       for c in reversed(timeline.checkpoints(session, job.id))], after, limit)
     return (await read.unless_unchanged(query)).response(json_answer)

@@ -188,12 +188,12 @@ def list_jobs(context: Context, caller: Caller) -> dict[str, Any]:
 
 
 @router.get("/jobs/{job_id}", responses=NOT_MODIFIED)
-async def get_job(read: JobRead, context: Context) -> Response:
+async def get_job(read: JobRead) -> Response:
     """The job's status and progress (002), and `job` (003: progress 0–1, iterations, loss). Its `ETag`
     changes with the job: sent back as `If-None-Match`, a 304 while nothing has (as /v1/jobs/{id})."""
     # 003's `waitingReason` depends on the live workers, not on the row: part of the validator, as natively.
-    answer = await read.unless_unchanged(lambda s, job: _answer(jobs.view_in(s, context.settings, job)),
-                                         varies=lambda s, job: jobs.waiting_reason(s, context.settings, job))
+    answer = await read.unless_unchanged(lambda s, job: _answer(jobs.view_in(s, read.settings, job)),
+                                         varies=lambda s, job: jobs.waiting_reason(s, read.settings, job))
     return answer.response(json_answer)
 
 
@@ -204,11 +204,11 @@ def cancel_job(job: OwnedJob, context: Context) -> dict[str, Any]:
 
 
 @router.get("/jobs/{job_id}/logs", responses={**BAD_REQUEST, **NOT_MODIFIED})
-async def tail_logs(read: JobRead, context: Context,
+async def tail_logs(read: JobRead,
                     tail: Annotated[int, Query(ge=1, le=100_000)] = 100) -> Response:
     """The last `tail` log lines, oldest first; `ETag` and `If-None-Match` as /v1/jobs/{id}/logs."""
     def query(session: Any, job: Job) -> dict[str, Any]:
-        lines = timeline.shown_logs(session, context.settings, job, tail=tail)
+        lines = timeline.shown_logs(session, read.settings, job, tail=tail)
         return {"job_id": job.id, "lines": [line["message"] for line in lines], "logs": lines}
     return (await read.unless_unchanged(query)).response(json_answer)
 
