@@ -41,6 +41,13 @@ def metrics(session: Session, job_id: str, since_step: int = -1, kind: str | Non
     return telemetry.read_metrics(session, job_id, since_step=since_step, kind=kind, limit=limit)
 
 
+def progress_time(session: Session, job: Job) -> datetime | None:
+    """When the runner reported the job's progress (its latest train point), None before any: the
+    moment its `eta_s` counts from."""
+    step = (job.progress or {}).get("step")
+    return telemetry.train_point_time(session, job.id, step) if isinstance(step, int) else None
+
+
 def logs(session: Session, job_id: str, since: int = 0, tail: int | None = None,
          limit: int = 10_000) -> list[LogLine]:
     return telemetry.read_logs(session, job_id, since=since, tail=tail, limit=limit)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from tuneyard.store.engine import Database
@@ -222,11 +222,28 @@ def read_metrics(
     session: Session, job_id: str, since_step: int = -1, kind: str | None = None, limit: int = 10_000
 ) -> list[MetricRecord]:
     """Metric points with step > since_step, by step then kind."""
-    stmt = select(*_METRIC_COLUMNS).where(MetricPoint.job_id == job_id, MetricPoint.step > since_step)
-    if kind is not None:
-        stmt = stmt.where(MetricPoint.kind == kind)
-    rows = session.execute(stmt.order_by(MetricPoint.step, MetricPoint.kind).limit(limit))
+    values = {"job_id": job_id, "since_step": since_step, "limit": limit}
+    if kind is None:
+        rows = session.execute(_METRICS, values)
+    else:
+        rows = session.execute(_METRICS_OF_KIND, {**values, "kind": kind})
     return [MetricRecord(*row) for row in rows]
+
+
+# Built once a process (every poll of a dashboard runs one), the values bound at execution.
+_METRICS_WHERE = (MetricPoint.job_id == bindparam("job_id"), MetricPoint.step > bindparam("since_step"))
+_METRICS = (select(*_METRIC_COLUMNS).where(*_METRICS_WHERE)
+            .order_by(MetricPoint.step, MetricPoint.kind).limit(bindparam("limit")))
+_METRICS_OF_KIND = (select(*_METRIC_COLUMNS).where(*_METRICS_WHERE, MetricPoint.kind == bindparam("kind"))
+                    .order_by(MetricPoint.step, MetricPoint.kind).limit(bindparam("limit")))
+
+
+def train_point_time(session: Session, job_id: str, step: int) -> datetime | None:
+    """When the runner reported the train point of `step` (one row, by its key), None without one."""
+    stmt = select(MetricPoint.ts).where(MetricPoint.job_id == job_id, MetricPoint.kind == "train",
+                                        MetricPoint.step == step)
+    found: datetime | None = session.scalar(stmt)
+    return found
 
 
 def read_logs(session: Session, job_id: str, since: int = 0, tail: int | None = None,

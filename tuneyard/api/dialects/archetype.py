@@ -26,11 +26,13 @@ from typing import Annotated, Any, Literal
 
 import anyio
 import yaml
-from fastapi import APIRouter, Path, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
-from tuneyard.api.deps import Caller, Context
+from tuneyard.api.conditional import json_answer
+from tuneyard.api.deps import Bearer, Caller, Context, JobReader, checked_id, get_job_reader
 from tuneyard.api.dialects import statuses
 from tuneyard.api.dialects.base import Dialect
 from tuneyard.api.dialects.http import (
@@ -42,6 +44,7 @@ from tuneyard.api.dialects.http import (
     parse,
     render_envelope_400,
 )
+from tuneyard.api.schemas.common import NOT_MODIFIED
 from tuneyard.services import datasets as dataset_service
 from tuneyard.services import jobs, lookup
 from tuneyard.services.errors import InvalidRequest
@@ -56,7 +59,7 @@ from tuneyard.store import uuids
 from tuneyard.store.engine import Database
 from tuneyard.store.errors import Conflict, InvalidTransition, NotFound
 from tuneyard.store.status import JobStatus
-from tuneyard.store.tables import Dataset, JobEvent, TrainedModel
+from tuneyard.store.tables import Dataset, Job, JobEvent, TrainedModel
 from tuneyard.store.tenancy import Principal
 from tuneyard.training.models.chat_template import CHATML_TEMPLATE
 
@@ -186,10 +189,31 @@ def list_jobs(context: Context, caller: Caller, request: Request) -> dict[str, A
     return listing("jobs", [record(context.db, v, _base(request)) for v in found])
 
 
-@router.get("/{job_id}", responses=BAD_REQUEST)  # a job_id outside 1-64 characters
-def get_job(job_id: JobIdParam, context: Context, caller: Caller, request: Request) -> dict[str, Any]:
-    """The full record of one fine-tune job of the organization."""
-    return record(context.db, _view(context, caller, job_id), _base(request))
+async def _job_reader(job_id: JobIdParam, request: Request, credentials: Bearer) -> JobReader:
+    # deps.JobRead with the job_id bounded as Archetype bounds it, and its ftj- ids found.
+    return (await get_job_reader(job_id, request, credentials)).finding(_find)
+
+
+ArchetypeJobRead = Annotated[JobReader, Depends(_job_reader)]
+
+
+@router.get("/{job_id}", responses={**BAD_REQUEST, **NOT_MODIFIED})  # 400: a job_id outside 1-64 characters
+async def get_job(read: ArchetypeJobRead, request: Request) -> Response:
+    """The full record of one fine-tune job of the organization. Its `ETag` changes with the job: sent
+    back as `If-None-Match`, a 304 while nothing has (as /v1/jobs/{id})."""
+    base = _base(request)
+
+    def varies(session: Session, job: Job) -> str:
+        # Its URLs name the host the client asked; a job made through another API shows its datasets'
+        # rows, which a dataset's deletion changes without moving the job's revision (their ids are
+        # read by key: no telemetry). Archetype's own jobs show the datasets their request named.
+        if ((job.labels or {}).get(DIALECT) or {}).get("datasets") is not None:
+            return base
+        return f"{base}\0{json.dumps(_datasets_of(session, job.org_id, job.spec))}"
+
+    answer = await read.unless_unchanged(
+        lambda session, job: record_in(session, jobs.view_in(session, read.settings, job), base), varies)
+    return answer.response(json_answer)
 
 
 @router.post("/{job_id}/cancel", responses=BAD_REQUEST)
@@ -244,17 +268,19 @@ def _chat_template(folder: str) -> str:
 
 def _view(context: Any, caller: Principal, job_id: str) -> JobView:
     """The job `job_id` names (an ftj- id, the UUID or the native id) in the caller's organization."""
-    match = JOB_ID.match(job_id)
     with context.db.read() as session:
-        if match:
-            named = [j for j in uuids.jobs_with_uuid_prefix(session, caller.org_id, match["hex"])
-                     if slug(j.name) == match["name"]]
-            if len(named) != 1:
-                raise NotFound("job", job_id)
-            job = named[0]
-        else:
-            job = job_store.owned_job(session, caller.org_id, job_id)
-        return jobs.view_in(session, context.settings, job)
+        return jobs.view_in(session, context.settings, _find(session, caller.org_id, job_id))
+
+
+def _find(session: Session, org_id: str, job_id: str) -> Job:
+    """The organization's job by an ftj- id, else by its UUID or native id (`deps.JobFinder`)."""
+    match = JOB_ID.match(job_id)
+    if not match:
+        return job_store.owned_job(session, org_id, checked_id("job", job_id))
+    named = [j for j in uuids.jobs_with_uuid_prefix(session, org_id, match["hex"]) if slug(j.name) == match["name"]]
+    if len(named) != 1:
+        raise NotFound("job", job_id)
+    return named[0]
 
 
 def slug(name: str | None) -> str:
@@ -279,12 +305,17 @@ def _base(request: Request) -> str:
 
 def record(db: Database, view: JobView, base: str) -> dict[str, Any]:
     """The job as document 004 prints it."""
-    asked = view.labels.get(DIALECT) or {}
     with db.read() as session:
-        updated = session.scalar(select(func.max(JobEvent.created_at)).where(JobEvent.job_id == view.id))
+        return record_in(session, view, base)
+
+
+def record_in(session: Session, view: JobView, base: str) -> dict[str, Any]:
+    """The same, inside the caller's read."""
+    asked = view.labels.get(DIALECT) or {}
+    updated = session.scalar(select(func.max(JobEvent.created_at)).where(JobEvent.job_id == view.id))
     datasets = asked.get("datasets")
     if datasets is None:  # a job made through another API: its datasets' files, as train or validation
-        datasets = _datasets_of(db, view)
+        datasets = _datasets_of(session, view.org_id, view.spec)
     has_model = view.output_model_id is not None
     return {
         "name": view.name or slug(view.name),
@@ -299,22 +330,21 @@ def record(db: Database, view: JobView, base: str) -> dict[str, Any]:
     }
 
 
-def _datasets_of(db: Database, view: JobView) -> list[dict[str, Any]]:
+def _datasets_of(session: Session, org_id: str, spec: dict[str, Any]) -> list[dict[str, Any]]:
     shown = []
-    with db.read() as session:
-        for ref in view.spec.get("datasets") or []:
-            if not isinstance(ref, dict):
-                continue
-            dataset = None
-            if isinstance(ref.get("id"), str):
-                dataset = session.get(Dataset, ref["id"])
-            elif isinstance(ref.get("name"), str):
-                dataset = session.scalars(select(Dataset).where(
-                    Dataset.org_id == view.org_id, Dataset.name == ref["name"])).first()
-            if dataset is None or dataset.org_id != view.org_id:
-                continue
-            shown.append({"name": dataset.name, "split": "validation" if ref.get("split") == "eval" else "train",
-                          "file_ids": list(dataset.file_ids)})
+    for ref in spec.get("datasets") or []:
+        if not isinstance(ref, dict):
+            continue
+        dataset = None
+        if isinstance(ref.get("id"), str):
+            dataset = session.get(Dataset, ref["id"])
+        elif isinstance(ref.get("name"), str):
+            dataset = session.scalars(select(Dataset).where(
+                Dataset.org_id == org_id, Dataset.name == ref["name"])).first()
+        if dataset is None or dataset.org_id != org_id:
+            continue
+        shown.append({"name": dataset.name, "split": "validation" if ref.get("split") == "eval" else "train",
+                      "file_ids": list(dataset.file_ids)})
     return shown
 
 

@@ -157,30 +157,32 @@ def list_training_jobs(
 
 
 @router.get("/training-jobs/{job_id}", responses=NOT_MODIFIED)
-async def get_training_job(read: JobRead, context: Context) -> Response:
+async def get_training_job(read: JobRead) -> Response:
     """Its status, configuration and, once complete, its metrics; `ETag` and `If-None-Match` as /v1/jobs/{id}."""
     def query(session: Any, job: Job) -> dict[str, Any]:
-        view = jobs.view_in(session, context.settings, job)
+        view = jobs.view_in(session, read.settings, job)
         return felix_job(view, view.paths.value(job.result) if job.result is not None else None)
-    answer = await read.unless_unchanged(query, varies=lambda s, job: jobs.waiting_reason(s, context.settings, job))
+    answer = await read.unless_unchanged(query, varies=lambda s, job: jobs.waiting_reason(s, read.settings, job))
     return answer.response(json_answer)
 
 
-@router.get("/training-jobs/{job_id}/logs")
-async def get_logs(read: JobRead, context: Context) -> dict[str, Any]:
-    """The training log, oldest line first."""
-    lines = await read(lambda session, job: timeline.shown_logs(session, context.settings, job))
-    return listing("logs", [{"seq": line["seq"], "timestamp": line["ts"], "level": line["level"],
-                             "message": line["message"]} for line in lines])
+@router.get("/training-jobs/{job_id}/logs", responses=NOT_MODIFIED)
+async def get_logs(read: JobRead) -> Response:
+    """The training log, oldest line first; `ETag` and `If-None-Match` as /v1/jobs/{id}/logs."""
+    answer = await read.unless_unchanged(lambda session, job: listing("logs", [
+        {"seq": line["seq"], "timestamp": line["ts"], "level": line["level"], "message": line["message"]}
+        for line in timeline.shown_logs(session, read.settings, job)]))
+    return answer.response(json_answer)
 
 
-@router.get("/training-jobs/{job_id}/checkpoints")
-async def get_checkpoints(read: JobRead) -> dict[str, Any]:
-    """Saved checkpoints, each by UUID (a `base_model` for a new job) and step."""
-    found = await read(lambda session, job: (job.uuid, timeline.checkpoints(session, job.id)))
-    job_uuid, rows = found
-    return listing("checkpoints", [{"id": c.uuid, "training_job_id": job_uuid, "step": c.step,
-                                    "metrics": c.metrics or {}, "created_at": iso_z(c.created_at)} for c in rows])
+@router.get("/training-jobs/{job_id}/checkpoints", responses=NOT_MODIFIED)
+async def get_checkpoints(read: JobRead) -> Response:
+    """Saved checkpoints, each by UUID (a `base_model` for a new job) and step. `ETag` and `If-None-Match`
+    as the job's: a checkpoint, and a pruning, is stored with a move of the job's revision."""
+    answer = await read.unless_unchanged(lambda session, job: listing("checkpoints", [
+        {"id": c.uuid, "training_job_id": job.uuid, "step": c.step, "metrics": c.metrics or {},
+         "created_at": iso_z(c.created_at)} for c in timeline.checkpoints(session, job.id)]))
+    return answer.response(json_answer)
 
 
 @router.get("/training-jobs/{job_id}/download")

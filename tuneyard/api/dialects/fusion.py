@@ -152,10 +152,20 @@ def list_runs(
     return {"jobs": _objects(context.db, page.items), "next_cursor": page.next_cursor}
 
 
-@router.get("/jobs/{job_id}")
-def get_run(job: OwnedJob, context: Context) -> dict[str, Any]:
-    """One job object."""
-    return _objects(context.db, jobs.views(context.db, context.settings, [job]))[0]
+@router.get("/jobs/{job_id}", responses=NOT_MODIFIED)
+async def get_run(read: JobRead) -> Response:
+    """One job object; `ETag` and `If-None-Match` as /v1/jobs/{id}."""
+    def model_uuid(session: Any, job: Job) -> str:
+        # Its model is shown by the model's UUID, gone with a deletion of the model that leaves the job's
+        # revision where it was: part of the validator (one read by key, no telemetry).
+        ids = [job.output_model_id] if job.output_model_id else []
+        return uuids.uuids_of(session, "model", ids).get(job.output_model_id or "", "")
+
+    answer = await read.unless_unchanged(
+        lambda s, job: job_object(jobs.view_in(s, read.settings, job), model_uuid(s, job) or None, STATUS_NAMES,
+                                  iso_z),
+        varies=model_uuid)
+    return answer.response(json_answer)
 
 
 @router.get("/jobs/{job_id}/metrics", responses={**BAD_REQUEST, **NOT_MODIFIED})
@@ -173,23 +183,24 @@ async def run_metrics(read: JobRead, since_step: Annotated[int, Query(ge=-1, le=
 
 
 @router.get("/jobs/{job_id}/logs", responses={**BAD_REQUEST, **NOT_MODIFIED})
-async def run_logs(read: JobRead, context: Context,
+async def run_logs(read: JobRead,
                    since: Annotated[int, Query(ge=0, le=POSITION_MAX)] = 0) -> Response:
     """Console lines with seq > `since`, at most the last 1000 of them; `latest_seq` is what to pass next.
     `ETag` and `If-None-Match` as /v1/jobs/{id}/logs."""
     def query(session: Any, job: Job) -> dict[str, Any]:
-        found = timeline.shown_logs(session, context.settings, job, since, tail=LOG_TAIL)
+        found = timeline.shown_logs(session, read.settings, job, since, tail=LOG_TAIL)
         lines = [log_line(line) for line in found]
         return {"job_id": job.uuid, "latest_seq": lines[-1]["seq"] if lines else since, "lines": lines}
     return (await read.unless_unchanged(query)).response(json_answer)
 
 
-@router.get("/jobs/{job_id}/events")
-async def run_events(read: JobRead, context: Context) -> list[dict[str, Any]]:
+@router.get("/jobs/{job_id}/events", responses=NOT_MODIFIED)
+async def run_events(read: JobRead) -> Response:
     """The run's timeline, oldest first: every state transition (created, claimed, running, finalizing,
-    completed, retrying, ...), checkpoints and requests."""
-    return await read(lambda session, job: [
-        timeline_event(event) for event in timeline.shown_events(session, context.settings, job, limit=100_000)])
+    completed, retrying, ...), checkpoints and requests. `ETag` and `If-None-Match` as /v1/jobs/{id}/events."""
+    answer = await read.unless_unchanged(lambda session, job: [
+        timeline_event(event) for event in timeline.shown_events(session, read.settings, job, limit=100_000)])
+    return answer.response(json_answer)
 
 
 @router.get("/jobs/{job_id}/result")

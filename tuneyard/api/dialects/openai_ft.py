@@ -15,7 +15,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from tuneyard.api.conditional import json_answer
 from tuneyard.api.deps import Caller, Context, JobRead, OwnedJob
 from tuneyard.api.dialects import openai_words as words
 from tuneyard.api.dialects import statuses
@@ -23,6 +26,7 @@ from tuneyard.api.dialects.base import Dialect
 from tuneyard.api.dialects.http import validate
 from tuneyard.api.dialects.translate import renamed
 from tuneyard.api.errors import ApiError
+from tuneyard.api.schemas.common import NOT_MODIFIED
 from tuneyard.services import datasets, fine_tuned_names, jobs, lookup, submission, timeline
 from tuneyard.services.errors import InvalidRequest
 from tuneyard.services.job_view import JobView
@@ -110,7 +114,7 @@ def create_job(body: CreateBody, context: Context, caller: Caller) -> dict[str, 
         submitted = jobs.submit_job(context.db, context.settings, caller, job_request)
     except InvalidRequest as exc:
         raise renamed(exc, words.FIELD_NAMES) from None
-    return _object(context.db, context.settings, submitted.job)
+    return _object(context.db, submitted.job)
 
 
 _TYPE_TAGS = {"int", "float", "str", "bool", "dict", "list", "none"}
@@ -187,14 +191,28 @@ def _default_lr(db: Database, settings: Settings, org_id: str, base_model: str, 
         return None  # the submission names the base model's problem
 
 
-def _object(db: Database, settings: Settings, view: JobView) -> dict[str, Any]:
-    tokens = None
-    if view.status is JobStatus.COMPLETED:
-        try:
-            tokens = jobs.job_result(db, settings, view.org_id, view.id).get("tokens_processed")
-        except NotFound:
-            tokens = None
-    return words.job_object(view, STATUS_NAMES, tokens)
+def _object(db: Database, view: JobView) -> dict[str, Any]:
+    found = _objects(db, [view])
+    if not found:  # deleted meanwhile
+        raise NotFound("job", view.id)
+    return found[0]
+
+
+def _objects(db: Database, views: list[JobView]) -> list[dict[str, Any]]:
+    """Each job's fine_tuning.job object, their rows (result, progress) read in one transaction."""
+    if not views:
+        return []
+    with db.read() as session:
+        rows = {job.id: job for job in session.scalars(select(Job).where(Job.id.in_([v.id for v in views])))}
+        return [_object_in(session, view, rows[view.id]) for view in views if view.id in rows]
+
+
+def _object_in(session: Session, view: JobView, job: Job) -> dict[str, Any]:
+    """The job's object from its row and its view, inside the caller's read: the tokens of its result,
+    and (running, with an ETA) when its progress was reported."""
+    tokens = (job.result or {}).get("tokens_processed") if view.status is JobStatus.COMPLETED else None
+    timed = view.status is JobStatus.RUNNING and view.progress.eta_s is not None
+    return words.job_object(view, STATUS_NAMES, tokens, timeline.progress_time(session, job) if timed else None)
 
 
 _METADATA = re.compile(r"^metadata\[(?P<key>[^\]]{1,64})\]$")
@@ -222,7 +240,7 @@ def list_jobs(
         cursor = page.next_cursor
         if len(found) > limit or cursor is None:
             break
-    data = [_object(context.db, context.settings, v) for v in found[:limit]]
+    data = _objects(context.db, found[:limit])
     return {"object": "list", "data": data, "has_more": len(found) > limit}
 
 
@@ -231,38 +249,42 @@ def _has_metadata(view: JobView, wanted: dict[str, str]) -> bool:
     return all(own.get(k) == v for k, v in wanted.items())
 
 
-@router.get("/v1/fine_tuning/jobs/{job_id}")
-def retrieve_job(job: OwnedJob, context: Context) -> dict[str, Any]:
-    return _object(context.db, context.settings, jobs.views(context.db, context.settings, [job])[0])
+@router.get("/v1/fine_tuning/jobs/{job_id}", responses=NOT_MODIFIED)
+async def retrieve_job(read: JobRead) -> Response:
+    """The job; `ETag` and `If-None-Match` as /v1/jobs/{id} (a 304 while it has not changed)."""
+    answer = await read.unless_unchanged(
+        lambda session, job: _object_in(session, jobs.view_in(session, read.settings, job), job))
+    return answer.response(json_answer)
 
 
 @router.post("/v1/fine_tuning/jobs/{job_id}/cancel")
 def cancel_job(job: OwnedJob, context: Context) -> dict[str, Any]:
     view = jobs.cancel_job(context.db, context.settings, job.org_id, job.id)
-    return _object(context.db, context.settings, view)
+    return _object(context.db, view)
 
 
 @router.post("/v1/fine_tuning/jobs/{job_id}/pause")
 def pause_job(job: OwnedJob, context: Context) -> dict[str, Any]:
     """Stop at the next step with a checkpoint: `pausing`, then `paused`."""
-    return _object(context.db, context.settings, jobs.stop_job(context.db, context.settings, job.org_id, job.id))
+    return _object(context.db, jobs.stop_job(context.db, context.settings, job.org_id, job.id))
 
 
 @router.post("/v1/fine_tuning/jobs/{job_id}/resume")
 def resume_job(job: OwnedJob, context: Context) -> dict[str, Any]:
     """A paused job back in the queue, to go on from its last checkpoint."""
-    return _object(context.db, context.settings, jobs.resume_job(context.db, context.settings, job.org_id, job.id))
+    return _object(context.db, jobs.resume_job(context.db, context.settings, job.org_id, job.id))
 
 
-@router.get("/v1/fine_tuning/jobs/{job_id}/events", responses=INVALID)
+@router.get("/v1/fine_tuning/jobs/{job_id}/events", responses={**INVALID, **NOT_MODIFIED})
 async def list_events(
-    read: JobRead, context: Context,
+    read: JobRead,
     after: Annotated[str | None, Query(max_length=128, description="The last event id of the previous page.")] = None,
     limit: Annotated[int, Query(ge=1, le=LIST_LIMIT)] = 20,
-) -> dict[str, Any]:
-    """The job's events (state changes, checkpoints, ...) and training steps, newest first."""
-    def query(session: Any, job: Job) -> list[dict[str, Any]]:
-        shown = timeline.shown_events(session, context.settings, job, limit=EVENTS_READ)
+) -> Response:
+    """The job's events (state changes, checkpoints, ...) and training steps, newest first; `ETag` and
+    `If-None-Match` as /v1/jobs/{id}/events (every event and point moves the job's revision)."""
+    def query(session: Any, job: Job) -> dict[str, Any]:
+        shown = timeline.shown_events(session, read.settings, job, limit=EVENTS_READ)
         found = [words.event_object(f"{job.id}.e{ev['seq']}", _when(ev["created_at"]), _level(ev), ev["message"],
                                     ev["data"], "message") for ev in shown]
         for point in timeline.metrics(session, job.id, kind="train", limit=EVENTS_READ):
@@ -270,8 +292,8 @@ async def list_events(
             message = f"Step {point.step}" + (f": training loss={loss:.4f}" if isinstance(loss, float) else "")
             found.append(words.event_object(f"{job.id}.m{point.step}", point.ts, "info", message,
                                             {"step": point.step, **point.values}, "metrics"))
-        return sorted(found, key=lambda e: (e["created_at"], e["id"]), reverse=True)
-    return _page(await read(query), after, limit)
+        return _page(sorted(found, key=lambda e: (e["created_at"], e["id"]), reverse=True), after, limit)
+    return (await read.unless_unchanged(query)).response(json_answer)
 
 
 def _page(items: list[dict[str, Any]], after: str | None, limit: int) -> dict[str, Any]:
@@ -294,19 +316,20 @@ def _level(event: dict[str, Any]) -> words.Level:
     return "error" if kind == "failed" else "warn" if kind in ("warning", "retrying", "lease_expired") else "info"
 
 
-@router.get("/v1/fine_tuning/jobs/{job_id}/checkpoints", responses=INVALID)
+@router.get("/v1/fine_tuning/jobs/{job_id}/checkpoints", responses={**INVALID, **NOT_MODIFIED})
 async def list_checkpoints(
-    read: JobRead, context: Context,
+    read: JobRead,
     after: Annotated[str | None, Query(max_length=128, description="The last checkpoint id of the previous page.")]
     = None,
     limit: Annotated[int, Query(ge=1, le=LIST_LIMIT)] = 10,
-) -> dict[str, Any]:
-    """The job's checkpoints, newest first; each `fine_tuned_model_checkpoint` is a `model` for a new job."""
-    def query(session: Any, job: Job) -> list[dict[str, Any]]:
-        view = jobs.view_in(session, context.settings, job)
-        return [words.checkpoint_object(c.id, c.created_at, view, c.step, c.metrics or {})
-                for c in reversed(timeline.checkpoints(session, job.id))]
-    return _page(await read(query), after, limit)
+) -> Response:
+    """The job's checkpoints, newest first; each `fine_tuned_model_checkpoint` is a `model` for a new job.
+    `ETag` and `If-None-Match` as the job's: a checkpoint, and a pruning, is stored with a revision move."""
+    def query(session: Any, job: Job) -> dict[str, Any]:
+        view = jobs.view_in(session, read.settings, job)
+        return _page([words.checkpoint_object(c.id, c.created_at, view, c.step, c.metrics or {})
+                      for c in reversed(timeline.checkpoints(session, job.id))], after, limit)
+    return (await read.unless_unchanged(query)).response(json_answer)
 
 
 def dialect() -> Dialect:

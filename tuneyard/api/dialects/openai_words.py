@@ -9,7 +9,6 @@ named, suffix, metadata, file ids, the multiplier) is kept in the job's `openai`
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -145,9 +144,11 @@ def unix(when: datetime | None) -> int | None:
     return None if when is None else int(when.timestamp())
 
 
-def job_object(view: JobView, status_names: Mapping[JobStatus, str], trained_tokens: int | None) -> dict[str, Any]:
+def job_object(view: JobView, status_names: Mapping[JobStatus, str], trained_tokens: int | None,
+               progress_at: datetime | None = None) -> dict[str, Any]:
     """The fine_tuning.job object of any job, whichever API made it (a job OpenAI's API did not make
-    shows what its spec says: its base model, method and first dataset)."""
+    shows what its spec says: its base model, method and first dataset). `progress_at` is when its
+    progress was reported (`timeline.progress_time`), which `estimated_finish` counts from."""
     own = view.labels.get(DIALECT) or {}
     hp = (view.config.get("hyperparams") or {}) if isinstance(view.config, dict) else {}
     method_type = own.get("method") or ("dpo" if view.config.get("method") == "dpo" else "supervised")
@@ -167,7 +168,7 @@ def job_object(view: JobView, status_names: Mapping[JobStatus, str], trained_tok
         "validation_file": own.get("validation_file"), "hyperparameters": hyperparameters,
         "method": {"type": method_type, method_type: {"hyperparameters": method_hyper}},
         "seed": hp.get("seed"), "metadata": own.get("metadata") or {}, "error": _error(view, own),
-        "result_files": [], "estimated_finish": _estimated_finish(view), "integrations": [],
+        "result_files": [], "estimated_finish": _estimated_finish(view, progress_at), "integrations": [],
         "suffix": own.get("suffix"), "uuid": view.uuid,
     }
 
@@ -205,10 +206,12 @@ def _openai_field(field: str) -> str:
     return field
 
 
-def _estimated_finish(view: JobView) -> int | None:
-    if view.status is not JobStatus.RUNNING or view.progress.eta_s is None:
+def _estimated_finish(view: JobView, progress_at: datetime | None) -> int | None:
+    # From when the runner said it, not from now: the same job row answers the same object (so a
+    # poll of an unchanged job is a 304), and a runner that has gone quiet does not push it later.
+    if view.status is not JobStatus.RUNNING or view.progress.eta_s is None or progress_at is None:
         return None
-    return int(time.time() + view.progress.eta_s)
+    return int(progress_at.timestamp() + view.progress.eta_s)
 
 
 Level = Literal["info", "warn", "error"]

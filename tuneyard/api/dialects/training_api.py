@@ -19,6 +19,7 @@ import anyio
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import FileResponse
 
+from tuneyard.api.conditional import json_answer
 from tuneyard.api.deps import AppContext, Caller, Context, JobRead, OwnedJob
 from tuneyard.api.dialects import agent_data, agent_training, statuses
 from tuneyard.api.dialects.agent_words import NAMES as AGENT_NAMES
@@ -27,7 +28,7 @@ from tuneyard.api.dialects.base import Dialect
 from tuneyard.api.dialects.http import listing, parse, read_json, render_envelope_400, validate
 from tuneyard.api.dialects.training_words import DIALECT, NAMES, LocalTrainingJob, checkpoint_ref
 from tuneyard.api.dialects.translate import renamed, split_secrets
-from tuneyard.api.schemas.common import ERROR_RESPONSES
+from tuneyard.api.schemas.common import ERROR_RESPONSES, NOT_MODIFIED
 from tuneyard.services import (
     dataset_paths,
     datasets,
@@ -186,10 +187,14 @@ def list_jobs(context: Context, caller: Caller) -> dict[str, Any]:
     return listing("jobs", [{**job_object(v), "job_id": v.id, "state": LOCAL[v.status]} for v in found])
 
 
-@router.get("/jobs/{job_id}")
-def get_job(job: OwnedJob, context: Context) -> dict[str, Any]:
-    """The job's status and progress (002), and `job` (003: progress 0–1, iterations, loss)."""
-    return _answer(jobs.views(context.db, context.settings, [job])[0])
+@router.get("/jobs/{job_id}", responses=NOT_MODIFIED)
+async def get_job(read: JobRead) -> Response:
+    """The job's status and progress (002), and `job` (003: progress 0–1, iterations, loss). Its `ETag`
+    changes with the job: sent back as `If-None-Match`, a 304 while nothing has (as /v1/jobs/{id})."""
+    # 003's `waitingReason` depends on the live workers, not on the row: part of the validator, as natively.
+    answer = await read.unless_unchanged(lambda s, job: _answer(jobs.view_in(s, read.settings, job)),
+                                         varies=lambda s, job: jobs.waiting_reason(s, read.settings, job))
+    return answer.response(json_answer)
 
 
 @router.delete("/jobs/{job_id}")
@@ -198,14 +203,14 @@ def cancel_job(job: OwnedJob, context: Context) -> dict[str, Any]:
     return _answer(jobs.cancel_job(context.db, context.settings, job.org_id, job.id))
 
 
-@router.get("/jobs/{job_id}/logs", responses=BAD_REQUEST)
-async def tail_logs(read: JobRead, context: Context,
-                    tail: Annotated[int, Query(ge=1, le=100_000)] = 100) -> dict[str, Any]:
-    """The last `tail` log lines, oldest first."""
+@router.get("/jobs/{job_id}/logs", responses={**BAD_REQUEST, **NOT_MODIFIED})
+async def tail_logs(read: JobRead,
+                    tail: Annotated[int, Query(ge=1, le=100_000)] = 100) -> Response:
+    """The last `tail` log lines, oldest first; `ETag` and `If-None-Match` as /v1/jobs/{id}/logs."""
     def query(session: Any, job: Job) -> dict[str, Any]:
-        lines = timeline.shown_logs(session, context.settings, job, tail=tail)
+        lines = timeline.shown_logs(session, read.settings, job, tail=tail)
         return {"job_id": job.id, "lines": [line["message"] for line in lines], "logs": lines}
-    return await read(query)
+    return (await read.unless_unchanged(query)).response(json_answer)
 
 
 @router.get("/jobs/{job_id}/output")

@@ -47,11 +47,11 @@ def _list(items: list[dict[str, Any]]) -> Response:
 
 
 @router.get("/events", response_model=ListOf[EventPublic], responses=NOT_MODIFIED)
-async def list_events(read: JobRead, context: Context, since: Annotated[int, Query(ge=0, le=POSITION_MAX)] = 0,
+async def list_events(read: JobRead, since: Annotated[int, Query(ge=0, le=POSITION_MAX)] = 0,
                       limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> Response:
     """Events with seq > `since`, oldest first. With the `ETag` of the same request in `If-None-Match`: 304
     while the job has not changed."""
-    answer = await read.unless_unchanged(lambda s, job: timeline.shown_events(s, context.settings, job, since, limit))
+    answer = await read.unless_unchanged(lambda s, job: timeline.shown_events(s, read.settings, job, since, limit))
     return answer.response(_list)
 
 
@@ -71,13 +71,13 @@ async def list_metrics(
 
 @router.get("/logs", response_model=ListOf[LogPublic], responses=NOT_MODIFIED)
 async def list_logs(
-    read: JobRead, context: Context, since: Annotated[int, Query(ge=0, le=POSITION_MAX)] = 0,
+    read: JobRead, since: Annotated[int, Query(ge=0, le=POSITION_MAX)] = 0,
     tail: Annotated[int | None, Query(ge=1, le=100_000)] = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
 ) -> Response:
     """Log lines with seq > `since`, oldest first; `tail=N` keeps only the last N of them. With the `ETag`
     of the same request in `If-None-Match`: 304 while the job has not changed, without the lines being read."""
-    answer = await read.unless_unchanged(lambda s, job: timeline.shown_logs(s, context.settings, job, since, tail,
+    answer = await read.unless_unchanged(lambda s, job: timeline.shown_logs(s, read.settings, job, since, tail,
                                                                             limit))
     return answer.response(_list)
 

@@ -69,11 +69,11 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobPublic, responses=NOT_MODIFIED)
-async def get_job(read: JobRead, context: Context) -> Response:
+async def get_job(read: JobRead) -> Response:
     """The job. Its `ETag` changes with the job: send it back as `If-None-Match` for a 304 while nothing has."""
     # Why a queued job waits depends on the live workers, not on its row: it is part of the validator.
-    answer = await read.unless_unchanged(lambda s, job: JobPublic.of(jobs.view_in(s, context.settings, job)),
-                                         varies=lambda s, job: jobs.waiting_reason(s, context.settings, job))
+    answer = await read.unless_unchanged(lambda s, job: JobPublic.of(jobs.view_in(s, read.settings, job)),
+                                         varies=lambda s, job: jobs.waiting_reason(s, read.settings, job))
     return answer.response(lambda public: Response(public.model_dump_json(), media_type="application/json"))
 
 
