@@ -106,8 +106,10 @@ def test_a_stream_wakes_on_a_change_made_in_process_without_polling(
             woken = next(items)  # an hour's poll away, unless the write woke the stream
         assert woken["event"] == "log" and woken["data"]["message"] == "woken"
     batch_reads = [s for s in sent if s.lstrip().upper().startswith("SELECT") and "FROM job_events" in s]
-    # The read the notice woke, and at most the empty one that follows a batch with items: no polls.
-    assert 1 <= len(batch_reads) <= 2, sent
+    # The read the notice woke, at most the empty one that follows a batch with items, and at most one
+    # more when the process's follower (store/notices.py) saw the same commit while the stream was still
+    # reading it (it drops only a wake-up for a revision it has finished reading): no polls.
+    assert 1 <= len(batch_reads) <= 3, sent
 
 
 def test_cli_follow_reads_one_stream_and_makes_no_polls(
