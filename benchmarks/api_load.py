@@ -1,20 +1,32 @@
-"""API latency under load: CLIENTS concurrent pollers against a real `tuneyard serve` while a job trains.
+"""API latency under load: CLIENTS pollers or SSE followers against a real `tuneyard serve` while a job trains.
 
-Each client first reads everything so far (GET …/metrics and …/logs from the start: timed, reported
+A poller first reads everything so far (GET …/metrics and …/logs from the start: timed, reported
 as "history", and kept out of the target, which is about polling), then loops over
 GET /v1/jobs/{id}, GET …/metrics?since_step=<last step seen> and
 GET …/logs?since=<last seq seen>, on its own keep-alive connection (benchmarks/lean_http.py, so the
 generator takes little of the CPU it shares with the server), for DURATION seconds, waiting
-THINK seconds between rounds: 1 s by default, as `TuneyardClient.wait` and `jobs get --follow` poll.
+THINK seconds between rounds: 1 s by default, as `TuneyardClient.wait` and `jobs get --follow` poll
+where no stream can be read.
+With `--followers`, each client instead keeps the job's SSE stream (GET …/stream) open for the whole
+load, as the console, `wait()` and `jobs get --follow` do (benchmarks/api_follow.py: connect time,
+each item's delivery lag and fan-out spread, items delivered); `--mix N` makes N of the clients
+followers and the rest pollers, both modes on one training job.
 Clients join at random moments over the first RAMP seconds (10 by default), as independent users
-would, not in one burst; `--ramp 1` has all 100 open their dashboards within a second. THINK 0
-hammers the server as hard as the clients can: a throughput figure.
+would, not in one burst; `--ramp 0` starts them all at once: "all 100 joining in the same second".
+THINK 0 hammers the server as hard as the pollers can: a throughput figure.
 Training tokens/s is read from the run's telemetry over a quiet window before the load, the load
-itself, and a quiet window after, so the cost of serving on the training is visible too. Prints
-figures; asserts nothing.
+itself, and a quiet window after, so the cost of serving on the training is visible too; so is the
+serve process's CPU in the quiet window before and during the load. Prints figures; asserts nothing.
 
     .venv/bin/python -m benchmarks.api_load [--clients 100] [--duration 30] [--think 1] [--ramp 10]
-        [--database-url URL | --postgres] [--conditional] [--py-spy FILE]
+        [--followers | --mix N] [--database-url URL | --postgres] [--conditional] [--py-spy FILE]
+
+The cases of issue 18, each also with `--postgres`:
+
+    .venv/bin/python -m benchmarks.api_load --duration 30                         # 100 pollers
+    .venv/bin/python -m benchmarks.api_load --duration 30 --ramp 0                # all joining at once
+    .venv/bin/python -m benchmarks.api_load --duration 30 --followers             # 100 SSE followers
+    .venv/bin/python -m benchmarks.api_load --duration 30 --followers --ramp 0    # all joining at once
 
 The load generator shares the machine (2 cores here) with the server and the training, so the
 latencies it sees include its own scheduling delays: they are an upper bound on the server's.
@@ -39,8 +51,19 @@ from pathlib import Path
 
 import psutil
 
+from benchmarks import api_follow
+from benchmarks.api_follow import FollowTally
 from benchmarks.lean_http import Connection, ResponseError
-from benchmarks.service_bench import Served, job_spec, load_average, make_dataset, tokens_per_s, train_steps
+from benchmarks.service_bench import (
+    Served,
+    job_spec,
+    load_average,
+    make_dataset,
+    percentile,
+    percentile_cells,
+    tokens_per_s,
+    train_steps,
+)
 from benchmarks.sft_data import docstring_chats, write_jsonl
 
 TARGET_P99_MS = 100.0
@@ -67,11 +90,19 @@ class Tally:
 @dataclass(frozen=True)
 class LoadResult:
     clients: int
+    followers: int  # of the clients: those that followed the stream; the others polled
     duration_s: float
-    tally: Tally
+    tally: Tally  # the pollers'
+    follow: FollowTally
     tokens_per_s: dict[str, tuple[float, int] | None]  # window -> (tokens/s, steps) in that window
     server_cpu_s: float  # CPU the serve process itself used during the load (its runner not counted)
+    server_cpu_quiet_s: float  # the same over the quiet window before the load: what training alone costs it
+    quiet_s: float
     client_cpu_s: float  # CPU this load generator used
+
+    @property
+    def pollers(self) -> int:
+        return self.clients - self.followers
 
     @property
     def requests(self) -> int:
@@ -79,7 +110,8 @@ class LoadResult:
 
     @property
     def errors(self) -> int:
-        return sum(self.tally.errors.values())
+        """Of pollers and followers both."""
+        return sum(self.tally.errors.values()) + self.follow.errors
 
     def all_latencies(self) -> list[float]:
         """Of the polling requests (not the history reads)."""
@@ -88,14 +120,9 @@ class LoadResult:
     @property
     def target_met(self) -> bool:
         everything = self.all_latencies()
-        return bool(everything) and self.errors == 0 and percentile(everything, 99) * 1000 < TARGET_P99_MS
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (no interpolation: p99 is a latency some request really had)."""
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * q // 100))  # ceil(n * q / 100)
-    return ordered[int(rank) - 1]
+        polled = not self.pollers or (bool(everything) and sum(self.tally.errors.values()) == 0
+                                      and percentile(everything, 99) * 1000 < TARGET_P99_MS)
+        return polled and (not self.followers or self.follow.target_met(TARGET_P99_MS))
 
 
 async def poll(http: Connection, job_id: str, deadline: float, think: float, start_after: float,
@@ -146,18 +173,25 @@ async def get(http: Connection, job_id: str, route: str, position: dict[str, int
 
 
 async def hammer(base_url: str, api_key: str, job_id: str, clients: int, duration: float, think: float,
-                 ramp: float, conditional: bool = False) -> Tally:
-    tally = Tally()
+                 ramp: float, conditional: bool = False, followers: int = 0) -> tuple[Tally, FollowTally]:
+    """CLIENTS clients for DURATION seconds, FOLLOWERS of them following the stream and the others
+    polling, each joining at a random moment in the first RAMP seconds (all at once with 0)."""
+    tally, follow_tally = Tally(), FollowTally()
+    headers = {"Authorization": f"Bearer {api_key}"}
     # One connection per client, as 100 separate dashboards or CLIs would have.
-    connections = [Connection(base_url, {"Authorization": f"Bearer {api_key}"}) for _ in range(clients)]
+    connections = [Connection(base_url, headers) for _ in range(clients - followers)]
     try:
         deadline = time.perf_counter() + duration
         starts = random.Random(0).uniform
-        await asyncio.gather(*(poll(c, job_id, deadline, think, starts(0, ramp), tally, {} if conditional else None)
-                               for c in connections))
+        await asyncio.gather(
+            *(poll(c, job_id, deadline, think, starts(0, ramp), tally, {} if conditional else None)
+              for c in connections),
+            *(api_follow.follow(base_url, headers, job_id, deadline, starts(0, ramp), follow_tally)
+              for _ in range(followers)),
+        )
     finally:
         await asyncio.gather(*(c.close() for c in connections))
-    return tally
+    return tally, follow_tally
 
 
 @contextmanager
@@ -193,7 +227,7 @@ def wait_for_steps(run_dir: Path, steps: int, timeout: float = 600.0) -> None:
 
 def run(clients: int = 100, duration: float = 30.0, think: float = 1.0, quiet: float = 15.0,
         database_url: str | None = None, profile: Path | None = None, warm_steps: int = 3,
-        ramp: float = 10.0, conditional: bool = False) -> LoadResult:
+        ramp: float = 10.0, conditional: bool = False, followers: int = 0) -> LoadResult:
     """Start a service, train a long job on it, measure a quiet window, the load, a quiet window."""
     with tempfile.TemporaryDirectory(prefix="tuneyard-api-load-") as tmp:
         served = Served(Path(tmp) / "data", database_url)
@@ -210,16 +244,17 @@ def run(clients: int = 100, duration: float = 30.0, think: float = 1.0, quiet: f
                 run_dir = served.data_dir / "runs" / job["id"]
                 wait_for_steps(run_dir, warm_steps)  # past model loading and the first, slowest steps
                 windows: dict[str, tuple[float, float]] = {}
-                t0 = time.time()
+                assert served.proc is not None
+                server = psutil.Process(served.proc.pid)
+                t0, quiet_before = time.time(), _cpu(server)
                 time.sleep(quiet)
                 windows["before load"] = (t0, time.time())
                 t1 = time.time()
-                assert served.proc is not None
-                server = psutil.Process(served.proc.pid)
                 server_before, client_before = _cpu(server), time.process_time()
+                server_quiet = server_before - quiet_before
                 with py_spy(served.proc.pid, duration, profile):
-                    tally = asyncio.run(hammer(served.url, served.api_key(), job["id"], clients, duration, think,
-                                               ramp, conditional))
+                    tally, follow_tally = asyncio.run(hammer(served.url, served.api_key(), job["id"], clients,
+                                                             duration, think, ramp, conditional, followers))
                 server_cpu, client_cpu = _cpu(server) - server_before, time.process_time() - client_before
                 windows["during load"] = (t1, time.time())
                 t2 = time.time()
@@ -230,7 +265,8 @@ def run(clients: int = 100, duration: float = 30.0, think: float = 1.0, quiet: f
                 client.cancel_job(job["id"])
         finally:
             served.stop()
-    return LoadResult(clients, duration, tally, rates, server_cpu, client_cpu)
+    return LoadResult(clients, followers, duration, tally, follow_tally, rates, server_cpu, server_quiet, quiet,
+                      client_cpu)
 
 
 def _cpu(proc: psutil.Process) -> float:
@@ -239,8 +275,27 @@ def _cpu(proc: psutil.Process) -> float:
 
 
 def report(result: LoadResult, label: str) -> None:
+    modes = [f"{n} {what}" for n, what in ((result.pollers, "polling"), (result.followers, "following")) if n]
+    print(f"\n{label}: {result.clients} clients ({', '.join(modes)}) for {result.duration_s:.0f} s · {load_average()}")
+    cpu = result.server_cpu_s
+    print(f"server CPU {cpu:.1f} s = {1000 * cpu / result.duration_s:.0f} ms a second of load "
+          f"({1000 * result.server_cpu_quiet_s / result.quiet_s:.0f} ms a second before it, training alone); "
+          f"load generator CPU {result.client_cpu_s:.1f} s" + ("; both modes in one run: each share below "
+                                                                 "counts all of it" if len(modes) > 1 else ""))
+    if result.pollers:
+        report_polls(result)
+    if result.followers:
+        api_follow.report(result.follow, result.duration_s, cpu, result.client_cpu_s)
+    for window, rate in result.tokens_per_s.items():
+        shown = f"{rate[0]:.0f} tokens/s over {rate[1]} steps" if rate else "too few steps to say"
+        print(f"training {window:<12} {shown}")
+    verdict = "met" if result.target_met else "NOT met"
+    covers = ["polls' p99"] * bool(result.pollers) + ["followers' connect and spread p99"] * bool(result.followers)
+    print(f"target p99 < {TARGET_P99_MS:.0f} ms ({' and '.join(covers)}) with 0 errors: {verdict}")
+
+
+def report_polls(result: LoadResult) -> None:
     tally = result.tally
-    print(f"\n{label}: {result.clients} clients for {result.duration_s:.0f} s · {load_average()}")
     print(f"{'route':<10}{'requests':>10}{'errors':>8}{'req/s':>9}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}"
           f"{'max ms':>9}")
     rows = [(r, tally.latencies[r], tally.errors[r]) for r in ROUTES]
@@ -250,38 +305,40 @@ def report(result: LoadResult, label: str) -> None:
         if not lat:
             print(f"{route:<10}{errors:>10}{errors:>8}   no answered requests")
             continue
-        ms = [1000 * percentile(lat, q) for q in (50, 90, 99, 100)]
         print(f"{route:<10}{len(lat) + errors:>10}{errors:>8}{len(lat) / result.duration_s:>9.0f}"
-              + "".join(f"{v:>9.1f}" for v in ms))
+              + percentile_cells(lat))
     print(f"({HISTORY}: each client's first reads of all metrics and logs so far, not in 'all' or the target)")
     answered = max(sum(len(v) for v in tally.latencies.values()), 1)
-    print(f"server CPU {result.server_cpu_s:.1f} s = {1000 * result.server_cpu_s / answered:.2f} ms a request; "
-          f"load generator CPU {result.client_cpu_s:.1f} s = {1000 * result.client_cpu_s / answered:.2f} ms a request")
+    print(f"server CPU {1000 * result.server_cpu_s / answered:.2f} ms a request; "
+          f"load generator CPU {1000 * result.client_cpu_s / answered:.2f} ms a request")
     if tally.not_modified:
         print(f"{tally.not_modified} of the answers were 304 Not Modified (--conditional)")
     if tally.first_error:
         print(f"first error: {tally.first_error}")
-    for window, rate in result.tokens_per_s.items():
-        shown = f"{rate[0]:.0f} tokens/s over {rate[1]} steps" if rate else "too few steps to say"
-        print(f"training {window:<12} {shown}")
-    verdict = "met" if result.target_met else "NOT met"
-    print(f"target p99 < {TARGET_P99_MS:.0f} ms with 0 errors: {verdict}")
 
 
 def main(argv: list[str] | None = None) -> LoadResult:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of load")
-    parser.add_argument("--think", type=float, default=1.0, help="seconds each client waits between rounds")
-    parser.add_argument("--ramp", type=float, default=10.0, help="clients join over this many seconds")
+    parser.add_argument("--think", type=float, default=1.0, help="seconds each poller waits between rounds")
+    parser.add_argument("--ramp", type=float, default=10.0,
+                        help="clients join at random over this many seconds (10); 0: all at once")
     parser.add_argument("--quiet", type=float, default=15.0, help="seconds of training without load, before and after")
     parser.add_argument("--warm-steps", type=int, default=3, help="training steps to wait for before measuring")
     parser.add_argument("--database-url", default=None, help="a database of its own (default: SQLite in a temp dir)")
     parser.add_argument("--postgres", action="store_true", help="a fresh schema on the local PostgreSQL")
     parser.add_argument("--conditional", action="store_true",
-                        help="clients send back each URL's last ETag (If-None-Match), as a browser's cache would")
+                        help="pollers send back each URL's last ETag (If-None-Match), as a browser's cache would")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--followers", action="store_true",
+                      help="every client follows the job's SSE stream for the whole load instead of polling")
+    mode.add_argument("--mix", type=int, default=0, metavar="N",
+                      help="N of the clients follow the stream, the others poll: both modes on one training job")
     parser.add_argument("--py-spy", type=Path, default=None, help="profile the server into this file (.svg/.json/.txt)")
     args = parser.parse_args(argv)
+    _check(parser, args)
+    followers = args.clients if args.followers else args.mix
     with ExitStack() as stack:
         url = args.database_url
         if args.postgres:
@@ -289,9 +346,23 @@ def main(argv: list[str] | None = None) -> LoadResult:
 
             url = stack.enter_context(fresh_postgres(os.environ.get("TUNEYARD_TEST_PG_URL", DEFAULT_PG_URL)))
         result = run(args.clients, args.duration, args.think, args.quiet, url, args.py_spy, args.warm_steps,
-                     args.ramp, args.conditional)
+                     args.ramp, args.conditional, followers)
     report(result, "PostgreSQL" if url and url.startswith("postgres") else "SQLite")
     return result
+
+
+def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Every bad value at once, each naming its option (parser.error exits with status 2)."""
+    problems = [f"{name} {why}" for name, bad, why in (
+        ("--clients", args.clients < 1, "must be at least 1"),
+        ("--duration", args.duration <= 0, "must be more than 0 seconds"),
+        ("--quiet", args.quiet <= 0, "must be more than 0 seconds (the training's quiet speed is read over it)"),
+        ("--ramp", args.ramp < 0, "must be 0 (all at once) or more"),
+        ("--think", args.think < 0, "must be 0 or more"),
+        ("--mix", not 0 <= args.mix <= args.clients, f"must be between 0 and --clients ({args.clients})"),
+    ) if bad]
+    if problems:
+        parser.error("; ".join(problems))
 
 
 if __name__ == "__main__":

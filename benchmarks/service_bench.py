@@ -165,3 +165,15 @@ def tokens_per_s(records: list[dict[str, Any]], start: float, end: float) -> tup
 def load_average() -> str:
     one, five, fifteen = os.getloadavg()
     return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (no interpolation: p99 is a latency some request really had)."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))  # ceil(n * q / 100)
+    return ordered[int(rank) - 1]
+
+
+def percentile_cells(seconds: list[float]) -> str:
+    """p50, p90, p99 and max in ms, as the latency tables' last four columns."""
+    return "".join(f"{1000 * percentile(seconds, q):>9.1f}" for q in (50, 90, 99, 100))

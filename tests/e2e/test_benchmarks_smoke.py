@@ -12,12 +12,29 @@ from benchmarks import api_load, supervision_overhead
 
 
 def test_api_load_runs_and_prints_figures(capsys: pytest.CaptureFixture[str]) -> None:
-    result = api_load.main(["--clients", "5", "--duration", "2", "--ramp", "0.5", "--quiet", "1", "--warm-steps", "1"])
+    # Both modes on one training job (--mix), all clients starting at once (--ramp 0).
+    result = api_load.main(["--clients", "5", "--mix", "2", "--duration", "2", "--ramp", "0", "--quiet", "1",
+                            "--warm-steps", "1"])
     out = capsys.readouterr().out
-    assert result.requests > 0 and result.errors == 0, result.tally.first_error
+    assert (result.pollers, result.followers) == (3, 2)
+    assert result.requests > 0 and result.errors == 0, result.tally.first_error or result.follow.first_error
     assert all(result.tally.latencies[route] for route in api_load.ROUTES)
-    assert result.tally.latencies[api_load.HISTORY]  # every client read the history first
+    assert result.tally.latencies[api_load.HISTORY]  # every poller read the history first
+    # Each follower opened its stream and got items: at least the job's events so far (its backlog).
+    follow = result.follow
+    assert len(follow.connects) >= 2 and len(follow.first_items) >= 2
+    assert len(follow.delivered) == 2 and min(follow.delivered) > 0
+    assert sum(follow.delivered) == follow.backlog + len(follow.lags)
     assert "p99 ms" in out and "target p99 < 100 ms" in out
+    assert "connect" in out and "an item delivered" in out and "ms a second of load" in out
+
+
+def test_api_load_refuses_bad_options_naming_each(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        api_load.main(["--clients", "5", "--mix", "9", "--ramp", "-1"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2
+    assert "--mix must be between 0 and --clients (5)" in err and "--ramp must be 0 (all at once) or more" in err
 
 
 def test_supervision_overhead_runs_and_prints_figures(capsys: pytest.CaptureFixture[str]) -> None:
