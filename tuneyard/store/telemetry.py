@@ -230,12 +230,15 @@ def read_metrics(
     return [MetricRecord(*row) for row in rows]
 
 
-# Built once a process (every poll of a dashboard runs one), the values bound at execution.
-_METRICS_WHERE = (MetricPoint.job_id == bindparam("job_id"), MetricPoint.step > bindparam("since_step"))
-_METRICS = (select(*_METRIC_COLUMNS).where(*_METRICS_WHERE)
+def _metrics_statement(*also: Any) -> Any:
+    """Built once a process (every poll of a dashboard runs one), the values bound at execution."""
+    return (select(*_METRIC_COLUMNS)
+            .where(MetricPoint.job_id == bindparam("job_id"), MetricPoint.step > bindparam("since_step"), *also)
             .order_by(MetricPoint.step, MetricPoint.kind).limit(bindparam("limit")))
-_METRICS_OF_KIND = (select(*_METRIC_COLUMNS).where(*_METRICS_WHERE, MetricPoint.kind == bindparam("kind"))
-                    .order_by(MetricPoint.step, MetricPoint.kind).limit(bindparam("limit")))
+
+
+_METRICS = _metrics_statement()
+_METRICS_OF_KIND = _metrics_statement(MetricPoint.kind == bindparam("kind"))
 
 
 def train_point_time(session: Session, job_id: str, step: int) -> datetime | None:
