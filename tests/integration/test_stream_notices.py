@@ -128,3 +128,21 @@ def test_the_listener_survives_its_connection_being_killed(
             time.sleep(0.05)
         telemetry.append_logs(writer, job_id, attempt, [telemetry.LogIn("after the kill")])
         assert next(items)["data"]["message"] == "after the kill"
+
+
+def test_streams_of_one_job_share_the_read_of_a_change(
+    client: TestClient, db: Database, tenant: Tenant, api_settings: Settings
+) -> None:
+    job_id, attempt = running_job(client, db, tenant)
+    served = create_app(api_settings, db, stream_poll_seconds=AN_HOUR)
+    reads = served.state.context.stream_reads
+    with live_server(served) as base, streams(base, tenant, job_id, count=10) as items:
+        before = reads.reads_started
+        telemetry.append_logs(db, job_id, attempt, [telemetry.LogIn("seen by ten")])
+        got = [next(each) for each in items]
+        started = reads.reads_started - before
+    assert [item["data"]["message"] for item in got] == ["seen by ten"] * 10
+    assert len({item["id"] for item in got}) == 1
+    # One change woke ten streams standing at one position: they joined one read, or a few under
+    # load (a stream that asks after that read finished reads for itself), never ten.
+    assert 1 <= started <= 3, started

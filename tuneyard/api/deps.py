@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, TypeVar
 
 import anyio
@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from tuneyard.api import conditional
 from tuneyard.api.conditional import Conditional
 from tuneyard.api.schemas.common import ErrorEnvelope
+from tuneyard.api.stream_reads import StreamReads
 from tuneyard.services.admin import ADMIN_KEY_FILE
 from tuneyard.services.errors import Forbidden, Unauthorized
 from tuneyard.settings import Settings
@@ -49,6 +50,11 @@ class AppContext:
     settings: Settings
     stream_poll_seconds: float = 30.0
     """How often an open stream reads its job with no notice of a change: a safety net (api/app.py)."""
+    stream_reads: StreamReads = field(init=False, repr=False, compare=False)
+    """The reads this process's streams share (api/stream_reads.py)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stream_reads", StreamReads(self.db, self.settings))
 
 
 async def get_context(request: Request) -> AppContext:

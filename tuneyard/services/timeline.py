@@ -113,6 +113,8 @@ class StreamBatch:
     """How this job's paths are shown; the stream passes it back, as a job's config never changes."""
     revision: int | None = None
     """The job's revision when it was read: every change up to it is in this batch or an earlier one."""
+    more: bool = False
+    """A kind filled its MAX_BATCH: more may follow at once, before any change is noticed."""
 
 
 def stream_batch(session: Session, settings: Settings, org_id: str, job_id: str, cursor: StreamCursor,
@@ -126,25 +128,32 @@ def stream_batch(session: Session, settings: Settings, org_id: str, job_id: str,
     except NotFound:
         return StreamBatch(None, [])
     shown = shown or path_display.for_job(session, settings, job)
-    return StreamBatch(job.status, next_items(session, job_id, cursor, shown), shown, job.revision)
+    items, more = next_items(session, job_id, cursor, shown)
+    return StreamBatch(job.status, items, shown, job.revision, more)
 
 
-def next_items(session: Session, job_id: str, cursor: StreamCursor, shown: PathDisplay) -> list[StreamItem]:
-    """Everything after `cursor`, oldest first within each kind; each item carries its position."""
+def next_items(session: Session, job_id: str, cursor: StreamCursor, shown: PathDisplay
+               ) -> tuple[list[StreamItem], bool]:
+    """Up to MAX_BATCH of each kind after `cursor`, oldest first within each kind; each item carries
+    its position. True with them when a kind filled its MAX_BATCH (more may follow)."""
+    events = telemetry.read_events(session, job_id, since=cursor.event, limit=MAX_BATCH)
+    train = telemetry.read_metrics(session, job_id, since_step=cursor.train, kind="train", limit=MAX_BATCH)
+    evals = telemetry.read_metrics(session, job_id, since_step=cursor.eval, kind="eval", limit=MAX_BATCH)
+    lines = telemetry.read_logs(session, job_id, since=cursor.log, limit=MAX_BATCH)
     items: list[StreamItem] = []
-    for ev in telemetry.read_events(session, job_id, since=cursor.event, limit=MAX_BATCH):
+    for ev in events:
         cursor = replace(cursor, event=ev.seq)
         items.append(StreamItem("event", cursor, event_dict(ev, shown)))
-    for point in telemetry.read_metrics(session, job_id, since_step=cursor.train, kind="train", limit=MAX_BATCH):
+    for point in train:
         cursor = replace(cursor, train=point.step)
         items.append(StreamItem("metric", cursor, metric_dict(point)))
-    for point in telemetry.read_metrics(session, job_id, since_step=cursor.eval, kind="eval", limit=MAX_BATCH):
+    for point in evals:
         cursor = replace(cursor, eval=point.step)
         items.append(StreamItem("metric", cursor, metric_dict(point)))
-    for line in telemetry.read_logs(session, job_id, since=cursor.log, limit=MAX_BATCH):
+    for line in lines:
         cursor = replace(cursor, log=line.seq)
         items.append(StreamItem("log", cursor, log_dict(line, shown)))
-    return items
+    return items, any(len(found) == MAX_BATCH for found in (events, train, evals, lines))
 
 
 def iso(ts: datetime) -> str:

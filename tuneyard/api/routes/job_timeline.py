@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
@@ -11,14 +9,14 @@ from typing import Annotated, Any, Literal
 import anyio
 from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.responses import StreamingResponse
-from fastapi.sse import KEEPALIVE_COMMENT, format_sse_event
+from fastapi.sse import KEEPALIVE_COMMENT
 
 from tuneyard.api.deps import Context, JobRead, OwnedJob
 from tuneyard.api.schemas.common import ERROR_RESPONSES, NOT_MODIFIED, ListOf
 from tuneyard.api.schemas.jobs import CheckpointPublic, EventPublic, LogPublic, MetricPublic
+from tuneyard.api.stream_reads import StreamReads, Wakeup, encode
 from tuneyard.services import timeline
 from tuneyard.services.path_display import PathDisplay
-from tuneyard.settings import Settings
 from tuneyard.store.engine import Database
 from tuneyard.store.status import JobStatus
 
@@ -133,36 +131,40 @@ async def stream(
     failed, cancelled or stopped) or is deleted (`{"status": "deleted"}`). Each `id:` is a stream
     position: send it back as `Last-Event-ID` to resume with no gap and no repeat. An idle stream
     sends a comment (`: ping`) every 15 s."""
-    body = _sse(context.db, context.settings, context.stream_poll_seconds, job.org_id, job.id, cursor)
+    body = _sse(context.db, context.stream_reads, context.stream_poll_seconds, job.org_id, job.id, cursor)
     return EventStream(body, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-async def _sse(db: Database, settings: Settings, poll_seconds: float, org_id: str, job_id: str,
+async def _sse(db: Database, reads: StreamReads, poll_seconds: float, org_id: str, job_id: str,
                cursor: timeline.StreamCursor) -> AsyncIterator[bytes]:
     # Written here rather than yielded to FastAPI's SSE wrapper: its keep-alive task raised
     # BrokenResourceError into the log whenever a client left an idle stream.
     # The stream reads the job again when `db.changes` says it changed: at once for this process's
     # commits (the embedded workers' telemetry, a user's stop), and through the follower
     # (`store/notices.py`) for another process's. So an idle stream reads nothing; `poll_seconds` is
-    # only a safety net under a lost notice.
-    changed = Wakeup()
+    # only a safety net under a lost notice. The streams of one job that a change wakes share one
+    # read of it (`api/stream_reads.py`).
+    changed = Wakeup(reads)
     unwatch = db.changes.watch(job_id, changed.set)
     shown: PathDisplay | None = None
     quiet_since = anyio.current_time()
     try:
         while True:
-            changed.clear()  # before the read: a change committed during it wakes the wait below
-            batch = await anyio.to_thread.run_sync(_read_batch, db, settings, org_id, job_id, cursor, shown)
+            # Taken before the read: a change committed during it wakes the wait below.
+            batch = await reads.batch(org_id, job_id, cursor, shown, changed.take())
             shown = batch.shown
             changed.read(batch.revision)
             for item in batch.items:
                 cursor = item.cursor
-                yield _event(item.kind, cursor, item.data)
-            if batch.status is None or (batch.status in RESTING and not batch.items):
-                yield _event("end", cursor, {"status": batch.status or GONE})
+                yield item.frame
+            # The status was read before the items: resting then, everything it wrote is in this batch
+            # unless a kind filled it.
+            if batch.status is None or (batch.status in RESTING and not batch.more):
+                yield encode("end", cursor, {"status": batch.status or GONE})
                 return
-            if batch.items:  # a full batch may have left more behind: read on before waiting
+            if batch.items:
                 quiet_since = anyio.current_time()
+            if batch.more:  # read on before waiting; otherwise a change's wake-up says when to read
                 continue
             poll_at = anyio.current_time() + poll_seconds
             # Until a change (or the slow poll) is due, only the keep-alive comment is sent: no read.
@@ -174,44 +176,3 @@ async def _sse(db: Database, settings: Settings, poll_seconds: float, org_id: st
                     break
     finally:
         unwatch()
-
-
-class Wakeup:
-    """An event set from any thread (a writer's, right after its commit; the follower's) and awaited on the
-    stream's loop. A wake-up naming a revision the stream has already read is dropped: the SQLite
-    follower tells every commit's revisions, this process's own included, which woke the stream already."""
-
-    def __init__(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._event = asyncio.Event()
-        self._read: int | None = None
-
-    def set(self, revision: int | None = None) -> None:
-        read = self._read
-        if revision is not None and read is not None and revision <= read:
-            return
-        with contextlib.suppress(RuntimeError):  # the loop has closed: the stream and its reader are gone
-            self._loop.call_soon_threadsafe(self._event.set)
-
-    def read(self, revision: int | None) -> None:
-        """The stream has read the job at `revision`."""
-        self._read = revision
-
-    def clear(self) -> None:
-        self._event.clear()
-
-    async def wait(self, timeout: float) -> bool:
-        """Until set (True), or `timeout` seconds (False)."""
-        with anyio.move_on_after(timeout):
-            await self._event.wait()
-        return self._event.is_set()
-
-
-def _read_batch(db: Database, settings: Settings, org_id: str, job_id: str, cursor: timeline.StreamCursor,
-                shown: PathDisplay | None) -> timeline.StreamBatch:
-    with db.read() as session:
-        return timeline.stream_batch(session, settings, org_id, job_id, cursor, shown)
-
-
-def _event(kind: str, cursor: timeline.StreamCursor, data: dict[str, Any]) -> bytes:
-    return format_sse_event(event=kind, id=cursor.encode(), data_str=json.dumps(data, separators=(",", ":")))
