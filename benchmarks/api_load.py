@@ -66,7 +66,13 @@ from benchmarks.service_bench import (
 )
 from benchmarks.sft_data import docstring_chats, write_jsonl
 
-TARGET_P99_MS = 100.0
+# Issue 18's targets, each judged on its own line of the report.
+TARGET_P99_MS = 50.0
+"""Polls' p99; followers' connect and spread p99."""
+TARGET_CPU_MS = 0.5
+"""Server CPU a poll answered (history reads included); with followers, a stream item delivered."""
+TARGET_TRAINING_SHARE = 0.8
+"""Training's tokens/s during the load over its tokens/s in the quiet window before it."""
 SAVE_STEPS = 2000
 CHAT_COPIES = 6  # 1760 stdlib docstring chats, six times over
 ROUTES = ("job", "metrics", "logs")  # polled: the target is about these
@@ -117,12 +123,37 @@ class LoadResult:
         """Of the polling requests (not the history reads)."""
         return [x for route in ROUTES for x in self.tally.latencies[route]]
 
+    def server_cpu_ms_per_answer(self) -> float:
+        """Server CPU over everything it answered: poll answers and stream items delivered."""
+        answered = sum(len(v) for v in self.tally.latencies.values()) + sum(self.follow.delivered)
+        return 1000 * self.server_cpu_s / max(answered, 1)
+
+    def training_share(self) -> float | None:
+        before, during = self.tokens_per_s.get("before load"), self.tokens_per_s.get("during load")
+        return during[0] / before[0] if before and during and before[0] > 0 else None
+
+    def verdicts(self) -> list[tuple[str, bool]]:
+        """Each of the issue's targets: its words and whether this run met it."""
+        found: list[tuple[str, bool]] = []
+        if self.pollers:
+            everything = self.all_latencies()
+            found.append((f"polls' p99 < {TARGET_P99_MS:.0f} ms with 0 errors",
+                          bool(everything) and sum(self.tally.errors.values()) == 0
+                          and percentile(everything, 99) * 1000 < TARGET_P99_MS))
+        if self.followers:
+            found.append((f"followers' connect and spread p99 < {TARGET_P99_MS:.0f} ms with 0 errors",
+                          self.follow.target_met(TARGET_P99_MS)))
+        found.append((f"server CPU < {TARGET_CPU_MS} ms an answer ({self.server_cpu_ms_per_answer():.2f})",
+                      self.server_cpu_ms_per_answer() < TARGET_CPU_MS))
+        share = self.training_share()
+        shown = "unknown" if share is None else f"{share:.0%}"
+        found.append((f"training during load >= {TARGET_TRAINING_SHARE:.0%} of before ({shown})",
+                      share is not None and share >= TARGET_TRAINING_SHARE))
+        return found
+
     @property
     def target_met(self) -> bool:
-        everything = self.all_latencies()
-        polled = not self.pollers or (bool(everything) and sum(self.tally.errors.values()) == 0
-                                      and percentile(everything, 99) * 1000 < TARGET_P99_MS)
-        return polled and (not self.followers or self.follow.target_met(TARGET_P99_MS))
+        return all(met for _, met in self.verdicts())
 
 
 async def poll(http: Connection, job_id: str, deadline: float, think: float, start_after: float,
@@ -289,9 +320,8 @@ def report(result: LoadResult, label: str) -> None:
     for window, rate in result.tokens_per_s.items():
         shown = f"{rate[0]:.0f} tokens/s over {rate[1]} steps" if rate else "too few steps to say"
         print(f"training {window:<12} {shown}")
-    verdict = "met" if result.target_met else "NOT met"
-    covers = ["polls' p99"] * bool(result.pollers) + ["followers' connect and spread p99"] * bool(result.followers)
-    print(f"target p99 < {TARGET_P99_MS:.0f} ms ({' and '.join(covers)}) with 0 errors: {verdict}")
+    for words, met in result.verdicts():
+        print(f"target {words}: {'met' if met else 'NOT met'}")
 
 
 def report_polls(result: LoadResult) -> None:

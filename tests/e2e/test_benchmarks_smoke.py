@@ -25,7 +25,7 @@ def test_api_load_runs_and_prints_figures(capsys: pytest.CaptureFixture[str]) ->
     assert len(follow.connects) >= 2 and len(follow.first_items) >= 2
     assert len(follow.delivered) == 2 and min(follow.delivered) > 0
     assert sum(follow.delivered) == follow.backlog + len(follow.lags)
-    assert "p99 ms" in out and "target p99 < 100 ms" in out
+    assert "p99 ms" in out and "target polls' p99 < 50 ms" in out and "training during load >= 80%" in out
     assert "connect" in out and "an item delivered" in out and "ms a second of load" in out
 
 
