@@ -3,6 +3,7 @@ without the telemetry tables; every write a reader would see moves the ETag, and
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -139,3 +140,22 @@ def test_in_single_user_mode_a_poll_without_a_key_reads_as_the_local_admin(
         assert again.status_code == 304, route
     # With keys required, the same request is refused before the job is looked at.
     assert client.get(f"/v1/jobs/{job_id}").status_code == 401
+
+
+def test_a_polled_job_shows_its_uploads_names_without_reading_them_again(
+    client: TestClient, db: Database, tenant: Tenant
+) -> None:
+    job_id = create_job(client, tenant, ready_dataset(client, tenant)["id"])["id"]
+    claimed = claim(db, "w1", 60)
+    assert claimed is not None
+    lifecycle.start(db, job_id, claimed.attempt)
+    telemetry.append_logs(db, job_id, claimed.attempt, [telemetry.LogIn("training on the uploads")])
+    first = client.get(f"/v1/jobs/{job_id}", headers=tenant.headers).json()
+    shown = json.dumps(first["config"]["datasets"])
+    assert "/files/" not in shown and "(file_" in shown  # the upload's name and id, not its server path
+    with statements(db) as sent:
+        again = client.get(f"/v1/jobs/{job_id}", headers=tenant.headers).json()
+        client.get(f"/v1/jobs/{job_id}/logs", headers=tenant.headers)
+    assert again["config"] == first["config"]
+    # A job's display never changes (its config and its uploads' names are written once): kept a while.
+    assert not [s for s in sent if " files" in s], sent

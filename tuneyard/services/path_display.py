@@ -19,6 +19,8 @@ from __future__ import annotations
 import functools
 import json
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,13 +129,54 @@ def for_job(session: Session, settings: Settings, job: Job) -> PathDisplay:
 
 
 def for_jobs(session: Session, settings: Settings, jobs: Sequence[Job]) -> dict[str, PathDisplay]:
-    """Each job's display, reading the names of every upload their configs use in one query."""
+    """Each job's display, reading the names of every upload their configs use in one query (for the
+    jobs this process has not shown lately: `_SHOWN`)."""
+    found = {job.id: shown for job in jobs if (shown := _SHOWN.get((settings.data_dir, job.id))) is not None}
+    new = [job for job in jobs if job.id not in found]
+    if not new:
+        return found
     roots = _roots(settings.data_dir)
-    uploads = {job.id: _uploads(job, roots) for job in jobs}
+    uploads = {job.id: _uploads(job, roots) for job in new}
     wanted = {file_id for found in uploads.values() for file_id in found.values()}
-    orgs = {job.org_id for job in jobs}
+    orgs = {job.org_id for job in new}
     names = {k: v for org in orgs for k, v in file_names(session, org, sorted(wanted)).items()} if wanted else {}
-    return {job.id: PathDisplay(_names(settings, job, roots, uploads[job.id], names)) for job in jobs}
+    for job in new:
+        found[job.id] = _SHOWN.put((settings.data_dir, job.id),
+                                   PathDisplay(_names(settings, job, roots, uploads[job.id], names)))
+    return found
+
+
+class _Recent:
+    """The displays of the jobs shown lately, by (data folder, job id), the least recently used dropped first.
+
+    A job's display never changes: it is made of its config and spec, written once at submission, its
+    run folder, and the names its uploads were given, which no write changes. Polls of a running job
+    (a hundred clients, every second) otherwise read those names and compiled the display's pattern
+    anew each time: a fifth of a poll's CPU.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._lock = threading.Lock()
+        self._held: OrderedDict[tuple[Path, str], PathDisplay] = OrderedDict()
+
+    def get(self, key: tuple[Path, str]) -> PathDisplay | None:
+        with self._lock:
+            shown = self._held.get(key)
+            if shown is not None:
+                self._held.move_to_end(key)
+            return shown
+
+    def put(self, key: tuple[Path, str], shown: PathDisplay) -> PathDisplay:
+        with self._lock:
+            self._held[key] = shown
+            self._held.move_to_end(key)
+            while len(self._held) > self.size:
+                self._held.popitem(last=False)
+        return shown
+
+
+_SHOWN = _Recent(size=2048)
 
 
 @functools.lru_cache(maxsize=4096)
