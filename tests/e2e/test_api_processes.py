@@ -5,7 +5,8 @@ nothing, so every new connection is the running one's. Through one and then the 
 idempotency key gives the same job and the rate limit counts both; a job's hf_token taken by one
 reaches the runner that serve's worker starts, even after that API process was killed and started
 again; the job's stream, read from an API process, ends with `end` once serve's worker completed it.
-SIGTERM ends serve with 0 and every API process with it; SIGKILL leaves no API process behind either.
+SIGTERM ends serve with 0 and every API process with it, an open stream or not; SIGKILL leaves no
+API process behind either.
 """
 
 from __future__ import annotations
@@ -90,9 +91,7 @@ def assert_all_gone(pids: list[int]) -> None:
     wait_until(lambda: not any(psutil.pid_exists(pid) for pid in pids), timeout=10)
 
 
-def test_idempotency_and_the_rate_limit_hold_across_api_processes_and_none_outlives_serve(
-    service: Service,
-) -> None:
+def test_idempotency_and_the_rate_limit_hold_across_api_processes(service: Service) -> None:
     serve = service.start_serve(workers=0, TUNEYARD_API_PROCESSES="2", TUNEYARD_JOB_CREATE_RATE_PER_MINUTE="2")
     one, two = api_processes(serve)
     with only(one, [one, two]):
@@ -109,9 +108,28 @@ def test_idempotency_and_the_rate_limit_hold_across_api_processes_and_none_outli
             fresh(service).create_job(spec)
         assert limited.value.status == 429  # two made, one through each process: the limit is the database's
 
-    serve.send_signal(signal.SIGKILL)  # no drain, no SIGTERM to pass on: they must notice alone
-    serve.wait(timeout=10)
+    # A stream of a queued job (no worker here) never ends by itself: it must not hold up the stop.
+    items: list[StreamItem] = []
+
+    def follow() -> None:
+        with contextlib.suppress(httpx.HTTPError):  # cut when its API process stops
+            items.extend(fresh(service).stream(second["id"], reconnects=0))
+
+    threading.Thread(target=follow, daemon=True).start()
+    wait_until(lambda: items, timeout=30)  # open: the job's events so far have come
+    serve.send_signal(signal.SIGTERM)
+    assert serve.wait(timeout=60) == 0
+    assert "killing it" not in service.log("serve.log")  # uvicorn ended the stream itself (api/child.py)
     assert_all_gone([one, two])
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_no_api_process_outlives_a_killed_serve(service: Service) -> None:
+    serve = service.start_serve(workers=0, TUNEYARD_API_PROCESSES="2")
+    pids = api_processes(serve)
+    serve.send_signal(signal.SIGKILL)  # no SIGTERM passed on: each must notice alone (--exit-with-parent)
+    serve.wait(timeout=10)
+    assert_all_gone(pids)
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
