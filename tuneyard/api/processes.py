@@ -111,7 +111,7 @@ class ApiProcesses:
             if slot.proc is not None:
                 code = _exit_code(slot.proc)
                 if code is not None:
-                    self._buried(slot, code, now)
+                    self._died(slot, code, now)
             elif now >= slot.restart_at:
                 try:
                     self._spawn(slot)
@@ -153,7 +153,7 @@ class ApiProcesses:
         slot.proc, slot.started = proc, time.monotonic()
         log.info("%s started, pid %d", slot.name, proc.pid)
 
-    def _buried(self, slot: _Slot, code: int, now: float) -> None:
+    def _died(self, slot: _Slot, code: int, now: float) -> None:
         assert slot.proc is not None
         pid = slot.proc.pid
         _bury(slot.proc)
