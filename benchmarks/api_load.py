@@ -28,6 +28,9 @@ The cases of issue 18, each also with `--postgres`:
     .venv/bin/python -m benchmarks.api_load --duration 30 --followers             # 100 SSE followers
     .venv/bin/python -m benchmarks.api_load --duration 30 --followers --ramp 0    # all joining at once
 
+With TUNEYARD_API_PROCESSES=N in the environment, `serve` runs the API in N processes of its own
+(`serve --api-processes`); the server's CPU is then theirs and serve's together.
+
 The load generator shares the machine (2 cores here) with the server and the training, so the
 latencies it sees include its own scheduling delays: they are an upper bound on the server's.
 """
@@ -101,7 +104,7 @@ class LoadResult:
     tally: Tally  # the pollers'
     follow: FollowTally
     tokens_per_s: dict[str, tuple[float, int] | None]  # window -> (tokens/s, steps) in that window
-    server_cpu_s: float  # CPU the serve process itself used during the load (its runner not counted)
+    server_cpu_s: float  # CPU serve and its API processes used during the load (its runner not counted)
     server_cpu_quiet_s: float  # the same over the quiet window before the load: what training alone costs it
     quiet_s: float
     client_cpu_s: float  # CPU this load generator used
@@ -301,8 +304,9 @@ def run(clients: int = 100, duration: float = 30.0, think: float = 1.0, quiet: f
 
 
 def _cpu(proc: psutil.Process) -> float:
-    times = proc.cpu_times()
-    return float(times.user + times.system)
+    """CPU of the serve process and of its API processes (TUNEYARD_API_PROCESSES=N), never its runners."""
+    api = [child for child in proc.children() if "tuneyard.api.child" in child.cmdline()]
+    return sum(float(times.user + times.system) for times in (p.cpu_times() for p in (proc, *api)))
 
 
 def report(result: LoadResult, label: str) -> None:

@@ -17,6 +17,9 @@ evaluation and export, and the test suite starts hundreds of them.
 
 Nothing here changes what a process computes: the collector only frees unreachable cycles.
 `tuneyard serve` imports its API outside the collector too (cli/serve.py); it exits as usual.
+
+Children in a process group of their own (runners, the API processes of `serve --api-processes`)
+also end with the process that started them, however it ends (`exit_with_parent`).
 """
 
 from __future__ import annotations
@@ -25,7 +28,10 @@ import contextlib
 import gc
 import logging
 import os
+import signal
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from typing import NoReturn
 
@@ -71,3 +77,21 @@ def exit_now(code: int) -> NoReturn:
         sys.stderr.flush()
     logging.shutdown()
     os._exit(code)
+
+
+def exit_with_parent(poll_seconds: float = 0.5) -> None:
+    """Die when the process that started us dies (a worker or `tuneyard serve` killed with SIGKILL).
+
+    A runner (or an API process of `serve --api-processes`) lives in its own process group so that
+    signals meant for its parent do not reach it; the price is that nothing kills it when the parent
+    dies. An orphan runner would go on writing into a run folder that the job's next attempt is about
+    to use, an orphan API process would go on answering on the port; so it kills itself instead.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_seconds)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()

@@ -90,3 +90,7 @@ class SettingsError(TuneyardError, ValueError):
     def __init__(self, variable: str, problem: str) -> None:
         self.variable = variable
         super().__init__(f"{variable}: {problem}", variable=variable)
+
+
+class ListenError(TuneyardError):
+    """tuneyard cannot listen on its address."""

@@ -34,6 +34,10 @@ class Settings:
     without a key acts as the local admin (DATA_DIR/admin.key); allowed only while `host` is loopback."""
     workers: int = 1
     """Embedded workers started by `tuneyard serve`."""
+    api_processes: int = 0
+    """API processes `tuneyard serve` starts beside itself, all accepting on its one listening socket,
+    while the embedded workers stay in the serve process (tuneyard.api.processes). 0: the API runs in
+    the serve process, sharing its interpreter (and GIL) with the workers' supervisors."""
     lease_seconds: float = 30.0
     """A claimed job is the worker's for this long after each heartbeat."""
     heartbeat_seconds: float = 5.0
@@ -134,6 +138,8 @@ class Settings:
         _check_auth(self.auth, self.host)
         _check_judge(self.judge_base_url, self.judge_model)
         _check_url("HUB_ENDPOINT", self.hub_endpoint)
+        if self.api_processes < 0:
+            raise SettingsError(ENV_PREFIX + "API_PROCESSES", f"{self.api_processes} is not a count of processes")
         if self.runner_threads is not None and self.runner_threads < 1:
             raise SettingsError(ENV_PREFIX + "RUNNER_THREADS",
                                 f"{self.runner_threads} is not a count of threads (1 or more)")
@@ -165,6 +171,11 @@ class Settings:
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with the given non-None fields changed (CLI flags over the environment)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def as_environment(self) -> dict[str, str]:
+        """Every field as the TUNEYARD_ variable `from_env` reads back into the same value: how a child
+        process (an API process of `serve --api-processes`) gets these settings, CLI flags included."""
+        return {ENV_PREFIX + f.name.upper(): _render(getattr(self, f.name)) for f in fields(self)}
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -281,6 +292,19 @@ def _bool(variable: str, raw: str) -> bool:
         return _BOOLS[raw.strip().lower()]
     except KeyError:
         raise SettingsError(variable, f"{raw!r} is not a boolean (true/false, yes/no, 1/0)") from None
+
+
+def _render(value: Any) -> str:
+    """A field's value as its variable would say it (the inverse of the field's parser)."""
+    if value is None:
+        return ""  # set but empty: "not given", None for an optional field
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)  # the shortest text that parses back to the same float
+    if isinstance(value, tuple):
+        return os.pathsep.join(_render(item) for item in value)
+    return str(value)
 
 
 _SCALARS: dict[Any, Parser] = {str: _str, Path: _path, int: _int, float: _float, bool: _bool}

@@ -35,6 +35,17 @@ def test_every_field_type_is_parsed_from_its_variable(tmp_path: Path) -> None:
     assert settings.model_roots == (tmp_path / "a", tmp_path / "b")
 
 
+def test_settings_as_environment_read_back_are_the_same(tmp_path: Path) -> None:
+    """How serve hands its settings (CLI flags included) to its API processes: every field survives."""
+    given = Settings(data_dir=tmp_path / "data", port=9001, auth="none", workers=0, api_processes=3,
+                     lease_seconds=0.1, metrics_org_labels=True, model_roots=(tmp_path / "a", tmp_path / "b"),
+                     worker_memory_bytes=12345, judge_base_url="http://judge", judge_model="j")
+    for settings in (Settings(), given):
+        environment = settings.as_environment()
+        assert Settings.from_env(environment) == settings
+        assert set(environment) == {"TUNEYARD_" + name.upper() for name in vars(settings)}
+
+
 def test_unset_variables_keep_the_defaults() -> None:
     assert Settings.from_env({}) == Settings()
     assert Settings.from_env({"TUNEYARD_UNRELATED": "x", "PORT": "1"}) == Settings()

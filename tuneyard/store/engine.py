@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from tuneyard.settings import Settings
 from tuneyard.store import notices
 from tuneyard.store.changes import JobChanges, changed_in
-from tuneyard.store.secrets import HeldSecrets
+from tuneyard.store.secrets import HeldSecrets, SecretHolder
 
 BUSY_TIMEOUT_S = 30.0
 # Execution option marking a transaction that only reads; on SQLite it then begins DEFERRED so
@@ -85,7 +85,7 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         # Held beside the database, never in it: the jobs' secrets this process's workers hand their runners.
-        self.secrets = HeldSecrets()
+        self.secrets: SecretHolder = HeldSecrets()
         self._reader = engine.execution_options(**{READ_ONLY: True})
         self._announces = engine.dialect.name == "postgresql"
         own_backends: set[int] = set()

@@ -7,7 +7,9 @@ never values), until a worker of this process launches the runner with it in its
 
 Being memory, it is lost when the process ends, and a worker of another process has none of it: a
 job whose handle is not held fails before its runner starts, saying so (tuneyard.worker.loop), rather
-than running without its token.
+than running without its token. The API processes of `serve --api-processes` hold none themselves:
+theirs is a `SecretHolder` that asks the serve process, whose workers launch the runners
+(tuneyard.store.secret_channel).
 """
 
 from __future__ import annotations
@@ -15,10 +17,21 @@ from __future__ import annotations
 import secrets
 import threading
 from collections.abc import Mapping
+from typing import Protocol
 
 LABEL = "runner_secrets"
 """The job labels' entry naming a job's held secrets: `{"handle", "environment": [variable, ...]}`.
 Not a dialect's name, so no dialect shows it."""
+
+
+class SecretHolder(Protocol):
+    """What holds a process's secrets for its workers: `HeldSecrets`, or a channel to the process that does."""
+
+    def hold(self, environment: Mapping[str, str], handle: str | None = None) -> str: ...
+
+    def environment(self, handle: str) -> dict[str, str] | None: ...
+
+    def forget(self, handle: str) -> None: ...
 
 
 class HeldSecrets:

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         # Before torch starts its threads: they inherit the priority of the thread that makes them.
         os.nice(args.nice)
     if args.exit_with_parent:
-        from tuneyard.training.control import exit_with_parent
+        from tuneyard.child_process import exit_with_parent
 
         exit_with_parent()
     try:

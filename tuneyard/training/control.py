@@ -6,10 +6,7 @@ aborts. SIGINT aborts at once. SIGUSR1: checkpoint at the next step boundary and
 
 from __future__ import annotations
 
-import os
 import signal
-import threading
-import time
 from types import FrameType
 
 from tuneyard.training import contract
@@ -52,20 +49,3 @@ class RunControl:
 
     def _on_checkpoint(self, signum: int, frame: FrameType | None) -> None:
         self.checkpoint_requested = True
-
-
-def exit_with_parent(poll_seconds: float = 0.5) -> None:
-    """Die when the process that started us dies (a worker killed with SIGKILL).
-
-    A runner lives in its own process group so that signals meant for the worker do not reach it;
-    the price is that nothing kills it when the worker dies. An orphan would go on writing into a
-    run folder that the job's next attempt is about to use, so it kills itself instead.
-    """
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(poll_seconds)
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
