@@ -17,9 +17,6 @@ from tuneyard.child_process import exit_with_parent, imports_outside_collector
 from tuneyard.permissions import private_umask
 from tuneyard.settings import Settings
 
-GRACEFUL_SHUTDOWN_SECONDS = 5.0
-"""How long requests still open at SIGTERM may go on (within serve's STOP_GRACE_SECONDS, api/processes.py)."""
-
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tuneyard.api.child", description=__doc__)
@@ -48,10 +45,9 @@ def main(argv: list[str] | None = None) -> None:
     app = create_app(settings, db)
     gc.freeze()  # as serve does: what lives as long as the process is no collection's work
     try:
-        # An open stream never ends by itself: uvicorn cancels what is still open after this, so the
-        # app's shutdown (the serving process stopped, the engine disposed) runs before serve's SIGKILL.
-        config = server_config(app, settings, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
-        uvicorn.Server(config).run(sockets=[listener])
+        # uvicorn cancels requests still open GRACEFUL_SHUTDOWN_SECONDS after SIGTERM (api/server.py), so
+        # the app's shutdown (the serving process stopped, the engine disposed) runs before serve's SIGKILL.
+        uvicorn.Server(server_config(app, settings)).run(sockets=[listener])
     finally:
         secrets.close()
         db.dispose()

@@ -20,6 +20,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tuneyard.settings import Settings
 
+GRACEFUL_SHUTDOWN_SECONDS = 5.0
+"""How long requests still open at SIGTERM may go on before uvicorn cancels them: an open SSE stream
+never ends by itself, and without a bound it held `tuneyard serve` (and its drain of the running
+jobs) for as long as its client stayed."""
 REQUEST_TIMEOUT_HEAD = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 
 
@@ -70,7 +74,8 @@ def head_deadline_protocol(seconds: float) -> type[HttpToolsProtocol]:
 
 
 def server_config(app: FastAPI, settings: Settings, **options: Any) -> uvicorn.Config:
-    """uvicorn's config for `app`: the settings' address, the head deadline, quiet logs."""
+    """uvicorn's config for `app`: the settings' address, the head deadline, a bounded shutdown, quiet logs."""
     options.setdefault("log_level", "warning")
+    options.setdefault("timeout_graceful_shutdown", GRACEFUL_SHUTDOWN_SECONDS)
     return uvicorn.Config(app, host=settings.host, port=settings.port,
                           http=head_deadline_protocol(settings.head_read_timeout_seconds), **options)
