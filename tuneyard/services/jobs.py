@@ -85,8 +85,13 @@ def submit_job(db: Database, settings: Settings, caller: Principal, request: Job
 def views(db: Database, settings: Settings, rows: Sequence[Job]) -> list[JobView]:
     """Jobs as clients see them, server paths shown (`path_display`): one read for all of them."""
     with db.read() as session:
-        shown = path_display.for_jobs(session, settings, rows)
-        waiting = _waiting_reasons(session, settings, rows)
+        return views_in(session, settings, rows)
+
+
+def views_in(session: Session, settings: Settings, rows: Sequence[Job]) -> list[JobView]:
+    """The same, inside a read the caller already holds."""
+    shown = path_display.for_jobs(session, settings, rows)
+    waiting = _waiting_reasons(session, settings, rows)
     return [JobView.of(job, shown[job.id], waiting.get(job.id)) for job in rows]
 
 
@@ -119,8 +124,14 @@ def get_job(db: Database, settings: Settings, org_id: str, job_id: str) -> JobVi
 
 
 def list_jobs(db: Database, settings: Settings, query: store.JobQuery) -> JobList:
-    page = store.list_jobs(db, query)
-    return JobList(views(db, settings, page.items), page.next_cursor)
+    with db.read() as session:
+        return list_in(session, settings, query)
+
+
+def list_in(session: Session, settings: Settings, query: store.JobQuery) -> JobList:
+    """The same, inside a read the caller already holds."""
+    page = store.page_in(session, query)
+    return JobList(views_in(session, settings, page.items), page.next_cursor)
 
 
 ListVaries = Callable[[Session, list[store.Listed]], str]
@@ -133,9 +144,15 @@ def list_state(db: Database, settings: Settings, query: store.JobQuery, varies: 
     id and revision in the page's order, whether more follow, why its queued jobs wait (the live workers,
     as a single job's read folds in), and `varies`. A list's ETag is made of it (`api/conditional.py`)."""
     with db.read() as session:
-        rows, more = store.listed(session, query)
-        waiting = _waiting_reasons(session, settings, rows)
-        also = varies(session, rows) if varies is not None else ""
+        return list_state_in(session, settings, query, varies)
+
+
+def list_state_in(session: Session, settings: Settings, query: store.JobQuery, varies: ListVaries | None = None
+                  ) -> str:
+    """The same, inside a read the caller already holds."""
+    rows, more = store.listed(session, query)
+    waiting = _waiting_reasons(session, settings, rows)
+    also = varies(session, rows) if varies is not None else ""
     named = "\x1e".join(f"{row.id}\x1f{row.revision}\x1f{waiting.get(row.id, '')}" for row in rows)
     return f"{named}\0{more}\0{also}"
 

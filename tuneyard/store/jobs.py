@@ -211,7 +211,12 @@ class Page:
 def list_jobs(db: Database, query: JobQuery) -> Page:
     """The organization's jobs, newest first, `limit` at a time; pass `next_cursor` for more."""
     with db.read() as session:
-        items, more = query.cut(list(session.scalars(query.statement(Job))))
+        return page_in(session, query)
+
+
+def page_in(session: Session, query: JobQuery) -> Page:
+    """The same, inside a read the caller already holds."""
+    items, more = query.cut(list(session.scalars(query.statement(Job))))
     return Page(items, encode_cursor(items[-1]) if more else None)
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Query, Request, Response, status
+from fastapi import APIRouter, Body, Header, Query, Response, status
+from sqlalchemy.orm import Session
 
-from tuneyard.api import conditional
-from tuneyard.api.deps import Caller, Context, JobRead, OwnedJob
+from tuneyard.api.deps import Caller, Context, JobRead, ListRead, OwnedJob
 from tuneyard.api.errors import rate_limit_headers
 from tuneyard.api.schemas.common import BODY_RESPONSES, ERROR_RESPONSES, NOT_MODIFIED
 from tuneyard.api.schemas.job_create import job_request
@@ -18,6 +18,7 @@ from tuneyard.spec import JOB_TYPES
 from tuneyard.spec.text import KEY_MAX, PRINTABLE_PATTERN, Ident
 from tuneyard.store.jobs import JobQuery
 from tuneyard.store.status import JobStatus
+from tuneyard.store.tenancy import Principal
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 
@@ -51,8 +52,8 @@ def create_job(
 
 
 @router.get("", response_model=JobPage, responses=NOT_MODIFIED)
-def list_jobs(
-    context: Context, caller: Caller, request: Request,
+async def list_jobs(
+    read: ListRead,
     status_: Annotated[JobStatus | None, Query(alias="status")] = None,
     type_: Annotated[str | None, Query(alias="type", max_length=40,
                                        json_schema_extra={"enum": list(JOB_TYPES.names())})] = None,
@@ -62,17 +63,19 @@ def list_jobs(
 ) -> Response:
     """The organization's jobs, newest first. Its `ETag` changes with the page (any of its jobs, which
     jobs it holds): send it back as `If-None-Match` for a 304 while nothing has."""
-    if type_ is not None and type_ not in JOB_TYPES:
-        raise InvalidRequest([{"field": "type", "message": f"expected one of {', '.join(JOB_TYPES.names())}"}])
     statuses = (status_.value,) if status_ is not None else ()
-    query = JobQuery(caller.org_id, statuses, type_, project_id, cursor=cursor, limit=limit)
 
-    def page() -> JobPage:
-        found = jobs.list_jobs(context.db, context.settings, query)
+    def query(caller: Principal) -> JobQuery:  # after the key check: a stranger's bad filter is a 401
+        if type_ is not None and type_ not in JOB_TYPES:
+            raise InvalidRequest([{"field": "type", "message": f"expected one of {', '.join(JOB_TYPES.names())}"}])
+        return JobQuery(caller.org_id, statuses, type_, project_id, cursor=cursor, limit=limit)
+
+    def page(session: Session, query: JobQuery) -> JobPage:
+        found = jobs.list_in(session, read.settings, query)
         return JobPage(data=[JobPublic.of(j) for j in found.items], next_cursor=found.next_cursor,
                        has_more=found.next_cursor is not None)
 
-    answer = conditional.listing(request, caller.org_id, jobs.list_state(context.db, context.settings, query), page)
+    answer = await read.unless_unchanged(query, page)
     return answer.response(lambda found: Response(found.model_dump_json(), media_type="application/json"))
 
 
