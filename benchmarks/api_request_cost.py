@@ -6,6 +6,8 @@ counts) divided by the requests. The median of several repeats is printed per ki
     job        GET /v1/jobs/{id}                         200, the job
     job_304    GET /v1/jobs/{id} with its ETag           304, decided from the job's row
     metrics    GET /v1/jobs/{id}/metrics?since_step=N-1  200, the one newest point
+    list       GET /v1/jobs?limit=50                     200, a page of LISTED jobs
+    list_304   GET /v1/jobs?limit=50 with its ETag       304, decided from the page's ids and revisions
     (and, for the dialects' polls, `--dialects`: OpenAI's, 002's and Archetype's job and its 304)
 
 What this leaves out is what uvicorn adds per request (parsing, the socket); `api_load.py` measures
@@ -45,6 +47,8 @@ from tuneyard.store.engine import Database, make_engine
 
 POINTS = 200
 """Metric points (and log lines) the job has: a run some minutes in."""
+LISTED = 50
+"""Jobs on the list page polled: the running one and queued ones behind it."""
 
 Call = Callable[[], Awaitable[int]]
 
@@ -73,6 +77,10 @@ def running_job(app: FastAPI, db: Database, key: str) -> str:
               for s in range(1, POINTS)]
     telemetry.record_metrics(db, job_id, claimed.attempt, points)
     telemetry.append_logs(db, job_id, claimed.attempt, [telemetry.LogIn(f"step {s}") for s in range(1, POINTS)])
+    for _ in range(LISTED - 1):
+        queued = client.post("/v1/jobs", headers=headers, json={
+            "base_model": "tiny-llama", "datasets": [{"id": dataset["id"]}], "hyperparams": {"max_steps": POINTS}})
+        assert queued.status_code == 201, queued.text
     return job_id
 
 
@@ -117,13 +125,14 @@ def polls(app: FastAPI, job_id: str, key: str, dialects: bool) -> dict[str, tupl
     client = TestClient(app, base_url="http://bench")  # the host the ASGI calls name (Archetype's URLs show it)
     found: dict[str, tuple[Call, int]] = {}
 
-    def both(name: str, path: str) -> None:
-        tag = client.get(path, headers=headers).headers["ETag"]
-        found[name] = (asgi_get(app, path, headers=headers), 200)
-        found[f"{name}_304"] = (asgi_get(app, path, headers={**headers, "If-None-Match": tag}), 304)
+    def both(name: str, path: str, query: str = "") -> None:
+        tag = client.get(f"{path}?{query}", headers=headers).headers["ETag"]
+        found[name] = (asgi_get(app, path, query, headers=headers), 200)
+        found[f"{name}_304"] = (asgi_get(app, path, query, headers={**headers, "If-None-Match": tag}), 304)
 
     both("job", f"/v1/jobs/{job_id}")
     found["metrics"] = (asgi_get(app, f"/v1/jobs/{job_id}/metrics", f"since_step={POINTS - 2}", headers), 200)
+    both("list", "/v1/jobs", f"limit={LISTED}")
     if dialects:
         both("openai_job", f"/v1/fine_tuning/jobs/{job_id}")
         both("local_training_job", f"/api/training/jobs/{job_id}")
@@ -158,7 +167,8 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="write a cProfile of one more repeat here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        settings = Settings(data_dir=Path(folder), database_url=args.database_url or f"sqlite:///{folder}/bench.db")
+        settings = Settings(data_dir=Path(folder), database_url=args.database_url or f"sqlite:///{folder}/bench.db",
+                            job_create_rate_per_minute=LISTED)
         db = Database(make_engine(settings))
         migrate(db.engine)
         org = tenancy.create_org(db, "bench")

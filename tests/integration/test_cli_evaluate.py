@@ -32,7 +32,7 @@ def complete_when_queued(db: Database, org_id: str, done: threading.Event) -> No
     """Play the worker: complete the first evaluate job that is queued."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not done.is_set():
-        queued = jobs_store.list_jobs(db, org_id, type="evaluate", status="queued").items
+        queued = jobs_store.list_jobs(db, jobs_store.JobQuery(org_id, ("queued",), "evaluate")).items
         if queued:
             complete(db, queued[0].id, RESULT, None)
             return

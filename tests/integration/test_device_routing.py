@@ -121,6 +121,7 @@ def test_a_job_whose_devices_workers_left_waits_queued_saying_why(
     register_worker(db, "cpu-1", device="cpu")
     job_id = submit(client, tenant, {"backend": "cuda", "model": "tiny-llama", "iterations": 2}).json()["job_id"]
     assert client.get(f"/v1/jobs/{job_id}", headers=tenant.headers).json()["waiting_reason"] is None
+    list_tag = client.get("/v1/jobs", headers=tenant.headers).headers["ETag"]
 
     set_worker_state(db, "gpu-1", "stopped")  # the CUDA worker left
     assert lifecycle.claim(db, "cpu-1", 30, device="cpu") is None  # never trained on the wrong device
@@ -131,6 +132,9 @@ def test_a_job_whose_devices_workers_left_waits_queued_saying_why(
     assert agent["status"] == "queued" and agent["waitingReason"] == reason
     listed = client.get("/api/training/jobs", headers=tenant.headers).json()["jobs"]
     assert [j["waitingReason"] for j in listed] == [reason]
+    # The job's row did not move, but its list's answer did: the reason is part of the list's ETag too.
+    moved = client.get("/v1/jobs", headers={**tenant.headers, "If-None-Match": list_tag})
+    assert moved.status_code == 200 and moved.json()["data"][0]["waiting_reason"] == reason
     # And a new one asking for it now is refused, naming the backend (003: absent is 400).
     refused = submit(client, tenant, {"backend": "cuda", "model": "tiny-llama"})
     assert refused.status_code == 400 and refused.json()["error"]["details"]["problems"][0]["field"] == "backend"

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from sqlalchemy import func, select
 
 from tuneyard.scheduler import claim, queue_depth, queue_position
+from tuneyard.scheduler.queue import queue_positions
 from tuneyard.store import Database
 from tuneyard.store.tables import Job, JobEvent
 
@@ -63,6 +64,8 @@ def test_claims_take_the_oldest_queued_job_first(db: Database, new_job: Callable
     first = claim(db, "w", 30)
     assert first is not None and first.job_id == ids[0]
     assert queue_position(db, ids[0]) is None and queue_position(db, ids[1]) == 1
+    with db.read() as session:  # the list's one statement for many agrees with the one for one
+        assert queue_positions(session, ids) == {j: queue_position(db, j) for j in ids[1:]}
     assert [c.job_id for c in iter(lambda: claim(db, "w", 30), None)] == ids[1:]
     assert queue_depth(db) == 0
     assert claim(db, "w", 30) is None

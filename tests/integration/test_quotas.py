@@ -153,4 +153,4 @@ def test_concurrent_admissions_never_overshoot_the_job_quota(
     with ThreadPoolExecutor(12) as pool:
         outcomes = list(pool.map(admit, range(12)))
     assert outcomes.count("admitted") == 3 and outcomes.count("refused") == 9
-    assert len(jobs.list_jobs(db, tenant.org_id, limit=50).items) == 3
+    assert len(jobs.list_jobs(db, jobs.JobQuery(tenant.org_id, limit=50)).items) == 3

@@ -13,6 +13,7 @@ pollers the hand-offs between the event loop and the threads, not the queries, w
 request's cost, which is also why every dependency before that trip is async. `JobRead` is solved
 from the path's id and the bearer scheme alone (the app's context read off the request, and its
 settings carried for the route): FastAPI's solving of each dependency costs a poll more than its body.
+`ListRead` does the same for a page of jobs (`GET /v1/jobs`): key, validator and page in one trip.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from tuneyard.api import conditional
 from tuneyard.api.conditional import Conditional
 from tuneyard.api.schemas.common import ErrorEnvelope
 from tuneyard.api.stream_reads import StreamReads
+from tuneyard.services import jobs as job_lists
 from tuneyard.services.admin import ADMIN_KEY_FILE
 from tuneyard.services.errors import Forbidden, Unauthorized
 from tuneyard.settings import Settings
@@ -38,6 +40,7 @@ from tuneyard.spec.text import ID_PATTERN
 from tuneyard.store import jobs, tenancy
 from tuneyard.store.engine import Database
 from tuneyard.store.errors import NotFound
+from tuneyard.store.jobs import JobQuery
 from tuneyard.store.tables import Job
 from tuneyard.store.tenancy import Principal
 
@@ -251,3 +254,39 @@ async def get_job_reader(job_id: str, request: Request,
 
 
 JobRead = Annotated[JobReader, Depends(get_job_reader)]
+
+
+@dataclass(frozen=True)
+class ListReader:
+    """A conditional read of a page of the caller's jobs (`conditional.listing`) made as `JobReader`
+    makes a job's: the key check, the page's validator and, only when the client lacks the answer, the
+    page itself, in one read transaction on one trip to the thread pool."""
+
+    db: Database
+    settings: Settings
+    key: str
+    request: Request
+
+    async def unless_unchanged(self, query_of: Callable[[Principal], JobQuery],
+                               render: Callable[[Session, JobQuery], T]) -> Conditional[T]:
+        """`query_of(caller)` names the page (raising, after the key check, for a request that names
+        none); `render(session, query)` runs only when `If-None-Match` does not name its ETag."""
+        return await anyio.to_thread.run_sync(self._read, query_of, render)
+
+    def _read(self, query_of: Callable[[Principal], JobQuery], render: Callable[[Session, JobQuery], T]
+              ) -> Conditional[T]:
+        with self.db.read() as session:
+            query = query_of(_principal(session, self.key))
+            state = job_lists.list_state_in(session, self.settings, query)
+            return conditional.listing(self.request, query.org_id, state, lambda: render(session, query))
+
+
+async def get_list_reader(request: Request,
+                          credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+                          ) -> ListReader:
+    # As get_job_reader: only the bearer scheme is solved by FastAPI, the rest read off the request.
+    context: AppContext = request.app.state.context
+    return ListReader(context.db, context.settings, _bearer_key(await _or_local_admin(context, credentials)), request)
+
+
+ListRead = Annotated[ListReader, Depends(get_list_reader)]

@@ -6,24 +6,28 @@ progress, charts, logs) is fetched by the page's script from the /v1 API with th
 
 from __future__ import annotations
 
+import json
 import secrets
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from sqlalchemy.orm import Session
 
+from tuneyard.api import conditional
 from tuneyard.api.deps import ID_SHAPE, Context, checked_id
 from tuneyard.console.auth import CurrentViewer
 from tuneyard.console.hyperparams import form_fields
 from tuneyard.console.job_forms import type_forms
 from tuneyard.console.views import page
 from tuneyard.problems import error_detail_lines
-from tuneyard.scheduler.queue import queue_position
+from tuneyard.scheduler.queue import queue_positions
 from tuneyard.services import base_models, datasets, jobs, models, runs, templates, timeline
 from tuneyard.services.job_view import JobView
 from tuneyard.spec import JOB_TYPES, METHODS
 from tuneyard.store import tenancy
 from tuneyard.store.errors import NotFound
+from tuneyard.store.jobs import JobQuery, Listed
 from tuneyard.store.status import JobStatus
 
 router = APIRouter(include_in_schema=False)
@@ -46,9 +50,8 @@ def _one_of(value: str | None, allowed: list[str]) -> str | None:
     return value if value in allowed else None
 
 
-def job_row(context: Context, job: JobView) -> dict[str, Any]:
-    """What a list row shows, and what its live refresh updates."""
-    position = queue_position(context.db, job.id) if job.status is JobStatus.QUEUED else None
+def job_row(job: JobView, position: int | None) -> dict[str, Any]:
+    """What a list row shows, and what its live refresh updates; `position`: its place in the queue."""
     return {"id": job.id, "name": job.name, "type": job.type, "status": job.status.value,
             "project_id": job.project_id, "created_at": job.created_at.isoformat(),
             "percent": job.progress.percent, "step": job.progress.step,
@@ -57,33 +60,48 @@ def job_row(context: Context, job: JobView) -> dict[str, Any]:
             "cost_usd": job.cost_usd, "waiting": job.waiting}
 
 
+def _rows(context: Context, found: list[JobView]) -> list[dict[str, Any]]:
+    with context.db.read() as session:
+        positions = queue_positions(session, [j.id for j in found if j.status is JobStatus.QUEUED])
+    return [job_row(j, positions.get(j.id)) for j in found]
+
+
+def _positions(session: Session, rows: list[Listed]) -> str:
+    # A queued job's place moves as jobs ahead of it (any organization's) are claimed: not its revision.
+    queued = [row.id for row in rows if row.status == JobStatus.QUEUED.value]
+    return json.dumps(sorted(queue_positions(session, queued).items()))
+
+
 @router.get("/jobs", response_class=HTMLResponse)
 def jobs_page(request: Request, context: Context, viewer: CurrentViewer, status_: StatusFilter = None,
               type_: TypeFilter = None, project_id: ProjectFilter = None,
               cursor: Annotated[str | None, Query(max_length=512)] = None) -> HTMLResponse:
     status, type, project = _one_of(status_, STATUSES), _one_of(type_, TYPES), _blank_as_none(project_id)
-    found = jobs.list_jobs(context.db, context.settings, viewer.principal.org_id, status=status, type=type,
-                           project_id=project, limit=PAGE_SIZE, cursor=_blank_as_none(cursor))
+    query = JobQuery(viewer.principal.org_id, (status,) if status else (), type, project,
+                     cursor=_blank_as_none(cursor), limit=PAGE_SIZE)
+    found = jobs.list_jobs(context.db, context.settings, query)
     projects = tenancy.list_projects(context.db, viewer.principal.org_id)
     filters = {"status": status or "", "type": type or "", "project_id": project or ""}
-    return page(request, "jobs.html", viewer, rows=[job_row(context, j) for j in found.items],
+    return page(request, "jobs.html", viewer, rows=_rows(context, found.items),
                 next_cursor=found.next_cursor, statuses=STATUSES, types=TYPES, projects=projects,
                 filters=filters)
 
 
 @router.get("/console/jobs.json")
-def jobs_live(context: Context, viewer: CurrentViewer,
-              ids: Annotated[list[str], Query(max_length=PAGE_SIZE)]) -> dict[str, Any]:
-    """Status, progress and queue position of the jobs a list page shows (its live refresh)."""
-    rows = []
-    for job_id in ids:
-        if not ID_SHAPE.match(job_id):
-            continue
-        try:
-            rows.append(job_row(context, jobs.get_job(context.db, context.settings, viewer.principal.org_id, job_id)))
-        except NotFound:
-            rows.append({"id": job_id, "status": "deleted"})
-    return {"data": rows}
+def jobs_live(request: Request, context: Context, viewer: CurrentViewer,
+              ids: Annotated[list[str], Query(max_length=PAGE_SIZE)]) -> Response:
+    """Status, progress and queue position of the jobs a list page shows (its live refresh). Its ETag
+    names them (`api/conditional.listing`): while none moved, the page's poll is a 304."""
+    org_id = viewer.principal.org_id
+    wanted = [job_id for job_id in ids if ID_SHAPE.match(job_id)]
+    query = JobQuery(org_id, ids=tuple(dict.fromkeys(wanted)), limit=None)
+
+    def rows() -> dict[str, Any]:
+        found = {row["id"]: row for row in _rows(context, jobs.list_jobs(context.db, context.settings, query).items)}
+        return {"data": [found.get(job_id, {"id": job_id, "status": "deleted"}) for job_id in wanted]}
+
+    state = jobs.list_state(context.db, context.settings, query, varies=_positions)
+    return conditional.listing(request, org_id, state, rows).response(conditional.json_answer)
 
 
 @router.get("/jobs/new", response_class=HTMLResponse)

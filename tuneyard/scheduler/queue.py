@@ -7,10 +7,13 @@ on. A heartbeat changes no status, only how long the lease lasts.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Select, and_, bindparam, func, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from tuneyard.planning.memory import Device
 from tuneyard.scheduler.capacity import host_device
@@ -70,3 +73,24 @@ def queue_position(db: Database, job_id: str) -> int | None:
             or_(Job.created_at < job.created_at, and_(Job.created_at == job.created_at, Job.id < job.id)),
         )
         return (session.scalar(ahead) or 0) + 1
+
+
+def queue_positions(session: Session, job_ids: Sequence[str]) -> dict[str, int]:
+    """`queue_position` of each of these jobs that is queued, in one statement (a list shows many)."""
+    if not job_ids:
+        return {}
+    found = session.execute(_positions_statement(), {"ids": list(job_ids)})
+    return {job_id: before + 1 for job_id, before in found}
+
+
+@cache
+def _positions_statement() -> Select[str, int]:
+    """Built once: the console's jobs list asks every poll, and building it (an alias of the whole table)
+    cost several times what SQLite takes to answer it."""
+    ahead = aliased(Job)
+    count = select(func.count()).where(
+        ahead.status == JobStatus.QUEUED.value,
+        or_(ahead.created_at < Job.created_at, and_(ahead.created_at == Job.created_at, ahead.id < Job.id)),
+    ).scalar_subquery()
+    return select(Job.id, count).where(Job.id.in_(bindparam("ids", expanding=True)),
+                                       Job.status == JobStatus.QUEUED.value)

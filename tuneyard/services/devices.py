@@ -18,8 +18,8 @@ from tuneyard.scheduler.capacity import host_device
 from tuneyard.scheduler.workers import alive_window_seconds, live_devices
 from tuneyard.settings import Settings
 from tuneyard.store.engine import Database
+from tuneyard.store.jobs import Placed
 from tuneyard.store.status import JobStatus
-from tuneyard.store.tables import Job
 
 
 def trainable_devices(db: Database, settings: Settings) -> frozenset[str]:
@@ -28,7 +28,7 @@ def trainable_devices(db: Database, settings: Settings) -> frozenset[str]:
         return _trainable(live_devices(session, _window(settings)))
 
 
-def waiting_reasons(session: Session, settings: Settings, rows: Sequence[Job]) -> dict[str, str]:
+def waiting_reasons(session: Session, settings: Settings, rows: Sequence[Placed]) -> dict[str, str]:
     """Why each queued job requiring a device no live worker trains on waits:
     `waiting for a worker that trains on cuda; the live workers train on cpu`."""
     needing = [job for job in rows if job.status == JobStatus.QUEUED.value and job.required_device]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,12 +85,17 @@ def submit_job(db: Database, settings: Settings, caller: Principal, request: Job
 def views(db: Database, settings: Settings, rows: Sequence[Job]) -> list[JobView]:
     """Jobs as clients see them, server paths shown (`path_display`): one read for all of them."""
     with db.read() as session:
-        shown = path_display.for_jobs(session, settings, rows)
-        waiting = _waiting_reasons(session, settings, rows)
+        return views_in(session, settings, rows)
+
+
+def views_in(session: Session, settings: Settings, rows: Sequence[Job]) -> list[JobView]:
+    """The same, inside a read the caller already holds."""
+    shown = path_display.for_jobs(session, settings, rows)
+    waiting = _waiting_reasons(session, settings, rows)
     return [JobView.of(job, shown[job.id], waiting.get(job.id)) for job in rows]
 
 
-def _waiting_reasons(session: Session, settings: Settings, rows: Sequence[Job]) -> dict[str, str]:
+def _waiting_reasons(session: Session, settings: Settings, rows: Sequence[store.Placed]) -> dict[str, str]:
     """Why queued jobs wait longer than the queue: a device no live worker has says more than memory
     (no worker of the wrong device takes the job, however big)."""
     return {**memory_admission.waiting_reasons(session, settings, rows),
@@ -118,12 +123,38 @@ def get_job(db: Database, settings: Settings, org_id: str, job_id: str) -> JobVi
     return views(db, settings, [store.get_job(db, org_id, job_id)])[0]
 
 
-def list_jobs(
-    db: Database, settings: Settings, org_id: str, *, status: str | None = None, type: str | None = None,
-    project_id: str | None = None, limit: int = 20, cursor: str | None = None,
-) -> JobList:
-    page = store.list_jobs(db, org_id, status=status, type=type, project_id=project_id, limit=limit, cursor=cursor)
-    return JobList(views(db, settings, page.items), page.next_cursor)
+def list_jobs(db: Database, settings: Settings, query: store.JobQuery) -> JobList:
+    with db.read() as session:
+        return list_in(session, settings, query)
+
+
+def list_in(session: Session, settings: Settings, query: store.JobQuery) -> JobList:
+    """The same, inside a read the caller already holds."""
+    page = store.page_in(session, query)
+    return JobList(views_in(session, settings, page.items), page.next_cursor)
+
+
+ListVaries = Callable[[Session, list[store.Listed]], str]
+"""What a list's answer shows beyond its jobs' rows, named from the page's `Listed` rows (cheaply: never
+the telemetry tables), e.g. the console's queue positions."""
+
+
+def list_state(db: Database, settings: Settings, query: store.JobQuery, varies: ListVaries | None = None) -> str:
+    """What the answer of `list_jobs(query)` depends on, named without reading its jobs' rows: each job's
+    id and revision in the page's order, whether more follow, why its queued jobs wait (the live workers,
+    as a single job's read folds in), and `varies`. A list's ETag is made of it (`api/conditional.py`)."""
+    with db.read() as session:
+        return list_state_in(session, settings, query, varies)
+
+
+def list_state_in(session: Session, settings: Settings, query: store.JobQuery, varies: ListVaries | None = None
+                  ) -> str:
+    """The same, inside a read the caller already holds."""
+    rows, more = store.listed(session, query)
+    waiting = _waiting_reasons(session, settings, rows)
+    also = varies(session, rows) if varies is not None else ""
+    named = "\x1e".join(f"{row.id}\x1f{row.revision}\x1f{waiting.get(row.id, '')}" for row in rows)
+    return f"{named}\0{more}\0{also}"
 
 
 def cursor_after(db: Database, org_id: str, job_id: str) -> str:

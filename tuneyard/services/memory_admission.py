@@ -22,8 +22,8 @@ from tuneyard.services.errors import InvalidRequest
 from tuneyard.services.submission import JobPlan
 from tuneyard.settings import Settings
 from tuneyard.store.engine import Database
+from tuneyard.store.jobs import Placed
 from tuneyard.store.status import JobStatus
-from tuneyard.store.tables import Job
 
 WHAT_TO_CHANGE = ("lower batch_size or max_seq_length, turn on gradient_checkpointing, train with method lora, "
                   "or choose a smaller base_model")
@@ -54,7 +54,7 @@ def admit(db: Database, settings: Settings, org_id: str, plan: JobPlan) -> int |
     return need
 
 
-def waiting_reasons(session: Session, settings: Settings, rows: Sequence[Job]) -> dict[str, str]:
+def waiting_reasons(session: Session, settings: Settings, rows: Sequence[Placed]) -> dict[str, str]:
     """Why each queued job some live worker cannot hold waits: `waiting for a worker with ≥ 11.2 GB`."""
     sized = [job for job in rows if job.status == JobStatus.QUEUED.value and job.memory_estimate_bytes]
     if not sized:

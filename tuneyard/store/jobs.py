@@ -13,9 +13,9 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple, Protocol, TypeVar
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import Select, and_, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -28,6 +28,7 @@ from tuneyard.store.status import Event, JobStatus, write_event
 from tuneyard.store.tables import Job
 
 S = JobStatus
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -160,32 +161,98 @@ def delete_job(db: Database, org_id: str, job_id: str) -> Job:
 
 
 @dataclass(frozen=True)
+class JobQuery:
+    """Which of an organization's jobs a list shows, newest first. One builder serves both the page's
+    rows and its validator's `(id, revision)` (`listed`, for `api/conditional.py`), so the two can
+    never select different jobs or order them differently."""
+
+    org_id: str
+    statuses: tuple[str, ...] = ()
+    """Any of these (none: any status)."""
+    type: str | None = None
+    project_id: str | None = None
+    ids: tuple[str, ...] | None = None
+    """Only these jobs (the console's live refresh of the rows it shows)."""
+    cursor: str | None = None
+    """Where the page before ended (`next_cursor`)."""
+    limit: int | None = 20
+    """Jobs a page holds; None: every one (the dialects whose list has no pages)."""
+
+    def statement(self, *columns: Any) -> Select[Any]:
+        """The page's query with these columns, one row past the limit (whether more follow)."""
+        stmt = select(*columns).where(Job.org_id == self.org_id)
+        if self.statuses:
+            stmt = stmt.where(Job.status.in_(self.statuses))
+        if self.type is not None:
+            stmt = stmt.where(Job.type == self.type)
+        if self.project_id is not None:
+            stmt = stmt.where(Job.project_id == self.project_id)
+        if self.ids is not None:
+            stmt = stmt.where(Job.id.in_(self.ids))
+        if self.cursor is not None:
+            created_at, last_id = decode_cursor(self.cursor)
+            stmt = stmt.where(or_(Job.created_at < created_at, and_(Job.created_at == created_at, Job.id < last_id)))
+        stmt = stmt.order_by(Job.created_at.desc(), Job.id.desc())
+        return stmt if self.limit is None else stmt.limit(self.limit + 1)
+
+    def cut(self, rows: list[T]) -> tuple[list[T], bool]:
+        """The page's rows, and whether more follow."""
+        if self.limit is None or len(rows) <= self.limit:
+            return rows, False
+        return rows[:self.limit], True
+
+
+@dataclass(frozen=True)
 class Page:
     items: list[Job]
     next_cursor: str | None  # None on the last page
 
 
-def list_jobs(
-    db: Database, org_id: str, *, status: str | None = None, type: str | None = None,
-    project_id: str | None = None, limit: int = 20, cursor: str | None = None,
-) -> Page:
+def list_jobs(db: Database, query: JobQuery) -> Page:
     """The organization's jobs, newest first, `limit` at a time; pass `next_cursor` for more."""
-    stmt = select(Job).where(Job.org_id == org_id)
-    if status is not None:
-        stmt = stmt.where(Job.status == status)
-    if type is not None:
-        stmt = stmt.where(Job.type == type)
-    if project_id is not None:
-        stmt = stmt.where(Job.project_id == project_id)
-    if cursor is not None:
-        created_at, last_id = decode_cursor(cursor)
-        stmt = stmt.where(or_(Job.created_at < created_at, and_(Job.created_at == created_at, Job.id < last_id)))
-    stmt = stmt.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
     with db.read() as session:
-        rows = list(session.scalars(stmt))
-    more = len(rows) > limit
-    items = rows[:limit]
+        return page_in(session, query)
+
+
+def page_in(session: Session, query: JobQuery) -> Page:
+    """The same, inside a read the caller already holds."""
+    items, more = query.cut(list(session.scalars(query.statement(Job))))
     return Page(items, encode_cursor(items[-1]) if more else None)
+
+
+class Placed(Protocol):
+    """What decides why a queued job waits (`services/devices.py`, `memory_admission.py`): a `Job` row,
+    or a `Listed` one."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def memory_estimate_bytes(self) -> int | None: ...
+    @property
+    def required_device(self) -> str | None: ...
+
+
+class Listed(NamedTuple):
+    """A listed job as its page's validator reads it: what names the page (id and revision, which
+    every write a reader sees moves) and what else of it decides why a queued job waits."""
+
+    id: str
+    revision: int
+    status: str
+    memory_estimate_bytes: int | None
+    required_device: str | None
+    output_model_id: str | None
+
+
+_LISTED = (Job.id, Job.revision, Job.status, Job.memory_estimate_bytes, Job.required_device, Job.output_model_id)
+
+
+def listed(session: Session, query: JobQuery) -> tuple[list[Listed], bool]:
+    """The page `list_jobs` would answer, as `Listed` rows (no spec, config, progress or result read),
+    and whether more follow."""
+    return query.cut([Listed._make(row) for row in session.execute(query.statement(*_LISTED))])
 
 
 def encode_cursor(job: Job) -> str:

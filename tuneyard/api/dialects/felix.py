@@ -22,6 +22,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
+from tuneyard.api import conditional
 from tuneyard.api.conditional import json_answer
 from tuneyard.api.deps import Caller, Context, JobRead, OwnedJob
 from tuneyard.api.dialects import statuses
@@ -45,15 +46,13 @@ from tuneyard.settings import Settings
 from tuneyard.spec.text import DatasetName, Ident, Name, Reference
 from tuneyard.store.engine import Database
 from tuneyard.store.errors import Conflict, InvalidTransition
+from tuneyard.store.jobs import JobQuery
 from tuneyard.store.status import JobStatus
 from tuneyard.store.tables import Job
 
 DIALECT = "felix"
 PREFIX = "/felix"
 STATUS_NAMES = statuses.FELIX
-LIST_PAGE = 200
-"""Jobs read per page while listing: Felix's list has no pagination, so all of them are answered."""
-
 FelixStatus = Literal["requested", "running", "complete", "failed", "stopped"]
 """Document 000's statuses (api/dialects/statuses.DOCUMENTED["felix"]), the filter's schema."""
 
@@ -132,28 +131,25 @@ def _in_felix_words(refused: InvalidRequest, names: list[str]) -> InvalidRequest
     return InvalidRequest(problems)
 
 
-@router.get("/training-jobs", responses=BAD_REQUEST)  # a status filter not in Felix's words
+@router.get("/training-jobs", responses={**BAD_REQUEST, **NOT_MODIFIED})  # 400: a status not in Felix's words
 def list_training_jobs(
-    context: Context, caller: Caller,
+    context: Context, caller: Caller, request: Request,
     status_filter: Annotated[FelixStatus | None, Query(alias="status", description="One of Felix's statuses.")] = None,
     project_id: Annotated[Ident | None, Query(description="Only the jobs of this project.")] = None,
-) -> dict[str, Any]:
-    """All your training jobs, newest first."""
-    native: list[str | None] = [None]
+) -> Response:
+    """All your training jobs, newest first. Its `ETag` changes with them: sent back as `If-None-Match`,
+    a 304 while none has (as /v1/jobs)."""
+    native: tuple[str, ...] = ()
     if status_filter is not None:  # one of FelixStatus: the schema refuses any other word, 400 naming status
-        native = [s.value for s in sorted(statuses.statuses_named(STATUS_NAMES, status_filter))]
-    found: list[JobView] = []
-    for one in native:
-        cursor: str | None = None
-        while True:
-            page = jobs.list_jobs(context.db, context.settings, caller.org_id, status=one, project_id=project_id,
-                                  limit=LIST_PAGE, cursor=cursor)
-            found.extend(page.items)
-            cursor = page.next_cursor
-            if cursor is None:
-                break
-    found.sort(key=lambda v: (v.created_at, v.id), reverse=True)
-    return listing("training_jobs", [felix_job(v) for v in found])
+        native = tuple(s.value for s in sorted(statuses.statuses_named(STATUS_NAMES, status_filter)))
+    query = JobQuery(caller.org_id, native, project_id=project_id, limit=None)
+
+    def answer() -> dict[str, Any]:
+        found = jobs.list_jobs(context.db, context.settings, query).items
+        return listing("training_jobs", [felix_job(v) for v in found])
+
+    state = jobs.list_state(context.db, context.settings, query)
+    return conditional.listing(request, caller.org_id, state, answer).response(json_answer)
 
 
 @router.get("/training-jobs/{job_id}", responses=NOT_MODIFIED)

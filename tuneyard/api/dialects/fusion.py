@@ -14,6 +14,7 @@ the console's, anything else is Fusion's (`FusionRoute`).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -22,9 +23,11 @@ from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.routing import Match
 from starlette.types import Scope
 
+from tuneyard.api import conditional
 from tuneyard.api.conditional import json_answer
 from tuneyard.api.deps import AppContext, Caller, Context, JobRead, OwnedJob
 from tuneyard.api.dialects import statuses
@@ -53,6 +56,7 @@ from tuneyard.spec.text import Ident
 from tuneyard.store import uuids
 from tuneyard.store.engine import Database
 from tuneyard.store.errors import NotFound
+from tuneyard.store.jobs import JobQuery, Listed
 from tuneyard.store.tables import Job
 from tuneyard.store.tenancy import Principal
 
@@ -142,14 +146,28 @@ def _objects(db: Database, views: list[JobView]) -> list[dict[str, Any]]:
     return [job_object(v, model_uuids.get(v.output_model_id or ""), STATUS_NAMES, iso_z) for v in views]
 
 
-@router.get("/jobs", responses=BAD_REQUEST)
+@router.get("/jobs", responses={**BAD_REQUEST, **NOT_MODIFIED})
 def list_runs(
-    context: Context, caller: Caller, limit: Annotated[int, Query(ge=1, le=LIST_LIMIT)] = LIST_LIMIT,
+    context: Context, caller: Caller, request: Request,
+    limit: Annotated[int, Query(ge=1, le=LIST_LIMIT)] = LIST_LIMIT,
     cursor: Annotated[str | None, Query(max_length=512, pattern=r"^[A-Za-z0-9_-]+$")] = None,
-) -> dict[str, Any]:
-    """Your jobs, newest first: `{"jobs": [...], "next_cursor"}` (pass it as `cursor` for more)."""
-    page = jobs.list_jobs(context.db, context.settings, caller.org_id, limit=limit, cursor=cursor)
-    return {"jobs": _objects(context.db, page.items), "next_cursor": page.next_cursor}
+) -> Response:
+    """Your jobs, newest first: `{"jobs": [...], "next_cursor"}` (pass it as `cursor` for more). Its
+    `ETag` changes with them: sent back as `If-None-Match`, a 304 while none has (as /v1/jobs)."""
+    query = JobQuery(caller.org_id, cursor=cursor, limit=limit)
+
+    def answer() -> dict[str, Any]:
+        page = jobs.list_jobs(context.db, context.settings, query)
+        return {"jobs": _objects(context.db, page.items), "next_cursor": page.next_cursor}
+
+    state = jobs.list_state(context.db, context.settings, query, varies=_model_uuids)
+    return conditional.listing(request, caller.org_id, state, answer).response(json_answer)
+
+
+def _model_uuids(session: Session, rows: list[Listed]) -> str:
+    # Models are shown by UUID, gone when a model is deleted without its job's revision moving (as get_run).
+    ids = [row.output_model_id for row in rows if row.output_model_id]
+    return json.dumps(sorted(uuids.uuids_of(session, "model", ids).items())) if ids else ""
 
 
 @router.get("/jobs/{job_id}", responses=NOT_MODIFIED)

@@ -9,6 +9,7 @@ job exists, so `validating_files` is never shown). Errors are OpenAI's envelope
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -18,8 +19,9 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tuneyard.api import conditional
 from tuneyard.api.conditional import json_answer
-from tuneyard.api.deps import Caller, Context, JobRead, OwnedJob
+from tuneyard.api.deps import AppContext, Caller, Context, JobRead, OwnedJob
 from tuneyard.api.dialects import openai_words as words
 from tuneyard.api.dialects import statuses
 from tuneyard.api.dialects.base import Dialect
@@ -34,6 +36,7 @@ from tuneyard.services.submission import JobRequest
 from tuneyard.settings import Settings
 from tuneyard.store.engine import Database
 from tuneyard.store.errors import NotFound
+from tuneyard.store.jobs import JobQuery
 from tuneyard.store.quotas import Quotas
 from tuneyard.store.status import JobStatus
 from tuneyard.store.tables import Job
@@ -218,13 +221,14 @@ def _object_in(session: Session, view: JobView, job: Job) -> dict[str, Any]:
 _METADATA = re.compile(r"^metadata\[(?P<key>[^\]]{1,64})\]$")
 
 
-@router.get("/v1/fine_tuning/jobs", responses=INVALID)
+@router.get("/v1/fine_tuning/jobs", responses={**INVALID, **NOT_MODIFIED})
 def list_jobs(
     request: Request, context: Context, caller: Caller,
     after: Annotated[str | None, Query(max_length=128, description="The last job id of the previous page.")] = None,
     limit: Annotated[int, Query(ge=1, le=LIST_LIMIT)] = 20,
-) -> dict[str, Any]:
-    """Your jobs, newest first; `metadata[k]=v` keeps those whose metadata has k = v."""
+) -> Response:
+    """Your jobs, newest first; `metadata[k]=v` keeps those whose metadata has k = v. Its `ETag` changes
+    with them: sent back as `If-None-Match`, a 304 while none has (as /v1/jobs)."""
     wanted = {m["key"]: v for k, v in request.query_params.items() if (m := _METADATA.match(k))}
     cursor = None
     if after is not None:
@@ -233,15 +237,24 @@ def list_jobs(
                                                                                      after))
         except NotFound:
             raise InvalidRequest([{"field": "after", "message": f"no job {after!r}"}]) from None
+    # Which jobs a metadata filter keeps is in their labels, whose every change moves their revision: with
+    # one, the validator names every job after the cursor (ids and revisions only), as the filter reads them.
+    query = JobQuery(caller.org_id, cursor=cursor, limit=None if wanted else limit)
+    state = jobs.list_state(context.db, context.settings, query)
+    answer = conditional.listing(request, caller.org_id, state, lambda: _jobs_page(context, query, wanted, limit))
+    return answer.response(json_answer)
+
+
+def _jobs_page(context: AppContext, query: JobQuery, wanted: dict[str, str], limit: int) -> dict[str, Any]:
     found: list[JobView] = []
+    cursor = query.cursor
     while True:
-        page = jobs.list_jobs(context.db, context.settings, caller.org_id, limit=LIST_LIMIT, cursor=cursor)
+        page = jobs.list_jobs(context.db, context.settings, replace(query, cursor=cursor, limit=LIST_LIMIT))
         found += [v for v in page.items if _has_metadata(v, wanted)]
         cursor = page.next_cursor
         if len(found) > limit or cursor is None:
             break
-    data = _objects(context.db, found[:limit])
-    return {"object": "list", "data": data, "has_more": len(found) > limit}
+    return {"object": "list", "data": _objects(context.db, found[:limit]), "has_more": len(found) > limit}
 
 
 def _has_metadata(view: JobView, wanted: dict[str, str]) -> bool:

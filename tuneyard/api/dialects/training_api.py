@@ -19,6 +19,7 @@ import anyio
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import FileResponse
 
+from tuneyard.api import conditional
 from tuneyard.api.conditional import json_answer
 from tuneyard.api.deps import AppContext, Caller, Context, JobRead, OwnedJob
 from tuneyard.api.dialects import agent_data, agent_training, statuses
@@ -47,6 +48,7 @@ from tuneyard.services.job_view import JobView
 from tuneyard.services.submission import JobRequest, plan_job
 from tuneyard.services.templates import TemplateBody
 from tuneyard.store import telemetry
+from tuneyard.store.jobs import JobQuery
 from tuneyard.store.status import JobStatus
 from tuneyard.store.tables import Dataset, Job
 from tuneyard.store.tenancy import Principal
@@ -180,11 +182,18 @@ def _discard(context: AppContext, org_id: str, dataset: Dataset) -> None:
         files.delete_file(context.db, org_id, file_id)
 
 
-@router.get("/jobs")
-def list_jobs(context: Context, caller: Caller) -> dict[str, Any]:
-    """Every job, newest first: 003's job objects, each with 002's `job_id` and status."""
-    found = jobs.list_jobs(context.db, context.settings, caller.org_id, limit=100).items
-    return listing("jobs", [{**job_object(v), "job_id": v.id, "state": LOCAL[v.status]} for v in found])
+@router.get("/jobs", responses=NOT_MODIFIED)
+def list_jobs(context: Context, caller: Caller, request: Request) -> Response:
+    """Every job, newest first: 003's job objects, each with 002's `job_id` and status. Its `ETag`
+    changes with them: sent back as `If-None-Match`, a 304 while none has (as /v1/jobs)."""
+    query = JobQuery(caller.org_id, limit=100)
+
+    def answer() -> dict[str, Any]:
+        found = jobs.list_jobs(context.db, context.settings, query).items
+        return listing("jobs", [{**job_object(v), "job_id": v.id, "state": LOCAL[v.status]} for v in found])
+
+    state = jobs.list_state(context.db, context.settings, query)
+    return conditional.listing(request, caller.org_id, state, answer).response(json_answer)
 
 
 @router.get("/jobs/{job_id}", responses=NOT_MODIFIED)

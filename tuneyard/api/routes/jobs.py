@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query, Response, status
+from sqlalchemy.orm import Session
 
-from tuneyard.api.deps import Caller, Context, JobRead, OwnedJob
+from tuneyard.api.deps import Caller, Context, JobRead, ListRead, OwnedJob
 from tuneyard.api.errors import rate_limit_headers
 from tuneyard.api.schemas.common import BODY_RESPONSES, ERROR_RESPONSES, NOT_MODIFIED
 from tuneyard.api.schemas.job_create import job_request
@@ -15,7 +16,9 @@ from tuneyard.services import jobs, model_ops
 from tuneyard.services.errors import InvalidRequest
 from tuneyard.spec import JOB_TYPES
 from tuneyard.spec.text import KEY_MAX, PRINTABLE_PATTERN, Ident
+from tuneyard.store.jobs import JobQuery
 from tuneyard.store.status import JobStatus
+from tuneyard.store.tenancy import Principal
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 
@@ -48,24 +51,32 @@ def create_job(
     return JobPublic.of(submitted.job)
 
 
-@router.get("", response_model=JobPage)
-def list_jobs(
-    context: Context, caller: Caller,
+@router.get("", response_model=JobPage, responses=NOT_MODIFIED)
+async def list_jobs(
+    read: ListRead,
     status_: Annotated[JobStatus | None, Query(alias="status")] = None,
     type_: Annotated[str | None, Query(alias="type", max_length=40,
                                        json_schema_extra={"enum": list(JOB_TYPES.names())})] = None,
     project_id: Annotated[Ident | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=512, pattern=CURSOR_PATTERN)] = None,
-) -> JobPage:
-    """The organization's jobs, newest first."""
-    if type_ is not None and type_ not in JOB_TYPES:
-        raise InvalidRequest([{"field": "type", "message": f"expected one of {', '.join(JOB_TYPES.names())}"}])
-    status_name = status_.value if status_ is not None else None
-    page = jobs.list_jobs(context.db, context.settings, caller.org_id, status=status_name, type=type_,
-                          project_id=project_id, limit=limit, cursor=cursor)
-    return JobPage(data=[JobPublic.of(j) for j in page.items], next_cursor=page.next_cursor,
-                   has_more=page.next_cursor is not None)
+) -> Response:
+    """The organization's jobs, newest first. Its `ETag` changes with the page (any of its jobs, which
+    jobs it holds): send it back as `If-None-Match` for a 304 while nothing has."""
+    statuses = (status_.value,) if status_ is not None else ()
+
+    def query(caller: Principal) -> JobQuery:  # after the key check: a stranger's bad filter is a 401
+        if type_ is not None and type_ not in JOB_TYPES:
+            raise InvalidRequest([{"field": "type", "message": f"expected one of {', '.join(JOB_TYPES.names())}"}])
+        return JobQuery(caller.org_id, statuses, type_, project_id, cursor=cursor, limit=limit)
+
+    def page(session: Session, query: JobQuery) -> JobPage:
+        found = jobs.list_in(session, read.settings, query)
+        return JobPage(data=[JobPublic.of(j) for j in found.items], next_cursor=found.next_cursor,
+                       has_more=found.next_cursor is not None)
+
+    answer = await read.unless_unchanged(query, page)
+    return answer.response(lambda found: Response(found.model_dump_json(), media_type="application/json"))
 
 
 @router.get("/{job_id}", response_model=JobPublic, responses=NOT_MODIFIED)
