@@ -93,16 +93,16 @@ def measure(point: GridPoint, base_model: str, data: Path, cache: Path, workdir:
 
 def time_errors(grid: list[GridPoint], figures: list[dict[str, Any]], model: str) -> list[float]:
     """Each run's time error (%) when predicted from the others, as the estimate's calibration does."""
-    from tuneyard.planning.calibration import Sample, job_kind, pooled
+    from tuneyard.planning.calibration import JobKind, Sample, job_kind, pooled
 
-    def kind(point: GridPoint) -> str:
-        return job_kind(model, point.method, point.gradient_checkpointing, point.batch_size, point.max_seq_length)
+    def kind(point: GridPoint, figure: dict[str, Any]) -> JobKind:
+        return job_kind(model, point.method, point.gradient_checkpointing, figure["compute"].get("micro_batch_tokens"))
 
     errors = []
     for i, (point, own) in enumerate(zip(grid, figures, strict=True)):
-        others = [Sample.from_result({"compute": f["compute"]}, kind(p))
+        others = [Sample.from_result({"compute": f["compute"]}, kind(p, f))
                   for j, (p, f) in enumerate(zip(grid, figures, strict=True)) if j != i]
-        calibrated = pooled([s for s in others if s is not None], own["compute"]["device"], kind(point))
+        calibrated = pooled([s for s in others if s is not None], own["compute"]["device"], kind(point, own))
         if calibrated is None:
             return []
         predicted = own["compute"]["train_flops"] / calibrated.flops_per_second

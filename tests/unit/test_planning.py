@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from tuneyard.errors import SpecError
@@ -148,21 +150,52 @@ def test_calibration_is_the_median_of_each_hosts_newest_jobs() -> None:
 
 
 def test_calibration_takes_the_jobs_like_the_one_estimated_where_a_host_has_any() -> None:
-    lora, full = job_kind("m", "lora", False, 2, 128), job_kind("m", "full", False, 2, 128)
+    lora, full = job_kind("m", "lora", False, 256), job_kind("m", "full", False, 256)
     samples = [Sample("a", "cpu", 100.0, 1.0, 0.0, lora), Sample("a", "cpu", 400.0, 1.0, 0.0, full),
                Sample("a", "cpu", 120.0, 1.0, 0.0, lora), Sample("b", "cpu", 50.0, 1.0, 0.0, full),
-               Sample("a", "cpu", 300.0, 1.0, 0.0, job_kind("m", "lora", False, 8, 512))]
+               Sample("a", "cpu", 300.0, 1.0, 0.0, job_kind("m", "lora", False, 4096))]
     by_host = throughputs(samples, "cpu", lora)
-    assert by_host["a"].flops_per_second == 110.0 and by_host["a"].jobs == 2 and "like this one" in by_host["a"].source
-    assert by_host["b"].flops_per_second == 50.0 and "like" not in by_host["b"].source  # none like it: all of b's
-    fulls, unlike = pooled(samples, "cpu", full), pooled(samples, "cpu", job_kind("m", "full", True, 2, 128))
+    assert by_host["a"].flops_per_second == 110.0 and by_host["a"].jobs == 2 and "~256 tokens" in by_host["a"].source
+    assert by_host["b"].flops_per_second == 50.0 and "m|lora" not in by_host["b"].source  # none like it: all of b's
+    fulls, unlike = pooled(samples, "cpu", full), pooled(samples, "cpu", job_kind("m", "full", True, 256))
     assert fulls is not None and fulls.flops_per_second == 225.0  # (400 + 50) / 2, a's and b's full jobs
     assert unlike is not None and unlike.jobs == 5  # nothing checkpointed: every job
-    # no lora job at 4 x 256 tokens: the lora jobs at other micro-batch sizes
-    other_size = throughputs(samples, "cpu", job_kind("m", "lora", False, 4, 256))["a"]
-    assert other_size.flops_per_second == 120.0 and other_size.jobs == 3 and "other batch sizes" in other_size.source
-    assert job_kind("m", "lora", False, 2, 128) == job_kind("m", "lora", False, 1, 300)  # 256 and 300: one bucket
-    assert job_kind("m", "lora", True, 2, 128) != lora != job_kind("n", "lora", False, 2, 128)
+    assert job_kind("m", "lora", False, 256) == job_kind("m", "lora", False, 256.0)
+    assert job_kind("m", "lora", True, 256) != lora != job_kind("n", "lora", False, 256)
+    assert job_kind("m", "lora", False, None).tokens is None and job_kind("m", "lora", False, 0).tokens is None
+
+
+def _sized(flops_per_second: float, tokens: float | None, host: str = "a") -> Sample:
+    return Sample(host, "cpu", flops_per_second, 1.0, 0.0, job_kind("m", "lora", False, tokens))
+
+
+def test_a_size_within_a_tenth_is_the_same_size() -> None:
+    samples = [_sized(100.0, 32), _sized(110.0, 34), _sized(250.0, 128)]
+    near = pooled(samples, "cpu", job_kind("m", "lora", False, 33))
+    assert near is not None and near.flops_per_second == 105.0 and near.jobs == 2
+
+
+def test_between_two_sizes_the_flops_follow_a_power_law_in_tokens() -> None:
+    # SmolLM2 on CPU: ~2.5x the FLOP/s at 128 tokens a micro-batch as at 32
+    samples = [_sized(100.0, 32), _sized(250.0, 128), _sized(90.0, 32), _sized(9e9, 128, host="b")]
+    between = throughputs(samples, "cpu", job_kind("m", "lora", False, 64))["a"]
+    # halfway in log tokens: the geometric mean of the medians at 32 (95) and at 128 (250)
+    assert between.flops_per_second == pytest.approx(math.sqrt(95.0 * 250.0))
+    assert between.jobs == 3 and "between" in between.source and "~32" in between.source
+    # a job at 32 or 128 itself gets that size's own median, not a blend
+    assert throughputs(samples, "cpu", job_kind("m", "lora", False, 128))["a"].flops_per_second == 250.0
+
+
+def test_beyond_every_size_measured_the_nearest_in_log_tokens_is_taken() -> None:
+    samples = [_sized(100.0, 32), _sized(250.0, 128), _sized(60.0, 8)]
+    larger = pooled(samples, "cpu", job_kind("m", "lora", False, 2048))
+    smaller = pooled(samples, "cpu", job_kind("m", "lora", False, 2))
+    assert larger is not None and larger.flops_per_second == 250.0 and "nearest size" in larger.source
+    assert smaller is not None and smaller.flops_per_second == 60.0
+    # jobs whose size is not known count for their model and method only when no job's size is
+    unsized = [_sized(70.0, None), _sized(80.0, None)]
+    assert pooled(unsized + samples, "cpu", job_kind("m", "lora", False, 32)).flops_per_second == 100.0  # type: ignore[union-attr]
+    assert pooled(unsized, "cpu", job_kind("m", "lora", False, 32)).flops_per_second == 75.0  # type: ignore[union-attr]
 
 
 def test_a_result_without_compute_figures_is_no_sample() -> None:
