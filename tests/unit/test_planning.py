@@ -11,7 +11,16 @@ from tuneyard.planning.calibration import Sample, job_kind, pooled, throughputs
 from tuneyard.planning.compute import flops_per_token, run_size, steps_per_epoch
 from tuneyard.planning.cost import Prices, priced
 from tuneyard.planning.memory import COMPONENTS, LINE_ROWS, TrainingSetup, estimate_memory, micro_batch
-from tuneyard.planning.recommend import DataFigures, epochs_for, recommend, seq_len_for
+from tuneyard.planning.recommend import (
+    MIN_STEP_EXAMPLES,
+    MIN_STEPS,
+    STEP_EXAMPLES,
+    DataFigures,
+    epochs_for,
+    examples_per_step,
+    recommend,
+    seq_len_for,
+)
 from tuneyard.planning.shape import BUILTIN_CONFIGS, ModelShape
 from tuneyard.training.models import catalog
 
@@ -217,6 +226,21 @@ def test_recommendations_stay_inside_their_windows_and_lr_falls_with_size(method
                 assert advice["windows"][name]["min"] <= value <= advice["windows"][name]["max"], (name, advice)
         assert advice["recommended"]["lr"] <= last_lr
         last_lr = advice["recommended"]["lr"]
+
+
+def test_small_data_takes_smaller_steps_to_make_enough_updates() -> None:
+    def step(examples: int, batch_size: int = 8) -> tuple[int, int, str]:
+        advice = recommend(10**6, DataFigures(examples * 5, examples), "lora", 1024, batch_size)
+        rec = advice["recommended"]
+        return rec["batch_size"], rec["gradient_accumulation_steps"], advice["notes"][2]
+
+    assert step(100_000)[:2] == (8, 2)  # plenty of data: 16 a step, as before
+    assert step(400) == (4, 1, "4 examples per optimizer step: batch 4 x 1 accumulated, 300 updates in all "
+                               "(small data learns from more, smaller steps)")  # 16 a step would make 75
+    assert step(64)[:2] == (4, 1) and "48 updates" in step(64)[2]  # 16 would make 12; the floor of 4 makes 48
+    assert step(64, batch_size=2)[:2] == (2, 2)  # a tier's smaller micro-batch accumulates to the same
+    assert examples_per_step(10**6, 1) == STEP_EXAMPLES and examples_per_step(10, 3) == MIN_STEP_EXAMPLES
+    assert examples_per_step(3185, 1) == 16 and examples_per_step(3184, 1) == 8 and MIN_STEPS == 200
 
 
 def test_more_data_means_fewer_passes_and_seq_len_is_a_percentile() -> None:
