@@ -17,11 +17,12 @@ first 15 points). The points ran one after another for 80 minutes while the load
 column measures the host; tests/training/test_time_estimates.py holds the estimator with a twin run.
 
 LoRA's shortfall was the C allocator's (planning.memory.heap_retention_bytes), now estimated. The four
-8 x 512 points (`--batch 8 --seq 512 --steps 2`), before -> after (2026-12-03; the load at 4 to 6):
-LoRA -27.5 % -> -9.5 %, LoRA checkpointed -38.7 % -> -7.2 %, full -9.4 % / -6.6 % and full checkpointed
--11.6 % / -22.3 % (unchanged estimate: full checkpointed measured 187, 195 and 221 MB in three runs, the
-allocator's holes not being the same twice). Over 20 packed LoRA/full points at 256 to 4,096 tokens a
-micro-batch, with and without checkpointing: mean |error| 12.7 % -> 5.2 %, worst -41.3 % -> -15.5 %.
+8 x 512 points (`--batch 8 --seq 512 --steps 2`, 2026-12-03, load 4 to 6), before -> after: LoRA
+-27.5 % -> -11.3 %, LoRA checkpointed -38.7 % -> -7.8 %, full -9.4 % -> -10.9 % and full checkpointed
+-11.6 % -> -9.7 % (full's estimate unchanged: the same points measure some 5 % apart from run to run,
+LoRA's 398 to 427 MB, the allocator's holes not falling the same twice). Over 20 packed points, LoRA
+and full at 256 to 4,096 tokens a micro-batch, with and without checkpointing, one run each: mean
+|error| 13.6 % -> 5.0 %, worst -41.3 % -> +13.0 %.
 
     .venv/bin/python benchmarks/estimate_accuracy.py                    # tiny-llama, the full grid
     .venv/bin/python benchmarks/estimate_accuracy.py --model smollm2 --batch 1 2 --seq 64 128

@@ -132,6 +132,8 @@ def test_the_peak_is_within_a_fifth_of_the_measured_one(runs: dict[Run, dict[str
     memory = runs[setting]["memory"]
     assert memory["measured_as"].startswith("peak RSS")
     estimated, measured = memory["estimated_peak_bytes"], memory["measured_peak_bytes"]
+    print(f"tiny-llama {setting}: memory estimate {estimated / 2**20:.0f} MiB, measured {measured / 2**20:.0f} MiB "
+          f"({memory['error_pct']:+.1f} %)")
     assert abs(estimated - measured) <= 0.2 * measured, memory
 
 
