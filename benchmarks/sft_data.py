@@ -16,6 +16,7 @@ import hashlib
 import importlib
 import inspect
 import json
+import re
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -55,9 +56,15 @@ def _public_callables(module: Any) -> Iterator[tuple[str, Any]]:
                     yield f"{name}.{meth_name}", meth
 
 
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
 def _signature(obj: Any) -> str:
+    """The signature as text, without the memory addresses some defaults print with (configparser's
+    `<object object at 0x7f…>` sentinel): those differ per process, and the name, signature included,
+    decides the held-out split (`_held_out`) and the prompt, so the data was not the same twice."""
     try:
-        return str(inspect.signature(obj))
+        return _ADDRESS.sub("", str(inspect.signature(obj)))
     except (TypeError, ValueError):
         return "(...)"
 

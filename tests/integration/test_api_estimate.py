@@ -33,7 +33,7 @@ def estimate(client: TestClient, tenant: Tenant, body: dict[str, Any]) -> dict[s
 
 
 def finish_with_compute(client: TestClient, db: Database, tenant: Tenant, flops: float, seconds: float,
-                        memory_error_pct: float = 0.0) -> None:
+                        memory_error_pct: float = 0.0, micro_batch_tokens: float | None = None) -> None:
     """A job a worker completed on host 'box', its result recording what the runner measured."""
     dataset = ready_dataset(client, tenant, name=f"calibrate-{flops}")
     job = create_job(client, tenant, dataset["id"])
@@ -41,7 +41,8 @@ def finish_with_compute(client: TestClient, db: Database, tenant: Tenant, flops:
     assert claimed is not None and claimed.job_id == job["id"]
     lifecycle.start(db, job["id"], claimed.attempt)
     lifecycle.finalize(db, job["id"], claimed.attempt)
-    result = {"compute": {"train_flops": flops, "train_seconds": seconds, "device": "cpu", "host": "box"},
+    result = {"compute": {"train_flops": flops, "train_seconds": seconds, "device": "cpu", "host": "box",
+                          "micro_batch_tokens": micro_batch_tokens},
               "compute_seconds": seconds + 4.0, "memory": {"error_pct": memory_error_pct}}
     lifecycle.complete(db, job["id"], claimed.attempt, result, None)
 
@@ -95,6 +96,24 @@ def test_time_and_cost_follow_the_workers_measured_throughput(client: TestClient
     assert set(time["by_host"]) == {"box"}
     assert time["low"] < time["seconds"] < time["high"]
     assert answer["cost"]["usd"] == round(time["seconds"] / 3600 * 3.6, 4)
+
+
+def test_time_is_read_off_the_jobs_nearest_in_micro_batch_tokens(client: TestClient, db: Database,
+                                                                 tenant: Tenant) -> None:
+    # the host's LoRA jobs ran 256 and 1,024 tokens a micro-batch, at 1 and 4 GFLOP/s
+    finish_with_compute(client, db, tenant, 1e9, seconds=1.0, micro_batch_tokens=256.0)
+    finish_with_compute(client, db, tenant, 4e9, seconds=1.0, micro_batch_tokens=1024.0)
+    dataset = ready_dataset(client, tenant, name="to-estimate")
+
+    def time_at(batch: int, seq: int) -> dict[str, Any]:
+        hyperparams = {"max_steps": 5, "batch_size": batch, "max_seq_length": seq, "packing": True}
+        result: dict[str, Any] = estimate(client, tenant, job_body(dataset["id"], hyperparams=hyperparams))["time"]
+        return result
+
+    between = time_at(2, 256)  # 512 packed tokens: halfway in log tokens, the geometric mean
+    assert between["flops_per_second"] == pytest.approx(2e9) and "between" in between["source"], between
+    alike = time_at(4, 256)
+    assert alike["flops_per_second"] == 4e9 and "like this one" in alike["source"], alike
 
 
 def test_an_estimate_is_refused_as_a_submission_would_be(client: TestClient, tenant: Tenant) -> None:

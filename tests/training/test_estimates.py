@@ -28,6 +28,10 @@ from tuneyard.training.models.tiny_llama import ensure_tiny_llama
 from tuneyard.training.optim import build_optimizer
 
 SETTINGS = [("lora", 2, 128), ("lora", 4, 256), ("full", 2, 128), ("full", 4, 256)]
+PEAKS = [(*setting, False) for setting in SETTINGS] + [("lora", 8, 512, False), ("lora", 8, 512, True)]
+"""The settings whose whole peak is held to the measured one: SETTINGS, and LoRA at 8 x 512 tokens with
+and without gradient checkpointing, where the estimate once fell 27 % and 46 % short (the C allocator's
+retention, `planning.memory.heap_retention_bytes`)."""
 SHAPE = ModelShape.from_config(BUILTIN_CONFIGS["tiny-llama"])
 
 
@@ -101,38 +105,47 @@ def test_each_component_against_a_real_step(model_cache: Path, method: str, batc
     assert estimate["optimizer_state"] == nbytes(moments)
 
 
+Run = tuple[str, int, int, bool]
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> dict[tuple[str, int, int], dict[str, Any]]:
+def runs(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> dict[Run, dict[str, Any]]:
     """The runner's result card for each setting: 3 packed steps over rows filled with chat."""
     results = {}
-    data = write_jsonl(tmp_path_factory.mktemp("data") / "train.jsonl", arithmetic_chat(200))
-    for method, batch, seq in SETTINGS:
-        folder = tmp_path_factory.mktemp(f"{method}-{batch}-{seq}")
-        own = {"lora_rank": 8} if method == "lora" else {}
-        spec = write_spec(folder, data, method=method, max_steps=3, batch_size=batch, max_seq_length=seq,
-                          packing=True, **own)
+    folder = tmp_path_factory.mktemp("data")
+    # 4k-token steps need more chats than the small settings' 200 for their rows to be full
+    data = {n: write_jsonl(folder / f"train-{n}.jsonl", arithmetic_chat(n)) for n in (200, 800)}
+    for method, batch, seq, checkpointing in PEAKS:
+        folder = tmp_path_factory.mktemp(f"{method}-{batch}-{seq}-{'gc' if checkpointing else 'no-gc'}")
+        own: dict[str, Any] = {"lora_rank": 8} if method == "lora" else {}
+        if checkpointing:
+            own["gradient_checkpointing"] = True
+        spec = write_spec(folder, data[200 if batch * seq < 4096 else 800], method=method, max_steps=3,
+                          batch_size=batch, max_seq_length=seq, packing=True, **own)
         assert run_runner(spec, folder / "run", model_cache) == 0, (folder / "run" / "runner.log").read_text()[-3000:]
-        results[(method, batch, seq)] = json.loads((folder / "run" / "result.json").read_text())
+        results[(method, batch, seq, checkpointing)] = json.loads((folder / "run" / "result.json").read_text())
     return results
 
 
-@pytest.mark.parametrize("setting", SETTINGS)
-def test_the_peak_is_within_a_fifth_of_the_measured_one(
-    runs: dict[tuple[str, int, int], dict[str, Any]], setting: tuple[str, int, int]
-) -> None:
+@pytest.mark.parametrize("setting", PEAKS, ids=lambda s: "-".join(map(str, s)))
+def test_the_peak_is_within_a_fifth_of_the_measured_one(runs: dict[Run, dict[str, Any]], setting: Run) -> None:
     memory = runs[setting]["memory"]
     assert memory["measured_as"].startswith("peak RSS")
     estimated, measured = memory["estimated_peak_bytes"], memory["measured_peak_bytes"]
+    print(f"tiny-llama {setting}: memory estimate {estimated / 2**20:.0f} MiB, measured {measured / 2**20:.0f} MiB "
+          f"({memory['error_pct']:+.1f} %)")
     assert abs(estimated - measured) <= 0.2 * measured, memory
 
 
-def test_every_result_records_its_compute_for_calibration(runs: dict[tuple[str, int, int], dict[str, Any]]) -> None:
-    for result in runs.values():
+def test_every_result_records_its_compute_for_calibration(runs: dict[Run, dict[str, Any]]) -> None:
+    for (_, batch, seq, _), result in runs.items():
         compute = result["compute"]
         assert compute["train_seconds"] == result["train_seconds"] > 0
         assert compute["train_flops"] > 0 and compute["host"] and compute["device"] == "cpu"
+        # what calibration matches jobs on: a micro-batch's tokens as it ran (packed rows: nearly full)
+        assert 0.8 * batch * seq <= compute["micro_batch_tokens"] <= batch * seq, compute
     # the same tokens cost a full fine-tune half again LoRA's FLOPs (backward for the weights too)
-    lora, full = runs[("lora", 2, 128)]["compute"], runs[("full", 2, 128)]["compute"]
+    lora_run, full_run = runs[("lora", 2, 128, False)], runs[("full", 2, 128, False)]
     per_token = [c["train_flops"] / r["tokens_processed"] for c, r in
-                 ((lora, runs[("lora", 2, 128)]), (full, runs[("full", 2, 128)]))]
+                 ((lora_run["compute"], lora_run), (full_run["compute"], full_run))]
     assert 1.3 < per_token[1] / per_token[0] < 1.6

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from tuneyard.errors import SpecError
@@ -9,7 +11,16 @@ from tuneyard.planning.calibration import Sample, job_kind, pooled, throughputs
 from tuneyard.planning.compute import flops_per_token, run_size, steps_per_epoch
 from tuneyard.planning.cost import Prices, priced
 from tuneyard.planning.memory import COMPONENTS, LINE_ROWS, TrainingSetup, estimate_memory, micro_batch
-from tuneyard.planning.recommend import DataFigures, epochs_for, recommend, seq_len_for
+from tuneyard.planning.recommend import (
+    MIN_STEP_EXAMPLES,
+    MIN_STEPS,
+    STEP_EXAMPLES,
+    DataFigures,
+    epochs_for,
+    examples_per_step,
+    recommend,
+    seq_len_for,
+)
 from tuneyard.planning.shape import BUILTIN_CONFIGS, ModelShape
 from tuneyard.training.models import catalog
 
@@ -148,21 +159,52 @@ def test_calibration_is_the_median_of_each_hosts_newest_jobs() -> None:
 
 
 def test_calibration_takes_the_jobs_like_the_one_estimated_where_a_host_has_any() -> None:
-    lora, full = job_kind("m", "lora", False, 2, 128), job_kind("m", "full", False, 2, 128)
+    lora, full = job_kind("m", "lora", False, 256), job_kind("m", "full", False, 256)
     samples = [Sample("a", "cpu", 100.0, 1.0, 0.0, lora), Sample("a", "cpu", 400.0, 1.0, 0.0, full),
                Sample("a", "cpu", 120.0, 1.0, 0.0, lora), Sample("b", "cpu", 50.0, 1.0, 0.0, full),
-               Sample("a", "cpu", 300.0, 1.0, 0.0, job_kind("m", "lora", False, 8, 512))]
+               Sample("a", "cpu", 300.0, 1.0, 0.0, job_kind("m", "lora", False, 4096))]
     by_host = throughputs(samples, "cpu", lora)
-    assert by_host["a"].flops_per_second == 110.0 and by_host["a"].jobs == 2 and "like this one" in by_host["a"].source
-    assert by_host["b"].flops_per_second == 50.0 and "like" not in by_host["b"].source  # none like it: all of b's
-    fulls, unlike = pooled(samples, "cpu", full), pooled(samples, "cpu", job_kind("m", "full", True, 2, 128))
+    assert by_host["a"].flops_per_second == 110.0 and by_host["a"].jobs == 2 and "~256 tokens" in by_host["a"].source
+    assert by_host["b"].flops_per_second == 50.0 and "m|lora" not in by_host["b"].source  # none like it: all of b's
+    fulls, unlike = pooled(samples, "cpu", full), pooled(samples, "cpu", job_kind("m", "full", True, 256))
     assert fulls is not None and fulls.flops_per_second == 225.0  # (400 + 50) / 2, a's and b's full jobs
     assert unlike is not None and unlike.jobs == 5  # nothing checkpointed: every job
-    # no lora job at 4 x 256 tokens: the lora jobs at other micro-batch sizes
-    other_size = throughputs(samples, "cpu", job_kind("m", "lora", False, 4, 256))["a"]
-    assert other_size.flops_per_second == 120.0 and other_size.jobs == 3 and "other batch sizes" in other_size.source
-    assert job_kind("m", "lora", False, 2, 128) == job_kind("m", "lora", False, 1, 300)  # 256 and 300: one bucket
-    assert job_kind("m", "lora", True, 2, 128) != lora != job_kind("n", "lora", False, 2, 128)
+    assert job_kind("m", "lora", False, 256) == job_kind("m", "lora", False, 256.0)
+    assert job_kind("m", "lora", True, 256) != lora != job_kind("n", "lora", False, 256)
+    assert job_kind("m", "lora", False, None).tokens is None and job_kind("m", "lora", False, 0).tokens is None
+
+
+def _sized(flops_per_second: float, tokens: float | None, host: str = "a") -> Sample:
+    return Sample(host, "cpu", flops_per_second, 1.0, 0.0, job_kind("m", "lora", False, tokens))
+
+
+def test_a_size_within_a_tenth_is_the_same_size() -> None:
+    samples = [_sized(100.0, 32), _sized(110.0, 34), _sized(250.0, 128)]
+    near = pooled(samples, "cpu", job_kind("m", "lora", False, 33))
+    assert near is not None and near.flops_per_second == 105.0 and near.jobs == 2
+
+
+def test_between_two_sizes_the_flops_follow_a_power_law_in_tokens() -> None:
+    # SmolLM2 on CPU: ~2.5x the FLOP/s at 128 tokens a micro-batch as at 32
+    samples = [_sized(100.0, 32), _sized(250.0, 128), _sized(90.0, 32), _sized(9e9, 128, host="b")]
+    between = throughputs(samples, "cpu", job_kind("m", "lora", False, 64))["a"]
+    # halfway in log tokens: the geometric mean of the medians at 32 (95) and at 128 (250)
+    assert between.flops_per_second == pytest.approx(math.sqrt(95.0 * 250.0))
+    assert between.jobs == 3 and "between" in between.source and "~32" in between.source
+    # a job at 32 or 128 itself gets that size's own median, not a blend
+    assert throughputs(samples, "cpu", job_kind("m", "lora", False, 128))["a"].flops_per_second == 250.0
+
+
+def test_beyond_every_size_measured_the_nearest_in_log_tokens_is_taken() -> None:
+    samples = [_sized(100.0, 32), _sized(250.0, 128), _sized(60.0, 8)]
+    larger = pooled(samples, "cpu", job_kind("m", "lora", False, 2048))
+    smaller = pooled(samples, "cpu", job_kind("m", "lora", False, 2))
+    assert larger is not None and larger.flops_per_second == 250.0 and "nearest size" in larger.source
+    assert smaller is not None and smaller.flops_per_second == 60.0
+    # jobs whose size is not known count for their model and method only when no job's size is
+    unsized = [_sized(70.0, None), _sized(80.0, None)]
+    assert pooled(unsized + samples, "cpu", job_kind("m", "lora", False, 32)).flops_per_second == 100.0  # type: ignore[union-attr]
+    assert pooled(unsized, "cpu", job_kind("m", "lora", False, 32)).flops_per_second == 75.0  # type: ignore[union-attr]
 
 
 def test_a_result_without_compute_figures_is_no_sample() -> None:
@@ -184,6 +226,21 @@ def test_recommendations_stay_inside_their_windows_and_lr_falls_with_size(method
                 assert advice["windows"][name]["min"] <= value <= advice["windows"][name]["max"], (name, advice)
         assert advice["recommended"]["lr"] <= last_lr
         last_lr = advice["recommended"]["lr"]
+
+
+def test_small_data_takes_smaller_steps_to_make_enough_updates() -> None:
+    def step(examples: int, batch_size: int = 8) -> tuple[int, int, str]:
+        advice = recommend(10**6, DataFigures(examples * 5, examples), "lora", 1024, batch_size)
+        rec = advice["recommended"]
+        return rec["batch_size"], rec["gradient_accumulation_steps"], advice["notes"][2]
+
+    assert step(100_000)[:2] == (8, 2)  # plenty of data: 16 a step, as before
+    assert step(400) == (4, 1, "4 examples per optimizer step: batch 4 x 1 accumulated, 300 updates in all "
+                               "(small data learns from more, smaller steps)")  # 16 a step would make 75
+    assert step(64)[:2] == (4, 1) and "48 updates" in step(64)[2]  # 16 would make 12; the floor of 4 makes 48
+    assert step(64, batch_size=2)[:2] == (2, 2)  # a tier's smaller micro-batch accumulates to the same
+    assert examples_per_step(10**6, 1) == STEP_EXAMPLES and examples_per_step(10, 3) == MIN_STEP_EXAMPLES
+    assert examples_per_step(3185, 1) == 16 and examples_per_step(3184, 1) == 8 and MIN_STEPS == 200
 
 
 def test_more_data_means_fewer_passes_and_seq_len_is_a_percentile() -> None:

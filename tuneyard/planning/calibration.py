@@ -9,10 +9,20 @@ does not move it. Hosts, not worker ids: a worker restarts under a new id on the
 The FLOP/s a host reaches is not one number: a small model's step is mostly the per-operation cost
 of the framework (tiny-llama's 128-wide matmuls, a LoRA adapter's extra small ones, the recompute of
 gradient checkpointing), a larger one's mostly its matmuls, more efficient the more tokens a
-micro-batch holds. So the jobs most like the one estimated are its calibration: the same base model,
-method, checkpointing and micro-batch size (`job_kind`) when the host has any, else the same model,
-method and checkpointing at any micro-batch size, and all of the host's jobs on the device only when
-it has none of those; the figure says which.
+micro-batch holds (SmolLM2-135M on CPU reached ~2.5x the FLOP/s at 128 tokens a micro-batch as at
+32). So the jobs most like the one estimated are its calibration (`JobKind`): the same base model,
+method and checkpointing, and then the micro-batch's size in tokens as the job really ran it (what
+a result records, not the spec's batch_size x max_seq_length, which padding-free batches of short
+examples fall far short of):
+
+- jobs within SAME_SIZE of its tokens, where the host has any;
+- else, when it has jobs both smaller and larger, the FLOP/s between the two nearest sizes, read
+  off the straight line through them in log tokens and log FLOP/s (efficiency grows about as a
+  power of the micro-batch, so a power law between two measured sizes);
+- else the jobs at the nearest size it has, nearest in log tokens (a ratio, not a difference:
+  64 tokens is as far from 32 as 256 from 128);
+- and all of the host's jobs on the device only when it has none of the same model, method and
+  checkpointing; the figure says which.
 """
 
 from __future__ import annotations
@@ -34,7 +44,7 @@ class Sample:
     seconds: float
     overhead_seconds: float
     """Compute seconds beyond the steps: loading, evaluations, saving."""
-    kind: str | None = None
+    kind: JobKind | None = None
     """The job's `job_kind`, when the job's spec is known."""
 
     @property
@@ -42,7 +52,7 @@ class Sample:
         return self.flops / self.seconds
 
     @classmethod
-    def from_result(cls, result: Any, kind: str | None = None) -> Sample | None:
+    def from_result(cls, result: Any, kind: JobKind | None = None) -> Sample | None:
         """The sample a job's result holds; None for one without compute figures."""
         compute = result.get("compute") if isinstance(result, dict) else None
         if not isinstance(compute, dict):
@@ -57,18 +67,20 @@ class Sample:
                    float(seconds), overhead, kind)
 
 
-def job_kind(base_model: Any, method: Any, gradient_checkpointing: Any, batch_size: Any, max_seq_length: Any) -> str:
-    """What makes two jobs reach the same FLOP/s on one host: the model, the method, the recompute, and
-    the micro-batch's size (batch_size x max_seq_length, to the nearest power of two: what a spec
-    says, so a stored job and a request are bucketed alike)."""
-    tokens = batch_size * max_seq_length if isinstance(batch_size, int) and isinstance(max_seq_length, int) else 0
-    bucket = 2 ** round(math.log2(tokens)) if tokens > 0 else "?"
-    return f"{base_model}|{method}|{'gc' if gradient_checkpointing is True else 'no-gc'}|{bucket}"
+@dataclass(frozen=True)
+class JobKind:
+    """What makes two jobs reach the same FLOP/s on one host: the model, the method and the recompute
+    (`family`), and the tokens of a micro-batch as it ran."""
+
+    family: str
+    tokens: float | None = None
 
 
-def _family(kind: str | None) -> str | None:
-    """A kind without its micro-batch size."""
-    return None if kind is None else kind.rsplit("|", 1)[0]
+def job_kind(base_model: Any, method: Any, gradient_checkpointing: Any, micro_batch_tokens: Any) -> JobKind:
+    """The kind of a job or request; `micro_batch_tokens` None (or not a positive number) where unknown."""
+    family = f"{base_model}|{method}|{'gc' if gradient_checkpointing is True else 'no-gc'}"
+    sized = isinstance(micro_batch_tokens, int | float) and micro_batch_tokens > 0
+    return JobKind(family, float(micro_batch_tokens) if sized else None)
 
 
 @dataclass(frozen=True)
@@ -82,7 +94,7 @@ class Throughput:
     """Where the figure comes from, in plain words (shown with every estimate)."""
 
 
-def throughputs(samples: list[Sample], device: str, kind: str | None = None) -> dict[str, Throughput]:
+def throughputs(samples: list[Sample], device: str, kind: JobKind | None = None) -> dict[str, Throughput]:
     """Each host's throughput on `device`, from its newest RECENT samples (newest first in `samples`),
     of jobs of `kind` where the host has finished any."""
     by_host: dict[str, list[Sample]] = {}
@@ -92,7 +104,7 @@ def throughputs(samples: list[Sample], device: str, kind: str | None = None) -> 
     return {host: _like(own, kind, RECENT, f"host {host}'s", device) for host, own in by_host.items()}
 
 
-def pooled(samples: list[Sample], device: str, kind: str | None = None) -> Throughput | None:
+def pooled(samples: list[Sample], device: str, kind: JobKind | None = None) -> Throughput | None:
     """Every host's newest jobs on `device` together (of `kind` where any); None when none has finished one."""
     own = [s for s in samples if s.device == device]
     if not own:
@@ -100,17 +112,59 @@ def pooled(samples: list[Sample], device: str, kind: str | None = None) -> Throu
     return _like(own, kind, RECENT * 4, "the service's", device)
 
 
-def _like(samples: list[Sample], kind: str | None, newest: int, whose: str, device: str) -> Throughput:
-    """The median of the newest samples of `kind`, else of its family, else of all of them, saying which."""
-    like = [s for s in samples if kind is not None and s.kind == kind][:newest]
-    if like:
-        return _median(like, f"median of {whose} {len(like)} newest {device} jobs like this one ({kind})")
-    family = [s for s in samples if kind is not None and _family(s.kind) == _family(kind)][:newest]
-    if family:
-        return _median(family, f"median of {whose} {len(family)} newest {device} jobs of the same model and "
-                               f"method at other batch sizes ({_family(kind)})")
-    chosen = samples[:newest]
-    return _median(chosen, f"median of {whose} {len(chosen)} newest {device} jobs")
+SAME_SIZE = 1.1
+"""Micro-batches within this factor of each other in tokens count as one size: at SmolLM2's slope
+(2.5x the FLOP/s for 4x the tokens) 10 % more tokens is ~2.5 % more FLOP/s, well inside the time band."""
+
+
+def _like(samples: list[Sample], kind: JobKind | None, newest: int, whose: str, device: str) -> Throughput:
+    """The FLOP/s of the newest samples most like `kind` (the module docstring's order), saying whence."""
+    family = [s for s in samples if kind is not None and s.kind is not None and s.kind.family == kind.family]
+    if kind is None or not family:
+        chosen = samples[:newest]
+        return _median(chosen, f"median of {whose} {len(chosen)} newest {device} jobs")
+    sized = [s for s in family if s.kind is not None and s.kind.tokens is not None]
+    if kind.tokens is None or not sized:
+        chosen = family[:newest]
+        return _median(chosen, f"median of {whose} {len(chosen)} newest {device} jobs of the same model and "
+                               f"method ({kind.family})")
+    return _by_size(sized, kind.tokens, newest, f"{whose} newest {device} jobs of {kind.family}")
+
+
+def _tokens(sample: Sample) -> float:
+    assert sample.kind is not None and sample.kind.tokens is not None  # _by_size takes sized samples only
+    return sample.kind.tokens
+
+
+def _by_size(sized: list[Sample], tokens: float, newest: int, whose: str) -> Throughput:
+    """Of samples that all know their micro-batch tokens: those of `tokens`' size, else a power law
+    between the nearest smaller and larger sizes, else the nearest size."""
+    same = [s for s in sized if abs(math.log(_tokens(s) / tokens)) <= math.log(SAME_SIZE)][:newest]
+    if same:
+        return _median(same, f"median of {len(same)} of {whose} like this one (~{tokens:.0f} tokens a micro-batch)")
+    smaller = [s for s in sized if _tokens(s) < tokens]
+    larger = [s for s in sized if _tokens(s) > tokens]
+    low = _nearest_size(smaller, max(map(_tokens, smaller)), newest) if smaller else []
+    high = _nearest_size(larger, min(map(_tokens, larger)), newest) if larger else []
+    if low and high:
+        at_low, at_high = _median(low, ""), _median(high, "")
+        t_low, t_high = statistics.median(map(_tokens, low)), statistics.median(map(_tokens, high))
+        share = math.log(tokens / t_low) / math.log(t_high / t_low)
+        flops = math.exp((1 - share) * math.log(at_low.flops_per_second) + share * math.log(at_high.flops_per_second))
+        return Throughput(
+            flops_per_second=flops, overhead_seconds=statistics.median(s.overhead_seconds for s in low + high),
+            jobs=len(low) + len(high), source=(
+                f"between {whose} at ~{t_low:.0f} and ~{t_high:.0f} tokens a micro-batch "
+                f"({len(low)} and {len(high)} jobs), for {tokens:.0f}"),
+        )  # fmt: skip
+    nearest = low or high
+    return _median(nearest, f"median of {len(nearest)} of {whose} at ~{statistics.median(map(_tokens, nearest)):.0f} "
+                            f"tokens a micro-batch, the nearest size to {tokens:.0f}")
+
+
+def _nearest_size(samples: list[Sample], tokens: float, newest: int) -> list[Sample]:
+    """The newest samples of the size `tokens` (one of theirs) is."""
+    return [s for s in samples if abs(math.log(_tokens(s) / tokens)) <= math.log(SAME_SIZE)][:newest]
 
 
 def _median(samples: list[Sample], source: str) -> Throughput:

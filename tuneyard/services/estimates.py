@@ -56,8 +56,10 @@ def estimate_job(db: Database, settings: Settings, org_id: str, request: JobRequ
     size = run_size(setup, hyperparams.get("max_steps"), int(hyperparams.get("epochs", 1)), train_tokens,
                     sizing.train_examples)
     flops = None if size is None else train_flops(shape, setup, size.tokens)
+    # the micro-batch's tokens as the engine will run them (the dataset's mean example where known),
+    # as finished jobs record theirs
     kind = calibration.job_kind(plan.config["base_model"], setup.method, setup.gradient_checkpointing,
-                                setup.batch_size, setup.max_seq_length)
+                                setup.batch.tokens)
     time = _time(flops, samples, device, kind)
     if flops is not None and time["seconds"] is None:
         time = _probed_time(flops, throughput_probe.LayerProbe.of(shape, device, setup.batch.tokens,
@@ -189,7 +191,9 @@ def _dataset_figures(db: Database, org_id: str, ids: list[str], refs: Any) -> tu
     return (tokens, examples) if ids else (None, None)
 
 
-def _time(flops: float | None, samples: list[calibration.Sample], device: str, kind: str) -> dict[str, Any]:
+def _time(
+    flops: float | None, samples: list[calibration.Sample], device: str, kind: calibration.JobKind
+) -> dict[str, Any]:
     """Seconds on each host that has finished a job on `device` (from its jobs of `kind` where it has
     any), and the service-wide figure."""
     pooled = calibration.pooled(samples, device, kind)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from tuneyard.planning.calibration import Sample, job_kind
+from tuneyard.planning.calibration import JobKind, Sample, job_kind
 from tuneyard.store.engine import Database
 from tuneyard.store.status import JobStatus
 from tuneyard.store.tables import Job
@@ -29,19 +29,25 @@ def finished_samples(db: Database, limit: int = SAMPLES_READ) -> list[Sample]:
     samples = []
     with db.read() as session:
         for result, config in session.execute(stmt).all():
-            sample = Sample.from_result(result, _kind(config))
+            sample = Sample.from_result(result, _kind(config, result))
             if sample is not None:
                 samples.append(sample)
     return samples
 
 
-def _kind(config: object) -> str | None:
+def _kind(config: object, result: object) -> JobKind | None:
+    """The job's kind, its micro-batch tokens as it ran them (`footprint` records them); for a job
+    finished before they were recorded, its spec's batch_size x max_seq_length, their upper bound."""
     if not isinstance(config, dict):
         return None
     hp = config.get("hyperparams")
     hp = hp if isinstance(hp, dict) else {}
-    return job_kind(config.get("base_model"), config.get("method"), hp.get("gradient_checkpointing"),
-                    hp.get("batch_size"), hp.get("max_seq_length"))
+    compute = result.get("compute") if isinstance(result, dict) else None
+    tokens = compute.get("micro_batch_tokens") if isinstance(compute, dict) else None
+    if tokens is None:
+        batch, seq = hp.get("batch_size"), hp.get("max_seq_length")
+        tokens = batch * seq if isinstance(batch, int) and isinstance(seq, int) else None
+    return job_kind(config.get("base_model"), config.get("method"), hp.get("gradient_checkpointing"), tokens)
 
 
 def memory_errors(db: Database, org_id: str, limit: int = SAMPLES_READ) -> list[float]:

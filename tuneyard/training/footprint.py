@@ -113,9 +113,13 @@ class Footprint:
             "measured_as": MEASURED_AS[self.device], "estimate": estimate.to_json(),
         }}
         seconds = float(result.get("train_seconds") or 0.0)
-        flops = train_flops(shape, setup, int(result.get("tokens_processed") or 0))
+        tokens = int(result.get("tokens_processed") or 0)
+        flops = train_flops(shape, setup, tokens)
+        # the mean micro-batch as it ran: what later estimates' calibration matches a job on (planning.calibration)
+        micro_batches = int(result.get("steps") or 0) * setup.gradient_accumulation_steps
         report["compute"] = {
             "train_flops": flops, "train_seconds": seconds,
+            "micro_batch_tokens": round(tokens / micro_batches, 1) if micro_batches and tokens else None,
             "flops_per_second": round(flops / seconds, 1) if seconds > 0 else None, "device": self.device,
             "host": socket.gethostname(),  # a worker restarts under a new id; its machine is what was measured
         }
