@@ -101,8 +101,10 @@ def test_ctrl_c_stop_resume_cancel_and_delete(service: Service) -> None:
     service.start_serve()
     upload(service, "chats")
     job = as_json(cli(service, "--json", "jobs", "create", "--base-model", "tiny-llama", "--dataset", "chats",
-                      "--set", "epochs=20", *SMALL, "--name", "long"))
+                      "--set", "epochs=500", *SMALL, "--name", "long"))
     job_id = job["id"]
+    # Long enough (8 steps an epoch) that it is still training when a loaded host has started the
+    # watcher: at 20 epochs it once completed first, and the watcher exited 0 before its Ctrl-C.
     code, err = interrupt_once_training(service, job_id)
     assert code == 130 and f"job {job_id} keeps running" in err, err
 
