@@ -7,7 +7,8 @@ the neighbours; the twin's result calibrates nothing. After both finish, POST /v
 setting, calibrated on the service's own finished jobs, is compared with the twin's
 `compute.train_seconds`, the seconds of the optimizer steps alone (`time.train_seconds` predicts
 those; loading and evaluation are no FLOP count's business). tests/training/test_time_estimates.py
-says why each part of this design is there.
+says why each part of this design is there. A test module binds the fixtures by name
+(`api_settings, twin = paired_runs.api_settings, paired_runs.twin`) beside tests/support/api.py's.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import json
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.support.api import Tenant, upload
@@ -54,17 +55,21 @@ class Timed:
                 f"{self.measured_seconds:.1f} s ({100 * self.error:+.1f} %)")
 
 
-@contextmanager
-def twin_service(folder: Path, model_cache: Path) -> Iterator[tuple[Database, Settings]]:
+@pytest.fixture
+def api_settings(settings: Settings) -> Settings:
+    """The service under test (tests/support/api.py's `app` runs on it): room for a few hundred chats."""
+    return settings.with_overrides(max_upload_bytes=1 << 20)
+
+
+@pytest.fixture
+def twin(tmp_path: Path, model_cache: Path) -> Iterator[tuple[Database, Settings]]:
     """A second service on the same host, whose worker runs the predicted jobs."""
-    settings = Settings(data_dir=folder, model_cache_dir=model_cache, runner_nice=0)
+    settings = Settings(data_dir=tmp_path / "twin", model_cache_dir=model_cache, runner_nice=0)
     settings.data_dir.mkdir(parents=True)
     database = Database(make_engine(settings))
     migrate(database.engine)
-    try:
-        yield database, settings
-    finally:
-        database.dispose()
+    yield database, settings
+    database.dispose()
 
 
 def create_dataset(client: TestClient, tenant: Tenant, rows: list[dict[str, Any]]) -> str:

@@ -21,36 +21,24 @@ runner did, and a calibration that picks the host's jobs like the one estimated.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.support import api
+from tests.support import api, paired_runs
 from tests.support.api import Tenant
-from tests.support.paired_runs import Setting, create_dataset, time_settings, twin_service
+from tests.support.paired_runs import Setting, create_dataset, time_settings
 from tests.support.runs import arithmetic_chat
 from tuneyard.services.estimates import TIME_BAND
 from tuneyard.settings import Settings
 from tuneyard.store.engine import Database
 
 app, client, tenant = api.app, api.client, api.tenant
+api_settings, twin = paired_runs.api_settings, paired_runs.twin
 
 SETTINGS: list[Setting] = [("lora", 2, 128), ("full", 2, 128), ("lora", 4, 256), ("full", 4, 256)]
 STEPS = 10
-
-
-@pytest.fixture
-def api_settings(settings: Settings) -> Settings:
-    return settings.with_overrides(max_upload_bytes=1 << 20)
-
-
-@pytest.fixture
-def twin(tmp_path: Path, model_cache: Path) -> Iterator[tuple[Database, Settings]]:
-    with twin_service(tmp_path / "twin", model_cache) as service:
-        yield service
 
 
 def job_body(dataset_id: str, method: str, batch: int, seq: int) -> dict[str, Any]:
