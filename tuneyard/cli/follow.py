@@ -6,7 +6,11 @@ second at most (and always the last step), so logs and tests see it too.
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -79,13 +83,37 @@ def _rate(value: Any) -> str:
     return f"{value / 1000:.1f}k" if value >= 1000 else f"{value:.0f}"
 
 
+@contextlib.contextmanager
+def ctrl_c_noticed() -> Iterator[threading.Event]:
+    """Ctrl-C raises KeyboardInterrupt as usual, and is also remembered: set even where the process
+    started with SIGINT ignored (inherited), or where a library swallowed the KeyboardInterrupt, so a
+    follower still leaves at its next item. Twice in full test runs a `--follow` went on after its
+    Ctrl-C; this makes the exit not depend on where the signal lands."""
+    noticed = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield noticed
+        return
+
+    def interrupted(_signum: int, _frame: object) -> None:
+        noticed.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        yield noticed
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def follow_job(client: TuneyardClient, job_id: str, *, quiet: bool = False) -> tuple[int, dict[str, Any]]:
     """Follow until the job rests; its exit code (0, 75, 1, or 130 on Ctrl-C) and final state."""
     job = client.get_job(job_id)
     try:
         try:
-            with ProgressView(job) as view:
+            with ctrl_c_noticed() as ctrl_c, ProgressView(job) as view:
                 for item in client.stream(job_id, reconnects=RECONNECTS):
+                    if ctrl_c.is_set():
+                        raise KeyboardInterrupt
                     if not quiet:
                         view.feed(item)
         except (StreamUnavailable, httpx.TransportError) as unavailable:
