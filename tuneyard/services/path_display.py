@@ -137,7 +137,7 @@ def for_jobs(session: Session, settings: Settings, jobs: Sequence[Job]) -> dict[
         return found
     roots = _roots(settings.data_dir)
     uploads = {job.id: _uploads(job, roots) for job in new}
-    wanted = {file_id for found in uploads.values() for file_id in found.values()}
+    wanted = {file_id for paths in uploads.values() for file_id in paths.values()}
     orgs = {job.org_id for job in new}
     names = {k: v for org in orgs for k, v in file_names(session, org, sorted(wanted)).items()} if wanted else {}
     for job in new:
