@@ -17,6 +17,7 @@ from tuneyard import __version__
 from tuneyard.api.deps import AppContext
 from tuneyard.api.dialects import DialectRegistry, registered
 from tuneyard.api.errors import install_error_handlers
+from tuneyard.api.hot_reads import HotReads
 from tuneyard.api.limits import BodyLimit
 from tuneyard.api.openapi import install_openapi
 from tuneyard.api.routes import system
@@ -83,6 +84,8 @@ def create_app(settings: Settings, db: Database | None = None, *, stream_poll_se
                        total_timeout=settings.body_total_timeout_seconds,
                        max_uploads_per_key=settings.max_concurrent_uploads_per_key)
     install_console(app)  # the web console at / (pages, static assets, session cookie → bearer for /v1)
+    # Outermost: a poll it answers meets none of the rest (api/hot_reads.py says which and why).
+    app.add_middleware(HotReads, db=database)
     return app
 
 

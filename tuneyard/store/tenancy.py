@@ -179,6 +179,35 @@ def principal_and_job(session: Session, plaintext: str, job_id: str | None) -> t
     return Principal(row.org_id, row.id, row.is_admin), row.Job
 
 
+_KEY_AND_JOB_REVISION = (
+    select(ApiKey.org_id, Job.revision, Job.status)
+    .select_from(ApiKey)
+    .join(Job, and_(Job.id == bindparam("job_id"), Job.org_id == ApiKey.org_id))
+    .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None))
+)
+
+
+@dataclass(frozen=True)
+class JobRevision:
+    """What decides a conditional answer about a job, read for a live key of the job's organization."""
+
+    org_id: str
+    revision: int
+    status: str
+
+
+def job_revision(db: Database, plaintext: str, job_id: str) -> JobRevision | None:
+    """The job's revision and status when `plaintext` is a live key of the organization that owns the
+    job of native id `job_id`; None otherwise (an unknown or revoked key, another organization's job, no
+    such job: which of them is for `principal_and_job` to say). One statement on a plain connection,
+    no ORM: what a poll answered from `api/hot_reads.py` reads of the database."""
+    if not plaintext.startswith(KEY_PREFIX):
+        return None
+    with db.plain_read() as connection:
+        row = connection.execute(_KEY_AND_JOB_REVISION, {"key_hash": hash_key(plaintext), "job_id": job_id}).first()
+    return None if row is None else JobRevision(row.org_id, row.revision, row.status)
+
+
 def key_is_live(db: Database, org_id: str, key_id: str) -> bool:
     """Whether the organization's key exists and is not revoked (what a stored key may still act as)."""
     with db.read() as session:

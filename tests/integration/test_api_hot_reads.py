@@ -1,0 +1,156 @@
+"""Polls answered on the lean path (api/hot_reads.py) are the app's own answers, byte for byte, and a
+kept answer reaches nobody the app would not give it to: a stranger, a revoked key, an older revision."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from tests.integration.test_api_conditional import statements
+from tests.support import api
+from tests.support.api import Tenant, create_job, ready_dataset
+from tuneyard.api.app import create_app
+from tuneyard.api.hot_reads import LARGEST_KEPT_BYTES, AnswerCache, HotReads, KeptAnswer
+from tuneyard.scheduler import claim
+from tuneyard.settings import Settings
+from tuneyard.store import lifecycle, telemetry, tenancy
+from tuneyard.store.engine import Database
+
+app, client, tenant, other, api_settings = api.app, api.client, api.tenant, api.other, api.api_settings
+
+POLLS = ("", "/metrics", "/metrics?since_step=1", "/metrics?since_step=1&kind=train", "/logs", "/logs?since=1",
+         "/logs?tail=1", "/events")
+BAD_POLLS = ("/metrics?since_step=abc", "/metrics?since_step=-5", "/logs?limit=0", "/metrics?kind=nope")
+UNSHARED = {"date", "server"}  # uvicorn's own; TestClient sends neither, but a kept answer must not freeze them
+
+
+@pytest.fixture
+def app_alone(api_settings: Settings, db: Database) -> Iterator[TestClient]:
+    """The same app without the lean path: the answers the lean path must give."""
+    plain = create_app(api_settings, db, stream_poll_seconds=0.02)
+    plain.user_middleware = [m for m in plain.user_middleware if m.cls is not HotReads]
+    with TestClient(plain) as alone:
+        yield alone
+
+
+def hot_reads(app: FastAPI) -> HotReads:
+    layer = app.middleware_stack
+    while not isinstance(layer, HotReads):
+        layer = layer.app  # type: ignore[union-attr]
+    return layer
+
+
+def running_job(client: TestClient, db: Database, tenant: Tenant) -> tuple[str, int]:
+    """A running job with three metric points and three log lines, and its attempt."""
+    job_id: str = create_job(client, tenant, ready_dataset(client, tenant)["id"])["id"]
+    claimed = claim(db, "w1", 60)
+    assert claimed is not None
+    lifecycle.start(db, job_id, claimed.attempt)
+    telemetry.record_metrics(db, job_id, claimed.attempt, [telemetry.MetricIn(step=s, values={"loss": 3.0 - s / 10})
+                                                           for s in (1, 2, 3)])
+    telemetry.append_logs(db, job_id, claimed.attempt, [telemetry.LogIn(f"line {n}") for n in range(3)])
+    return job_id, claimed.attempt
+
+
+def answer_of(client: TestClient, url: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    got = client.get(url, headers=headers)
+    return got.status_code, {k: v for k, v in got.headers.items() if k not in UNSHARED}, got.content
+
+
+def test_kept_answers_and_304s_are_the_apps_own(
+    client: TestClient, app_alone: TestClient, app: FastAPI, db: Database, tenant: Tenant
+) -> None:
+    job_id, _ = running_job(client, db, tenant)
+    for poll in (*POLLS, *BAD_POLLS):
+        url = f"/v1/jobs/{job_id}{poll}"
+        expected = answer_of(app_alone, url, tenant.headers)
+        assert answer_of(client, url, tenant.headers) == expected, poll  # the app's answer, kept
+        assert answer_of(client, url, tenant.headers) == expected, poll  # the kept one
+        if expected[0] == 200:
+            tagged = {**tenant.headers, "If-None-Match": expected[1]["etag"]}
+            assert answer_of(client, url, tagged) == answer_of(app_alone, url, tagged), poll
+            assert answer_of(client, url, tagged)[0] == 304
+    assert len(hot_reads(app).answers) == sum(1 for p in POLLS if not p.startswith("/events"))
+    # A kept answer is read with one statement: the key, the job's revision and status, no telemetry.
+    with statements(db) as sent:
+        for poll in ("", "/metrics", "/logs"):
+            assert client.get(f"/v1/jobs/{job_id}{poll}", headers=tenant.headers).status_code == 200
+    assert len(sent) == 3 and all("revision" in s and "metric_points" not in s for s in sent), sent
+
+
+def test_a_change_is_answered_anew_and_the_old_answer_is_never_given(
+    client: TestClient, app_alone: TestClient, db: Database, tenant: Tenant
+) -> None:
+    job_id, attempt = running_job(client, db, tenant)
+    url = f"/v1/jobs/{job_id}/metrics?since_step=2"
+    first = answer_of(client, url, tenant.headers)
+    assert [p["step"] for p in client.get(url, headers=tenant.headers).json()["data"]] == [3]
+    telemetry.record_metrics(db, job_id, attempt, [telemetry.MetricIn(step=4, values={"loss": 2.5})])
+    now = answer_of(client, url, {**tenant.headers, "If-None-Match": first[1]["etag"]})
+    assert now == answer_of(app_alone, url, tenant.headers) and now[1]["etag"] != first[1]["etag"]
+    assert [p["step"] for p in client.get(url, headers=tenant.headers).json()["data"]] == [3, 4]
+
+
+def test_strangers_and_revoked_keys_never_get_a_kept_answer(
+    client: TestClient, db: Database, tenant: Tenant, other: Tenant
+) -> None:
+    job_id, _ = running_job(client, db, tenant)
+    tags = {poll: client.get(f"/v1/jobs/{job_id}{poll}", headers=tenant.headers).headers["ETag"]
+            for poll in ("", "/metrics", "/logs")}
+    for poll, tag in tags.items():
+        for headers in (other.headers, other.admin_headers, {**other.headers, "If-None-Match": tag}):
+            stranger = client.get(f"/v1/jobs/{job_id}{poll}", headers=headers)
+            assert stranger.status_code == 404 and "ETag" not in stranger.headers, poll
+    tenancy.revoke_api_key(db, tenant.org_id, tenant.key_id)
+    for poll, tag in tags.items():
+        for headers in (tenant.headers, {**tenant.headers, "If-None-Match": tag}):
+            revoked = client.get(f"/v1/jobs/{job_id}{poll}", headers=headers)
+            assert revoked.status_code == 401 and revoked.json()["error"]["code"] == "UNAUTHORIZED", poll
+    # The organization's other key still reads the kept answers.
+    assert client.get(f"/v1/jobs/{job_id}", headers={**tenant.admin_headers, "If-None-Match": tags[""]}
+                      ).status_code == 304
+
+
+def test_a_queued_job_is_always_the_apps_to_answer(
+    client: TestClient, app_alone: TestClient, app: FastAPI, tenant: Tenant
+) -> None:
+    # Why a queued job waits depends on the live workers, which its revision does not name.
+    job_id = create_job(client, tenant, ready_dataset(client, tenant)["id"])["id"]
+    for _ in range(2):
+        assert answer_of(client, f"/v1/jobs/{job_id}", tenant.headers) == answer_of(
+            app_alone, f"/v1/jobs/{job_id}", tenant.headers)
+    assert not [a for a in hot_reads(app).answers._answers.values() if b'"status":"queued"' in a.body]
+
+
+def test_requests_the_lean_path_cannot_decide_go_to_the_app(
+    client: TestClient, app_alone: TestClient, db: Database, tenant: Tenant
+) -> None:
+    job_id, _ = running_job(client, db, tenant)
+    url = f"/v1/jobs/{job_id}"
+    cases = [
+        {},  # no key: 401 in the app's words
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+        {"Authorization": "Bearer ty_nonsense"},
+        {"Authorization": "Bearer "},
+        {**tenant.headers, "Content-Length": "5"},
+    ]
+    for headers in cases:
+        assert answer_of(client, url, headers)[:2] == answer_of(app_alone, url, headers)[:2], headers
+    missing = f"/v1/jobs/job_{'0' * 26}"
+    assert answer_of(client, missing, tenant.headers) == answer_of(app_alone, missing, tenant.headers)
+
+
+def test_the_kept_answers_stay_within_their_bytes() -> None:
+    cache = AnswerCache(capacity_bytes=1000)
+    for n in range(5):
+        cache.put(f"W/\"{n}\"", KeptAnswer("org", [], b"x" * 300))
+    assert len(cache) == 3 and cache.get('W/"0"') is None and cache.get('W/"4"') is not None
+    cache.get('W/"2"')  # used: kept over the older 3
+    cache.put('W/"5"', KeptAnswer("org", [], b"x" * 300))
+    assert cache.get('W/"2"') is not None and cache.get('W/"3"') is None
+    cache.put('W/"big"', KeptAnswer("org", [], b"x" * 1001))
+    assert cache.get('W/"big"') is None
+    assert AnswerCache().capacity_bytes >= LARGEST_KEPT_BYTES
