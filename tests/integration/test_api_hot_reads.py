@@ -4,6 +4,7 @@ kept answer reaches nobody the app would not give it to: a stranger, a revoked k
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from fastapi import FastAPI
@@ -18,6 +19,7 @@ from tuneyard.scheduler import claim
 from tuneyard.settings import Settings
 from tuneyard.store import lifecycle, telemetry, tenancy
 from tuneyard.store.engine import Database
+from tuneyard.store.inline_reads import InlineReadBusy
 
 app, client, tenant, other, api_settings = api.app, api.client, api.tenant, api.other, api.api_settings
 
@@ -34,6 +36,21 @@ def app_alone(api_settings: Settings, db: Database) -> Iterator[TestClient]:
     plain.user_middleware = [m for m in plain.user_middleware if m.cls is not HotReads]
     with TestClient(plain) as alone:
         yield alone
+
+
+@contextmanager
+def inline_statements(db: Database) -> Iterator[list[str]]:
+    """The SQL sent meanwhile on the inline connection (SQLite's), which the engine's events do not see."""
+    sent: list[str] = []
+    if not db.inline.available:
+        yield sent
+        return
+    connection = db.inline._open()  # the connection itself: sqlite3's trace is the only way to see it
+    connection.set_trace_callback(sent.append)
+    try:
+        yield sent
+    finally:
+        connection.set_trace_callback(None)
 
 
 def hot_reads(app: FastAPI) -> HotReads:
@@ -74,11 +91,13 @@ def test_kept_answers_and_304s_are_the_apps_own(
             assert answer_of(client, url, tagged) == answer_of(app_alone, url, tagged), poll
             assert answer_of(client, url, tagged)[0] == 304
     assert len(hot_reads(app).answers) == sum(1 for p in POLLS if not p.startswith("/events"))
-    # A kept answer is read with one statement: the key, the job's revision and status, no telemetry.
-    with statements(db) as sent:
+    # A kept answer is read with one statement: the key, the job's revision and status, no telemetry; on
+    # SQLite on the event loop's own connection, elsewhere through the engine.
+    with statements(db) as sent, inline_statements(db) as sent_inline:
         for poll in ("", "/metrics", "/logs"):
             assert client.get(f"/v1/jobs/{job_id}{poll}", headers=tenant.headers).status_code == 200
-    assert len(sent) == 3 and all("revision" in s and "metric_points" not in s for s in sent), sent
+    read = sent_inline if db.inline.available else sent
+    assert len(sent + sent_inline) == 3 and all("revision" in s and "metric_points" not in s for s in read), sent
 
 
 def test_a_change_is_answered_anew_and_the_old_answer_is_never_given(
@@ -154,3 +173,19 @@ def test_the_kept_answers_stay_within_their_bytes() -> None:
     cache.put('W/"big"', KeptAnswer("org", [], b"x" * 1001))
     assert cache.get('W/"big"') is None
     assert AnswerCache().capacity_bytes >= LARGEST_KEPT_BYTES
+
+
+def test_an_inline_read_that_would_wait_leaves_the_poll_to_the_app(
+    client: TestClient, app_alone: TestClient, db: Database, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not db.inline.available:
+        pytest.skip("reads are made inline on SQLite only")
+    job_id, _ = running_job(client, db, tenant)
+
+    def busy(*_args: object) -> None:  # as a locked database answers it (tests/unit/test_inline_reads.py)
+        raise InlineReadBusy("database is locked")
+
+    monkeypatch.setattr(db.inline, "first", busy)
+    for poll in ("", "/metrics", "/logs"):
+        url = f"/v1/jobs/{job_id}{poll}"
+        assert answer_of(client, url, tenant.headers) == answer_of(app_alone, url, tenant.headers)

@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tuneyard.api import conditional
 from tuneyard.store import tenancy
 from tuneyard.store.engine import Database
+from tuneyard.store.inline_reads import InlineReadBusy
 from tuneyard.store.status import JobStatus
 
 HOT_PATH = re.compile(r"/v1/jobs/(?P<job_id>[^/]+)(?P<part>/metrics|/logs)?")
@@ -107,9 +108,12 @@ class HotReads:
             await self.app(scope, receive, send)
             return
         try:
-            found = await anyio.to_thread.run_sync(tenancy.job_revision, self.db, request.key, request.job_id)
-        except DBAPIError:
-            found = None  # the app meets it again and says so in the dialect's words
+            if self.db.inline.available:  # SQLite: a few µs, never waiting (store/inline_reads.py)
+                found = tenancy.job_revision(self.db, request.key, request.job_id, inline=True)
+            else:  # a round trip to the server: on a thread, as the app's reads
+                found = await anyio.to_thread.run_sync(tenancy.job_revision, self.db, request.key, request.job_id)
+        except (DBAPIError, InlineReadBusy):
+            found = None  # the app reads again (waiting where it must) and says what went wrong in its words
         if found is None or (request.job_itself and found.status == JobStatus.QUEUED.value):
             await self.app(scope, receive, send)
             return

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from tuneyard.settings import Settings
 from tuneyard.store import notices
 from tuneyard.store.changes import JobChanges, changed_in
+from tuneyard.store.inline_reads import InlineReads
 from tuneyard.store.secrets import HeldSecrets, SecretHolder
 
 BUSY_TIMEOUT_S = 30.0
@@ -86,6 +87,8 @@ class Database:
         self.engine = engine
         # Held beside the database, never in it: the jobs' secrets this process's workers hand their runners.
         self.secrets: SecretHolder = HeldSecrets()
+        self.inline = InlineReads(engine)
+        """Reads made on the API's event loop where that cannot hold it up (SQLite): `store/inline_reads.py`."""
         self._reader = engine.execution_options(**{READ_ONLY: True})
         self._announces = engine.dialect.name == "postgresql"
         own_backends: set[int] = set()
@@ -132,4 +135,5 @@ class Database:
 
     def dispose(self) -> None:
         self.changes.close()
+        self.inline.close()
         self.engine.dispose()

@@ -196,15 +196,20 @@ class JobRevision:
     status: str
 
 
-def job_revision(db: Database, plaintext: str, job_id: str) -> JobRevision | None:
+def job_revision(db: Database, plaintext: str, job_id: str, *, inline: bool = False) -> JobRevision | None:
     """The job's revision and status when `plaintext` is a live key of the organization that owns the
     job of native id `job_id`; None otherwise (an unknown or revoked key, another organization's job, no
-    such job: which of them is for `principal_and_job` to say). One statement on a plain connection,
-    no ORM: what a poll answered from `api/hot_reads.py` reads of the database."""
+    such job: which of them is for `principal_and_job` to say). One statement, no ORM: what a poll
+    answered from `api/hot_reads.py` reads of the database. With `inline`, on the caller's thread
+    without waiting (`db.inline`, SQLite only; `InlineReadBusy` when it would wait)."""
     if not plaintext.startswith(KEY_PREFIX):
         return None
+    params = {"key_hash": hash_key(plaintext), "job_id": job_id}
+    if inline:
+        found = db.inline.first(_KEY_AND_JOB_REVISION, params)
+        return None if found is None else JobRevision(*found)
     with db.plain_read() as connection:
-        row = connection.execute(_KEY_AND_JOB_REVISION, {"key_hash": hash_key(plaintext), "job_id": job_id}).first()
+        row = connection.execute(_KEY_AND_JOB_REVISION, params).first()
     return None if row is None else JobRevision(row.org_id, row.revision, row.status)
 
 
