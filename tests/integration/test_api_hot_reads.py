@@ -3,9 +3,12 @@ kept answer reaches nobody the app would not give it to: a stranger, a revoked k
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -189,3 +192,24 @@ def test_an_inline_read_that_would_wait_leaves_the_poll_to_the_app(
     for poll in ("", "/metrics", "/logs"):
         url = f"/v1/jobs/{job_id}{poll}"
         assert answer_of(client, url, tenant.headers) == answer_of(app_alone, url, tenant.headers)
+
+
+def test_polls_of_one_new_answer_wait_for_the_first_rendering_of_it(
+    client: TestClient, app: FastAPI, db: Database, tenant: Tenant
+) -> None:
+    # After a change every poller misses at once: the app renders the new answer once, for all of them.
+    job_id, attempt = running_job(client, db, tenant)
+    telemetry.record_metrics(db, job_id, attempt, [telemetry.MetricIn(step=4, values={"loss": 2.5})])
+    url = f"/v1/jobs/{job_id}/metrics?since_step=3"
+
+    async def twenty_at_once() -> list[tuple[int, bytes]]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", headers=tenant.headers) as http:
+            answers = await asyncio.gather(*(http.get(url) for _ in range(20)))
+        return [(answer.status_code, answer.content) for answer in answers]
+
+    with statements(db) as sent:
+        answers = asyncio.run(twenty_at_once())
+    assert {status for status, _ in answers} == {200} and len({body for _, body in answers}) == 1
+    assert json.loads(answers[0][1])["data"][0]["step"] == 4
+    assert len([s for s in sent if "metric_points" in s]) == 1, sent
