@@ -120,9 +120,9 @@ class HotReads:
             await self.app(scope, receive, send)
             return
         try:
-            if self.db.inline.available:  # SQLite: a few µs, never waiting (store/inline_reads.py)
-                found = tenancy.job_revision(self.db, request.key, request.job_id, inline=True)
-            else:  # a round trip to the server: on a thread, as the app's reads
+            if self.db.inline.available:  # on the loop, never blocking it (store/inline_reads.py)
+                found = await tenancy.job_revision_inline(self.db, request.key, request.job_id)
+            else:  # on a thread, as the app's reads
                 found = await anyio.to_thread.run_sync(tenancy.job_revision, self.db, request.key, request.job_id)
         except (DBAPIError, InlineReadBusy):
             found = None  # the app reads again (waiting where it must) and says what went wrong in its words
