@@ -1,4 +1,5 @@
-"""Streams share a read of their job only when it began after their wake-up (api/stream_reads.py)."""
+"""Streams share a read of their job only when its snapshot is newer than their wake-up: it began after
+it, or has not begun (api/stream_reads.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import threading
 from typing import Any
 
+import anyio
 import pytest
 
 from tuneyard.api.stream_reads import SharedBatch, StreamReads
@@ -74,5 +76,25 @@ def test_a_finished_read_is_not_joined() -> None:
         await until(lambda: len(reads.gates) == 2)
         reads.gates[1].set()
         assert (await late).revision == 2
+
+    asyncio.run(scenario())
+
+
+def test_a_read_still_waiting_for_a_thread_is_joined_by_streams_woken_after_it_was_asked_for() -> None:
+    # Its snapshot will be taken when a thread begins it, after their wake-ups: a burst of newcomers shares it.
+    async def scenario() -> None:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = 1
+        reads = GatedReads()
+        elsewhere = asyncio.ensure_future(reads.batch("org", "job", StreamCursor(log=3), None, reads.mark()))
+        await until(lambda: len(reads.gates) == 1)  # the one thread is taken
+        first = asyncio.ensure_future(reads.batch(*HERE, None, reads.mark()))
+        await asyncio.sleep(0.02)
+        newcomers = [asyncio.ensure_future(reads.batch(*HERE, None, reads.mark())) for _ in range(5)]
+        await asyncio.sleep(0.02)
+        reads.gates[0].set()
+        await until(lambda: len(reads.gates) == 2)
+        reads.gates[1].set()
+        assert {(await read).revision for read in (first, *newcomers)} == {2}
+        assert (await elsewhere).revision == 1 and reads.reads_started == 2
 
     asyncio.run(scenario())

@@ -9,11 +9,13 @@ read and one encoding per change and position, however many streams wait there.
 
 Joining is correct only if the read saw every change the joining stream was woken for. Its wake-up
 takes a `mark()` as it reaches the event loop (`Wakeup`), after the commit that caused it, and the
-stream joins only a read that started after that mark; a stream that reads unwoken (its first read,
-the safety-net poll) marks the moment it reads. Marks and starts are counted on the event loop,
-which orders them; a read's transaction opens in its thread after its start was counted, which only
-makes it newer. A stream that finds no such read (a change came meanwhile, or it is the first)
-starts its own, which the next ones join.
+stream joins only a read whose snapshot is newer than that mark: one whose thread has not yet begun
+it, or began it after the mark (it takes its own mark, from the same counter, just before it opens
+its transaction). A stream that reads unwoken (its first read, after it began watching; the
+safety-net poll) marks the moment it reads. A stream that finds no such read (a change came
+meanwhile, or it is the first) starts its own, which the next ones join. So a burst of newcomers (a
+hundred dashboards opened at once) shares the reads still waiting for a thread: the busier the
+server, the more of them share.
 
 Reads are shared only within one event loop (one API process) and for one organization and
 position, so a stream receives exactly what its own read would have returned.
@@ -24,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import json
 import weakref
 from dataclasses import dataclass
@@ -59,8 +62,14 @@ class SharedBatch:
 
 @dataclass
 class _Read:
-    started: int
-    result: asyncio.Future[SharedBatch]
+    result: asyncio.Future[SharedBatch] | None = None
+    snapshot: int | None = None
+    """The mark its thread took just before opening its transaction; None until then."""
+
+    def newer_than(self, mark: int) -> bool:
+        # Read once: the thread may set it meanwhile, and either value seen is a true answer.
+        snapshot = self.snapshot
+        return snapshot is None or snapshot > mark
 
 
 class StreamReads:
@@ -70,10 +79,12 @@ class StreamReads:
         self.db, self.settings = db, settings
         self.reads_started = 0  # every read this process made for its streams (tests count them)
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopReads] = weakref.WeakKeyDictionary()
+        self._marks = itertools.count(1)  # next() is atomic under the GIL: marks from any thread are ordered
 
     def mark(self) -> int:
-        """A stream's mark, taken when it clears its wake-up: it will join only reads started after it."""
-        return self._here().started
+        """A stream's mark, taken when its wake-up reaches the loop (or it reads unwoken): it will join
+        only reads whose snapshot is newer."""
+        return next(self._marks)
 
     async def batch(self, org_id: str, job_id: str, cursor: timeline.StreamCursor, shown: PathDisplay | None,
                     mark: int) -> SharedBatch:
@@ -82,18 +93,23 @@ class StreamReads:
         here = self._here()
         position = (org_id, job_id, cursor)
         read = here.reads.get(position)
-        if read is None or read.started <= mark:
-            here.started += 1
+        if read is None or read.result is None or not read.newer_than(mark):
             self.reads_started += 1
-            read = _Read(here.started, asyncio.ensure_future(self._read(position, shown)))
+            read = _Read()
+            read.result = asyncio.ensure_future(self._read(read, position, shown))
             here.reads[position] = read
             read.result.add_done_callback(functools.partial(here.forget, position, read))
         # Shielded: a stream whose client left must not cancel the read others wait for.
         return await asyncio.shield(read.result)
 
-    async def _read(self, position: Position, shown: PathDisplay | None) -> SharedBatch:
+    async def _read(self, read: _Read, position: Position, shown: PathDisplay | None) -> SharedBatch:
         org_id, job_id, cursor = position
-        return await anyio.to_thread.run_sync(self._read_encoded, org_id, job_id, cursor, shown)
+        return await anyio.to_thread.run_sync(self._begin, read, org_id, job_id, cursor, shown)
+
+    def _begin(self, read: _Read, org_id: str, job_id: str, cursor: timeline.StreamCursor,
+               shown: PathDisplay | None) -> SharedBatch:
+        read.snapshot = self.mark()  # before the transaction opens: its snapshot is newer than this
+        return self._read_encoded(org_id, job_id, cursor, shown)
 
     def _read_encoded(self, org_id: str, job_id: str, cursor: timeline.StreamCursor,
                       shown: PathDisplay | None) -> SharedBatch:
@@ -112,7 +128,6 @@ class StreamReads:
 
 class _LoopReads:
     def __init__(self) -> None:
-        self.started = 0
         self.reads: dict[Position, _Read] = {}
 
     def forget(self, position: Position, read: _Read, _done: object = None) -> None:
@@ -147,7 +162,7 @@ class Wakeup:
             self._loop.call_soon_threadsafe(self._woken)
 
     def _woken(self) -> None:
-        # On the loop, after the commit that woke it: a read started from now on has seen that commit.
+        # On the loop, after the commit that woke it: a read whose snapshot is taken from now on has seen it.
         self._woken_at = self._reads.mark()
         self._event.set()
 
