@@ -10,7 +10,9 @@ from fastapi.testclient import TestClient
 
 from tests.support import api
 from tests.support.api import Tenant, chat_lines, upload
+from tuneyard.api.app import create_app
 from tuneyard.services import datasets
+from tuneyard.settings import Settings
 from tuneyard.store import datasets as store
 from tuneyard.store.engine import Database
 
@@ -117,3 +119,18 @@ def test_a_dataset_left_validating_by_a_dead_process_is_validated_at_the_next_st
     assert (a.status, a.examples) == ("ready", 3)
     assert b.status == "invalid" and b.errors[0]["line"] == 1
     assert c.status == "invalid" and "deleted" in c.errors[0]["message"]
+
+
+def test_an_api_process_that_does_not_recover_leaves_what_it_finds_unfinished_to_the_one_that_does(
+    db: Database, tenant: Tenant, client: TestClient, api_settings: Settings
+) -> None:
+    # Of `serve --api-processes N`, one start recovers: what the others find may be a live sibling's work.
+    orphan = store.create_dataset(db, tenant.org_id, "a", [upload(client, tenant, chat_lines(3))["id"]])
+    with TestClient(create_app(api_settings, db, recover_unfinished=False)):
+        time.sleep(0.5)
+        assert datasets.get_dataset(db, tenant.org_id, orphan.id).status == "validating"
+    with TestClient(create_app(api_settings, db)):
+        deadline = time.monotonic() + 10
+        while datasets.get_dataset(db, tenant.org_id, orphan.id).status == "validating":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)

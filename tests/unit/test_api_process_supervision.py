@@ -83,3 +83,20 @@ def test_a_taken_port_is_a_listen_error_naming_it(tmp_path: Path) -> None:
         with pytest.raises(ListenError) as refused:
             listen(Settings(data_dir=tmp_path, port=port))
     assert refused.value.message == f"cannot listen on 127.0.0.1:{port}: Address already in use"
+
+
+def test_only_the_first_start_of_the_first_process_recovers_what_a_dead_service_left(tmp_path: Path) -> None:
+    # Another would queue again an export a live one is running; a restart, one its sibling is running.
+    argv_log = tmp_path / "argv"
+    api, listener = supervisor(tmp_path, f'echo "$@" >> {argv_log}; exit 1', count=2)
+    with listener:
+        api.start()
+        deadline = time.monotonic() + 10
+        while (not argv_log.exists() or len(argv_log.read_text().splitlines()) < 4) and time.monotonic() < deadline:
+            api.check()
+            time.sleep(0.05)
+        api.stop(grace=1)
+    starts = argv_log.read_text().splitlines()
+    assert len(starts) >= 4, starts
+    assert sum("--recover-unfinished" in start for start in starts) == 1
+    assert "--recover-unfinished" in starts[0] or "--recover-unfinished" in starts[1]  # one of the two first

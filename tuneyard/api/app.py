@@ -40,9 +40,13 @@ lost notice, and N streams of an idle job cost N reads every 30 s."""
 
 
 def create_app(settings: Settings, db: Database | None = None, *, stream_poll_seconds: float = STREAM_POLL_SECONDS,
-               dialects: DialectRegistry | None = None) -> FastAPI:
+               dialects: DialectRegistry | None = None, recover_unfinished: bool = True) -> FastAPI:
     """The API's dialects (`registered()` unless given: the native one) on `db`, or on a new database
-    from `settings`, migrated and disposed with the app."""
+    from `settings`, migrated and disposed with the app. With `recover_unfinished` (the default: one
+    process serving the API), its start finishes what a dead service left unfinished: datasets left
+    validating, exports left running (queued again), auto-training runs left fired. Of several API
+    processes on one database only one may, once (`api/processes.py`): another would queue again the
+    export a live one is running."""
     owned = db is None
     if owned:
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -53,13 +57,13 @@ def create_app(settings: Settings, db: Database | None = None, *, stream_poll_se
         anyio.to_thread.current_default_thread_limiter().total_tokens = API_THREADS
         if owned:
             migrate(database.engine)
-        # Not awaited: a large dataset must not hold up the API's start.
-        threading.Thread(target=datasets.validate_unfinished, args=(database,), daemon=True,
-                         name="validate-unfinished").start()
-        threading.Thread(target=exports.run_unfinished, args=(database, settings), daemon=True,
-                         name="exports-unfinished").start()
-        threading.Thread(target=auto_training.recover_unfinished, args=(database, settings), daemon=True,
-                         name="auto-training-unfinished").start()
+        if recover_unfinished:  # not awaited: a large dataset must not hold up the API's start
+            threading.Thread(target=datasets.validate_unfinished, args=(database,), daemon=True,
+                             name="validate-unfinished").start()
+            threading.Thread(target=exports.run_unfinished, args=(database, settings), daemon=True,
+                             name="exports-unfinished").start()
+            threading.Thread(target=auto_training.recover_unfinished, args=(database, settings), daemon=True,
+                             name="auto-training-unfinished").start()
         promoting = auto_promotion.start(database, settings, supervisor)
         yield
         promoting.set()

@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--listen-fd", type=int, required=True, help="the inherited listening socket")
     parser.add_argument("--secrets-fd", type=int, required=True, help="this process's end of the secrets channel")
     parser.add_argument("--exit-with-parent", action="store_true", help="die when the starting process dies")
+    parser.add_argument("--recover-unfinished", action="store_true",
+                        help="finish what a dead service left unfinished (one API process, once a serve)")
     args = parser.parse_args(argv)
     if args.exit_with_parent:
         exit_with_parent()
@@ -42,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     db = Database(make_engine(settings))
     secrets = ChannelSecrets(socket.socket(fileno=args.secrets_fd))
     db.secrets = secrets  # held by the serve process, whose workers hand them to runners
-    app = create_app(settings, db)
+    app = create_app(settings, db, recover_unfinished=args.recover_unfinished)
     gc.freeze()  # as serve does: what lives as long as the process is no collection's work
     try:
         # uvicorn cancels requests still open GRACEFUL_SHUTDOWN_SECONDS after SIGTERM (api/server.py), so

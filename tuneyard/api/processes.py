@@ -75,6 +75,10 @@ class _Slot:
     failures: int = 0
     """Deaths in a row, each within STABLE_SECONDS of its start: the backoff's exponent."""
     restart_at: float = 0.0
+    recovers: bool = False
+    """Whether its next start finishes what a dead service left unfinished (exports it left running
+    queued again, datasets left validating): the first start of the first slot only, since another
+    process would take what a live one is running for what a dead one left."""
 
     @property
     def name(self) -> str:
@@ -91,7 +95,7 @@ class ApiProcesses:
         self._env = {**environ, **settings.as_environment()}
         self._secrets = secrets
         self._python = python
-        self.slots = [_Slot(index) for index in range(count)]
+        self.slots = [_Slot(index, recovers=index == 0) for index in range(count)]
 
     def pids(self) -> list[int]:
         return [slot.proc.pid for slot in self.slots if slot.proc is not None]
@@ -141,7 +145,8 @@ class ApiProcesses:
         ours, theirs = socket.socketpair()
         try:
             argv = [self._python, "-m", "tuneyard.api.child", "--listen-fd", str(self._listener.fileno()),
-                    "--secrets-fd", str(theirs.fileno()), "--exit-with-parent"]
+                    "--secrets-fd", str(theirs.fileno()), "--exit-with-parent",
+                    *(["--recover-unfinished"] if slot.recovers else [])]
             proc = subprocess.Popen(argv, env=self._env, stdin=subprocess.DEVNULL, start_new_session=True,
                                     pass_fds=(self._listener.fileno(), theirs.fileno()))
         except BaseException:
@@ -150,7 +155,7 @@ class ApiProcesses:
         finally:
             theirs.close()  # the API process's copy is its own: the channel ends (EOF) when it does
         SecretsBroker(self._secrets, ours, slot.name).start()
-        slot.proc, slot.started = proc, time.monotonic()
+        slot.proc, slot.started, slot.recovers = proc, time.monotonic(), False
         log.info("%s started, pid %d", slot.name, proc.pid)
 
     def _died(self, slot: _Slot, code: int, now: float) -> None:
