@@ -121,6 +121,8 @@ def plan_job(db: Database, settings: Settings, org_id: str, request: JobRequest)
     """Check the whole request; raise InvalidRequest listing every problem, or return the plan."""
     problems: Problems = []
     spec = _check_spec(request.spec, problems)
+    if isinstance(spec, TrainingJobSpec):
+        problems.extend(spec.processes().executor_problems(settings.executor))
     problems.extend(request.problems)
     _check_fields(request, problems)
     # A value refused above is not looked up: it may be one the store cannot even take (a NUL byte).
@@ -294,6 +296,8 @@ def _resolve_config(
         "hyperparams": hyperparams.model_dump(),
         **spec.reporting(),
     }
+    if spec.distributed is not None:  # the worker launches the ranks it asks for (worker/command.py)
+        config["distributed"] = spec.distributed.model_dump()
     parse_spec(config)  # the runner will parse it the same way; fail here, not in a worker
     # Every value is explicit for the runner, so it could not tell the user's from a default: it
     # keeps these (spec.json, the model card) as it keeps them from its own earlier spec.json.

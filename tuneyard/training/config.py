@@ -61,6 +61,8 @@ class RunConfig:
         if isinstance(self.spec, TrainingJobSpec):
             out.update(method=self.spec.method, hyperparams=self.hyperparams.model_dump(),
                        origins={f"hyperparams.{k}": v for k, v in self.origins.items()})
+            if self.spec.distributed is not None:  # none given: a spec.json as before the field existed
+                out["distributed"] = self.spec.distributed.model_dump()
         else:  # the type's own parameters, as the spec model filled them in (and the runner, from the model)
             out.update(self.spec.model_dump(exclude=_COMMON_FIELDS))
             if self.origins:
