@@ -10,7 +10,7 @@ its answers out. Both 002 and 003 put their jobs at /api/training/jobs; this mod
 | batch_size, learning_rate, lora_rank, lora_alpha, max_seq_length, eval_split | the same hyperparams |
 | eval_steps (0: no periodic eval) | hyperparams.eval_steps                                      |
 | use_gradient_checkpointing  | hyperparams.gradient_checkpointing                               |
-| distributed, num_nodes      | distributed (DDP, DISTRIBUTED_PROCESSES ranks a node); more nodes than the executor runs on is a 400 naming num_nodes |
+| distributed, num_nodes      | distributed: DDP, DISTRIBUTED_PROCESSES ranks; num_nodes > 1 a 400 (local) |
 | hf_token                    | a secret: refused wherever it would be stored, never answered    |
 | wandb_project               | spec.wandb_project: the runner reports to W&B; else a warning    |
 | run_name                    | the job's name                                                   |
