@@ -13,6 +13,8 @@ import signal
 import subprocess
 import time
 
+import psutil
+
 from tuneyard.training import contract
 from tuneyard.worker.executors import Launch
 from tuneyard.worker.logtail import tail_lines
@@ -60,6 +62,7 @@ class LocalProcess:
         self._telemetry = launch.run_dir / contract.TELEMETRY_FILE
         self._log = launch.run_dir / contract.RUNNER_LOG_FILE
         self._status: ExitStatus | None = None
+        self._descendants: list[psutil.Process] = []
 
     @property
     def pid(self) -> int:
@@ -91,8 +94,14 @@ class LocalProcess:
     def kill(self) -> None:
         if self._reaped():
             return  # the group id may belong to someone else by now
+        # Found before the runner dies, while they are still its descendants: torchrun starts each rank
+        # in a session of its own, out of the group's reach (training/launch.py).
+        self._descendants += _descendants(self.pid)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signal.SIGKILL)
+        for process in self._descendants:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()  # psutil checks the pid still names the process it found
 
     def release(self) -> ExitStatus:
         # Helpers the runner left behind (data loader workers, a shell it spawned) die with it.
@@ -102,6 +111,10 @@ class LocalProcess:
         self.kill()
         if not _wait_until_group_dead(self.pid, GROUP_DEATH_TIMEOUT_SECONDS):
             log.warning("job %s: process group %d still has live members after SIGKILL", self.job_id, self.pid)
+        _, alive = psutil.wait_procs(self._descendants, timeout=GROUP_DEATH_TIMEOUT_SECONDS)
+        if alive:
+            log.warning("job %s: %d runner processes outside its group still live after SIGKILL", self.job_id,
+                        len(alive))
         self._status = ExitStatus(self._popen.wait())
         return self._status
 
@@ -120,6 +133,13 @@ class LocalProcess:
 
     def _reaped(self) -> bool:
         return self._popen.returncode is not None
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
 
 
 def _wait_until_group_dead(pgid: int, timeout: float) -> bool:
