@@ -96,7 +96,7 @@ class LocalProcess:
             return  # the group id may belong to someone else by now
         # Found before the runner dies, while they are still its descendants: torchrun starts each rank
         # in a session of its own, out of the group's reach (training/launch.py).
-        self._descendants += _descendants(self.pid)
+        self._descendants += _outside_group(self.pid)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signal.SIGKILL)
         for process in self._descendants:
@@ -111,10 +111,8 @@ class LocalProcess:
         self.kill()
         if not _wait_until_group_dead(self.pid, GROUP_DEATH_TIMEOUT_SECONDS):
             log.warning("job %s: process group %d still has live members after SIGKILL", self.job_id, self.pid)
-        _, alive = psutil.wait_procs(self._descendants, timeout=GROUP_DEATH_TIMEOUT_SECONDS)
-        if alive:
-            log.warning("job %s: %d runner processes outside its group still live after SIGKILL", self.job_id,
-                        len(alive))
+        if not _wait_until_dead(self._descendants, GROUP_DEATH_TIMEOUT_SECONDS):
+            log.warning("job %s: runner processes outside its group still live after SIGKILL", self.job_id)
         self._status = ExitStatus(self._popen.wait())
         return self._status
 
@@ -135,11 +133,35 @@ class LocalProcess:
         return self._popen.returncode is not None
 
 
-def _descendants(pid: int) -> list[psutil.Process]:
+def _outside_group(pid: int) -> list[psutil.Process]:
+    """The descendants of `pid` in process groups of their own (the group kill misses them)."""
     try:
-        return psutil.Process(pid).children(recursive=True)
+        descendants = psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return []
+    outside = []
+    for process in descendants:
+        with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError):
+            if os.getpgid(process.pid) != pid:
+                outside.append(process)
+    return outside
+
+
+def _wait_until_dead(processes: list[psutil.Process], timeout: float) -> bool:
+    """Like _wait_until_group_dead: a zombie counts as dead (whoever inherited it may never reap it)."""
+    deadline = time.monotonic() + timeout
+    while any(_alive(p) for p in processes):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _wait_until_group_dead(pgid: int, timeout: float) -> bool:
