@@ -48,9 +48,9 @@ def exit_code_of(codes: Mapping[int, int]) -> tuple[int, str | None]:
     them), with a message where the run failed for a reason no rank could report.
 
     A user error is the same on every rank (each reads the same spec and data): 3. A stop is agreed
-    by every rank at one step boundary: 75 when every rank that ended reported it. The same signal
-    ending every rank (a SIGTERM before the runner's handlers were in place) is returned as that
-    signal's death. Anything else is a failure: 1, naming a rank killed by a signal (the likely cause:
+    by every rank at one step boundary: 75 when every rank that ended reported it. Ranks ended by the
+    stop or abort signal this launcher passed on (before the runner's handlers were in place) are
+    returned as that signal's death, as one process would have died. Anything else is a failure: 1, naming a rank killed by a signal (the likely cause:
     the others fail in their next collective after it) or else the lowest failed rank.
     """
     values = set(codes.values())
@@ -58,7 +58,7 @@ def exit_code_of(codes: Mapping[int, int]) -> tuple[int, str | None]:
         return contract.EXIT_USER_ERROR, None
     if values == {contract.EXIT_STOPPED}:
         return contract.EXIT_STOPPED, None
-    if len(values) == 1 and min(values) < 0 and len(codes) > 1:
+    if len(values) == 1 and -min(values) in (contract.SIGNAL_STOP, contract.SIGNAL_ABORT):
         return min(values), None
     rank = min(codes, key=lambda r: (codes[r] >= 0, r))
     return 1, f"rank {rank} of the distributed run {_describe(codes[rank])}; every rank was stopped"
@@ -83,9 +83,15 @@ class _Forwarder:
     def _forward(self, signum: int, frame: FrameType | None) -> None:
         import psutil
 
-        for child in psutil.Process().children():
+        ranks = psutil.Process().children()
+        if not ranks and signum != contract.SIGNAL_CHECKPOINT:
+            # No rank started yet: end as a runner does before its handlers are in place (nothing to
+            # checkpoint yet, so a checkpoint request is moot).
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+        for rank in ranks:
             with contextlib.suppress(psutil.NoSuchProcess):  # it ended meanwhile
-                child.send_signal(signum)
+                rank.send_signal(signum)
 
 
 def _report(run_dir: Path, message: str) -> None:
