@@ -14,8 +14,10 @@ import pytest
 import torch
 
 from tests.support.runs import (
+    REPO,
     arithmetic_chat,
     final_tensors,
+    launcher_argv,
     run_runner,
     start_runner,
     step_losses,
@@ -25,6 +27,8 @@ from tests.support.runs import (
     write_jsonl,
     write_spec,
 )
+from tuneyard.worker.executors import Launch
+from tuneyard.worker.executors.local import LocalExecutor
 
 STEPS = 4
 """Few steps: each rank loads the model and data, and CI has two cores."""
@@ -121,3 +125,20 @@ def test_a_spec_for_two_ranks_launched_as_one_is_a_user_error(tmp_path: Path, mo
     error = [r for r in telemetry(run_dir) if r["kind"] == "error"][-1]
     assert error["details"]["field"] == "distributed.num_processes", error
     assert "torchrun --nproc-per-node 2" in error["message"]
+
+
+def test_the_local_executor_kills_every_rank_with_the_runner(tmp_path: Path, model_cache: Path) -> None:
+    """torchrun starts each rank in a session of its own, where the executor's group kill cannot reach."""
+    data = write_jsonl(tmp_path / "train.jsonl", arithmetic_chat(24))
+    run_dir = tmp_path / "run"
+    argv = launcher_argv(write_spec(tmp_path, data, processes=2, max_steps=200), run_dir, model_cache, 2)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    process = LocalExecutor().start(Launch("job-ddp", argv, run_dir, env))
+    try:
+        wait_for(lambda: process.exited() is not None or max(step_losses(run_dir), default=0) >= 1)
+        ranks = psutil.Process(process.pid).children()
+        assert len(ranks) == 2 and all(os.getpgid(r.pid) != process.pid for r in ranks)
+    finally:
+        ended = process.release()
+    assert ended.returncode == -signal.SIGKILL
+    assert not [r for r in ranks if r.is_running() and r.status() != psutil.STATUS_ZOMBIE]
