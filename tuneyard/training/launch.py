@@ -50,8 +50,9 @@ def exit_code_of(codes: Mapping[int, int]) -> tuple[int, str | None]:
     A user error is the same on every rank (each reads the same spec and data): 3. A stop is agreed
     by every rank at one step boundary: 75 when every rank that ended reported it. Ranks ended by the
     stop or abort signal this launcher passed on (before the runner's handlers were in place) are
-    returned as that signal's death, as one process would have died. Anything else is a failure: 1, naming a rank killed by a signal (the likely cause:
-    the others fail in their next collective after it) or else the lowest failed rank.
+    returned as that signal's death, as one process would have died. Anything else is a failure: 1,
+    naming a rank killed by a signal (the likely cause: the others fail in their next collective after
+    it) or else the lowest failed rank.
     """
     values = set(codes.values())
     if contract.EXIT_USER_ERROR in values:
