@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-from collections.abc import Iterator
 from typing import Any, Protocol
 
 import torch
@@ -110,13 +109,14 @@ class DataParallel:
 
     def __init__(self, session: Any, ranks: Ranks) -> None:
         self.ranks = ranks
-        # "cuda" alone is the current device, which process_group() pinned to this rank's
+        # "cuda" alone is the current device, which join_process_group() pinned to this rank
         device_ids = [torch.cuda.current_device()] if session.device.type == "cuda" else None
         # Every rank built the same model from the same seed; DDP still broadcasts rank 0's state at
         # construction, so a difference could not go unnoticed as two models trained apart.
         self._ddp = DistributedDataParallel(_LossOf(session), device_ids=device_ids)
         self._ddp.register_comm_hook(None, _sum_hook)
         self._device = session.device
+        _KEPT_UNTIL_EXIT.append(self._ddp)
 
     def loss_sum(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self._ddp(batch)
@@ -148,24 +148,24 @@ def backend_for(device: str | None) -> str:
     return "nccl" if device != "cpu" and torch.cuda.is_available() else "gloo"
 
 
-@contextlib.contextmanager
-def process_group(ranks: Ranks, device: str | None) -> Iterator[None]:
-    """Join the run's process group (torchrun's environment says where its store is) for the block.
+_KEPT_UNTIL_EXIT: list[Any] = []
+"""The DDP wrappers (and through them the process group) of this process, never freed: a runner ends by
+os._exit (tuneyard.child_process.exit_now). Freeing them destroys gloo's process group, whose destructor
+joins gloo's I/O thread while holding the GIL, and that thread may be waiting for the GIL to drop a
+Python object of the last collective: a rank was seen hanging there after its run had completed."""
 
-    Each GPU rank is first pinned to its own device, cuda:LOCAL_RANK, so what the session puts on
-    "cuda" lands there. Nothing happens for one process."""
+
+def join_process_group(ranks: Ranks, device: str | None) -> None:
+    """Join the run's process group (torchrun's environment says where its store is), for the rest of
+    the process (see _KEPT_UNTIL_EXIT for why it is never left). Each GPU rank is first pinned to its own
+    device, cuda:LOCAL_RANK, so what the session puts on "cuda" lands there. Nothing for one process."""
     if not ranks.distributed:
-        yield
         return
     backend = backend_for(device)
     if backend == "nccl":
         torch.cuda.set_device(ranks.local_rank)
     dist.init_process_group(backend, init_method="env://", rank=ranks.rank, world_size=ranks.world_size,
                             timeout=COLLECTIVE_TIMEOUT)
-    try:
-        yield
-    finally:
-        dist.destroy_process_group()
 
 
 def parallel_for(session: Any, ranks: Ranks) -> Parallel:

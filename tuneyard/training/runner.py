@@ -19,7 +19,7 @@ from tuneyard.spec import TrainingJobSpec
 from tuneyard.training import artifacts, checkpoint, contract, failures, reporting
 from tuneyard.training.config import RunConfig, read_spec_file, resolve
 from tuneyard.training.control import AbortRequested, RunControl
-from tuneyard.training.distributed import process_group
+from tuneyard.training.distributed import join_process_group
 from tuneyard.training.footprint import Footprint
 from tuneyard.training.model_card import read_lineage
 from tuneyard.training.models.catalog import builtin_defaults
@@ -93,14 +93,14 @@ def _run(
     resume_from = _resume_point(run_dir, resume, telemetry, ranks)
     if resume_from is not None:
         _check_same_method(resume_from, config.method)
-    with process_group(ranks, config.device):
-        recipe = build(config, run_dir, telemetry, control)
-        footprint = Footprint.start(config.device)
-        recipe.setup(resume_from)
-        if ranks.primary:
-            artifacts.write_json_atomic(run_dir / contract.SPEC_FILE, config.to_json())
-        if recipe.run() == "stopped":
-            return contract.EXIT_STOPPED
+    join_process_group(ranks, config.device)
+    recipe = build(config, run_dir, telemetry, control)
+    footprint = Footprint.start(config.device)
+    recipe.setup(resume_from)
+    if ranks.primary:
+        artifacts.write_json_atomic(run_dir / contract.SPEC_FILE, config.to_json())
+    if recipe.run() == "stopped":
+        return contract.EXIT_STOPPED
     if not ranks.primary:
         return contract.EXIT_COMPLETED  # the model, its card and the result are rank 0's to write
     result = recipe.finish()
