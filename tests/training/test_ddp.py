@@ -124,7 +124,7 @@ def test_a_spec_for_two_ranks_launched_as_one_is_a_user_error(tmp_path: Path, mo
     assert run_runner(write_spec(tmp_path, data, processes=2), run_dir, model_cache) == 3
     error = [r for r in telemetry(run_dir) if r["kind"] == "error"][-1]
     assert error["details"]["field"] == "distributed.num_processes", error
-    assert "torchrun --nproc-per-node 2" in error["message"]
+    assert "python -m tuneyard.training.launch --nproc-per-node 2" in error["message"]
 
 
 def test_the_local_executor_kills_every_rank_with_the_runner(tmp_path: Path, model_cache: Path) -> None:

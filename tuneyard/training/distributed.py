@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import torch
@@ -166,6 +167,17 @@ def join_process_group(ranks: Ranks, device: str | None) -> None:
         torch.cuda.set_device(ranks.local_rank)
     dist.init_process_group(backend, init_method="env://", rank=ranks.rank, world_size=ranks.world_size,
                             timeout=COLLECTIVE_TIMEOUT)
+
+
+def measure_once(ranks: Ranks, measure: Callable[[], object]) -> None:
+    """Rank 0 takes a measurement that is kept on disk for the machine (the bf16 probe), then the others
+    go on and read its verdict: measured by each at once, on cores they share, the ranks could decide
+    apart and train in two precisions."""
+    if not ranks.distributed:
+        return
+    if ranks.primary:
+        measure()
+    dist.barrier()
 
 
 def parallel_for(session: Any, ranks: Ranks) -> Parallel:

@@ -19,10 +19,12 @@ from tuneyard.spec import TrainingJobSpec
 from tuneyard.training import artifacts, checkpoint, contract, failures, reporting
 from tuneyard.training.config import RunConfig, read_spec_file, resolve
 from tuneyard.training.control import AbortRequested, RunControl
-from tuneyard.training.distributed import join_process_group
+from tuneyard.training.device import pick_device
+from tuneyard.training.distributed import join_process_group, measure_once
 from tuneyard.training.footprint import Footprint
 from tuneyard.training.model_card import read_lineage
 from tuneyard.training.models.catalog import builtin_defaults
+from tuneyard.training.precision import decide_bf16
 from tuneyard.training.ranks import Ranks
 from tuneyard.training.recipes import recipe_for
 from tuneyard.training.telemetry import Telemetry
@@ -94,6 +96,8 @@ def _run(
     if resume_from is not None:
         _check_same_method(resume_from, config.method)
     join_process_group(ranks, config.device)
+    if config.hyperparams.bf16 == "auto":
+        measure_once(ranks, lambda: decide_bf16(pick_device(config.device), config.model_cache_dir))
     recipe = build(config, run_dir, telemetry, control)
     footprint = Footprint.start(config.device)
     recipe.setup(resume_from)
@@ -126,8 +130,8 @@ def _check_processes(config: RunConfig) -> None:
     world = config.ranks.world_size
     if asked is not None and asked.world_size != world:
         raise UserError(f"distributed.num_processes: the spec asks for {asked.num_processes} process(es) on "
-                        f"{asked.num_nodes} node(s) and this runner was launched as {world}; launch it with "
-                        f"torchrun --nproc-per-node {asked.num_processes} (a worker does)",
+                        f"{asked.num_nodes} node(s) and this runner was launched as {world}; launch it with python -m "
+                        f"tuneyard.training.launch --nproc-per-node {asked.num_processes} (a worker does)",
                         field="distributed.num_processes")
     if world > 1 and (asked is None or config.spec.type != "finetune" or config.method == "dpo"):
         raise UnsupportedError(f"a {config.spec.type} job with method {config.method} trains in one process; "

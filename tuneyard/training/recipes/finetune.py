@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from tuneyard.errors import PlatformError
 from tuneyard.planning.memory import LINE_ROWS
 from tuneyard.training import checkpoint, contract
 from tuneyard.training.checkpoint import TrainState
@@ -86,6 +87,8 @@ class FinetuneRecipe:
         if resume_from is not None:
             self._restore(resume_from)
         self.parallel = parallel_for(self.session, self.ranks)
+        if len(set(self.parallel.gather(self.session.bf16))) > 1:  # the probe's verdict was not shared
+            raise PlatformError("the ranks chose different precisions (bf16: auto); set hyperparams.bf16")
 
     def _restore(self, folder: Path) -> None:
         self.session.method.restore(self.session.model, folder / checkpoint.WEIGHTS_DIR)
