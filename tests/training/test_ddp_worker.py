@@ -26,12 +26,13 @@ def _attempt(db: Database, settings: Settings, job_id: str) -> threading.Thread:
 
 def test_a_two_rank_job_is_stopped_through_the_worker_and_resumed(db: Database, tmp_path: Path,
                                                                   model_cache: Path) -> None:
-    # Two threads for the runner, one for each rank.
-    settings = Settings(data_dir=tmp_path / "data", model_cache_dir=model_cache, runner_nice=0, runner_threads=2)
+    # Two threads for the runner, one for each rank; the supervisor reads the stop request at each heartbeat.
+    settings = Settings(data_dir=tmp_path / "data", model_cache_dir=model_cache, runner_nice=0, runner_threads=2,
+                        heartbeat_seconds=0.5)
     data = write_jsonl(tmp_path / "chat.jsonl", arithmetic_chat(24))
     config: dict[str, Any] = {
         "type": "finetune", "base_model": "tiny-llama", "datasets": [{"path": str(data), "format": "auto"}],
-        "method": "lora", "hyperparams": {**EXACT_HYPERPARAMS, "max_steps": 40, "save_steps": 2},
+        "method": "lora", "hyperparams": {**EXACT_HYPERPARAMS, "max_steps": 60, "save_steps": 2},
         "distributed": {"strategy": "ddp", "num_processes": 2, "num_nodes": 1},
     }  # fmt: skip
     org = tenancy.create_org(db, "acme").id
@@ -47,12 +48,12 @@ def test_a_two_rank_job_is_stopped_through_the_worker_and_resumed(db: Database, 
     logs = [r["message"] for r in telemetry(run_dir) if r["kind"] == "log"]
     assert any("data-parallel on 2 processes" in line for line in logs), logs
     stopped_at = max(step_losses(run_dir))
-    assert stopped_at < 40 and (run_dir / "checkpoints" / f"step-{stopped_at:06d}" / "manifest.json").exists()
+    assert stopped_at < 60 and (run_dir / "checkpoints" / f"step-{stopped_at:06d}" / "manifest.json").exists()
 
     job_service.resume_job(db, settings, org, job_id)
     thread = _attempt(db, settings, job_id)
     thread.join(timeout=300)
     done = job_service.get_job(db, settings, org, job_id)
     assert done.status == "completed", (run_dir / "runner.log").read_text()
-    assert sorted(step_losses(run_dir)) == list(range(1, 41))
+    assert sorted(step_losses(run_dir)) == list(range(1, 61))
     assert (run_dir / "final" / "manifest.json").exists()
