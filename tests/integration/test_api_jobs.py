@@ -201,3 +201,18 @@ def test_a_type_without_a_runner_is_refused_at_submission(client: TestClient, te
     assert client.get("/v1/jobs", headers=tenant.headers).json()["data"] == []
     unknown = client.get("/v1/jobs", headers=tenant.headers, params={"type": "distill"})
     assert unknown.status_code == 422
+
+
+def test_distributed_is_checked_at_submission_and_carried_to_the_runner(client: TestClient, tenant: Tenant) -> None:
+    dataset = ready_dataset(client, tenant)
+    two_nodes = job_body(dataset["id"], distributed={"strategy": "fsdp", "num_processes": 2, "num_nodes": 2})
+    response = client.post("/v1/jobs", headers=tenant.headers, json=two_nodes)
+    assert response.status_code == 422, response.text
+    problems = {p["field"]: p["message"] for p in response.json()["error"]["details"]["problems"]}
+    assert set(problems) == {"distributed.strategy", "distributed.num_nodes"}, problems
+    assert "not implemented yet" in problems["distributed.strategy"]
+    assert "local executor runs a job on one node" in problems["distributed.num_nodes"]
+    two_ranks = job_body(dataset["id"], distributed={"num_processes": 2})
+    ddp = client.post("/v1/jobs", headers=tenant.headers, json=two_ranks)
+    assert ddp.status_code == 201, ddp.text
+    assert ddp.json()["config"]["distributed"] == {"strategy": "ddp", "num_processes": 2, "num_nodes": 1}

@@ -63,6 +63,13 @@ def test_the_printed_submission_is_a_pending_job_with_its_config(client: TestCli
     assert [j["job_id"] for j in listed] == [body["job_id"]]
 
 
+def test_a_distributed_run_is_a_ddp_job_on_one_node(client: TestClient, tenant: Tenant, dataset_file: Path) -> None:
+    response = client.post("/api/training/jobs", headers=tenant.headers, json={**PRINTED, "distributed": True})
+    assert response.status_code == 201, response.text
+    job = client.get(f"/v1/jobs/{response.json()['job_id']}", headers=tenant.headers).json()
+    assert job["config"]["distributed"] == {"strategy": "ddp", "num_processes": 2, "num_nodes": 1}
+
+
 def test_a_body_sent_as_curl_sends_it_is_read_as_json(client: TestClient, tenant: Tenant, dataset_file: Path) -> None:
     form = {**tenant.headers, "Content-Type": "application/x-www-form-urlencoded"}
     response = client.post("/api/training/jobs", headers=form, content=json.dumps(PRINTED))
@@ -112,8 +119,8 @@ BAD_BODIES: list[Row] = [
     ("a negative learning rate", _with(learning_rate=-1), ["learning_rate"]),
     ("a LoRA rank of 0", _with(lora_rank=0), ["lora_rank"]),
     ("an eval split of 1.5", _with(eval_split=1.5), ["eval_split"]),
-    ("a distributed run", _with(distributed=True), ["distributed"]),
     ("two nodes", _with(num_nodes=2), ["num_nodes"]),
+    ("a distributed run over two nodes", _with(distributed=True, num_nodes=2), ["num_nodes"]),
     ("a field 002 does not have", _with(epochs=3), ["epochs"]),
     ("a token that is a number", _with(hf_token=12345), ["hf_token"]),
     ("a run name with a control character", _with(run_name="run\x07"), ["run_name"]),

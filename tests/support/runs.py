@@ -45,15 +45,19 @@ def write_jsonl(path: Path, records: list[Any]) -> Path:
     return path
 
 
-def write_spec(folder: Path, data: Path, method: str = "lora", **hyperparams: Any) -> Path:
-    spec = {
+def write_spec(folder: Path, data: Path, method: str = "lora", processes: int | None = None,
+               **hyperparams: Any) -> Path:
+    """A finetune spec in `folder`; with `processes`, data-parallel on that many (job-ddpN.yaml)."""
+    spec: dict[str, Any] = {
         "type": "finetune",
         "base_model": "tiny-llama",
         "datasets": [{"path": str(data)}],
         "method": method,
         "hyperparams": {**EXACT_HYPERPARAMS, **hyperparams},
     }
-    path = folder / "job.yaml"
+    if processes is not None:
+        spec["distributed"] = {"strategy": "ddp", "num_processes": processes}
+    path = folder / ("job.yaml" if processes is None else f"job-ddp{processes}.yaml")
     path.write_text(yaml.safe_dump(spec), encoding="utf-8")
     return path
 
@@ -64,16 +68,30 @@ def runner_argv(spec: Path, run_dir: Path, cache: Path, resume: str | None = Non
     return argv + (["--resume", resume] if resume else [])
 
 
-def start_runner(spec: Path, run_dir: Path, cache: Path, resume: str | None = None) -> subprocess.Popen[bytes]:
+def launcher_argv(spec: Path, run_dir: Path, cache: Path, processes: int, resume: str | None = None) -> list[str]:
+    """The runner on `processes` ranks, through torchrun (tuneyard.training.launch), as a worker starts it."""
+    argv = [sys.executable, "-m", "tuneyard.training.launch", "--nproc-per-node", str(processes),
+            "--run-dir", str(run_dir), str(spec), "--model-cache-dir", str(cache)]
+    return argv + (["--resume", resume] if resume else [])
+
+
+def start_runner(spec: Path, run_dir: Path, cache: Path, resume: str | None = None, processes: int = 1,
+                 threads: int | None = None) -> subprocess.Popen[bytes]:
+    """The runner in a process group of its own; on `processes` ranks through the launcher where more
+    than one; with `threads` as OMP_NUM_THREADS (per rank) where given."""
     run_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    if threads is not None:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    argv = (launcher_argv(spec, run_dir, cache, processes, resume) if processes > 1
+            else runner_argv(spec, run_dir, cache, resume))
     with open(run_dir / "runner.log", "ab") as log:  # the child keeps its own copy of the handle
-        return subprocess.Popen(runner_argv(spec, run_dir, cache, resume), stdout=log, stderr=log,
-                                env=env, start_new_session=True)
+        return subprocess.Popen(argv, stdout=log, stderr=log, env=env, start_new_session=True)
 
 
-def run_runner(spec: Path, run_dir: Path, cache: Path, resume: str | None = None, timeout: float = 300) -> int:
-    proc = start_runner(spec, run_dir, cache, resume)
+def run_runner(spec: Path, run_dir: Path, cache: Path, resume: str | None = None, timeout: float = 300,
+               processes: int = 1, threads: int | None = None) -> int:
+    proc = start_runner(spec, run_dir, cache, resume, processes, threads)
     return proc.wait(timeout=timeout)
 
 

@@ -39,6 +39,7 @@ from tuneyard.spec import (
     problems_from,
     resolve_hyperparams,
 )
+from tuneyard.spec.distributed import Distributed
 from tuneyard.spec.text import Ident, Key, Name
 from tuneyard.store import datasets as datasets_store
 from tuneyard.store import tenancy
@@ -121,6 +122,7 @@ def plan_job(db: Database, settings: Settings, org_id: str, request: JobRequest)
     """Check the whole request; raise InvalidRequest listing every problem, or return the plan."""
     problems: Problems = []
     spec = _check_spec(request.spec, problems)
+    problems.extend(_executor_problems(request.spec, settings))
     problems.extend(request.problems)
     _check_fields(request, problems)
     # A value refused above is not looked up: it may be one the store cannot even take (a NUL byte).
@@ -188,6 +190,16 @@ def _check_fields(request: JobRequest, problems: Problems) -> None:
         ServiceFields.model_validate(given)
     except ValidationError as exc:
         problems.extend(problems_from(exc))
+
+
+def _executor_problems(data: Mapping[str, Any], settings: Settings) -> Problems:
+    """What this server's executor cannot launch of the spec's `distributed`; read from the request itself,
+    so it is reported with the spec's own problems (the spec may have others in the same field)."""
+    try:
+        asked = Distributed.model_validate(data.get("distributed") or {})
+    except ValidationError:
+        return []  # the spec's check names what is wrong with it
+    return asked.executor_problems(settings.executor)
 
 
 def _check_runnable(spec: JobSpecBase, problems: Problems) -> None:
@@ -294,6 +306,8 @@ def _resolve_config(
         "hyperparams": hyperparams.model_dump(),
         **spec.reporting(),
     }
+    if spec.distributed is not None:  # the worker launches the ranks it asks for (worker/command.py)
+        config["distributed"] = spec.distributed.model_dump()
     parse_spec(config)  # the runner will parse it the same way; fail here, not in a worker
     # Every value is explicit for the runner, so it could not tell the user's from a default: it
     # keeps these (spec.json, the model card) as it keeps them from its own earlier spec.json.

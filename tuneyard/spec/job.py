@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, model_validator
 
+from tuneyard.spec.distributed import Distributed
 from tuneyard.spec.formats import format_choices
 from tuneyard.spec.hyperparams import MAX_STEPS, Hyperparams
 from tuneyard.spec.text import Ident, Label, Name, Reference
@@ -86,6 +87,15 @@ class TrainingJobSpec(JobSpecBase):
 
     method: str = "lora"
     hyperparams: Hyperparams = Field(default_factory=Hyperparams)
+    distributed: Distributed | None = Field(None, description=(
+        "Train data-parallel on several processes (tuneyard.spec.distributed); absent: one process."))
+
+    def processes(self) -> Distributed:
+        """The distribution asked for; one process when none is."""
+        return self.distributed or Distributed()
+
+    def problems(self) -> list[dict[str, Any]]:
+        return self.processes().problems(self.method)
 
 
 class FinetuneSpec(TrainingJobSpec):

@@ -16,6 +16,7 @@ from tuneyard.child_process import exit_now, idle_threads_sleep, imports_outside
 from tuneyard.errors import SettingsError
 from tuneyard.permissions import private_umask
 from tuneyard.settings import Settings
+from tuneyard.training.ranks import Ranks
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     with imports_outside_collector():
         from tuneyard.training.runner import run  # torch loads here, after argument errors are out
 
-    return run(args.spec, args.run_dir, args.resume, cache)
+    # Under torchrun (tuneyard.training.launch) each rank learns its place from the launcher's variables.
+    return run(args.spec, args.run_dir, args.resume, cache, Ranks.from_launcher(os.environ))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from tuneyard.spec import (
 )
 from tuneyard.spec.job import ContractSpec
 from tuneyard.training.contract import SPEC_DEVICE_FIELD
+from tuneyard.training.ranks import Ranks
 
 _COMMON_FIELDS = {"type", "base_model", "datasets", "wandb_project"}
 
@@ -45,6 +46,8 @@ class RunConfig:
     decisions: dict[str, Any] = field(default_factory=dict)  # device, bf16, model source, ...
     device: Device | None = None
     """The device the run must train on (`contract.SPEC_DEVICE_FIELD`); None: the best the host has."""
+    ranks: Ranks = field(default_factory=Ranks)
+    """This process's place among the run's processes (the runner's entry reads it from torchrun)."""
 
     @property
     def method(self) -> str:
@@ -61,6 +64,8 @@ class RunConfig:
         if isinstance(self.spec, TrainingJobSpec):
             out.update(method=self.spec.method, hyperparams=self.hyperparams.model_dump(),
                        origins={f"hyperparams.{k}": v for k, v in self.origins.items()})
+            if self.spec.distributed is not None:  # none given: a spec.json as before the field existed
+                out["distributed"] = self.spec.distributed.model_dump()
         else:  # the type's own parameters, as the spec model filled them in (and the runner, from the model)
             out.update(self.spec.model_dump(exclude=_COMMON_FIELDS))
             if self.origins:

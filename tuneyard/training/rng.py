@@ -17,9 +17,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from tuneyard.errors import CheckpointError
+from tuneyard.training.ranks import Ranks
+
 # The purposes the runner seeds; each names one consumer of the global streams.
 PURPOSE_METHOD_INIT = "method-init"  # a method's new weights (LoRA's A matrices)
 PURPOSE_TRAINING = "training"  # what training draws step after step (dropout)
+
+
+def training_purpose(ranks: Ranks) -> str:
+    """What a rank draws while training (its dropout) comes from a stream of its own: ranks drawing the
+    same masks would be one dropout repeated, not independent ones. Rank 0's is a single process's."""
+    return PURPOSE_TRAINING if ranks.rank == 0 else f"{PURPOSE_TRAINING}-rank-{ranks.rank}"
 
 
 def derive_seed(seed: int, purpose: str) -> int:
@@ -62,3 +71,19 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def ranks_rng_state(states: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a checkpoint keeps of the ranks' streams: a single process's as ever, else every rank's."""
+    return states[0] if len(states) == 1 else {"world_size": len(states), "ranks": states}
+
+
+def rank_rng_state(saved: dict[str, Any], ranks: Ranks) -> dict[str, Any]:
+    """This rank's streams from a checkpoint's; a CheckpointError when it was written by another number
+    of processes, whose streams cannot be dealt out to these exactly."""
+    written_by = saved.get("world_size", 1)
+    if written_by != ranks.world_size:
+        raise CheckpointError(
+            f"distributed.num_processes: the checkpoint was written by {written_by} process(es) and this run has "
+            f"{ranks.world_size}; resume it with the number it was written by", field="distributed.num_processes")
+    return saved["ranks"][ranks.rank] if "ranks" in saved else saved

@@ -9,29 +9,42 @@ exception that is known to mean the request's fault (failures.py) is a user erro
 from __future__ import annotations
 
 import json
+import os
 import traceback
 from pathlib import Path
 from typing import Any
 
-from tuneyard.errors import CheckpointError, UserError
+from tuneyard.errors import CheckpointError, UnsupportedError, UserError
+from tuneyard.spec import TrainingJobSpec
 from tuneyard.training import artifacts, checkpoint, contract, failures, reporting
-from tuneyard.training.config import read_spec_file, resolve
+from tuneyard.training.config import RunConfig, read_spec_file, resolve
 from tuneyard.training.control import AbortRequested, RunControl
+from tuneyard.training.device import pick_device
+from tuneyard.training.distributed import join_process_group, measure_once
 from tuneyard.training.footprint import Footprint
 from tuneyard.training.model_card import read_lineage
 from tuneyard.training.models.catalog import builtin_defaults
+from tuneyard.training.precision import decide_bf16
+from tuneyard.training.ranks import Ranks
 from tuneyard.training.recipes import recipe_for
 from tuneyard.training.telemetry import Telemetry
 
 
-def run(spec_path: Path, run_dir: Path, resume: str | None, model_cache_dir: Path) -> int:
-    """Train the job in `spec_path` into `run_dir`; return the exit code."""
+def run(spec_path: Path, run_dir: Path, resume: str | None, model_cache_dir: Path, ranks: Ranks | None = None) -> int:
+    """Train the job in `spec_path` into `run_dir` as rank `ranks` of its processes (one process
+    alone by default); return the exit code."""
+    ranks = ranks or Ranks()
     run_dir.mkdir(parents=True, exist_ok=True)
-    telemetry = Telemetry(run_dir / contract.TELEMETRY_FILE)
+    # One telemetry stream: rank 0's. The others' records are dropped, and their console shows only
+    # warnings and errors, so runner.log reads like one process's.
+    if ranks.primary:
+        telemetry = Telemetry(run_dir / contract.TELEMETRY_FILE)
+    else:
+        telemetry = Telemetry(Path(os.devnull), echo_info=False)
     control = RunControl()
     control.install()
     try:
-        return _run(spec_path, run_dir, resume, model_cache_dir, telemetry, control)
+        return _run(spec_path, run_dir, resume, model_cache_dir, ranks, telemetry, control)
     except AbortRequested as exc:
         telemetry.log(f"{exc}; exiting without a checkpoint", level="warning")
         return 128 + exc.signum
@@ -67,23 +80,33 @@ def _user_error(exc: UserError, telemetry: Telemetry) -> int:
 
 
 def _run(
-    spec_path: Path, run_dir: Path, resume: str | None, cache: Path, telemetry: Telemetry, control: RunControl
+    spec_path: Path, run_dir: Path, resume: str | None, cache: Path, ranks: Ranks, telemetry: Telemetry,
+    control: RunControl,
 ) -> int:
     raw = read_spec_file(spec_path)
     base_model, method = raw.get("base_model"), raw.get("method", "lora")
     defaults = builtin_defaults(base_model, method) if isinstance(base_model, str) and isinstance(method, str) else {}
     config = resolve(raw, spec_path.resolve().parent, cache, defaults)
-    _attach_reporting(config.to_json(), run_dir, telemetry)
+    config.ranks = ranks
+    _check_processes(config)
+    if ranks.primary:
+        _attach_reporting(config.to_json(), run_dir, telemetry)
     build = recipe_for(config.spec.type)
-    resume_from = _resume_point(run_dir, resume, telemetry)
+    resume_from = _resume_point(run_dir, resume, telemetry, ranks)
     if resume_from is not None:
         _check_same_method(resume_from, config.method)
+    join_process_group(ranks, config.device)
+    if config.hyperparams.bf16 == "auto":
+        measure_once(ranks, lambda: decide_bf16(pick_device(config.device), config.model_cache_dir))
     recipe = build(config, run_dir, telemetry, control)
     footprint = Footprint.start(config.device)
     recipe.setup(resume_from)
-    artifacts.write_json_atomic(run_dir / contract.SPEC_FILE, config.to_json())
+    if ranks.primary:
+        artifacts.write_json_atomic(run_dir / contract.SPEC_FILE, config.to_json())
     if recipe.run() == "stopped":
         return contract.EXIT_STOPPED
+    if not ranks.primary:
+        return contract.EXIT_COMPLETED  # the model, its card and the result are rank 0's to write
     result = recipe.finish()
     result.update(footprint.report(config, recipe, result))
     artifacts.write_json_atomic(run_dir / contract.RESULT_FILE, result)
@@ -101,8 +124,24 @@ def _completed_line(result: dict[str, Any]) -> str:
     return "completed"
 
 
-def _resume_point(run_dir: Path, resume: str | None, telemetry: Telemetry) -> Path | None:
-    for removed in checkpoint.clean_incomplete(run_dir):
+def _check_processes(config: RunConfig) -> None:
+    """The processes the spec asks for are the ones the launcher started, and they can train it."""
+    asked = config.spec.processes() if isinstance(config.spec, TrainingJobSpec) else None
+    world = config.ranks.world_size
+    if asked is not None and asked.world_size != world:
+        raise UserError(f"distributed.num_processes: the spec asks for {asked.num_processes} process(es) on "
+                        f"{asked.num_nodes} node(s) and this runner was launched as {world}; launch it with python -m "
+                        f"tuneyard.training.launch --nproc-per-node {asked.num_processes} (a worker does)",
+                        field="distributed.num_processes")
+    if world > 1 and (asked is None or config.spec.type != "finetune" or config.method == "dpo"):
+        raise UnsupportedError(f"a {config.spec.type} job with method {config.method} trains in one process; "
+                               "only next-token fine-tuning is data-parallel", field="distributed.num_processes")
+
+
+def _resume_point(run_dir: Path, resume: str | None, telemetry: Telemetry, ranks: Ranks) -> Path | None:
+    # Rank 0 alone tidies the folder; the others find the same sealed checkpoints, never a half-made one.
+    removed_now = checkpoint.clean_incomplete(run_dir) if ranks.primary else []
+    for removed in removed_now:
         telemetry.log(f"removed incomplete checkpoint {removed.name}", level="warning")
     if resume is None:
         if checkpoint.complete_checkpoints(run_dir):

@@ -18,13 +18,15 @@ from tuneyard.training.reporting import NullSink, Sink
 
 
 class Telemetry:
-    """Appends records to the telemetry file and mirrors log lines to stderr; every record also goes
-    to the attached reporting sink (`training/reporting.py`), the null one unless the job reports."""
+    """Appends records to the telemetry file and mirrors log lines to stderr (with `echo_info` off, only
+    warnings and errors); every record also goes to the attached reporting sink
+    (`training/reporting.py`), the null one unless the job reports."""
 
-    def __init__(self, path: Path, echo: TextIO | None = sys.stderr) -> None:
+    def __init__(self, path: Path, echo: TextIO | None = sys.stderr, echo_info: bool = True) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the run
         self._echo = echo
+        self._echo_info = echo_info
         self._sink: Sink = NullSink()
 
     def attach(self, sink: Sink) -> None:
@@ -42,7 +44,7 @@ class Telemetry:
 
     def log(self, message: str, level: str = "info") -> None:
         self.emit(contract.KIND_LOG, level=level, message=message)
-        if self._echo is not None:
+        if self._echo is not None and (self._echo_info or level != "info"):
             print(message, file=self._echo, flush=True)
 
     def phase(self, name: str) -> None:

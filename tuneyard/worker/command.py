@@ -42,21 +42,43 @@ INHERITED_VARIABLES = frozenset(
 are not on the list: a runner never needs them, and runs code it loaded from user-chosen models."""
 
 
-def runner_argv(settings: Settings, run_dir: Path, resume: str | None = None) -> list[str]:
+def runner_argv(settings: Settings, run_dir: Path, resume: str | None = None, processes: int = 1) -> list[str]:
     """`python -m tuneyard.training RUN_DIR/spec.json --run-dir RUN_DIR --model-cache-dir D [--nice N]
-    [--resume WHAT]`.
+    [--resume WHAT]`; for `processes` > 1, the same runner arguments to
+    `python -m tuneyard.training.launch --nproc-per-node P --run-dir RUN_DIR`, which starts that many
+    ranks through torchrun.
 
     The cache folder is passed explicitly so the runner never falls back to reading the environment.
     """
     python = settings.runner_python or sys.executable
     spec = str(run_dir / contract.SPEC_FILE)
     cache = str(settings.resolved_model_cache_dir)
-    argv = [python, "-m", "tuneyard.training", spec, "--run-dir", str(run_dir), "--model-cache-dir", cache]
+    args = [spec, "--model-cache-dir", cache]
     if settings.runner_nice:
-        argv += ["--nice", str(settings.runner_nice)]
+        args += ["--nice", str(settings.runner_nice)]
     if resume is not None:
-        argv += ["--resume", resume]
-    return argv
+        args += ["--resume", resume]
+    if processes > 1:
+        return [python, "-m", "tuneyard.training.launch", "--nproc-per-node", str(processes),
+                "--run-dir", str(run_dir), *args]
+    return [python, "-m", "tuneyard.training", args[0], "--run-dir", str(run_dir), *args[1:]]
+
+
+def spec_processes(config: Mapping[str, object]) -> int:
+    """The processes a job's runner config asks for on this node (`distributed.num_processes`); 1 without."""
+    distributed = config.get("distributed")
+    processes = distributed.get("num_processes", 1) if isinstance(distributed, dict) else 1
+    return processes if isinstance(processes, int) and processes > 0 else 1
+
+
+def rank_threads(env: Mapping[str, str], processes: int) -> dict[str, str]:
+    """A runner's thread count shared by its `processes` ranks: they compute side by side on the cores
+    it was given, and more threads than cores wait on each other at every op."""
+    given = env.get("OMP_NUM_THREADS", "")
+    if processes <= 1 or not given.isdigit():
+        return {}
+    threads = str(max(1, int(given) // processes))
+    return {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
 
 
 def runner_env(inherited: Mapping[str, str], extra: Mapping[str, str] | None = None) -> dict[str, str]:

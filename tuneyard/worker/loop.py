@@ -28,7 +28,15 @@ from tuneyard.store.jobs import load_job
 from tuneyard.store.lifecycle import fail
 from tuneyard.training import contract
 from tuneyard.training.artifacts import write_json_atomic
-from tuneyard.worker.command import hub_environment, judge_environment, runner_argv, runner_env, thread_environment
+from tuneyard.worker.command import (
+    hub_environment,
+    judge_environment,
+    rank_threads,
+    runner_argv,
+    runner_env,
+    spec_processes,
+    thread_environment,
+)
 from tuneyard.worker.executors import Executor, Launch
 from tuneyard.worker.executors.registry import make_executor
 from tuneyard.worker.lineage import job_lineage
@@ -130,9 +138,11 @@ class Worker:
         if not spec.exists():  # later attempts start from the runner's own resolved spec.json
             write_json_atomic(spec, claimed.config)
         write_json_atomic(run_dir / contract.LINEAGE_FILE, lineage)  # ids for the model card
-        argv = runner_argv(self.settings, run_dir, _resume_arg(claimed, run_dir))
+        processes = spec_processes(claimed.config)
+        argv = runner_argv(self.settings, run_dir, _resume_arg(claimed, run_dir), processes)
         # The job's secrets join this runner's environment only, never the worker's or another job's.
-        return Launch(claimed.job_id, [*argv, "--exit-with-parent"], run_dir, {**self.env, **secrets})
+        env = {**self.env, **rank_threads(self.env, processes), **secrets}
+        return Launch(claimed.job_id, [*argv, "--exit-with-parent"], run_dir, env)
 
 
 def _resume_arg(claimed: ClaimedJob, run_dir: Path) -> str:

@@ -122,11 +122,6 @@ def _checked(body: LocalTrainingJob, context: AppContext,
     be stored, secrets). First, so a bad request copies no file and makes no dataset."""
     db, settings = context.db, context.settings
     problems: list[dict[str, Any]] = []
-    if body.distributed or body.num_nodes > 1:
-        field = "distributed" if body.distributed else "num_nodes"
-        problems.append({"field": field, "message": (
-            f"this server trains on one node (executor {settings.executor!r}); a distributed run needs a "
-            "scale-out executor (TUNEYARD_EXECUTOR)")})
     try:
         dataset_paths.locate(settings, body.dataset_path)  # a hub dataset is fetched once all else passed
     except InvalidRequest as exc:

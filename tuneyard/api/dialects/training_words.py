@@ -10,7 +10,7 @@ its answers out. Both 002 and 003 put their jobs at /api/training/jobs; this mod
 | batch_size, learning_rate, lora_rank, lora_alpha, max_seq_length, eval_split | the same hyperparams |
 | eval_steps (0: no periodic eval) | hyperparams.eval_steps                                      |
 | use_gradient_checkpointing  | hyperparams.gradient_checkpointing                               |
-| distributed, num_nodes      | one node on the local executor; more is a 400 naming the field  |
+| distributed, num_nodes      | distributed: DDP, DISTRIBUTED_PROCESSES ranks; num_nodes > 1 a 400 (local) |
 | hf_token                    | a secret: refused wherever it would be stored, never answered    |
 | wandb_project               | spec.wandb_project: the runner reports to W&B; else a warning    |
 | run_name                    | the job's name                                                   |
@@ -36,6 +36,11 @@ HYPERPARAMS = {"num_epochs": "epochs", "batch_size": "batch_size", "learning_rat
 NAMES = {"base_model": "base_model", "datasets": "dataset_path", "datasets.0": "dataset_path", "method": "method",
          "name": "run_name", **{f"hyperparams.{engine}": field for field, engine in HYPERPARAMS.items()}}
 """The services' field paths in 002's words."""
+NAMES.update({"distributed.num_nodes": "num_nodes", "distributed.num_processes": "distributed",
+              "distributed.strategy": "distributed"})
+DISTRIBUTED_PROCESSES = 2
+"""Ranks a node for 002's `distributed: true`, which names no count: two data-parallel processes (the
+smallest run that is distributed at all); a native spec's `distributed.num_processes` gives any other."""
 CHECKPOINT_NAME = re.compile(r"^checkpoint-([0-9]{1,10})$")
 """HF Trainer's checkpoint folder names, `checkpoint-500`: the step is the number."""
 
@@ -78,6 +83,9 @@ class LocalTrainingJob(BaseModel):
                                 "hyperparams": hyperparams}
         if dataset_id is not None:
             spec["datasets"] = [{"id": dataset_id}]
+        if self.distributed or self.num_nodes > 1:  # the service refuses the nodes its executor cannot reach
+            spec["distributed"] = {"strategy": "ddp", "num_nodes": self.num_nodes,
+                                   "num_processes": DISTRIBUTED_PROCESSES if self.distributed else 1}
         if self.wandb_project:  # the runner reports to it where wandb is installed (training/reporting.py)
             spec["wandb_project"] = self.wandb_project
         return spec

@@ -13,22 +13,26 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from tuneyard.errors import PlatformError
 from tuneyard.planning.memory import LINE_ROWS
 from tuneyard.training import checkpoint, contract
 from tuneyard.training.checkpoint import TrainState
 from tuneyard.training.config import RunConfig
 from tuneyard.training.control import RunControl
 from tuneyard.training.data import build_rows, collate_for
+from tuneyard.training.distributed import Parallel, SingleProcess, parallel_for
 from tuneyard.training.evaluation import evaluate
 from tuneyard.training.model_card import CardInputs, read_lineage
 from tuneyard.training.optim import build_optimizer, build_scheduler
 from tuneyard.training.plan import TrainingPlan
 from tuneyard.training.rng import (
-    PURPOSE_TRAINING,
     capture_rng_state,
     derive_seed,
+    rank_rng_state,
+    ranks_rng_state,
     restore_rng_state,
     seed_everything,
+    training_purpose,
 )
 from tuneyard.training.session import Session
 from tuneyard.training.telemetry import Telemetry, console_line
@@ -51,6 +55,9 @@ class FinetuneRecipe:
         self._process_start = time.monotonic()
         self._prior_compute = 0.0
         self._last_saved_step = -1
+        self.ranks = config.ranks
+        self.parallel: Parallel = SingleProcess()
+        """The other ranks of a data-parallel run: none here, until setup() wraps the model."""
 
     # ---- setup -------------------------------------------------------------------------
 
@@ -74,17 +81,20 @@ class FinetuneRecipe:
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(model, self.hp)
         self.scheduler = build_scheduler(self.optimizer, self.hp, self.plan.total_steps)
-        # Dropout draws from the global streams step after step: they start from the seed here, or
-        # where the checkpoint left them.
-        seed_everything(derive_seed(self.hp.seed, PURPOSE_TRAINING))
+        # Dropout draws from the global streams step after step: they start from the seed here (each
+        # rank its own stream), or where the checkpoint left them.
+        seed_everything(derive_seed(self.hp.seed, training_purpose(self.ranks)))
         if resume_from is not None:
             self._restore(resume_from)
+        self.parallel = parallel_for(self.session, self.ranks)
+        if len(set(self.parallel.gather(self.session.bf16))) > 1:  # the probe's verdict was not shared
+            raise PlatformError("the ranks chose different precisions (bf16: auto); set hyperparams.bf16")
 
     def _restore(self, folder: Path) -> None:
         self.session.method.restore(self.session.model, folder / checkpoint.WEIGHTS_DIR)
         self.optimizer.load_state_dict(checkpoint.load_torch(folder, checkpoint.OPTIMIZER_FILE))
         self.scheduler.load_state_dict(checkpoint.load_torch(folder, checkpoint.SCHEDULER_FILE))
-        restore_rng_state(checkpoint.load_torch(folder, checkpoint.RNG_FILE))
+        restore_rng_state(rank_rng_state(checkpoint.load_torch(folder, checkpoint.RNG_FILE), self.ranks))
         self.state = checkpoint.load_state(folder)
         self._prior_compute = self.state.compute_seconds
         self._last_saved_step = self.state.step
@@ -95,22 +105,32 @@ class FinetuneRecipe:
 
     def run(self) -> Ending:
         """Run optimizer steps until done ("completed") or asked to stop ("stopped")."""
-        if self.control.stop_requested:
+        if self._stop_agreed():
             return self._stop()
-        if self.state.baseline_eval is None:
+        if self.state.baseline_eval is None and self.ranks.primary:
             self.telemetry.phase("baseline_eval")
             self.state.baseline_eval = self._evaluate(baseline=True)
         self.telemetry.phase("training")
         self.telemetry.log(f"training {self.plan.total_steps} steps: {len(self.rows)} rows, "
-                           f"{self.plan.steps_per_epoch} steps per epoch")
+                           f"{self.plan.steps_per_epoch} steps per epoch" + self._ranks_note())
         while self.state.step < self.plan.total_steps:
-            if self.control.stop_requested:
+            if self._stop_agreed():
                 return self._stop()
             self._step()
             self._maybe_evaluate()
             self._maybe_checkpoint()
         # A stop that lands during the last step is moot: the run is complete.
         return "completed"
+
+    def _stop_agreed(self) -> bool:
+        """Whether to stop now: asked on any rank (each got its own SIGTERM, at its own moment), so
+        every rank stops at the same step boundary and none waits for the others in a collective."""
+        return self.parallel.any_of(self.control.stop_requested)[0]
+
+    def _ranks_note(self) -> str:
+        if not self.ranks.distributed:
+            return ""
+        return f", data-parallel on {self.ranks.world_size} processes"
 
     def _stop(self) -> Ending:
         if self._last_saved_step != self.state.step and self.state.step > 0:
@@ -119,20 +139,37 @@ class FinetuneRecipe:
         return "stopped"
 
     def _step(self) -> None:
-        started = time.perf_counter()
-        positions = self.plan.step_batches(self.state.epoch, self.state.batch_index)
-        batches = [[self.rows[i] for i in idx] for idx in positions]
-        loss_tokens = sum(self.row_loss_tokens[i] for idx in positions for i in idx)
-        total_loss = torch.zeros((), dtype=torch.float64)
-        for batch in batches:
-            total_loss += self._micro_step(batch, max(loss_tokens, 1))
-        grad_norm = self._clip_and_step()
-        tokens = sum(len(row.input_ids) for batch in batches for row in batch)
-        self._advance(total_loss.item() / max(loss_tokens, 1), grad_norm, tokens, time.perf_counter() - started)
+        """One optimizer step over the plan's examples of it (the global batch, whatever the ranks).
 
-    def _micro_step(self, rows: list[Any], step_loss_tokens: int) -> torch.Tensor:
-        with self.session.attention_scope():  # the backward may recompute the forward
-            loss_sum, _ = self.session.loss_sum(self.collate(rows, self.session.pad_token_id))
+        Each rank computes its shard of the step's rows in micro-batches of batch_size, each loss
+        divided by the loss tokens of the whole step, and the gradients are summed across ranks at the
+        rank's last micro-batch: the step's gradient is the one-process step's, up to summation order.
+        """
+        started = time.perf_counter()
+        rows = [i for idx in self.plan.step_batches(self.state.epoch, self.state.batch_index) for i in idx]
+        loss_tokens = max(sum(self.row_loss_tokens[i] for i in rows), 1)
+        mine = self.ranks.shard(rows)
+        # A rank left without rows (a last step shorter than the world) still joins the gradient sum,
+        # with one row that counts for nothing.
+        batches = _chunks(mine or rows[:1], self.hp.batch_size)
+        total_loss = torch.zeros((), dtype=torch.float64)
+        for k, batch in enumerate(batches):
+            total_loss += self._micro_step([self.rows[i] for i in batch], loss_tokens,
+                                           sync=k == len(batches) - 1, counted=bool(mine))
+        total_loss = self.parallel.total(total_loss)
+        grad_norm = self._clip_and_step()
+        tokens = sum(len(self.rows[i].input_ids) for i in rows)  # every rank's: the step's
+        self._advance(total_loss.item() / loss_tokens, grad_norm, tokens, time.perf_counter() - started)
+
+    def _micro_step(self, rows: list[Any], step_loss_tokens: int, sync: bool = True,
+                    counted: bool = True) -> torch.Tensor:
+        # The backward may recompute the forward (attention_scope), and under DDP it is where this
+        # rank's gradients meet the others' (sync_gradients).
+        with self.session.attention_scope(), self.parallel.sync_gradients(sync):
+            loss_sum = self.parallel.loss_sum(self.collate(rows, self.session.pad_token_id))
+            if not counted:
+                (loss_sum * 0.0).backward()
+                return torch.zeros((), dtype=torch.float64)
             (loss_sum / step_loss_tokens).backward()
         return loss_sum.detach().double()
 
@@ -156,6 +193,8 @@ class FinetuneRecipe:
         self._report(loss, lr, grad_norm, tokens / max(seconds, 1e-9), seconds)
 
     def _report(self, loss: float, lr: float, grad_norm: float, tokens_per_s: float, seconds: float) -> None:
+        if not self.ranks.primary:
+            return
         state, total = self.state, self.plan.total_steps
         self.telemetry.emit(
             contract.KIND_METRIC, step=state.step, total_steps=total,
@@ -174,6 +213,8 @@ class FinetuneRecipe:
         return {}
 
     def _maybe_evaluate(self) -> None:
+        if not self.ranks.primary:
+            return  # the weights are every rank's; one evaluates them while the others go on
         if self.hp.eval_steps and self.state.step % self.hp.eval_steps == 0 and self.state.step < self.plan.total_steps:
             self._evaluate(baseline=False)
 
@@ -183,7 +224,7 @@ class FinetuneRecipe:
             (self.hp.save_steps is not None and step % self.hp.save_steps == 0)
             or (self.state.batch_index == 0 and self.state.epoch > 0)  # an epoch just ended
             or step == self.plan.total_steps
-            or self.control.take_checkpoint_request()
+            or self.parallel.any_of(self.control.take_checkpoint_request())[0]  # asked of any rank
         )
         if due and self._last_saved_step != step:
             self.save_checkpoint()
@@ -191,12 +232,20 @@ class FinetuneRecipe:
     # ---- checkpoints and evaluation -------------------------------------------------------
 
     def save_checkpoint(self) -> Path:
+        """Every rank's RNG streams gathered, the rest (the same on every rank) and the writing left to
+        rank 0; the others wait until it is sealed, so none exits before the checkpoint exists."""
         self.state.compute_seconds = self._prior_compute + (time.monotonic() - self._process_start)
+        rng = ranks_rng_state(self.parallel.gather(capture_rng_state()))
+        target = checkpoint.checkpoints_root(self.run_dir) / contract.checkpoint_dir_name(self.state.step)
+        self._last_saved_step = self.state.step
+        if not self.ranks.primary:
+            self.parallel.barrier()
+            return target
         folder = checkpoint.save(
             self.run_dir, self.state, self.session.save_weights, self.optimizer, self.scheduler,
-            capture_rng_state(), self.config.to_json(),
+            rng, self.config.to_json(),
         )  # fmt: skip
-        self._last_saved_step = self.state.step
+        self.parallel.barrier()
         pruned = checkpoint.prune(self.run_dir, self.hp.save_total_limit)
         self.telemetry.emit(
             contract.KIND_CHECKPOINT, step=self.state.step, path=str(folder.relative_to(self.run_dir)),
@@ -249,6 +298,10 @@ class FinetuneRecipe:
             "compute_seconds": round(self._prior_compute + time.monotonic() - self._process_start, 3),
             "device": str(self.session.device),
         }
+
+
+def _chunks(items: list[int], size: int) -> list[list[int]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _loss_tokens(row: Any) -> int:

@@ -13,6 +13,8 @@ import signal
 import subprocess
 import time
 
+import psutil
+
 from tuneyard.training import contract
 from tuneyard.worker.executors import Launch
 from tuneyard.worker.logtail import tail_lines
@@ -60,6 +62,7 @@ class LocalProcess:
         self._telemetry = launch.run_dir / contract.TELEMETRY_FILE
         self._log = launch.run_dir / contract.RUNNER_LOG_FILE
         self._status: ExitStatus | None = None
+        self._descendants: list[psutil.Process] = []
 
     @property
     def pid(self) -> int:
@@ -91,8 +94,14 @@ class LocalProcess:
     def kill(self) -> None:
         if self._reaped():
             return  # the group id may belong to someone else by now
+        # Found before the runner dies, while they are still its descendants: torchrun starts each rank
+        # in a session of its own, out of the group's reach (training/launch.py).
+        self._descendants += _outside_group(self.pid)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signal.SIGKILL)
+        for process in self._descendants:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()  # psutil checks the pid still names the process it found
 
     def release(self) -> ExitStatus:
         # Helpers the runner left behind (data loader workers, a shell it spawned) die with it.
@@ -102,6 +111,8 @@ class LocalProcess:
         self.kill()
         if not _wait_until_group_dead(self.pid, GROUP_DEATH_TIMEOUT_SECONDS):
             log.warning("job %s: process group %d still has live members after SIGKILL", self.job_id, self.pid)
+        if not _wait_until_dead(self._descendants, GROUP_DEATH_TIMEOUT_SECONDS):
+            log.warning("job %s: runner processes outside its group still live after SIGKILL", self.job_id)
         self._status = ExitStatus(self._popen.wait())
         return self._status
 
@@ -120,6 +131,37 @@ class LocalProcess:
 
     def _reaped(self) -> bool:
         return self._popen.returncode is not None
+
+
+def _outside_group(pid: int) -> list[psutil.Process]:
+    """The descendants of `pid` in process groups of their own (the group kill misses them)."""
+    try:
+        descendants = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    outside = []
+    for process in descendants:
+        with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError):
+            if os.getpgid(process.pid) != pid:
+                outside.append(process)
+    return outside
+
+
+def _wait_until_dead(processes: list[psutil.Process], timeout: float) -> bool:
+    """Like _wait_until_group_dead: a zombie counts as dead (whoever inherited it may never reap it)."""
+    deadline = time.monotonic() + timeout
+    while any(_alive(p) for p in processes):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _wait_until_group_dead(pgid: int, timeout: float) -> bool:
