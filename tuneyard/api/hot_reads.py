@@ -18,6 +18,10 @@ without a bearer key (console cookies, single-user mode), with a body, a key or 
 find (the app says 401 or 404, or finds a job by another id), a queued job (its answer also depends on
 the live workers: `services.jobs.waiting_reason`), an answer that is not a 200 with an ETag (errors,
 422s) and a database error (the app renders it in its words).
+
+It is the app's outermost layer, and what it keeps is the answer as the layers inside it sent it: a
+middleware added later that shapes answers per request (CORS, compression) must go outside it, or a
+kept answer would carry one client's shaping to the next.
 """
 
 from __future__ import annotations
