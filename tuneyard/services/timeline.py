@@ -25,7 +25,7 @@ from tuneyard.settings import Settings
 from tuneyard.store import telemetry
 from tuneyard.store.errors import NotFound
 from tuneyard.store.jobs import owned_job
-from tuneyard.store.tables import Checkpoint, Job, JobEvent, LogLine
+from tuneyard.store.tables import Checkpoint, Job, JobEvent
 
 MAX_BATCH = 500
 
@@ -49,7 +49,7 @@ def progress_time(session: Session, job: Job) -> datetime | None:
 
 
 def logs(session: Session, job_id: str, since: int = 0, tail: int | None = None,
-         limit: int = 10_000) -> list[LogLine]:
+         limit: int = 10_000) -> list[telemetry.LogRecord]:
     return telemetry.read_logs(session, job_id, since=since, tail=tail, limit=limit)
 
 
@@ -174,5 +174,5 @@ def metric_dict(point: telemetry.MetricRecord) -> dict[str, Any]:
             "values": values, "ts": iso(point.ts)}
 
 
-def log_dict(line: LogLine, shown: PathDisplay) -> dict[str, Any]:
+def log_dict(line: telemetry.LogRecord, shown: PathDisplay) -> dict[str, Any]:
     return {"seq": line.seq, "level": line.level, "message": shown.text(line.message), "ts": iso(line.ts)}

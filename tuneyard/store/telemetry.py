@@ -249,14 +249,30 @@ def train_point_time(session: Session, job_id: str, step: int) -> datetime | Non
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """A stored log line, read as plain columns (as `MetricRecord`: a first read is thousands)."""
+
+    seq: int
+    level: str
+    message: str
+    ts: datetime
+
+
+_LOG_COLUMNS = select(LogLine.seq, LogLine.level, LogLine.message, LogLine.ts).where(
+    LogLine.job_id == bindparam("job_id"), LogLine.seq > bindparam("since"))
+_LOGS = _LOG_COLUMNS.order_by(LogLine.seq).limit(bindparam("limit"))
+_NEWEST_LOGS = _LOG_COLUMNS.order_by(LogLine.seq.desc()).limit(bindparam("limit"))
+
+
 def read_logs(session: Session, job_id: str, since: int = 0, tail: int | None = None,
-              limit: int = 10_000) -> list[LogLine]:
+              limit: int = 10_000) -> list[LogRecord]:
     """Log lines with seq > since, oldest first; with `tail`, only the last `tail` of those."""
-    stmt = select(LogLine).where(LogLine.job_id == job_id, LogLine.seq > since)
+    values = {"job_id": job_id, "since": since}
     if tail is not None:
-        newest = list(session.scalars(stmt.order_by(LogLine.seq.desc()).limit(min(tail, limit))))
+        newest = [LogRecord(*row) for row in session.execute(_NEWEST_LOGS, {**values, "limit": min(tail, limit)})]
         return newest[::-1]
-    return list(session.scalars(stmt.order_by(LogLine.seq).limit(limit)))
+    return [LogRecord(*row) for row in session.execute(_LOGS, {**values, "limit": limit})]
 
 
 def read_checkpoints(session: Session, job_id: str) -> list[Checkpoint]:
@@ -278,7 +294,7 @@ def list_metrics(
 
 
 def list_logs(db: Database, job_id: str, since: int = 0, tail: int | None = None,
-              limit: int = 10_000) -> list[LogLine]:
+              limit: int = 10_000) -> list[LogRecord]:
     with db.read() as session:
         return read_logs(session, job_id, since, tail, limit)
 
