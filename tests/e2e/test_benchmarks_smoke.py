@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks import api_load, supervision_overhead
+from benchmarks import api_load, distributed, supervision_overhead
 
 
 def test_api_load_runs_and_prints_figures(capsys: pytest.CaptureFixture[str]) -> None:
@@ -43,3 +43,12 @@ def test_supervision_overhead_runs_and_prints_figures(capsys: pytest.CaptureFixt
     assert [r.mode for r in result.runs] == ["service", "bare"]
     assert all(r.times.steps >= 2 and r.times.mean_s > 0 for r in result.runs)
     assert "overhead (service vs bare" in out and "target < 2 %" in out
+
+
+def test_distributed_runs_and_prints_figures(capsys: pytest.CaptureFixture[str]) -> None:
+    # One process and two ranks (gloo), one short run each; the GPU pass is skipped: CI has none.
+    figures = distributed.main(["--quick", "--no-gpu", "--quiet"])
+    out = capsys.readouterr().out
+    assert [(s.device, s.processes) for s in figures.tokens_per_s] == [("cpu", 1), ("cpu", 2)]
+    assert all(len(rates) == 1 and rates[0] > 0 for rates in figures.tokens_per_s.values())
+    assert "median tok/s" in out and out.count("load average") >= 3

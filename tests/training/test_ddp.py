@@ -142,3 +142,17 @@ def test_the_local_executor_kills_every_rank_with_the_runner(tmp_path: Path, mod
         ended = process.release()
     assert ended.returncode == -signal.SIGKILL
     assert not [r for r in ranks if r.is_running() and r.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_two_ranks_on_a_cold_model_cache_build_a_whole_base_model(tmp_path: Path) -> None:
+    # transformers' save_pretrained writes no config or weights on a rank other than 0 once the process
+    # group exists: a rank 1 that built tiny-llama itself published a folder without them, which failed
+    # this run and every later one on the cache. With bf16 auto the ranks leave the probe's barrier
+    # together and race to build, as a fresh service's first data-parallel job does (on the README's
+    # example data rank 1 won that race every time here; on other data, not always).
+    spec = write_spec(tmp_path, REPO / "examples" / "tiny-chat.jsonl", processes=2, max_steps=1, bf16="auto")
+    cache = tmp_path / "cold-cache"
+    assert run_runner(spec, tmp_path / "run", cache, processes=2, threads=1) == 0, (
+        tmp_path / "run" / "runner.log").read_text()
+    built = {p.name for p in (cache / "tiny-llama-v2").iterdir()}
+    assert {"config.json", "model.safetensors", "tuneyard-build.json"} <= built, built

@@ -169,14 +169,18 @@ def join_process_group(ranks: Ranks, device: str | None) -> None:
                             timeout=COLLECTIVE_TIMEOUT)
 
 
-def measure_once(ranks: Ranks, measure: Callable[[], object]) -> None:
-    """Rank 0 takes a measurement that is kept on disk for the machine (the bf16 probe), then the others
-    go on and read its verdict: measured by each at once, on cores they share, the ranks could decide
-    apart and train in two precisions."""
+def primary_first(ranks: Ranks, make: Callable[[], object]) -> None:
+    """Rank 0 makes something kept on disk for the machine, then the others go on and read it.
+
+    The bf16 probe: measured by each at once, on cores they share, the ranks could decide apart and
+    train in two precisions. A base model built into the model cache (tiny-llama): once the process
+    group exists, transformers' save_pretrained writes no config or weights on a rank other than 0, so a
+    rank 1 that built it would publish a folder without them, for every later run on the cache to fail on.
+    """
     if not ranks.distributed:
         return
     if ranks.primary:
-        measure()
+        make()
     dist.barrier()
 
 

@@ -20,10 +20,11 @@ from tuneyard.training import artifacts, checkpoint, contract, failures, reporti
 from tuneyard.training.config import RunConfig, read_spec_file, resolve
 from tuneyard.training.control import AbortRequested, RunControl
 from tuneyard.training.device import pick_device
-from tuneyard.training.distributed import join_process_group, measure_once
+from tuneyard.training.distributed import join_process_group, primary_first
 from tuneyard.training.footprint import Footprint
 from tuneyard.training.model_card import read_lineage
 from tuneyard.training.models.catalog import builtin_defaults
+from tuneyard.training.models.source import resolve_model_source
 from tuneyard.training.precision import decide_bf16
 from tuneyard.training.ranks import Ranks
 from tuneyard.training.recipes import recipe_for
@@ -97,7 +98,10 @@ def _run(
         _check_same_method(resume_from, config.method)
     join_process_group(ranks, config.device)
     if config.hyperparams.bf16 == "auto":
-        measure_once(ranks, lambda: decide_bf16(pick_device(config.device), config.model_cache_dir))
+        primary_first(ranks, lambda: decide_bf16(pick_device(config.device), config.model_cache_dir))
+    if isinstance(config.spec, TrainingJobSpec):  # a built-in base is built once, by rank 0 (see primary_first)
+        base_model = config.spec.base_model
+        primary_first(ranks, lambda: resolve_model_source(base_model, config.model_cache_dir))
     recipe = build(config, run_dir, telemetry, control)
     footprint = Footprint.start(config.device)
     recipe.setup(resume_from)

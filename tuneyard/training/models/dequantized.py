@@ -43,7 +43,7 @@ def cached_part(source: ModelSource, part: Part) -> Path | None:
 def keep_part(source: ModelSource, part: Part, converted: Any) -> None:
     """Save a just-converted model or tokenizer for the next load; a failure only logs."""
     folder = _part_folder(source, part)
-    if folder is None or folder.is_dir():
+    if folder is None or folder.is_dir() or not _may_save():
         return
     staging = folder.parent / f".{part}-{uuid.uuid4().hex}"
     try:
@@ -59,6 +59,14 @@ def keep_part(source: ModelSource, part: Part, converted: Any) -> None:
                     "converts the GGUF again", part, source.requested, exc)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _may_save() -> bool:
+    """Whether save_pretrained writes here: in a data-parallel run's process group only rank 0's does,
+    and another rank's copy would be a folder without weights that every later load fails on."""
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized() and dist.get_rank() != 0)
 
 
 def _part_folder(source: ModelSource, part: Part) -> Path | None:

@@ -22,6 +22,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from tuneyard.errors import PlatformError
 from tuneyard.training.models import catalog
 from tuneyard.training.models.chat_template import CHATML_TEMPLATE
 from tuneyard.training.models.tiny_corpus import tiny_corpus
@@ -87,6 +88,10 @@ def build_tiny_llama(out_dir: Path) -> None:
     tokenizer.save_pretrained(out_dir)
     model = build_model(tokenizer)
     model.save_pretrained(out_dir)
+    # save_pretrained returns without writing on a data-parallel rank other than 0: never publish that
+    missing = [name for name in ("config.json", "model.safetensors") if not (out_dir / name).is_file()]
+    if missing:
+        raise PlatformError(f"building tiny-llama wrote no {', '.join(missing)}", missing=missing)
     _fsync_files(out_dir)
     # written last: its presence means the folder is complete
     build = {"recipe_version": RECIPE_VERSION, "seed": SEED, "vocab_size": VOCAB_SIZE, **_ARCH}
