@@ -64,9 +64,12 @@ def runner_argv(spec: Path, run_dir: Path, cache: Path, resume: str | None = Non
     return argv + (["--resume", resume] if resume else [])
 
 
-def start_runner(spec: Path, run_dir: Path, cache: Path, resume: str | None = None) -> subprocess.Popen[bytes]:
+def start_runner(
+    spec: Path, run_dir: Path, cache: Path, resume: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """The runner in its own session, its output in RUN_DIR/runner.log; `env` adds to this process's."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     with open(run_dir / "runner.log", "ab") as log:  # the child keeps its own copy of the handle
         return subprocess.Popen(runner_argv(spec, run_dir, cache, resume), stdout=log, stderr=log,
                                 env=env, start_new_session=True)

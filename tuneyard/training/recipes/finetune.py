@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from tuneyard.planning.memory import LINE_ROWS
-from tuneyard.training import checkpoint, contract
+from tuneyard.training import checkpoint, compilation, contract
 from tuneyard.training.checkpoint import TrainState
 from tuneyard.training.config import RunConfig
 from tuneyard.training.control import RunControl
@@ -40,6 +40,9 @@ if TYPE_CHECKING:  # only for annotations: the package imports this module to re
 
 class FinetuneRecipe:
     """Trains one finetune job in this process. The runner builds it, calls the three phases, exits."""
+
+    COMPILES_FORWARD = True
+    """Whether the recipe's loss runs through Session.loss_sum, the forward `compile` compiles."""
 
     def __init__(self, config: RunConfig, run_dir: Path, telemetry: Telemetry, control: RunControl) -> None:
         self.config = config
@@ -79,6 +82,24 @@ class FinetuneRecipe:
         seed_everything(derive_seed(self.hp.seed, PURPOSE_TRAINING))
         if resume_from is not None:
             self._restore(resume_from)
+        self._decide_compile()
+
+    def _decide_compile(self) -> None:
+        """Whether training compiles its forward (training/compilation.py), recorded in spec.json.
+        Weighed on the whole plan's FLOPs, not what is left, so a resumed run decides as it did."""
+        session, flops, layers = self.session, None, None
+        if self.COMPILES_FORWARD and self.hp.compile == "auto":
+            epoch_tokens = sum(len(row.input_ids) for row in self.rows)
+            tokens = epoch_tokens * self.plan.total_steps / max(self.plan.steps_per_epoch, 1)
+            flops, layers = compilation.planned_flops(session.model, self.config.method, self.hp.model_dump(),
+                                                      session.bf16, tokens, epoch_tokens / max(len(self.rows), 1))
+        self.compile = compilation.decide(
+            self.hp.compile, session.device, applies=self.COMPILES_FORWARD,
+            gradient_checkpointing=self.hp.gradient_checkpointing, planned_flops=flops, layers=layers,
+        )  # fmt: skip
+        self.config.decisions.update(compile=self.compile.use, compile_decision=self.compile.record())
+        if self.hp.compile == "auto":
+            self.telemetry.log(f"compile auto: {'on' if self.compile.use else 'off'} ({self.compile.reason})")
 
     def _restore(self, folder: Path) -> None:
         self.session.method.restore(self.session.model, folder / checkpoint.WEIGHTS_DIR)
@@ -101,6 +122,8 @@ class FinetuneRecipe:
             self.telemetry.phase("baseline_eval")
             self.state.baseline_eval = self._evaluate(baseline=True)
         self.telemetry.phase("training")
+        if self.compile.use and self.session.compiled is None:
+            compilation.compile_forward(self.session)  # lazily: the first step compiles
         self.telemetry.log(f"training {self.plan.total_steps} steps: {len(self.rows)} rows, "
                            f"{self.plan.steps_per_epoch} steps per epoch")
         while self.state.step < self.plan.total_steps:
@@ -119,6 +142,29 @@ class FinetuneRecipe:
         return "stopped"
 
     def _step(self) -> None:
+        if self.session.compiled is None:
+            return self._train_step()
+        rng = capture_rng_state()  # a step retried eagerly draws what it drew before
+        try:
+            self._train_step()
+        except compilation.COMPILE_ERRORS as exc:
+            self._compile_failed(exc, rng)
+            self._train_step()
+
+    def _compile_failed(self, exc: BaseException, rng: dict[str, Any]) -> None:
+        """`compile: true` fails the job; `auto` goes on eagerly from this step, which starts again."""
+        cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        if self.compile.setting == "true":
+            raise compilation.CompileFailed(f"hyperparams.compile: true, and torch.compile failed on this machine "
+                                            f"({type(exc).__name__}: {cause}); set compile: auto or false",
+                                            field="hyperparams.compile") from exc
+        self.telemetry.log(f"compile auto: torch.compile failed ({type(exc).__name__}: {cause}); "
+                           f"training on eagerly from step {self.state.step + 1}", level="warning")
+        compilation.run_eager(self.session)
+        self.optimizer.zero_grad(set_to_none=True)
+        restore_rng_state(rng)
+
+    def _train_step(self) -> None:
         started = time.perf_counter()
         positions = self.plan.step_batches(self.state.epoch, self.state.batch_index)
         batches = [[self.rows[i] for i in idx] for idx in positions]
@@ -248,6 +294,7 @@ class FinetuneRecipe:
             "train_seconds": round(self.state.train_seconds, 3),
             "compute_seconds": round(self._prior_compute + time.monotonic() - self._process_start, 3),
             "device": str(self.session.device),
+            "compiled": self.session.compiled is not None,
         }
 
 

@@ -1,0 +1,127 @@
+"""torch.compile of the training forward, where it pays for its compile time (`compile: auto | true | false`).
+
+What is compiled is the module the loss calls (Session.loss_target: the decoder when the loss
+projects only its loss-bearing positions, else the whole model), wrapped, not changed in place:
+the weights, their names in a saved state dict and the eager module stay as they were, so falling
+back to eager is dropping the wrapper. Only training's forward (and so its backward) goes through
+it; evaluation runs under no_grad, a graph of its own that would cost a second compile for a
+handful of batches, and stays eager.
+
+Shapes are symbolic from the start (`dynamic=True`): a padding-free line is as long as its
+examples, so nearly every step has a length of its own. Static shapes recompiled 15 times in 8
+steps (Dynamo then marks the length dynamic itself, one more compile later); symbolic ones none
+(benchmarks/compile_cost.py, figures in docs/engine.md).
+
+`auto` compiles where the run is long enough to repay the compile, by a rule from those figures
+(`decide`). The rule is a function of the spec, the model and the device, never of a clock, so
+one spec decides the same on every attempt and a resumed run stays the run it resumes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch._dynamo.exc import TorchDynamoException
+
+from tuneyard.errors import SpecError, UnsupportedError
+from tuneyard.planning.compute import train_flops
+from tuneyard.planning.memory import TrainingSetup
+from tuneyard.planning.shape import ModelShape
+
+COMPILE_ERRORS: tuple[type[BaseException], ...] = (TorchDynamoException,)
+"""What a failed compile raises: Dynamo's errors and Inductor's (InductorError is a
+BackendCompilerFailed, a TorchDynamoException), whatever the backend's own cause (no C++ compiler,
+an op it cannot lower)."""
+
+REPAY_FLOPS_PER_LAYER = 6.0e12
+"""Training FLOPs per decoder layer past which compiling repays itself on CPU.
+
+Compiling pays when the time it saves, eager seconds x (1 - 1/speedup), passes the compile's
+seconds. Eager seconds are the run's FLOPs over the eager engine's FLOP/s; the compile's seconds
+grow with the layers Dynamo traces (the decoder is unrolled). Both are this CPU's speed at work, so
+their ratio, FLOPs per layer, carries from one CPU to another where seconds would not. Measured on
+tiny-llama (4 layers, 2 busy cores, cold Inductor cache, dynamic shapes): compile 54 s LoRA and
+~50 s full, eager 64 and 105 GFLOP/s, speedup 1.20x and 1.14x: break-even at 5.1e12 and 5.4e12
+FLOPs a layer; the larger, rounded up."""
+
+
+class CompileFailed(UnsupportedError):
+    """torch.compile failed on this machine."""
+
+
+@dataclass(frozen=True)
+class CompileDecision:
+    """Whether training's forward is compiled, and why; spec.json records it under resolved.compile_decision."""
+
+    use: bool
+    setting: str  # the spec's value: "auto", "true" or "false"
+    reason: str
+    planned_flops: float | None = None  # the run's training FLOPs, where auto weighed them
+    repay_flops: float | None = None  # what it takes to repay the compile (REPAY_FLOPS_PER_LAYER x layers)
+
+    def record(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def decide(setting: bool | str, device: torch.device, *, applies: bool, gradient_checkpointing: bool,
+           planned_flops: float | None, layers: int | None) -> CompileDecision:
+    """`true` and `false` as given (true where the recipe cannot compile is a user error); `auto` by
+    the measured rule: CPU only (the device measured), never with gradient checkpointing (not
+    measured), and only where the run's FLOPs repay the compile (REPAY_FLOPS_PER_LAYER)."""
+    name = str(setting).lower()
+    if setting is False:
+        return CompileDecision(False, name, "compile: false")
+    if not applies:
+        if setting is True:
+            raise CompileFailed("hyperparams.compile: true, but this job type's loss does not run through the "
+                                "compiled forward; set compile: auto or false", field="hyperparams.compile")
+        return CompileDecision(False, name, "this job type's loss does not run through the compiled forward")
+    if setting is True:
+        return CompileDecision(True, name, "compile: true")
+    if device.type != "cpu":
+        return CompileDecision(False, name, f"not measured on {device.type}: set compile: true to compile there")
+    if gradient_checkpointing:
+        return CompileDecision(False, name, "not measured with gradient checkpointing")
+    if planned_flops is None or not layers:
+        return CompileDecision(False, name, "the run's FLOPs cannot be counted for this model")
+    repay = REPAY_FLOPS_PER_LAYER * layers
+    verdict = planned_flops >= repay
+    reason = (f"{planned_flops:.2e} training FLOPs {'repay' if verdict else 'do not repay'} a compile "
+              f"({repay:.2e} for {layers} layers)")
+    return CompileDecision(verdict, name, reason, planned_flops, repay)
+
+
+def planned_flops(model: Any, method: str, hyperparams: dict[str, Any], bf16: bool, tokens: float,
+                  example_tokens: float) -> tuple[float | None, int | None]:
+    """(training FLOPs of the run's planned tokens, decoder layers) as the estimate counts them
+    (tuneyard.planning); (None, None) for a model whose shape cannot be read from its config."""
+    config = getattr(model, "config", None)
+    try:
+        shape = ModelShape.from_config(config.to_dict() if config is not None else {})
+    except SpecError:
+        return None, None
+    setup = TrainingSetup.from_hyperparams(method, hyperparams, bf16, example_tokens)
+    return train_flops(shape, setup, int(tokens)), shape.layers
+
+
+def compile_forward(session: Any, dynamic: bool | None = True) -> Any:
+    """Wrap the session's loss target in torch.compile (lazily: the first forward compiles) and
+    make the loss use it; the wrapper is returned, and shares every weight with the eager module.
+
+    `fallback_random`: random ops (LoRA's dropout) draw from torch's generator as eager ones do,
+    not from Inductor's own, so a compiled run stays the eager run to float rounding. `dynamic`: True
+    for the engine (see the module docstring); the benchmark also measures None and False."""
+    wrapper = torch.compile(session.loss_target(), dynamic=dynamic, options={"fallback_random": True})
+    session.compiled = wrapper
+    return wrapper
+
+
+def run_eager(session: Any) -> None:
+    """Drop the compiled wrapper: the loss calls the eager module again, on the same weights."""
+    session.compiled = None
+
+
+def is_compile_error(exc: BaseException) -> bool:
+    return isinstance(exc, COMPILE_ERRORS)
