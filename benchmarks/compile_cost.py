@@ -47,8 +47,7 @@ import torch  # noqa: E402
 from torch._dynamo.utils import counters  # noqa: E402
 
 from benchmarks.sft_data import docstring_chats, write_jsonl  # noqa: E402
-
-MODELS = {"tiny-llama": "tiny-llama", "smollm2": "smollm2-135m-instruct"}
+from benchmarks.train_throughput import MODELS, ensure_model  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -157,7 +156,10 @@ def measure_in_child(
     argv = [sys.executable, "-m", "benchmarks.compile_cost", "--one", f"{method},{precision},{dynamic}",
             "--steps", str(args.steps), "--examples", str(args.examples), "--model", args.model,
             "--model-cache-dir", str(args.model_cache_dir)]
-    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache), "PYTHONWARNINGS": "ignore"}
+    # OpenMP's idle threads sleep, as in the runner (tuneyard/child_process.py): spinning ones on a
+    # shared host made eager steps 3x slower in CPU time and would be measured instead of the compile
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache), "PYTHONWARNINGS": "ignore",
+           "OMP_WAIT_POLICY": "PASSIVE"}
     done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
@@ -177,10 +179,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--examples", type=int, default=400)
     parser.add_argument("--model-cache-dir", type=Path, default=REPO / ".cache" / "models")
     parser.add_argument("--json", type=Path, default=None, help="also write every row here")
+    parser.add_argument("--caches", default="cold,warm", help="cold (a new Inductor cache), then warm (the same)")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # METHOD,PRECISION,DYNAMIC in this process
     args = parser.parse_args(argv)
     if args.one:
         print(json.dumps(measure(args, *args.one.split(","))))
+        return 0
+    skipped = ensure_model(MODELS[args.model], args.model_cache_dir)
+    if skipped:
+        print(f"{args.model}: skipped ({skipped})")
         return 0
     print(f"load average at start: {'/'.join(f'{x:.2f}' for x in os.getloadavg())}; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
@@ -190,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             for precision in args.precisions.split(","):
                 for dynamic in args.dynamic.split(","):
                     cache = Path(tmp) / f"{method}-{precision}-{dynamic}"
-                    for state in ("cold", "warm"):  # a new Inductor cache, then the same one again
+                    for state in args.caches.split(","):  # a new Inductor cache, then the same one again
                         row = {**measure_in_child(args, method, precision, dynamic, cache), "cache": state}
                         rows.append(row)
                         print(json.dumps(row), flush=True)
