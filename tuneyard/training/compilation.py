@@ -8,8 +8,8 @@ it; evaluation runs under no_grad, a graph of its own that would cost a second c
 handful of batches, and stays eager.
 
 Shapes are symbolic from the start (`dynamic=True`): a padding-free line is as long as its
-examples, so nearly every step has a length of its own. Static shapes recompiled 15 times in 8
-steps (Dynamo then marks the length dynamic itself, one more compile later); symbolic ones none
+examples, so nearly every step has a length of its own. On tiny-llama, static shapes compiled 57
+frames again in 9 steps, torch's default (dynamic once a shape changed) 15 in 7, symbolic ones none
 (benchmarks/compile_cost.py, figures in docs/engine.md).
 
 `auto` compiles where the run is long enough to repay the compile, by a rule from those figures
@@ -35,16 +35,17 @@ COMPILE_ERRORS: tuple[type[BaseException], ...] = (TorchDynamoException,)
 BackendCompilerFailed, a TorchDynamoException), whatever the backend's own cause (no C++ compiler,
 an op it cannot lower)."""
 
-REPAY_FLOPS_PER_LAYER = 6.0e12
+REPAY_FLOPS_PER_LAYER = 1.1e13
 """Training FLOPs per decoder layer past which compiling repays itself on CPU.
 
 Compiling pays when the time it saves, eager seconds x (1 - 1/speedup), passes the compile's
 seconds. Eager seconds are the run's FLOPs over the eager engine's FLOP/s; the compile's seconds
 grow with the layers Dynamo traces (the decoder is unrolled). Both are this CPU's speed at work, so
 their ratio, FLOPs per layer, carries from one CPU to another where seconds would not. Measured on
-tiny-llama (4 layers, 2 busy cores, cold Inductor cache, dynamic shapes): compile 54 s LoRA and
-~50 s full, eager 64 and 105 GFLOP/s, speedup 1.20x and 1.14x: break-even at 5.1e12 and 5.4e12
-FLOPs a layer; the larger, rounded up."""
+tiny-llama (4 layers; benchmarks/compile_cost.py, cold Inductor cache, 2 shared cores, docs/engine.md):
+break-even at 2.7e12 (LoRA fp32), 1.8e12 (LoRA bf16), 1.04e13 (full fp32) and 2.7e12 (full bf16)
+FLOPs a layer, from the compile's wall seconds and the steps' CPU-time speed. The largest, rounded
+up: one figure for every method and precision, so no run is compiled that a measurement says loses."""
 
 
 class CompileFailed(UnsupportedError):
