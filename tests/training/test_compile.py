@@ -90,6 +90,12 @@ def test_auto_decides_by_the_runs_flops_and_spec_json_says_why(tmp_path: Path, m
     on_gpu = compilation.decide("auto", torch.device("cuda"), applies=True, gradient_checkpointing=False,
                                 planned_flops=1e20, layers=4)
     assert not on_gpu.use and "not measured on cuda" in on_gpu.reason
+    cpu = torch.device("cpu")
+    dpo = compilation.decide("auto", cpu, applies=False, gradient_checkpointing=False, planned_flops=1e20, layers=4)
+    assert not dpo.use and "does not run through the compiled forward" in dpo.reason
+    with pytest.raises(compilation.CompileFailed) as refused:  # DPO with compile: true, say
+        compilation.decide(True, cpu, applies=False, gradient_checkpointing=False, planned_flops=None, layers=None)
+    assert refused.value.details["field"] == "hyperparams.compile"
 
 
 def test_a_failed_compile_under_auto_trains_on_eagerly(tmp_path: Path, model_cache: Path) -> None:

@@ -39,13 +39,13 @@ REPAY_FLOPS_PER_LAYER = 1.1e13
 """Training FLOPs per decoder layer past which compiling repays itself on CPU.
 
 Compiling pays when the time it saves, eager seconds x (1 - 1/speedup), passes the compile's
-seconds. Eager seconds are the run's FLOPs over the eager engine's FLOP/s; the compile's seconds
-grow with the layers Dynamo traces (the decoder is unrolled). Both are this CPU's speed at work, so
-their ratio, FLOPs per layer, carries from one CPU to another where seconds would not. Measured on
-tiny-llama (4 layers; benchmarks/compile_cost.py, cold Inductor cache, 2 shared cores, docs/engine.md):
-break-even at 2.7e12 (LoRA fp32), 1.8e12 (LoRA bf16), 1.04e13 (full fp32) and 2.7e12 (full bf16)
-FLOPs a layer, from the compile's wall seconds and the steps' CPU-time speed. The largest, rounded
-up: one figure for every method and precision, so no run is compiled that a measurement says loses."""
+seconds: at FLOPs = compile seconds x eager FLOP/s / (1 - 1/speedup). Both seconds are this CPU's
+speed at work, so a threshold in FLOPs carries from one CPU to another where seconds would not. Per
+layer because that is what held across the two models measured (benchmarks/compile_cost.py, cold
+Inductor cache, 2 shared cores; docs/engine.md): tiny-llama (4 layers) broke even at 2.7e12 (LoRA
+fp32), 1.8e12 (LoRA bf16), 1.04e13 (full fp32) and 2.7e12 (full bf16) FLOPs a layer, SmolLM2-135M
+(30 layers, LoRA fp32) at 2.6e12. The largest, rounded up: one figure for every method and
+precision, so no run is compiled that a measurement says loses."""
 
 
 class CompileFailed(UnsupportedError):
