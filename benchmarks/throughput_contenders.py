@@ -116,7 +116,14 @@ def run_tuneyard(cfg: dict[str, Any], compile_: bool = False) -> dict[str, Any]:
         # the first step holds the compile when there is one: steady figures leave it out
         "first_step_tokens": first["tokens"], "first_step_seconds": first["elapsed_s"],
         "compiled": recipe.session.compiled is not None,
+        "frames_compiled": _frames_compiled(),  # 36 on tiny-llama's first step: more are recompiles
     }  # fmt: skip
+
+
+def _frames_compiled() -> int:
+    from torch._dynamo.utils import counters
+
+    return int(counters["frames"]["ok"])
 
 
 def _records(path: Path) -> list[dict[str, Any]]:

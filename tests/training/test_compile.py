@@ -162,6 +162,8 @@ def test_one_spec_compiled_twice_ends_bitwise_equal(tmp_path: Path, model_cache:
         assert run_runner(spec, tmp_path / name, model_cache, timeout=600) == contract.EXIT_COMPLETED
         result = json.loads((tmp_path / name / contract.RESULT_FILE).read_text(encoding="utf-8"))
         assert result["compiled"] is True
+        lines = [r["message"] for r in telemetry(tmp_path / name) if r["kind"] == "log"]
+        assert sum(line.startswith("compiled: step 1 took") for line in lines) == 1, lines
         finals.append(final_tensors(tmp_path / name))
     assert finals[0].keys() == finals[1].keys()
     assert all(torch.equal(finals[0][k], finals[1][k]) for k in finals[0])

@@ -54,6 +54,7 @@ class FinetuneRecipe:
         self._process_start = time.monotonic()
         self._prior_compute = 0.0
         self._last_saved_step = -1
+        self._compiled_steps = 0
 
     # ---- setup -------------------------------------------------------------------------
 
@@ -145,11 +146,17 @@ class FinetuneRecipe:
         if self.session.compiled is None:
             return self._train_step()
         rng = capture_rng_state()  # a step retried eagerly draws what it drew before
+        started = time.perf_counter()
         try:
             self._train_step()
         except compilation.COMPILE_ERRORS as exc:
             self._compile_failed(exc, rng)
             self._train_step()
+            return
+        if not self._compiled_steps:  # its time and ETA in the telemetry hold the compile: say so once
+            self.telemetry.log(f"compiled: step {self.state.step} took {time.perf_counter() - started:.1f} s "
+                               f"with the compile")
+        self._compiled_steps += 1
 
     def _compile_failed(self, exc: BaseException, rng: dict[str, Any]) -> None:
         """`compile: true` fails the job; `auto` goes on eagerly from this step, which starts again."""
