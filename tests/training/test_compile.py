@@ -1,15 +1,19 @@
 """torch.compile in the engine (`compile: auto | true | false`, docs/engine.md).
 
-`auto` decides from the run's planned FLOPs (training/compilation.py) and spec.json records why; a
-compile that fails (here for real: Inductor pointed at a C++ compiler that does not exist, with a
-cache of its own so no kernel compiled before can stand in) falls back to eager under `auto` and
-fails the job under `true`. The slow tier holds a compiled run to its eager twin within the stated
-tolerance, and two compiled runs of one spec to each other bit for bit.
+`auto` decides from whole-run speed measured on the device and the run's planned FLOPs
+(training/compilation.py) and spec.json records why; a compile that fails (here for real: Inductor
+pointed at a C++ compiler that does not exist, with a cache of its own so no kernel compiled before
+can stand in) falls back to eager under `auto` and fails the job under `true`. The slow tier holds a
+compiled run to its eager twin within the stated tolerance, and two compiled runs of one spec to each
+other bit for bit.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +21,11 @@ import pytest
 import torch
 
 from tests.support.runs import (
+    REPO,
     arithmetic_chat,
     final_tensors,
     run_runner,
+    runner_argv,
     start_runner,
     stop_after_step,
     telemetry,
@@ -48,7 +54,7 @@ compiled kernels sum in another order. Measured: 3.0e-5, weights up to 0.09."""
 COMPILED_LOSS_TOLERANCE = 1.0e-5
 """Relative gap of any step's loss, compiled against eager. Measured: 1.2e-7."""
 LONG_RUN = 1_000_000
-"""Steps that repay a compile under `auto` (~7e14 FLOPs of tiny-llama here, past its 4.4e13)."""
+"""Steps that would repay a compile under `auto` (~7e14 FLOPs of tiny-llama here, past its 4.4e13)."""
 
 
 def recipe_for(folder: Path, model_cache: Path, **hyperparams: Any) -> FinetuneRecipe:
@@ -63,12 +69,10 @@ def without_compiler(tmp_path: Path) -> dict[str, str]:
     return {"CXX": str(tmp_path / "no-such-c++"), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")}
 
 
-def test_auto_decides_by_the_runs_flops_and_spec_json_says_why(tmp_path: Path, model_cache: Path) -> None:
+def test_auto_decides_by_measured_speed_and_flops_and_spec_json_says_why(tmp_path: Path, model_cache: Path) -> None:
     decided = {}
     for name, hyperparams in {
-        "short": {"max_steps": 6},
         "long": {"max_steps": LONG_RUN},
-        "checkpointed": {"max_steps": LONG_RUN, "gradient_checkpointing": True},
         "off": {"max_steps": LONG_RUN, "compile": False},
     }.items():
         recipe = recipe_for(tmp_path / name, model_cache, **hyperparams)
@@ -78,19 +82,25 @@ def test_auto_decides_by_the_runs_flops_and_spec_json_says_why(tmp_path: Path, m
             recipe.telemetry.close()
         resolved = recipe.config.to_json()["resolved"]
         decided[name] = (resolved["compile"], resolved["compile_decision"])
-    assert decided["short"][0] is False and decided["long"][0] is True
-    short, long = decided["short"][1], decided["long"][1]
-    assert short["setting"] == long["setting"] == "auto"
-    assert short["repay_flops"] == long["repay_flops"] == compilation.REPAY_FLOPS_PER_LAYER * 4  # tiny-llama's layers
-    assert short["planned_flops"] < short["repay_flops"] <= long["planned_flops"]
-    assert "do not repay" in short["reason"] and "repay" in long["reason"]
-    assert decided["checkpointed"] == (False, {"use": False, "setting": "auto",
-                                               "reason": "not measured with gradient checkpointing"})
+    # whole runs on CPU measured slower compiled: auto stays eager however long the run
+    assert decided["long"] == (False, {"use": False, "setting": "auto", "reason": (
+        "whole runs on cpu measured compiled at 0.82x eager at best: no run repays the compile")})
     assert decided["off"] == (False, {"use": False, "setting": "false", "reason": "compile: false"})
+    # where compiled steps were faster, the run's FLOPs decide (tiny-llama's 4 layers)
+    cpu, faster = torch.device("cpu"), {"cpu": 1.25}
+    repay = compilation.REPAY_FLOPS_PER_LAYER * 4
+    short = compilation.decide("auto", cpu, applies=True, gradient_checkpointing=False, planned_flops=repay / 2,
+                               layers=4, speedups=faster)
+    long = compilation.decide("auto", cpu, applies=True, gradient_checkpointing=False, planned_flops=repay,
+                              layers=4, speedups=faster)
+    assert (short.use, long.use) == (False, True) and short.repay_flops == long.repay_flops == repay
+    assert "do not repay" in short.reason and "do not" not in long.reason
+    checkpointed = compilation.decide("auto", cpu, applies=True, gradient_checkpointing=True, planned_flops=repay,
+                                      layers=4, speedups=faster)
+    assert not checkpointed.use and checkpointed.reason == "not measured with gradient checkpointing"
     on_gpu = compilation.decide("auto", torch.device("cuda"), applies=True, gradient_checkpointing=False,
                                 planned_flops=1e20, layers=4)
     assert not on_gpu.use and "not measured on cuda" in on_gpu.reason
-    cpu = torch.device("cpu")
     dpo = compilation.decide("auto", cpu, applies=False, gradient_checkpointing=False, planned_flops=1e20, layers=4)
     assert not dpo.use and "does not run through the compiled forward" in dpo.reason
     with pytest.raises(compilation.CompileFailed) as refused:  # DPO with compile: true, say
@@ -100,9 +110,17 @@ def test_auto_decides_by_the_runs_flops_and_spec_json_says_why(tmp_path: Path, m
 
 def test_a_failed_compile_under_auto_trains_on_eagerly(tmp_path: Path, model_cache: Path) -> None:
     run_dir = tmp_path / "run"
+    run_dir.mkdir()
     data = write_jsonl(tmp_path / "train.jsonl", arithmetic_chat(24))
     spec = write_spec(tmp_path, data, max_steps=LONG_RUN, lora_dropout=0.1)
-    proc = start_runner(spec, run_dir, model_cache, env=without_compiler(tmp_path))
+    # No device's whole runs have measured faster compiled yet, so auto compiles nowhere: the runner
+    # here takes the interleaved forward+backward's 1.25x as this CPU's figure, and auto compiles.
+    launch = ("import sys; from tuneyard.training import compilation; compilation.WHOLE_RUN_SPEEDUP['cpu'] = 1.25; "
+              "from tuneyard.training.__main__ import main; sys.exit(main(sys.argv[1:]))")
+    argv = [sys.executable, "-c", launch, *runner_argv(spec, run_dir, model_cache)[3:]]
+    env = {**os.environ, "PYTHONPATH": str(REPO), **without_compiler(tmp_path)}
+    with open(run_dir / "runner.log", "ab") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=log, env=env, start_new_session=True)
     assert stop_after_step(proc, run_dir, 2) == contract.EXIT_STOPPED
     lines = [r["message"] for r in telemetry(run_dir) if r["kind"] == "log"]
     fallback = [line for line in lines if "torch.compile failed" in line]

@@ -12,13 +12,15 @@ examples, so nearly every step has a length of its own. On tiny-llama, static sh
 frames again in 9 steps, torch's default (dynamic once a shape changed) 15 in 7, symbolic ones none
 (benchmarks/compile_cost.py, figures in docs/engine.md).
 
-`auto` compiles where the run is long enough to repay the compile, by a rule from those figures
-(`decide`). The rule is a function of the spec, the model and the device, never of a clock, so
-one spec decides the same on every attempt and a resumed run stays the run it resumes.
+`auto` compiles where whole runs on the device measured faster compiled (WHOLE_RUN_SPEEDUP) and
+the run is long enough to repay the compile (REPAY_FLOPS_PER_LAYER): on the figures so far, on no
+device. The rule is a function of the spec, the model and the device, never of a clock, so one spec
+decides the same on every attempt and a resumed run stays the run it resumes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -48,6 +50,14 @@ fp32), 1.8e12 (LoRA bf16), 1.04e13 (full fp32) and 2.7e12 (full bf16) FLOPs a la
 precision, so no run is compiled that a measurement says loses."""
 
 
+WHOLE_RUN_SPEEDUP: dict[str, float] = {"cpu": 0.82}
+"""Compiled over eager tokens/s of whole training steps, by device, the best measured
+(benchmarks/train_throughput.py, docs/engine.md): on this CPU LoRA fp32 0.62x (varied chats) and
+0.82x (fixed-length chunks), LoRA bf16 0.55x. Where it is not above 1 no run repays a compile,
+however long, and `auto` stays eager; a device not listed was not measured. The FLOPs rule
+(REPAY_FLOPS_PER_LAYER) weighs runs only where it is."""
+
+
 class CompileFailed(UnsupportedError):
     """torch.compile failed on this machine."""
 
@@ -67,10 +77,12 @@ class CompileDecision:
 
 
 def decide(setting: bool | str, device: torch.device, *, applies: bool, gradient_checkpointing: bool,
-           planned_flops: float | None, layers: int | None) -> CompileDecision:
+           planned_flops: float | None, layers: int | None,
+           speedups: Mapping[str, float] = WHOLE_RUN_SPEEDUP) -> CompileDecision:
     """`true` and `false` as given (true where the recipe cannot compile is a user error); `auto` by
-    the measured rule: CPU only (the device measured), never with gradient checkpointing (not
-    measured), and only where the run's FLOPs repay the compile (REPAY_FLOPS_PER_LAYER)."""
+    the measured rule: only on a device whose whole runs measured faster compiled (`speedups`), never
+    with gradient checkpointing (not measured), and only where the run's FLOPs repay the compile
+    (REPAY_FLOPS_PER_LAYER). On the figures so far that is nowhere."""
     name = str(setting).lower()
     if setting is False:
         return CompileDecision(False, name, "compile: false")
@@ -81,8 +93,12 @@ def decide(setting: bool | str, device: torch.device, *, applies: bool, gradient
         return CompileDecision(False, name, "this job type's loss does not run through the compiled forward")
     if setting is True:
         return CompileDecision(True, name, "compile: true")
-    if device.type != "cpu":
+    speedup = speedups.get(device.type)
+    if speedup is None:
         return CompileDecision(False, name, f"not measured on {device.type}: set compile: true to compile there")
+    if speedup <= 1.0:
+        return CompileDecision(False, name, f"whole runs on {device.type} measured compiled at {speedup}x eager "
+                                            f"at best: no run repays the compile")
     if gradient_checkpointing:
         return CompileDecision(False, name, "not measured with gradient checkpointing")
     if planned_flops is None or not layers:
