@@ -80,7 +80,8 @@ def count_params(model: Any) -> tuple[int, int]:
 # ---- (a) tuneyard ------------------------------------------------------------------------
 
 
-def run_tuneyard(cfg: dict[str, Any]) -> dict[str, Any]:
+def run_tuneyard(cfg: dict[str, Any], compile_: bool = False) -> dict[str, Any]:
+    """tuneyard's engine; `compile_`: with compile: true, its first step (the compile) timed apart."""
     from tuneyard.training.config import resolve
     from tuneyard.training.control import RunControl
     from tuneyard.training.recipes.finetune import FinetuneRecipe
@@ -94,7 +95,7 @@ def run_tuneyard(cfg: dict[str, Any]) -> dict[str, Any]:
         "hyperparams": {
             "epochs": 1, "batch_size": hp["batch_size"], "max_seq_length": hp["max_seq_length"],
             "learning_rate": hp["learning_rate"], "lr_scheduler": "cosine", "warmup_ratio": 0.0,
-            "seed": hp["seed"], "bf16": _bf16(cfg), **cfg.get("tuneyard_extra", {}),
+            "seed": hp["seed"], "bf16": _bf16(cfg), "compile": compile_, **cfg.get("tuneyard_extra", {}),
             **({"lora_rank": hp["lora_rank"], "lora_alpha": hp["lora_alpha"]} if cfg["method"] == "lora" else {}),
         },
     }  # fmt: skip
@@ -108,10 +109,25 @@ def run_tuneyard(cfg: dict[str, Any]) -> dict[str, Any]:
     recipe.run()
     seconds = time.perf_counter() - started
     telemetry.close()
+    first = next(r for r in _records(run_dir / "telemetry.jsonl") if r["kind"] == "metric")
     return {
         "tokens": recipe.state.tokens_seen, "seconds": seconds, "steps": recipe.state.step,
         "examples": len(recipe.data.train), "model": recipe.session.model,
+        # the first step holds the compile when there is one: steady figures leave it out
+        "first_step_tokens": first["tokens"], "first_step_seconds": first["elapsed_s"],
+        "compiled": recipe.session.compiled is not None,
+        "frames_compiled": _frames_compiled(),  # 36 on tiny-llama's first step: more are recompiles
     }  # fmt: skip
+
+
+def _frames_compiled() -> int:
+    from torch._dynamo.utils import counters
+
+    return int(counters["frames"]["ok"])
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 # ---- (b) Hugging Face Trainer + peft, the ordinary way ----------------------------------------
@@ -207,7 +223,12 @@ def run_trl(cfg: dict[str, Any]) -> dict[str, Any]:
             "examples": len(data), "model": trainer.model}  # fmt: skip
 
 
-CONTENDERS = {"tuneyard": run_tuneyard, "hf": run_hf, "trl": run_trl}  # each also as NAME-bf16
+CONTENDERS = {
+    "tuneyard": run_tuneyard,
+    "tuneyard-compile": lambda cfg: run_tuneyard(cfg, compile_=True),
+    "hf": run_hf,
+    "trl": run_trl,
+}  # each also as NAME-bf16
 
 
 def main(config_path: str) -> int:

@@ -76,11 +76,12 @@ def launcher_argv(spec: Path, run_dir: Path, cache: Path, processes: int, resume
 
 
 def start_runner(spec: Path, run_dir: Path, cache: Path, resume: str | None = None, processes: int = 1,
-                 threads: int | None = None) -> subprocess.Popen[bytes]:
-    """The runner in a process group of its own; on `processes` ranks through the launcher where more
-    than one; with `threads` as OMP_NUM_THREADS (per rank) where given."""
+                 threads: int | None = None, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """The runner in a session of its own, its output in RUN_DIR/runner.log; on `processes` ranks through
+    the launcher where more than one; with `threads` as OMP_NUM_THREADS (per rank) where given; `env`
+    adds to this process's environment."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     if threads is not None:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     argv = (launcher_argv(spec, run_dir, cache, processes, resume) if processes > 1

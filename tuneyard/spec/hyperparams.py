@@ -58,6 +58,11 @@ class Hyperparams(BaseModel):
     bf16: bool | Literal["auto"] = Field(
         "auto", description="bf16 autocast; 'auto' turns it on where the hardware has fast bf16."
     )
+    compile: bool | Literal["auto"] = Field(
+        "auto",
+        description="torch.compile the training forward; 'auto' only where measured to repay its compile "
+        "time (docs/engine.md).",
+    )
     gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
     eval_split: float = Field(
         0.0, ge=0.0, lt=1.0, description="Share of the training examples held out for evaluation."

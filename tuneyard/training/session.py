@@ -58,6 +58,9 @@ class Session:
     per_example: bool = False
     """Whether a padding-free line's attention runs one example at a time (models/attention.py);
     else transformers' sdpa over the line's block-diagonal mask, with lines capped in length."""
+    compiled: Any = None
+    """torch.compile's wrapper of `loss_target()` while training runs compiled (training/compilation.py);
+    None: eager."""
     _attention_scopes: int = 0
 
     @classmethod
@@ -148,12 +151,18 @@ class Session:
             raise RuntimeError("a padding-free line under gradient checkpointing needs its backward inside "
                                "Session.attention_scope(), where the recomputed forward attends as this one")
         scope = self.attention_scope() if one_line else contextlib.nullcontext()
+        # Evaluation (no grad) stays eager: its graph would be a second compile for a few batches.
+        forward = self.compiled if self.compiled is not None and torch.is_grad_enabled() else self.loss_target()
         with scope, self.autocast():
             if self.head is None:
-                return token_loss_sum(self.model(**inputs, use_cache=False).logits, batch["labels"])
-            decoder, weight = self.head
-            hidden = decoder(**inputs, use_cache=False).last_hidden_state
-            return chunked_token_loss_sum(hidden, weight, batch["labels"])
+                return token_loss_sum(forward(**inputs, use_cache=False).logits, batch["labels"])
+            hidden = forward(**inputs, use_cache=False).last_hidden_state
+            return chunked_token_loss_sum(hidden, self.head[1], batch["labels"])
+
+    def loss_target(self) -> Any:
+        """The module loss_sum runs: the decoder when the loss projects only loss-bearing positions
+        itself, else the whole model. What `compile` compiles."""
+        return self.model if self.head is None else self.head[0]
 
     def _checkpointing(self) -> bool:
         model = _transformers_model(self.model)

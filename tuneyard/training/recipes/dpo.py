@@ -36,6 +36,8 @@ EVAL_SAMPLE = 32
 class DpoRecipe(FinetuneRecipe):
     """Trains a finetune job whose method is `dpo`."""
 
+    COMPILES_FORWARD = False  # its log-probs come from the model's own forward, not Session.loss_sum
+
     # Pairs stand where the finetune recipe has rows of examples: its plan, loop, log lines and model
     # card read only their number and the data's stats, which pairs have too.
     rows: list[Pair]  # type: ignore[assignment]
@@ -64,6 +66,7 @@ class DpoRecipe(FinetuneRecipe):
         seed_everything(derive_seed(self.hp.seed, PURPOSE_TRAINING))
         if resume_from is not None:
             self._restore(resume_from)
+        self._decide_compile()
 
     @torch.no_grad()
     def _reference(self) -> list[torch.Tensor]:

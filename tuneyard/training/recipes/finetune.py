@@ -15,7 +15,7 @@ import torch
 
 from tuneyard.errors import PlatformError
 from tuneyard.planning.memory import LINE_ROWS
-from tuneyard.training import checkpoint, contract
+from tuneyard.training import checkpoint, compilation, contract
 from tuneyard.training.checkpoint import TrainState
 from tuneyard.training.config import RunConfig
 from tuneyard.training.control import RunControl
@@ -45,6 +45,9 @@ if TYPE_CHECKING:  # only for annotations: the package imports this module to re
 class FinetuneRecipe:
     """Trains one finetune job in this process. The runner builds it, calls the three phases, exits."""
 
+    COMPILES_FORWARD = True
+    """Whether the recipe's loss runs through Session.loss_sum, the forward `compile` compiles."""
+
     def __init__(self, config: RunConfig, run_dir: Path, telemetry: Telemetry, control: RunControl) -> None:
         self.config = config
         self.hp = config.hyperparams
@@ -58,6 +61,7 @@ class FinetuneRecipe:
         self.ranks = config.ranks
         self.parallel: Parallel = SingleProcess()
         """The other ranks of a data-parallel run: none here, until setup() wraps the model."""
+        self._compiled_steps = 0
 
     # ---- setup -------------------------------------------------------------------------
 
@@ -89,6 +93,30 @@ class FinetuneRecipe:
         self.parallel = parallel_for(self.session, self.ranks)
         if len(set(self.parallel.gather(self.session.bf16))) > 1:  # the probe's verdict was not shared
             raise PlatformError("the ranks chose different precisions (bf16: auto); set hyperparams.bf16")
+        self._decide_compile()
+
+    def _decide_compile(self) -> None:
+        """Whether training compiles its forward (training/compilation.py), recorded in spec.json.
+        Weighed on the whole plan's FLOPs, not what is left, so a resumed run decides as it did."""
+        session, flops, layers = self.session, None, None
+        # Under DDP the loss runs through DDP's wrapper, not the compiled forward (not measured there yet).
+        applies = self.COMPILES_FORWARD and self.ranks.world_size == 1
+        if self.ranks.world_size > 1 and self.hp.compile is True:
+            raise compilation.CompileFailed("hyperparams.compile: true, but a data-parallel run (distributed."
+                                            "num_processes > 1) trains eagerly; set compile: auto or false",
+                                            field="hyperparams.compile")
+        if applies and self.hp.compile == "auto":
+            epoch_tokens = sum(len(row.input_ids) for row in self.rows)
+            tokens = epoch_tokens * self.plan.total_steps / max(self.plan.steps_per_epoch, 1)
+            flops, layers = compilation.planned_flops(session.model, self.config.method, self.hp.model_dump(),
+                                                      session.bf16, tokens, epoch_tokens / max(len(self.rows), 1))
+        self.compile = compilation.decide(
+            self.hp.compile, session.device, applies=applies,
+            gradient_checkpointing=self.hp.gradient_checkpointing, planned_flops=flops, layers=layers,
+        )  # fmt: skip
+        self.config.decisions.update(compile=self.compile.use, compile_decision=self.compile.record())
+        if self.hp.compile == "auto":
+            self.telemetry.log(f"compile auto: {'on' if self.compile.use else 'off'} ({self.compile.reason})")
 
     def _restore(self, folder: Path) -> None:
         self.session.method.restore(self.session.model, folder / checkpoint.WEIGHTS_DIR)
@@ -111,6 +139,8 @@ class FinetuneRecipe:
             self.telemetry.phase("baseline_eval")
             self.state.baseline_eval = self._evaluate(baseline=True)
         self.telemetry.phase("training")
+        if self.compile.use and self.session.compiled is None:
+            compilation.compile_forward(self.session)  # lazily: the first step compiles
         self.telemetry.log(f"training {self.plan.total_steps} steps: {len(self.rows)} rows, "
                            f"{self.plan.steps_per_epoch} steps per epoch" + self._ranks_note())
         while self.state.step < self.plan.total_steps:
@@ -139,6 +169,35 @@ class FinetuneRecipe:
         return "stopped"
 
     def _step(self) -> None:
+        if self.session.compiled is None:
+            return self._train_step()
+        rng = capture_rng_state()  # a step retried eagerly draws what it drew before
+        started = time.perf_counter()
+        try:
+            self._train_step()
+        except compilation.COMPILE_ERRORS as exc:
+            self._compile_failed(exc, rng)
+            self._train_step()
+            return
+        if not self._compiled_steps:  # its time and ETA in the telemetry hold the compile: say so once
+            self.telemetry.log(f"compiled: step {self.state.step} took {time.perf_counter() - started:.1f} s "
+                               f"with the compile")
+        self._compiled_steps += 1
+
+    def _compile_failed(self, exc: BaseException, rng: dict[str, Any]) -> None:
+        """`compile: true` fails the job; `auto` goes on eagerly from this step, which starts again."""
+        cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        if self.compile.setting == "true":
+            raise compilation.CompileFailed(f"hyperparams.compile: true, and torch.compile failed on this machine "
+                                            f"({type(exc).__name__}: {cause}); set compile: auto or false",
+                                            field="hyperparams.compile") from exc
+        self.telemetry.log(f"compile auto: torch.compile failed ({type(exc).__name__}: {cause}); "
+                           f"training on eagerly from step {self.state.step + 1}", level="warning")
+        compilation.run_eager(self.session)
+        self.optimizer.zero_grad(set_to_none=True)
+        restore_rng_state(rng)
+
+    def _train_step(self) -> None:
         """One optimizer step over the plan's examples of it (the global batch, whatever the ranks).
 
         Each rank computes its shard of the step's rows in micro-batches of batch_size, each loss
@@ -297,6 +356,7 @@ class FinetuneRecipe:
             "train_seconds": round(self.state.train_seconds, 3),
             "compute_seconds": round(self._prior_compute + time.monotonic() - self._process_start, 3),
             "device": str(self.session.device),
+            "compiled": self.session.compiled is not None,
         }
 
 
