@@ -14,7 +14,9 @@ check is built to measure the estimator, not the neighbours:
   service's worker (its own database, so its result calibrates nothing), so both meet the same load:
   run one after the other, a slow spell of the host made the same setting 28 % slower five minutes
   later (−33.6 %, +14.3 %, +21.2 %, +1.2 % in the first version of this test);
-- each run takes ten steps, so one step slowed by a neighbour moves its total little.
+- each run trains on the same number of tokens (ten steps of the largest setting, forty of the
+  smallest), so one step slowed by a neighbour moves its total little: at ten steps a run of the
+  smallest took 0.5 s, and one slow spell made it read +46.8 % (a full-suite run, 2026-12-04).
 What is held is then the estimator's own part: the FLOPs it counts for a spec against the work the
 runner did, and a calibration that picks the host's jobs like the one estimated.
 """
@@ -38,14 +40,15 @@ app, client, tenant = api.app, api.client, api.tenant
 api_settings, twin = paired_runs.api_settings, paired_runs.twin
 
 SETTINGS: list[Setting] = [("lora", 2, 128), ("full", 2, 128), ("lora", 4, 256), ("full", 4, 256)]
-STEPS = 10
+RUN_TOKENS = 10 * 4 * 256
+"""What each run trains on: ten steps of the largest setting."""
 
 
 def job_body(dataset_id: str, method: str, batch: int, seq: int) -> dict[str, Any]:
     """Packed rows, so every step holds batch x seq tokens as the estimate counts them."""
     return {"base_model": "tiny-llama", "method": method, "datasets": [{"id": dataset_id}],
-            "hyperparams": {"max_steps": STEPS, "batch_size": batch, "max_seq_length": seq, "packing": True,
-                            "bf16": False, "learning_rate": 1e-4, "eval_split": 0.05}}
+            "hyperparams": {"max_steps": RUN_TOKENS // (batch * seq), "batch_size": batch, "max_seq_length": seq,
+                            "packing": True, "bf16": False, "learning_rate": 1e-4, "eval_split": 0.05}}
 
 
 @pytest.mark.timeout(2400)
