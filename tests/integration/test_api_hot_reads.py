@@ -14,10 +14,11 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import text
+from starlette.types import Receive, Scope, Send
 
 from tests.integration.test_api_conditional import statements
 from tests.support import api
-from tests.support.api import Tenant, create_job, ready_dataset
+from tests.support.api import Tenant, create_job, finished_job, ready_dataset
 from tuneyard.api.app import create_app
 from tuneyard.api.hot_reads import LARGEST_KEPT_BYTES, AnswerCache, HotReads, KeptAnswer
 from tuneyard.scheduler import claim
@@ -241,3 +242,33 @@ def test_polls_of_one_new_answer_wait_for_the_first_rendering_of_it(
     assert {status for status, _ in answers} == {200} and len({body for _, body in answers}) == 1
     assert json.loads(answers[0][1])["data"][0]["step"] == 4
     assert len([s for s in sent if "metric_points" in s]) == 1, sent
+
+
+def test_a_stream_opened_beside_the_app_is_the_apps_stream(
+    client: TestClient, app_alone: TestClient, app: FastAPI, db: Database, tenant: Tenant, other: Tenant,
+    api_settings: Settings,
+) -> None:
+    # A completed job's stream ends, so the whole of it can be compared, from the start and from a position.
+    job_id = finished_job(client, db, api_settings, tenant)["job_id"]
+    url = f"/v1/jobs/{job_id}/stream"
+    whole = answer_of(app_alone, url, tenant.headers)
+    assert whole[0] == 200 and whole[1]["content-type"].startswith("text/event-stream") and b"event: end" in whole[2]
+    layer = hot_reads(app)
+    inner, asked = layer.app, []
+
+    async def counting(scope: Scope, receive: Receive, send: Send) -> None:
+        asked.append(scope["path"])
+        await inner(scope, receive, send)
+
+    layer.app = counting
+    assert answer_of(client, url, tenant.headers) == whole
+    assert asked == []  # opened beside the app
+    middle = whole[2].split(b"\nid: ")[3].split(b"\n")[0].decode()
+    resumed = {**tenant.headers, "Last-Event-ID": middle}
+    assert answer_of(client, url, resumed) == answer_of(app_alone, url, resumed)
+    # What the lean path cannot decide is the app's, in its words: a stranger, a bad position.
+    for headers in (other.headers, {**tenant.headers, "Last-Event-ID": "1.2.3"},
+                    {**tenant.headers, "Last-Event-ID": "9" * 101}):
+        assert answer_of(client, url, headers) == answer_of(app_alone, url, headers)
+        assert answer_of(client, url, headers)[0] in (404, 422)
+    assert len(asked) == 6

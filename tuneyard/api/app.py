@@ -89,7 +89,7 @@ def create_app(settings: Settings, db: Database | None = None, *, stream_poll_se
                        max_uploads_per_key=settings.max_concurrent_uploads_per_key)
     install_console(app)  # the web console at / (pages, static assets, session cookie → bearer for /v1)
     # Outermost: a poll it answers meets none of the rest (api/hot_reads.py says which and why).
-    app.add_middleware(HotReads, db=database)
+    app.add_middleware(HotReads, context=app.state.context)
     return app
 
 

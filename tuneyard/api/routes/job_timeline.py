@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
@@ -11,7 +12,7 @@ from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.responses import StreamingResponse
 from fastapi.sse import KEEPALIVE_COMMENT
 
-from tuneyard.api.deps import Context, JobRead, OwnedJobRef
+from tuneyard.api.deps import AppContext, Context, JobRead, OwnedJobRef
 from tuneyard.api.schemas.common import ERROR_RESPONSES, NOT_MODIFIED, ListOf
 from tuneyard.api.schemas.jobs import CheckpointPublic, EventPublic, LogPublic, MetricPublic
 from tuneyard.api.stream_reads import StreamReads, Wakeup, encode
@@ -88,6 +89,7 @@ async def list_checkpoints(read: JobRead) -> ListOf[CheckpointPublic]:
 
 STREAM_POSITION = r"^-?[0-9]{1,9}(\.-?[0-9]{1,9}){3}$"
 """An `id:` the stream sent: four counters, each within POSITION_MAX."""
+_POSITION_SHAPE = re.compile(STREAM_POSITION.removeprefix("^").removesuffix("$"))
 
 
 def stream_cursor(
@@ -131,8 +133,18 @@ async def stream(
     failed, cancelled or stopped) or is deleted (`{"status": "deleted"}`). Each `id:` is a stream
     position: send it back as `Last-Event-ID` to resume with no gap and no repeat. An idle stream
     sends a comment (`: ping`) every 15 s."""
-    body = _sse(context.db, context.stream_reads, context.stream_poll_seconds, job.org_id, job.id, cursor)
+    return event_stream(context, job.org_id, job.id, cursor)
+
+
+def event_stream(context: AppContext, org_id: str, job_id: str, cursor: timeline.StreamCursor) -> EventStream:
+    """The stream of an authorized job from `cursor`: the route's answer, and `api/hot_reads.py`'s."""
+    body = _sse(context.db, context.stream_reads, context.stream_poll_seconds, org_id, job_id, cursor)
     return EventStream(body, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def stream_position(raw: str) -> bool:
+    """Whether a `Last-Event-ID` is one the route's header check takes (STREAM_POSITION, at most 100 chars)."""
+    return len(raw) <= 100 and _POSITION_SHAPE.fullmatch(raw) is not None
 
 
 async def _sse(db: Database, reads: StreamReads, poll_seconds: float, org_id: str, job_id: str,
