@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 import pytest
@@ -272,3 +273,29 @@ def test_a_stream_opened_beside_the_app_is_the_apps_stream(
         assert answer_of(client, url, headers) == answer_of(app_alone, url, headers)
         assert answer_of(client, url, headers)[0] in (404, 422)
     assert len(asked) == 6
+
+
+def test_the_same_read_waiting_for_a_postgresql_connection_is_made_once(
+    client: TestClient, db: Database, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite's inline reads never wait for a connection")
+    job_id, _ = running_job(client, db, tenant)
+    monkeypatch.setattr(inline_reads, "CONNECTIONS", 1)
+    executed: list[str] = []
+    execute = db.inline._execute
+
+    async def counted(*args: Any) -> Any:
+        executed.append(args[2])
+        return await execute(*args)
+
+    monkeypatch.setattr(db.inline, "_execute", counted)
+
+    async def twenty_at_once() -> list[tenancy.JobRevision | None]:
+        return await asyncio.gather(*(tenancy.job_revision_inline(db, tenant.key, job_id) for _ in range(20)))
+
+    found = asyncio.run(twenty_at_once())
+    assert len(executed) == 1  # the first waited for the connection, and the nineteen joined it
+    assert all(f is not None and f.org_id == tenant.org_id for f in found) and len(set(found)) == 1
+    other_job = asyncio.run(tenancy.job_revision_inline(db, tenant.key, "job_" + "0" * 26))
+    assert other_job is None and len(executed) == 2  # other values: a read of their own

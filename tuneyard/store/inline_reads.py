@@ -12,7 +12,8 @@ are made where the request is, on connections of their own, with statements SQLA
   each statement is its own read transaction (autocommit).
 - **PostgreSQL**: the read is a round trip, awaited on an asynchronous psycopg connection (up to
   `CONNECTIONS` per event loop, autocommit, read-only, `statement_timeout` short), so the loop serves
-  others meanwhile.
+  others meanwhile. The same read (statement and values) arriving while one waits for a connection
+  joins it: not yet sent, its snapshot will be newer than the joiner's arrival.
 
 Either way a read that fails raises `InlineReadBusy` and the caller takes its usual path (the app, on
 a thread, which waits where it must and says what went wrong in its words). A PostgreSQL connection
@@ -100,7 +101,27 @@ class InlineReads:
 
     async def _postgres_first(self, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
         pool = self._pools.setdefault(asyncio.get_running_loop(), _LoopPool())
-        connection = await self._take(pool)
+        same = (sql, tuple(sorted(params.items())))
+        queued = pool.queued.get(same)
+        if queued is not None:  # the same read waits for a connection: its answer will be newer than now
+            return await asyncio.shield(queued)
+        answer: asyncio.Future[tuple[Any, ...] | None] = asyncio.get_running_loop().create_future()
+        pool.queued[same] = answer
+        try:
+            try:
+                connection = await self._take(pool)
+            finally:
+                del pool.queued[same]  # sent from now on: a read that arrives later makes its own
+            row = await self._execute(pool, connection, sql, params)
+        except BaseException as exc:
+            answer.set_exception(exc if isinstance(exc, InlineReadBusy) else InlineReadBusy(repr(exc)))
+            answer.exception()  # retrieved: none may have joined it
+            raise
+        answer.set_result(row)
+        return row
+
+    async def _execute(self, pool: _LoopPool, connection: psycopg.AsyncConnection[Any], sql: str,
+                       params: dict[str, Any]) -> tuple[Any, ...] | None:
         try:
             cursor = await connection.execute(sql, params)
             row: tuple[Any, ...] | None = await cursor.fetchone()
@@ -159,6 +180,12 @@ class _LoopPool:
     idle: list[psycopg.AsyncConnection[Any]] = field(default_factory=list)
     waiting: deque[asyncio.Future[psycopg.AsyncConnection[Any]]] = field(default_factory=deque)
     connecting: int = 0
+    queued: dict[tuple[str, tuple[tuple[str, Any], ...]], asyncio.Future[tuple[Any, ...] | None]] = field(
+        default_factory=dict)
+    """The reads waiting for a connection, by statement and values: one arriving meanwhile with the same
+    ones joins it. Not yet sent, its snapshot will be newer than the joiner's arrival, so the joiner
+    reads what its own read would have (as `api/stream_reads.py`'s streams join queued reads). A hundred
+    followers opening at once waited ~0.5 s for their turns on the connections, each asking the same."""
 
     def give_back(self, connection: psycopg.AsyncConnection[Any]) -> None:
         while self.waiting:
