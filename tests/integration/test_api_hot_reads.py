@@ -299,3 +299,25 @@ def test_the_same_read_waiting_for_a_postgresql_connection_is_made_once(
     assert all(f is not None and f.org_id == tenant.org_id for f in found) and len(set(found)) == 1
     other_job = asyncio.run(tenancy.job_revision_inline(db, tenant.key, "job_" + "0" * 26))
     assert other_job is None and len(executed) == 2  # other values: a read of their own
+
+
+def test_the_consoles_polls_are_answered_beside_the_app_too(
+    client: TestClient, app: FastAPI, db: Database, tenant: Tenant
+) -> None:
+    # Its session cookie becomes a bearer key outside the lean path: a team's dashboards are the console.
+    job_id, _ = running_job(client, db, tenant)
+    by_key = {poll: answer_of(client, f"/v1/jobs/{job_id}{poll}", tenant.headers) for poll in ("", "/metrics")}
+    signed_in = client.post("/sign-in", data={"api_key": tenant.key, "next": "/jobs"},
+                            headers={"Origin": "http://testserver"})
+    assert signed_in.status_code == 200
+    layer = hot_reads(app)
+    inner, asked = layer.app, []
+
+    async def counting(scope: Scope, receive: Receive, send: Send) -> None:
+        asked.append(scope["path"])
+        await inner(scope, receive, send)
+
+    layer.app = counting
+    for poll, answer in by_key.items():
+        assert answer_of(client, f"/v1/jobs/{job_id}{poll}", {}) == answer  # the cookie only
+    assert asked == []

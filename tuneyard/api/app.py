@@ -87,9 +87,10 @@ def create_app(settings: Settings, db: Database | None = None, *, stream_poll_se
                        renderer_for=served.renderer_for, read_timeout=settings.body_read_timeout_seconds,
                        total_timeout=settings.body_total_timeout_seconds,
                        max_uploads_per_key=settings.max_concurrent_uploads_per_key)
-    install_console(app)  # the web console at / (pages, static assets, session cookie → bearer for /v1)
-    # Outermost: a poll it answers meets none of the rest (api/hot_reads.py says which and why).
+    # Outside everything but the console's cookie → bearer (added next, so around it): a poll it answers
+    # meets none of the rest (api/hot_reads.py says which and why), the console's as well as a client's.
     app.add_middleware(HotReads, context=app.state.context)
+    install_console(app)  # the web console at / (pages, static assets, session cookie → bearer for /v1)
     return app
 
 

@@ -10,7 +10,7 @@ id and the request's path and query, and the app answers 304 to a client that se
 promise that the same ETag means the same answer. `HotReads` keeps that promise across clients: it
 keeps the app's 200 answers to these three routes by their ETag, and for each poll it reads only what
 decides the ETag (one statement on a plain connection: the key is live, the job is its organization's,
-the job's revision and status, `store.tenancy.job_revision`), then answers 304 when the client names
+the job's revision and status, `store.tenancy.job_revision_inline`), then answers 304 when the client names
 that ETag, the kept answer when it has one, and otherwise lets the app answer (and keeps that answer).
 
 The job's SSE stream (`…/stream`) is opened here too once the same read has authorized it: the
@@ -18,15 +18,16 @@ route's own answer (`job_timeline.event_stream`) without FastAPI's routing and d
 which was most of what a hundred followers opening at once waited for.
 
 Everything it cannot decide the app's way goes to the app untouched: another method or path, a request
-without a bearer key (console cookies, single-user mode), with a body, a key or job the read does not
+without a bearer key (single-user mode; the console's cookie has become one by then), a database the
+read cannot be made on the event loop for (SQLite in memory), with a body, a key or job the read does not
 find (the app says 401 or 404, or finds a job by another id), a queued job (its answer also depends on
 the live workers: `services.jobs.waiting_reason`), a stream's `Last-Event-ID` the route refuses, an
 answer that is not a 200 with an ETag (errors, 422s) and a database error (the app renders it in its
 words).
 
-It is the app's outermost layer, and what it keeps is the answer as the layers inside it sent it: a
-middleware added later that shapes answers per request (CORS, compression) must go outside it, or a
-kept answer would carry one client's shaping to the next.
+Only the console's cookie → bearer layer is outside it, and what it keeps is the answer as the layers
+inside it sent it: a middleware added later that shapes answers per request (CORS, compression) must go
+outside it too, or a kept answer would carry one client's shaping to the next.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import anyio
-from sqlalchemy.exc import DBAPIError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tuneyard.api import conditional
@@ -130,16 +130,13 @@ class HotReads:
         the server more and made more of them miss (a quarter of the polls by the end of 20 s)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = hot_request(scope)
+        request = hot_request(scope) if self.db.inline.available else None
         if request is None:
             await self.app(scope, receive, send)
             return
-        try:
-            if self.db.inline.available:  # on the loop, never blocking it (store/inline_reads.py)
-                found = await tenancy.job_revision_inline(self.db, request.key, request.job_id)
-            else:  # on a thread, as the app's reads
-                found = await anyio.to_thread.run_sync(tenancy.job_revision, self.db, request.key, request.job_id)
-        except (DBAPIError, InlineReadBusy):
+        try:  # on the loop, never blocking it (store/inline_reads.py)
+            found = await tenancy.job_revision_inline(self.db, request.key, request.job_id)
+        except InlineReadBusy:
             found = None  # the app reads again (waiting where it must) and says what went wrong in its words
         if found is None or (request.part == "" and found.status == JobStatus.QUEUED.value):
             await self.app(scope, receive, send)

@@ -126,13 +126,6 @@ class Database:
         with Session(self._reader, expire_on_commit=False) as session, session.begin():
             yield session
 
-    @contextmanager
-    def plain_read(self) -> Iterator[Connection]:
-        """A read transaction on a Core connection, without an ORM session: for a hot read of a few
-        columns, where the session's own machinery cost as much as the statement (api/hot_reads.py)."""
-        with self._reader.connect() as connection, connection.begin():
-            yield connection
-
     def dispose(self) -> None:
         self.changes.close()
         self.inline.close()

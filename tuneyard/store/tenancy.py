@@ -196,29 +196,16 @@ class JobRevision:
     status: str
 
 
-def job_revision(db: Database, plaintext: str, job_id: str) -> JobRevision | None:
+async def job_revision_inline(db: Database, plaintext: str, job_id: str) -> JobRevision | None:
     """The job's revision and status when `plaintext` is a live key of the organization that owns the
     job of native id `job_id`; None otherwise (an unknown or revoked key, another organization's job, no
-    such job: which of them is for `principal_and_job` to say). One statement, no ORM: what a poll
-    answered from `api/hot_reads.py` reads of the database."""
+    such job: which of them is for `principal_and_job` to say). One statement, read on the caller's
+    event loop without blocking it (`db.inline`, where available): what a poll answered from
+    `api/hot_reads.py` reads of the database. `InlineReadBusy` when the read would wait or fails."""
     if not plaintext.startswith(KEY_PREFIX):
         return None
-    with db.plain_read() as connection:
-        row = connection.execute(_KEY_AND_JOB_REVISION, _revision_params(plaintext, job_id)).first()
-    return None if row is None else JobRevision(row.org_id, row.revision, row.status)
-
-
-async def job_revision_inline(db: Database, plaintext: str, job_id: str) -> JobRevision | None:
-    """`job_revision` read on the caller's event loop without blocking it (`db.inline`, where available);
-    `InlineReadBusy` when the read would wait or fails."""
-    if not plaintext.startswith(KEY_PREFIX):
-        return None
-    found = await db.inline.first(_KEY_AND_JOB_REVISION, _revision_params(plaintext, job_id))
+    found = await db.inline.first(_KEY_AND_JOB_REVISION, {"key_hash": hash_key(plaintext), "job_id": job_id})
     return None if found is None else JobRevision(*found)
-
-
-def _revision_params(plaintext: str, job_id: str) -> dict[str, str]:
-    return {"key_hash": hash_key(plaintext), "job_id": job_id}
 
 
 def key_is_live(db: Database, org_id: str, key_id: str) -> bool:
