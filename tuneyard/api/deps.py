@@ -40,7 +40,6 @@ from tuneyard.spec.text import ID_PATTERN
 from tuneyard.store import jobs, tenancy
 from tuneyard.store.engine import Database
 from tuneyard.store.errors import NotFound
-from tuneyard.store.inline_reads import InlineReadBusy
 from tuneyard.store.jobs import JobQuery
 from tuneyard.store.tables import Job
 from tuneyard.store.tenancy import Principal
@@ -187,45 +186,12 @@ def _owned_job(session: Session, key: str, job_id: str, find: JobFinder = _by_id
 
 
 def get_owned_job(job_id: str, context: Context, credentials: Bearer) -> Job:
-    return _owned_job_read(context.db, _bearer_key(credentials), job_id)
-
-
-OwnedJob = Annotated[Job, Depends(get_owned_job)]
-
-
-@dataclass(frozen=True)
-class JobRef:
-    """Which job, of which organization: all a route needs that reads the job again itself (a stream)."""
-
-    org_id: str
-    id: str
-
-
-async def get_job_ref(job_id: str, request: Request,
-                      credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> JobRef:
-    # A hundred dashboards opened at once made a hundred ORM loads of the job on the thread pool just
-    # to authorize their streams, and the last waited ~0.3 s for its first byte. The key and the job's
-    # owner are read as a poll's are (`tenancy.job_revision_inline`, on the loop); whatever that read
-    # does not find (a bad key, a stranger's job, a UUID) is `OwnedJob`'s to find or to refuse.
-    context: AppContext = request.app.state.context
-    key = _bearer_key(await _or_local_admin(context, credentials))
-    if context.db.inline.available and ID_SHAPE.match(job_id):
-        try:
-            found = await tenancy.job_revision_inline(context.db, key, job_id)
-        except InlineReadBusy:
-            found = None
-        if found is not None:
-            return JobRef(found.org_id, job_id)
-    job = await anyio.to_thread.run_sync(_owned_job_read, context.db, key, job_id)
-    return JobRef(job.org_id, job.id)
-
-
-def _owned_job_read(db: Database, key: str, job_id: str) -> Job:
-    with db.read() as session:
+    key = _bearer_key(credentials)
+    with context.db.read() as session:
         return _owned_job(session, key, job_id)
 
 
-OwnedJobRef = Annotated[JobRef, Depends(get_job_ref)]
+OwnedJob = Annotated[Job, Depends(get_owned_job)]
 
 
 @dataclass(frozen=True)

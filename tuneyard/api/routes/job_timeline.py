@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.responses import StreamingResponse
 from fastapi.sse import KEEPALIVE_COMMENT
 
-from tuneyard.api.deps import AppContext, Context, JobRead, OwnedJobRef
+from tuneyard.api.deps import AppContext, Context, JobRead, OwnedJob
 from tuneyard.api.schemas.common import ERROR_RESPONSES, NOT_MODIFIED, ListOf
 from tuneyard.api.schemas.jobs import CheckpointPublic, EventPublic, LogPublic, MetricPublic
 from tuneyard.api.stream_reads import StreamReads, Wakeup, encode
@@ -127,7 +127,7 @@ STREAM_ITEM: dict[str, Any] = {
 @router.get("/stream", response_class=EventStream,
             responses={200: {"content": {"text/event-stream": {"itemSchema": STREAM_ITEM}}}})
 async def stream(
-    job: OwnedJobRef, context: Context, cursor: Annotated[timeline.StreamCursor, Depends(stream_cursor)],
+    job: OwnedJob, context: Context, cursor: Annotated[timeline.StreamCursor, Depends(stream_cursor)],
 ) -> EventStream:
     """SSE of `event`, `metric` and `log` items, then one `end` once the job rests (completed,
     failed, cancelled or stopped) or is deleted (`{"status": "deleted"}`). Each `id:` is a stream
