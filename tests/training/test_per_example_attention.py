@@ -121,3 +121,40 @@ def test_the_session_keeps_a_checkpointed_backward_inside_the_scope(rows: list[R
     assert count > 0 and model.config._attn_implementation == "sdpa"
     with torch.no_grad():  # no backward to recompute anything: evaluation needs no scope
         assert session.loss_sum(line)[1] == count
+
+
+def test_under_bf16_autocast_fp32_attention_attends_in_fp32_and_trains_alike(
+    rows: list[Row], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fp32 variant really attends in fp32 (autocast would cast its inputs back to bf16) and
+    gradients flow through its casts: loss and gradients agree with the fp32 run's to bf16's bound."""
+    model = tiny_llama()
+    line = collate_for(packing=False, line_tokens=None)(rows, 3)
+    with per_example_attention(model):
+        reference, count, reference_grads = loss_and_grads(model, line)
+    attended: list[torch.dtype] = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def recording_sdpa(query: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        out = sdpa(query, *args, **kwargs)  # type: ignore[arg-type]
+        attended.append(out.dtype)  # what the kernel computed in, after autocast's casts
+        return out
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", recording_sdpa)
+
+    def under_bf16(fp32: bool) -> tuple[float, torch.Tensor]:
+        session = Session(model, None, None, torch.device("cpu"), True, None, per_example=True,  # type: ignore[arg-type]
+                          attention_fp32=fp32)
+        model.zero_grad(set_to_none=True)
+        attended.clear()
+        with session.attention_scope():
+            loss, bf16_count = session.loss_sum(line)
+            loss.backward()
+        assert bf16_count == count and model.config._attn_implementation == "sdpa"
+        assert attended and set(attended) == {torch.float32 if fp32 else torch.bfloat16}
+        return loss.item(), torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+    for fp32 in (False, True):
+        loss, grads = under_bf16(fp32)
+        assert abs(loss - reference) <= 1e-2 * count  # bf16 matmuls around it: bf16's bound
+        assert float((grads - reference_grads).norm() / reference_grads.norm()) < 2e-2

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tuneyard.training import precision
+from tuneyard.training import attention_precision, precision
 
 
 @pytest.fixture(autouse=True)
@@ -41,3 +41,20 @@ def test_the_verdict_is_measured_once_and_cached_per_machine(tmp_path: Path) -> 
 def test_bf16_only_where_clearly_faster_and_sound(fp32: float, bf16: float, error: float, on: bool) -> None:
     verdict, reason = precision.verdict_of(fp32, bf16, error)
     assert verdict is on and reason
+
+
+def test_the_attention_verdict_is_measured_once_cached_and_leaves_the_streams(tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(attention_precision, "TOKENS", 32)
+    cpu = torch.device("cpu")
+    state = torch.get_rng_state()
+    first = attention_precision.decide_attention_precision(cpu, tmp_path)
+    assert torch.equal(torch.get_rng_state(), state), "the probe must not move the run's random streams"
+    assert not first.cached and first.bf16_ms > 0 and first.fp32_ms > 0
+    assert first.fp32 is (first.fp32_ms <= first.bf16_ms) and "ms" in first.reason
+    assert first.device == precision.device_identity(cpu)
+    [saved] = (tmp_path / "probes").glob("attention-*.json")
+    again = attention_precision.decide_attention_precision(cpu, tmp_path)
+    assert again.cached and again.record() == {**first.record(), "cached": True}
+    saved.write_text('{"fp32": true}')  # a file another version wrote: measured again, never fatal
+    assert not attention_precision.decide_attention_precision(cpu, tmp_path).cached

@@ -157,16 +157,29 @@ def _cpu_model_and_flags() -> tuple[str, set[str]]:
 
 
 def _read(path: Path) -> Bf16Probe | None:
+    data = read_cached(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return Bf16Probe(**{**data, "cached": True})
-    except (OSError, ValueError, TypeError):
-        return None  # never measured here, or a file this version cannot read: measure again
+        return Bf16Probe(**{**data, "cached": True}) if data is not None else None
+    except TypeError:
+        return None  # a file this version cannot read: measure again
 
 
 def _write(path: Path, probe: Bf16Probe) -> None:
+    write_cached(path, {k: v for k, v in probe.record().items() if k != "cached"})
+
+
+def read_cached(path: Path) -> dict[str, Any] | None:
+    """A probe's figures as a machine's cache holds them; None when never measured or unreadable."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # never measured here, or a broken file: measure again, never fatal
+    return data if isinstance(data, dict) else None
+
+
+def write_cached(path: Path, figures: dict[str, Any]) -> None:
     """Atomically, under a name of its own: runners starting together may each measure and write."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps({k: v for k, v in probe.record().items() if k != "cached"}, indent=2) + "\n")
+    tmp.write_text(json.dumps(figures, indent=2) + "\n")
     os.replace(tmp, path)

@@ -17,6 +17,7 @@ from typing import Any
 from tuneyard.errors import CheckpointError, UnsupportedError, UserError
 from tuneyard.spec import TrainingJobSpec
 from tuneyard.training import artifacts, checkpoint, contract, failures, reporting
+from tuneyard.training.attention_precision import decide_attention_precision
 from tuneyard.training.config import RunConfig, read_spec_file, resolve
 from tuneyard.training.control import AbortRequested, RunControl
 from tuneyard.training.device import pick_device
@@ -99,6 +100,8 @@ def _run(
     join_process_group(ranks, config.device)
     if config.hyperparams.bf16 == "auto":
         primary_first(ranks, lambda: decide_bf16(pick_device(config.device), config.model_cache_dir))
+    if config.hyperparams.bf16 is not False:  # ranks must attend alike: rank 0 measures, the rest read its verdict
+        primary_first(ranks, lambda: decide_attention_precision(pick_device(config.device), config.model_cache_dir))
     if isinstance(config.spec, TrainingJobSpec):  # a built-in base is built once, by rank 0 (see primary_first)
         base_model = config.spec.base_model
         primary_first(ranks, lambda: resolve_model_source(base_model, config.model_cache_dir))

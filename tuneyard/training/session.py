@@ -20,6 +20,7 @@ from transformers.utils import logging as hf_logging
 from tuneyard.errors import UserError
 from tuneyard.spec.job import ORIGIN_USER
 from tuneyard.training import artifacts, model_card
+from tuneyard.training.attention_precision import decide_attention_precision
 from tuneyard.training.config import RunConfig
 from tuneyard.training.data import DataSource, PreparedData, prepare_data
 from tuneyard.training.device import pick_device
@@ -58,6 +59,9 @@ class Session:
     per_example: bool = False
     """Whether a padding-free line's attention runs one example at a time (models/attention.py);
     else transformers' sdpa over the line's block-diagonal mask, with lines capped in length."""
+    attention_fp32: bool = False
+    """Whether a bf16 run attends per example in fp32, where this device's bf16 attention is the slower
+    (training/attention_precision.py); False in fp32 runs, which attend in fp32 anyway."""
     compiled: Any = None
     """torch.compile's wrapper of `loss_target()` while training runs compiled (training/compilation.py);
     None: eager."""
@@ -94,14 +98,20 @@ class Session:
             model = method.prepare(model, hp, bf16)
         head = _plain_head(model)
         per_example = supports_per_example(_transformers_model(model))
+        attention_fp32 = False
+        if bf16 and per_example:
+            attention = decide_attention_precision(device, config.model_cache_dir)
+            attention_fp32 = attention.fp32
+            config.decisions["attention_probe"] = attention.record()
         model.train()
         config.decisions.update(
             device=str(device), bf16=bf16, model_source=_describe(source), versions=library_versions()
         )
         telemetry.log(f"model {config.spec.base_model} on {device}, bf16 {'on' if bf16 else 'off'}, "
-                      f"method {method.name}, attention {'per example' if per_example else 'masked lines'}")
+                      f"method {method.name}, attention {'per example' if per_example else 'masked lines'}"
+                      f"{' in fp32' if attention_fp32 else ''}")
         seed_everything(hp.seed)  # a recipe that draws after loading starts from the seed, not the cache state
-        return cls(model, tokenizer, method, device, bf16, source, head, per_example)
+        return cls(model, tokenizer, method, device, bf16, source, head, per_example, attention_fp32)
 
     def load_data(self, config: RunConfig, telemetry: Telemetry) -> PreparedData:
         """The job's datasets read, validated, split and tokenized with this model's tokenizer."""
@@ -132,7 +142,7 @@ class Session:
             return
         self._attention_scopes += 1
         try:
-            with per_example_attention(_transformers_model(self.model)):
+            with per_example_attention(_transformers_model(self.model), fp32=self.attention_fp32):
                 yield
         finally:
             self._attention_scopes -= 1

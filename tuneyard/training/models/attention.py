@@ -26,6 +26,9 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.modeling_utils import AttentionInterface
 
 PER_EXAMPLE = "tuneyard_per_example"
+PER_EXAMPLE_FP32 = "tuneyard_per_example_fp32"
+"""The same, computed in fp32 under bf16 autocast: where bf16 attention kernels are slower than fp32
+ones (training/attention_precision.py measures it)."""
 
 
 def _spans(position_ids: torch.Tensor) -> list[tuple[int, int]]:
@@ -69,7 +72,26 @@ def per_example_sdpa(
     return (outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)), None
 
 
+def per_example_sdpa_fp32(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """per_example_sdpa on fp32 copies of bf16 inputs, autocast off (it would cast them back), the
+    output returned in the inputs' precision; the casts are in the graph, so gradients flow through."""
+    with torch.autocast(query.device.type, enabled=False):
+        out, _ = per_example_sdpa(module, query.float(), key.float(), value.float(), attention_mask,
+                                  dropout=dropout, scaling=scaling, **kwargs)
+    return out.to(query.dtype), None
+
+
 AttentionInterface.register(PER_EXAMPLE, per_example_sdpa)
+AttentionInterface.register(PER_EXAMPLE_FP32, per_example_sdpa_fp32)
 
 
 def supports_per_example(model: Any) -> bool:
@@ -78,15 +100,16 @@ def supports_per_example(model: Any) -> bool:
     config = getattr(model, "config", None)
     return bool(getattr(model, "_supports_attention_backend", False)) and getattr(
         config, "_attn_implementation", None
-    ) in ("sdpa", PER_EXAMPLE)
+    ) in ("sdpa", PER_EXAMPLE, PER_EXAMPLE_FP32)
 
 
 @contextlib.contextmanager
-def per_example_attention(model: Any) -> Iterator[None]:
-    """Run the model's attention per example while inside; what it ran before, after. Nests."""
+def per_example_attention(model: Any, fp32: bool = False) -> Iterator[None]:
+    """Run the model's attention per example while inside (`fp32`: in fp32 under bf16 autocast);
+    what it ran before, after. Nests."""
     config = model.config
     previous = config._attn_implementation
-    config._attn_implementation = PER_EXAMPLE
+    config._attn_implementation = PER_EXAMPLE_FP32 if fp32 else PER_EXAMPLE
     try:
         yield
     finally:
