@@ -38,6 +38,11 @@ def _load(cfg: dict[str, Any]) -> tuple[Any, Any]:
     return load_model(source, dtype=torch.float32), load_tokenizer(source)
 
 
+def _epochs(cfg: dict[str, Any]) -> int:
+    """Epochs over the case's examples: more than one where the examples alone train too briefly."""
+    return int(cfg["hyperparams"].get("epochs", 1))
+
+
 def _bf16(cfg: dict[str, Any]) -> bool:
     return str(cfg["contender"]).endswith("-bf16")
 
@@ -93,7 +98,7 @@ def run_tuneyard(cfg: dict[str, Any], compile_: bool = False) -> dict[str, Any]:
         "type": "finetune", "base_model": cfg["model"], "method": cfg["method"],
         "datasets": [{"path": cfg["train_path"]}],
         "hyperparams": {
-            "epochs": 1, "batch_size": hp["batch_size"], "max_seq_length": hp["max_seq_length"],
+            "epochs": _epochs(cfg), "batch_size": hp["batch_size"], "max_seq_length": hp["max_seq_length"],
             "learning_rate": hp["learning_rate"], "lr_scheduler": "cosine", "warmup_ratio": 0.0,
             "seed": hp["seed"], "bf16": _bf16(cfg), "compile": compile_, **cfg.get("tuneyard_extra", {}),
             **({"lora_rank": hp["lora_rank"], "lora_alpha": hp["lora_alpha"]} if cfg["method"] == "lora" else {}),
@@ -151,7 +156,7 @@ def _hf_text(tokenizer: Any, text: str, max_length: int) -> dict[str, list[int]]
 def _training_args(cfg: dict[str, Any], batch_size: int, cls: Any, **extra: Any) -> Any:
     hp = cfg["hyperparams"]
     return cls(
-        output_dir=str(Path(cfg["work_dir"]) / f"{cfg['contender']}-out"), num_train_epochs=1,
+        output_dir=str(Path(cfg["work_dir"]) / f"{cfg['contender']}-out"), num_train_epochs=_epochs(cfg),
         per_device_train_batch_size=batch_size, learning_rate=hp["learning_rate"],
         lr_scheduler_type="cosine", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
         seed=hp["seed"], data_seed=hp["seed"], logging_steps=10_000, save_strategy="no",
@@ -192,7 +197,7 @@ def run_hf(cfg: dict[str, Any]) -> dict[str, Any]:
         callbacks=[clock],
     )  # fmt: skip
     trainer.train()
-    return {"tokens": sum(len(r["input_ids"]) for r in rows), "seconds": clock.seconds,
+    return {"tokens": _epochs(cfg) * sum(len(r["input_ids"]) for r in rows), "seconds": clock.seconds,
             "steps": trainer.state.global_step, "examples": len(rows), "model": model}  # fmt: skip
 
 
@@ -217,7 +222,7 @@ def run_trl(cfg: dict[str, Any]) -> dict[str, Any]:
         model=model, args=args, train_dataset=Dataset.from_list(data), processing_class=tokenizer,
         peft_config=_lora_config(hp) if cfg["method"] == "lora" else None, callbacks=[clock],
     )  # fmt: skip
-    tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
+    tokens = _epochs(cfg) * sum(len(ids) for ids in trainer.train_dataset["input_ids"])
     trainer.train()
     return {"tokens": tokens, "seconds": clock.seconds, "steps": trainer.state.global_step,
             "examples": len(data), "model": trainer.model}  # fmt: skip
