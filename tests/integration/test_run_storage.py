@@ -225,3 +225,13 @@ def test_store_urls_name_the_job(s3: S3Standin, bucket: str) -> None:
     assert runs.url_of("job-9") == f"{bucket}/prefix/job-9"
     assert RunStorage().url_of("job-9") is None
     assert open_store(f"{bucket}/prefix/", s3.endpoint).url == f"{bucket}/prefix"
+
+
+def test_tuneyard_worker_refuses_to_start_on_a_missing_bucket(s3: S3Standin, tmp_path: Path) -> None:
+    env = {**os.environ, **s3.env("s3://no-such-bucket/runs"), "PYTHONPATH": str(REPO),
+           "TUNEYARD_DATA_DIR": str(tmp_path / "data")}
+    done = subprocess.run([sys.executable, "-m", "tuneyard.cli.main", "worker"], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert done.returncode != 0
+    assert "TUNEYARD_RUN_STORAGE: s3://no-such-bucket/runs: there is no bucket 'no-such-bucket'" in done.stderr, \
+        done.stderr

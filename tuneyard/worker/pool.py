@@ -32,7 +32,8 @@ class WorkerPool:
         self.db = db
         executor = executor or make_executor(settings)
         capacity = declared_capacity(settings.worker_memory_bytes, workers=size)  # one host: measured once
-        storage = RunStorage.open(settings.run_storage, settings.run_storage_endpoint)  # checked once, at start
+        # Opened and checked once, at start: bad run storage stops the process before it claims a job.
+        storage = RunStorage.open(settings.run_storage, settings.run_storage_endpoint) if size else RunStorage()
         self.workers = [Worker(db, settings, environ, executor, capacity=capacity, side_by_side=size,
                                run_storage=storage) for _ in range(size)]
         self.settings = settings
