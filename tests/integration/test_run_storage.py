@@ -158,6 +158,17 @@ def test_the_worker_fetches_what_its_disk_lacks(s3: S3Standin, bucket: str, tmp_
     assert files_of(second / "checkpoints") == files_of(first / "checkpoints")
 
 
+def test_the_worker_fetches_the_checkpoint_the_user_chose(s3: S3Standin, bucket: str, tmp_path: Path) -> None:
+    remote = storage(s3, bucket).run("job-6")
+    for step in (2, 4):
+        remote.commit_folder(tmp_path, sealed(tmp_path, step))
+    elsewhere = tmp_path / "elsewhere"
+    remote.restore(elsewhere, "checkpoints/step-000002")
+    assert sorted(p.name for p in (elsewhere / "checkpoints").iterdir()) == ["step-000002"]
+    chosen = Path("checkpoints", "step-000002")
+    assert files_of(elsewhere / chosen) == files_of(tmp_path / chosen)
+
+
 # ---- bad settings: every one fails when the worker starts, saying what to change -------------------
 
 

@@ -13,6 +13,7 @@ import contextlib
 import os
 import shutil
 import signal
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,16 +29,18 @@ pytest.importorskip("moto.server", reason="the S3 stand-in is moto's server (mot
 
 from tests.support.runs import (
     EXACT_HYPERPARAMS,
+    REPO,
     arithmetic_chat,
     final_tensors,
     run_runner,
+    runner_argv,
     step_losses,
     telemetry,
     wait_for,
     write_jsonl,
 )
-from tests.support.s3_standin import S3Standin, s3_server
-from tests.support.service import Service, runner_pids
+from tests.support.s3_standin import CREDENTIALS, S3Standin, s3_server
+from tests.support.service import Service, free_port, runner_pids
 from tuneyard.settings import Settings
 from tuneyard.store import Database, jobs, make_engine, migrate, tenancy
 from tuneyard.store.tables import LogLine, TrainedModel
@@ -143,6 +146,33 @@ def test_a_job_resumes_on_another_worker_from_run_storage(s3: S3Standin, tmp_pat
     local = sorted(int(p.name[5:]) for p in (run_b / "checkpoints").iterdir() if p.name.startswith("step-"))
     assert remote.committed_checkpoints() == local == [36, 40]
     db.dispose()
+
+
+def test_a_checkpoint_that_cannot_be_uploaded_is_never_reported(tmp_path: Path, model_cache: Path) -> None:
+    """Run storage gone mid-run: the runner fails as the platform's fault (retried), and its telemetry never
+    names the checkpoint it sealed on its own disk but could not make durable."""
+    data = write_jsonl(tmp_path / "chat.jsonl", arithmetic_chat(24))
+    spec = tmp_path / "job.yaml"
+    spec.write_text(yaml.safe_dump({"type": "finetune", "base_model": "tiny-llama", "method": "lora",
+                                    "datasets": [{"path": str(data)}], "hyperparams": {**HYPERPARAMS, "max_steps": 8}}),
+                    encoding="utf-8")
+    run = tmp_path / "run"
+    nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    argv = [*runner_argv(spec, run, model_cache), "--run-storage", "s3://bucket/runs/job-1",
+            "--run-storage-endpoint", nowhere]
+    env = {**os.environ, **CREDENTIALS, "PYTHONPATH": str(REPO)}
+    run.mkdir()
+    with open(run / "runner.log", "ab") as log:
+        code = subprocess.run(argv, stdout=log, stderr=log, env=env, timeout=300).returncode
+    assert code == 1, _tail(run)
+    records = telemetry(run)
+    [error] = [r for r in records if r["kind"] == "error"]
+    assert error["error_type"] == "platform_error"
+    # The first request of the commit fails (taking back an earlier manifest, before any file goes up).
+    assert "run storage: delete of s3://bucket/runs/job-1/checkpoints/step-000004/manifest.json failed" in \
+        error["message"], error
+    assert (run / "checkpoints" / "step-000004" / "manifest.json").is_file()  # sealed here...
+    assert not [r for r in records if r["kind"] == "checkpoint"]  # ...and never reported
 
 
 def _uninterrupted(folder: Path, config: dict[str, Any], model_cache: Path) -> Path:
