@@ -84,6 +84,10 @@ class DeviceUnavailable(PlatformError):
     """The job requires a device this machine cannot train on."""
 
 
+class RunStorageError(PlatformError):
+    """The run storage (TUNEYARD_RUN_STORAGE) cannot be reached or used; the attempt may succeed when retried."""
+
+
 class SettingsError(TuneyardError, ValueError):
     """A setting has a value tuneyard cannot use."""
 

@@ -126,6 +126,16 @@ class Settings:
     """What an hour of a CPU worker costs, in USD, for estimates and results' cost_usd (0: not billed)."""
     price_per_cuda_hour: float = 0.0
     """What an hour of a CUDA GPU worker costs, in USD (0: not billed)."""
+    run_storage: str | None = None
+    """Where run folders are kept beyond the worker's disk, so that a job can resume on another machine:
+    `s3://bucket/prefix` (S3 or an S3-compatible store; needs the `s3` extra). Runners upload each
+    checkpoint and final/ there before reporting them, and a worker fetches what it lacks before it
+    starts a runner (tuneyard.training.run_storage). Credentials and region come from the standard AWS
+    variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION). None: run folders live on
+    the worker's disk alone (share DATA_DIR between machines instead)."""
+    run_storage_endpoint: str | None = None
+    """The S3 endpoint of run_storage, for a store other than AWS (MinIO, Ceph, ...): an http:// or
+    https:// URL. Unset, `from_env` takes AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL; None: AWS itself."""
     judge_base_url: str | None = None
     """An OpenAI-compatible endpoint (`{base_url}/chat/completions`) whose model grades evaluations'
     answers (coherence, consistency, helpfulness); None: evaluations score by reference-based measures."""
@@ -138,6 +148,8 @@ class Settings:
         _check_auth(self.auth, self.host)
         _check_judge(self.judge_base_url, self.judge_model)
         _check_url("HUB_ENDPOINT", self.hub_endpoint)
+        _check_url("RUN_STORAGE_ENDPOINT", self.run_storage_endpoint)
+        _check_run_storage(self.run_storage)
         if self.api_processes < 0:
             raise SettingsError(ENV_PREFIX + "API_PROCESSES", f"{self.api_processes} is not a count of processes")
         if self.runner_threads is not None and self.runner_threads < 1:
@@ -194,6 +206,10 @@ class Settings:
             raw = env.get(variable)
             if raw is not None:
                 values[f.name] = parse(variable, raw)
+        if values.get("run_storage_endpoint") is None:
+            # The AWS tools' own variables, which pyarrow's S3 client does not read by itself.
+            endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+            values["run_storage_endpoint"] = endpoint or None
         return cls(**values)
 
 
@@ -221,6 +237,18 @@ def _check_judge(base_url: str | None, model: str | None) -> None:
 def _check_url(name: str, url: str | None) -> None:
     if url and not url.startswith(("http://", "https://")):
         raise SettingsError(ENV_PREFIX + name, f"{url!r} is not an http:// or https:// URL")
+
+
+def _check_run_storage(url: str | None) -> None:
+    """`scheme://bucket[/prefix]`, checked for its shape here; whether tuneyard has a backend for the
+    scheme, and whether the bucket is there, when a worker opens it (tuneyard.training.run_storage)."""
+    if url is None:
+        return
+    scheme, sep, rest = url.partition("://")
+    bucket = rest.split("/", 1)[0]
+    if not sep or not scheme or not bucket or "?" in url or "#" in url:
+        raise SettingsError(ENV_PREFIX + "RUN_STORAGE", f"{url!r} is not a storage URL: write it as "
+                                                        "s3://BUCKET or s3://BUCKET/PREFIX")
 
 
 def is_loopback(host: str) -> bool:

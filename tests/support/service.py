@@ -75,8 +75,8 @@ class Service:
             time.sleep(0.2)
         raise TimeoutError(self.log("serve.log"))
 
-    def start_worker(self) -> subprocess.Popen[bytes]:
-        return self._spawn(["worker", "--workers", "1"], "worker.log")
+    def start_worker(self, **extra: str) -> subprocess.Popen[bytes]:
+        return self._spawn(["worker", "--workers", "1"], "worker.log", **extra)
 
     @property
     def url(self) -> str:

@@ -10,7 +10,7 @@ import pytest
 
 from tuneyard.errors import SettingsError
 from tuneyard.settings import Settings
-from tuneyard.worker.command import hub_environment, runner_argv, runner_env, thread_environment
+from tuneyard.worker.command import hub_environment, runner_argv, runner_env, storage_environment, thread_environment
 from tuneyard.worker.pool import WorkerPool
 
 
@@ -80,3 +80,19 @@ def test_a_pools_runners_are_told_their_share(tmp_path: Path) -> None:
     pool = WorkerPool(None, Settings(data_dir=tmp_path), {"PATH": "/usr/bin"}, 2)  # type: ignore[arg-type]
     share = str(max(1, len(os.sched_getaffinity(0)) // 2))
     assert {w.env["OMP_NUM_THREADS"] for w in pool.workers} == {share}
+
+
+def test_argv_names_the_run_folders_copy_and_its_endpoint(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, run_storage="s3://bucket/runs", run_storage_endpoint="http://minio:9000")
+    argv = runner_argv(settings, tmp_path, run_copy="s3://bucket/runs/job-1")
+    assert argv[-4:] == ["--run-storage", "s3://bucket/runs/job-1", "--run-storage-endpoint", "http://minio:9000"]
+    assert "--run-storage" not in runner_argv(Settings(data_dir=tmp_path), tmp_path)
+
+
+def test_runners_get_the_aws_variables_only_where_run_storage_is_set(tmp_path: Path) -> None:
+    inherited = {"AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "secret", "AWS_DEFAULT_REGION": "eu-west-1",
+                 "TUNEYARD_DATABASE_URL": "postgresql://u:p@db/t"}
+    with_storage = Settings(data_dir=tmp_path, run_storage="s3://bucket")
+    expected = {"AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "secret", "AWS_DEFAULT_REGION": "eu-west-1"}
+    assert storage_environment(with_storage, inherited) == expected
+    assert storage_environment(Settings(data_dir=tmp_path), inherited) == {}

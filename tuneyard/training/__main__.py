@@ -17,6 +17,7 @@ from tuneyard.errors import SettingsError
 from tuneyard.permissions import private_umask
 from tuneyard.settings import Settings
 from tuneyard.training.ranks import Ranks
+from tuneyard.training.run_storage import open_run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", default=None, help="latest, step-N, or a checkpoint folder")
     parser.add_argument("--model-cache-dir", type=Path, default=None, help="where built-in models are cached")
     parser.add_argument("--nice", type=int, default=0, help="lower this process's CPU priority by N first")
+    parser.add_argument("--run-storage", default=None, help="a copy of the run folder to commit to (s3://...)")
+    parser.add_argument("--run-storage-endpoint", default=None, help="the run storage's S3 endpoint URL")
     parser.add_argument("--exit-with-parent", action="store_true", help="die when the starting process dies")
     args = parser.parse_args(argv)
     # Run folders hold the spec, logs, telemetry, weights and optimizer state: private to this user
@@ -40,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         exit_with_parent()
     try:
         cache = args.model_cache_dir or Settings.from_env().resolved_model_cache_dir
+        run_copy = open_run(args.run_storage, args.run_storage_endpoint)
     except SettingsError as exc:  # a usage error, as argparse's own: one line, exit 2
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
     idle_threads_sleep()
@@ -47,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         from tuneyard.training.runner import run  # torch loads here, after argument errors are out
 
     # Under torchrun (tuneyard.training.launch) each rank learns its place from the launcher's variables.
-    return run(args.spec, args.run_dir, args.resume, cache, Ranks.from_launcher(os.environ))
+    return run(args.spec, args.run_dir, args.resume, cache, Ranks.from_launcher(os.environ), run_copy)
 
 
 if __name__ == "__main__":

@@ -78,7 +78,8 @@ def clean_incomplete(run_dir: Path) -> list[Path]:
 def prune(run_dir: Path, keep: int) -> list[tuple[int, Path]]:
     """Keep the newest `keep` complete checkpoints; the newest is never deleted. Returns the deleted."""
     complete = complete_checkpoints(run_dir)
-    doomed = complete[: max(0, len(complete) - max(keep, 1))]
+    steps = set(contract.pruned_steps([step for step, _ in complete], keep))
+    doomed = [(step, path) for step, path in complete if step in steps]
     for _, path in doomed:
         shutil.rmtree(path, ignore_errors=True)
     return doomed

@@ -28,6 +28,7 @@ from tuneyard.spec import (
 from tuneyard.spec.job import ContractSpec
 from tuneyard.training.contract import SPEC_DEVICE_FIELD
 from tuneyard.training.ranks import Ranks
+from tuneyard.training.run_storage import LocalRun, RunCopy
 
 _COMMON_FIELDS = {"type", "base_model", "datasets", "wandb_project"}
 
@@ -48,6 +49,8 @@ class RunConfig:
     """The device the run must train on (`contract.SPEC_DEVICE_FIELD`); None: the best the host has."""
     ranks: Ranks = field(default_factory=Ranks)
     """This process's place among the run's processes (the runner's entry reads it from torchrun)."""
+    run_copy: RunCopy = field(default_factory=LocalRun)
+    """The run folder's copy in run storage, that checkpoints and final/ are committed to (none by default)."""
 
     @property
     def method(self) -> str:

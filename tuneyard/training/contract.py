@@ -34,6 +34,13 @@ def checkpoint_dir_name(step: int) -> str:
     return f"step-{step:06d}"
 
 
+def pruned_steps(steps: list[int], keep: int) -> list[int]:
+    """The checkpoints (by step) that `save_total_limit = keep` deletes: all but the newest `keep`, and
+    never the newest. One rule for the run folder and for its copy in run storage."""
+    ordered = sorted(steps)
+    return ordered[: max(0, len(ordered) - max(keep, 1))]
+
+
 # Exit codes. Anything not listed is a failure that may be retried.
 EXIT_COMPLETED = 0
 EXIT_USER_ERROR = 3  # bad spec, data or model: never worth retrying

@@ -29,13 +29,17 @@ from tuneyard.training.models.source import resolve_model_source
 from tuneyard.training.precision import decide_bf16
 from tuneyard.training.ranks import Ranks
 from tuneyard.training.recipes import recipe_for
+from tuneyard.training.run_storage import LocalRun, RunCopy
 from tuneyard.training.telemetry import Telemetry
 
 
-def run(spec_path: Path, run_dir: Path, resume: str | None, model_cache_dir: Path, ranks: Ranks | None = None) -> int:
+def run(spec_path: Path, run_dir: Path, resume: str | None, model_cache_dir: Path, ranks: Ranks | None = None,
+        run_copy: RunCopy | None = None) -> int:
     """Train the job in `spec_path` into `run_dir` as rank `ranks` of its processes (one process
-    alone by default); return the exit code."""
+    alone by default), committing checkpoints and final/ to `run_copy` too (none by default); return
+    the exit code."""
     ranks = ranks or Ranks()
+    run_copy = run_copy or LocalRun()
     run_dir.mkdir(parents=True, exist_ok=True)
     # One telemetry stream: rank 0's. The others' records are dropped, and their console shows only
     # warnings and errors, so runner.log reads like one process's.
@@ -46,7 +50,7 @@ def run(spec_path: Path, run_dir: Path, resume: str | None, model_cache_dir: Pat
     control = RunControl()
     control.install()
     try:
-        return _run(spec_path, run_dir, resume, model_cache_dir, ranks, telemetry, control)
+        return _run(spec_path, run_dir, resume, model_cache_dir, ranks, telemetry, control, run_copy)
     except AbortRequested as exc:
         telemetry.log(f"{exc}; exiting without a checkpoint", level="warning")
         return 128 + exc.signum
@@ -83,13 +87,13 @@ def _user_error(exc: UserError, telemetry: Telemetry) -> int:
 
 def _run(
     spec_path: Path, run_dir: Path, resume: str | None, cache: Path, ranks: Ranks, telemetry: Telemetry,
-    control: RunControl,
+    control: RunControl, run_copy: RunCopy,
 ) -> int:
     raw = read_spec_file(spec_path)
     base_model, method = raw.get("base_model"), raw.get("method", "lora")
     defaults = builtin_defaults(base_model, method) if isinstance(base_model, str) and isinstance(method, str) else {}
     config = resolve(raw, spec_path.resolve().parent, cache, defaults)
-    config.ranks = ranks
+    config.ranks, config.run_copy = ranks, run_copy
     _check_processes(config)
     if ranks.primary:
         _attach_reporting(config.to_json(), run_dir, telemetry)
@@ -115,11 +119,14 @@ def _run(
     if not ranks.primary:
         return contract.EXIT_COMPLETED  # the model, its card and the result are rank 0's to write
     result = recipe.finish()
+    if (run_dir / contract.FINAL_DIR).is_dir():  # an evaluation's result is its output: no final/
+        run_copy.commit_folder(run_dir, run_dir / contract.FINAL_DIR)  # durable before the result says so
     result.update(footprint.report(config, recipe, result))
     artifacts.write_json_atomic(run_dir / contract.RESULT_FILE, result)
     telemetry.emit(contract.KIND_RESULT, **result)
     telemetry.phase("done")
     telemetry.log(_completed_line(result))
+    run_copy.push_files(run_dir)
     return contract.EXIT_COMPLETED
 
 

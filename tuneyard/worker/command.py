@@ -42,9 +42,11 @@ INHERITED_VARIABLES = frozenset(
 are not on the list: a runner never needs them, and runs code it loaded from user-chosen models."""
 
 
-def runner_argv(settings: Settings, run_dir: Path, resume: str | None = None, processes: int = 1) -> list[str]:
+def runner_argv(settings: Settings, run_dir: Path, resume: str | None = None, processes: int = 1,
+                run_copy: str | None = None) -> list[str]:
     """`python -m tuneyard.training RUN_DIR/spec.json --run-dir RUN_DIR --model-cache-dir D [--nice N]
-    [--resume WHAT]`; for `processes` > 1, the same runner arguments to
+    [--resume WHAT] [--run-storage URL [--run-storage-endpoint E]]` (`run_copy`: the URL of the run
+    folder's copy in run storage); for `processes` > 1, the same runner arguments to
     `python -m tuneyard.training.launch --nproc-per-node P --run-dir RUN_DIR`, which starts that many
     ranks through torchrun.
 
@@ -58,6 +60,10 @@ def runner_argv(settings: Settings, run_dir: Path, resume: str | None = None, pr
         args += ["--nice", str(settings.runner_nice)]
     if resume is not None:
         args += ["--resume", resume]
+    if run_copy is not None:
+        args += ["--run-storage", run_copy]
+        if settings.run_storage_endpoint:
+            args += ["--run-storage-endpoint", settings.run_storage_endpoint]
     if processes > 1:
         return [python, "-m", "tuneyard.training.launch", "--nproc-per-node", str(processes),
                 "--run-dir", str(run_dir), *args]
@@ -106,6 +112,30 @@ def hub_environment(settings: Settings) -> dict[str, str]:
     """HF_ENDPOINT for the runner when the hub is a setting, so its models come from the hub the API
     fetches datasets from (otherwise the worker's own HF_ENDPOINT, if any, is inherited)."""
     return {"HF_ENDPOINT": settings.hub_endpoint} if settings.hub_endpoint else {}
+
+
+STORAGE_VARIABLES = frozenset(
+    {
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_DEFAULT_REGION",
+        "AWS_REGION",
+        "AWS_PROFILE",
+        "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_CA_BUNDLE",
+    }
+)
+"""The AWS SDK's variables a runner needs to upload to run storage (credentials, region, profile)."""
+
+
+def storage_environment(settings: Settings, inherited: Mapping[str, str]) -> dict[str, str]:
+    """The worker's AWS variables for its runners, only where run storage is set: the runner uploads its
+    checkpoints itself, so that it reports only what is durable, and needs the credentials to do it."""
+    if settings.run_storage is None:
+        return {}
+    return {name: value for name, value in inherited.items() if name in STORAGE_VARIABLES}
 
 
 def judge_environment(settings: Settings) -> dict[str, str]:

@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from tuneyard.errors import UserError
+from tuneyard.errors import RunStorageError, UserError
 from tuneyard.planning.cost import Prices
 from tuneyard.scheduler import ClaimedJob, claim, reap
 from tuneyard.scheduler.capacity import Capacity, declared_capacity, format_bytes
@@ -25,9 +25,10 @@ from tuneyard.services import job_secrets, runs
 from tuneyard.settings import Settings
 from tuneyard.store.engine import Database
 from tuneyard.store.jobs import load_job
-from tuneyard.store.lifecycle import fail
+from tuneyard.store.lifecycle import fail, retry_or_fail
 from tuneyard.training import contract
 from tuneyard.training.artifacts import write_json_atomic
+from tuneyard.training.run_storage import RunStorage
 from tuneyard.worker.command import (
     hub_environment,
     judge_environment,
@@ -35,6 +36,7 @@ from tuneyard.worker.command import (
     runner_argv,
     runner_env,
     spec_processes,
+    storage_environment,
     thread_environment,
 )
 from tuneyard.worker.executors import Executor, Launch
@@ -53,13 +55,17 @@ class Worker:
 
     def __init__(self, db: Database, settings: Settings, environ: Mapping[str, str],
                  executor: Executor | None = None, worker_id: str | None = None,
-                 capacity: Capacity | None = None, side_by_side: int = 1) -> None:
+                 capacity: Capacity | None = None, side_by_side: int = 1,
+                 run_storage: RunStorage | None = None) -> None:
         """`capacity` defaults to what `settings.worker_memory_bytes` sets or the host measures;
-        `side_by_side`: the workers of this process, whose runners share the host's cores."""
+        `side_by_side`: the workers of this process, whose runners share the host's cores; `run_storage`
+        to what `settings.run_storage` names, opened and checked here (a SettingsError if unusable)."""
         self.db, self.settings = db, settings
         self.env = runner_env(environ, {**hub_environment(settings), **judge_environment(settings),
+                                        **storage_environment(settings, environ),
                                         **thread_environment(settings, environ, side_by_side)})
         self.executor = executor or make_executor(settings)
+        self.run_storage = run_storage or RunStorage.open(settings.run_storage, settings.run_storage_endpoint)
         self.id = worker_id or new_worker_id()
         self.capacity = capacity or declared_capacity(settings.worker_memory_bytes)
 
@@ -93,6 +99,8 @@ class Worker:
         if lost:
             return self._without_secrets(claimed, lost)
         lineage = job_lineage(job)
+        if not self._restore(claimed, run_dir):
+            return Outcome(Verdict.FAILED, None, "the run folder could not be fetched from run storage")
         launch = self._launch(claimed, run_dir, lineage, secrets)
         reporter = StoreReporter(self.db, job_id, claimed.attempt, run_dir, self.settings.lease_seconds, lineage,
                                  Prices(self.settings.price_per_cpu_hour, self.settings.price_per_cuda_hour),
@@ -131,6 +139,22 @@ class Worker:
         return Outcome(Verdict.USER_ERROR, None, message, error_type=UserError.error_type,
                        details={"missing_secrets": lost})
 
+    def _restore(self, claimed: ClaimedJob, run_dir: Path) -> bool:
+        """Fetch from run storage what this machine's run folder lacks to resume (an earlier attempt
+        ran elsewhere); False, with the attempt failed as a platform error (retried), when it cannot."""
+        chosen = claimed.resume_path if claimed.resume_path and not Path(claimed.resume_path).is_absolute() else None
+        try:
+            self.run_storage.run(claimed.job_id).restore(run_dir, chosen)
+        except RunStorageError as exc:
+            log.warning("job %s attempt %d: %s", claimed.job_id, claimed.attempt, exc)
+            try:
+                retry_or_fail(self.db, claimed.job_id, claimed.attempt, exc.error_type,
+                              f"could not fetch the run folder before starting: {exc}", {})
+            except Exception:  # another attempt owns it, or it was cancelled meanwhile: nothing to record
+                log.exception("job %s attempt %d: could not record the failed fetch", claimed.job_id, claimed.attempt)
+            return False
+        return True
+
     def _launch(self, claimed: ClaimedJob, run_dir: Path, lineage: dict[str, Any],
                 secrets: dict[str, str]) -> Launch:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -139,7 +163,8 @@ class Worker:
             write_json_atomic(spec, claimed.config)
         write_json_atomic(run_dir / contract.LINEAGE_FILE, lineage)  # ids for the model card
         processes = spec_processes(claimed.config)
-        argv = runner_argv(self.settings, run_dir, _resume_arg(claimed, run_dir), processes)
+        argv = runner_argv(self.settings, run_dir, _resume_arg(claimed, run_dir), processes,
+                           self.run_storage.url_of(claimed.job_id))
         # The job's secrets join this runner's environment only, never the worker's or another job's.
         env = {**self.env, **rank_threads(self.env, processes), **secrets}
         return Launch(claimed.job_id, [*argv, "--exit-with-parent"], run_dir, env)
@@ -166,8 +191,10 @@ def _store_backlog(claimed: ClaimedJob, telemetry: Path, reporter: StoreReporter
     every line up to that byte is the earlier attempt's. Should the store fail here, the supervisor
     reads on from the committed offset instead, so the lines are still stored once (as this attempt's).
     """
-    committed = claimed.telemetry_offset
-    start = _size(telemetry) if committed is None else committed
+    committed, size = claimed.telemetry_offset, _size(telemetry)
+    # A file shorter than the stored offset is another machine's copy (fetched from run storage, or
+    # none): the store has already read all it holds, and this attempt's runner begins at its end.
+    start = size if committed is None else min(committed, size)
     tailer = TelemetryTailer(partial(read_file_range, telemetry), job_id=claimed.job_id, offset=start)
     records = tailer.read_records()
     try:
@@ -190,7 +217,7 @@ def _release_on_shutdown(shutdown: threading.Event, done: threading.Event, super
 
 
 def _size(path: Path) -> int:
-    """For a job from before offsets were stored: what its file holds, earlier attempts recorded."""
+    """What the telemetry file holds here (0 when there is none)."""
     try:
         return path.stat().st_size
     except FileNotFoundError:

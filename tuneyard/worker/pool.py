@@ -16,6 +16,7 @@ from tuneyard.scheduler.capacity import declared_capacity
 from tuneyard.scheduler.workers import worker_heartbeat
 from tuneyard.settings import Settings
 from tuneyard.store.engine import Database
+from tuneyard.training.run_storage import RunStorage
 from tuneyard.worker.executors import Executor
 from tuneyard.worker.executors.registry import make_executor
 from tuneyard.worker.loop import Worker
@@ -31,8 +32,10 @@ class WorkerPool:
         self.db = db
         executor = executor or make_executor(settings)
         capacity = declared_capacity(settings.worker_memory_bytes, workers=size)  # one host: measured once
-        self.workers = [Worker(db, settings, environ, executor, capacity=capacity, side_by_side=size)
-                        for _ in range(size)]
+        # Opened and checked once, at start: bad run storage stops the process before it claims a job.
+        storage = RunStorage.open(settings.run_storage, settings.run_storage_endpoint) if size else RunStorage()
+        self.workers = [Worker(db, settings, environ, executor, capacity=capacity, side_by_side=size,
+                               run_storage=storage) for _ in range(size)]
         self.settings = settings
         self._threads: list[threading.Thread] = []
 

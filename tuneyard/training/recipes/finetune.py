@@ -305,12 +305,17 @@ class FinetuneRecipe:
             rng, self.config.to_json(),
         )  # fmt: skip
         self.parallel.barrier()
-        pruned = checkpoint.prune(self.run_dir, self.hp.save_total_limit)
+        # Committed to the run's copy (when it has one) before it is reported: a reported checkpoint
+        # is one another machine can resume from.
+        self.config.run_copy.commit_folder(self.run_dir, folder)
+        pruned = {step for step, _ in checkpoint.prune(self.run_dir, self.hp.save_total_limit)}
+        pruned |= set(self.config.run_copy.prune(self.hp.save_total_limit))
         self.telemetry.emit(
             contract.KIND_CHECKPOINT, step=self.state.step, path=str(folder.relative_to(self.run_dir)),
             epoch=self.state.epoch, tokens=self.state.tokens_seen, loss=self.state.last_loss,
-            pruned=[step for step, _ in pruned],
+            pruned=sorted(pruned),
         )  # fmt: skip
+        self.config.run_copy.push_files(self.run_dir)  # the telemetry up to this checkpoint's record
         return folder
 
     def _evaluate(self, baseline: bool) -> dict[str, float]:
