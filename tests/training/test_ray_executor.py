@@ -37,7 +37,7 @@ from tuneyard.scheduler import claim
 from tuneyard.services import jobs as job_service
 from tuneyard.settings import Settings
 from tuneyard.store import Database, jobs, make_engine, migrate, tenancy
-from tuneyard.store.telemetry import list_metrics
+from tuneyard.store.telemetry import list_events, list_metrics
 from tuneyard.worker.loop import Worker
 
 ray = pytest.importorskip("ray", reason="the ray extra (pip install 'tuneyard[ray]') is not installed")
@@ -76,7 +76,7 @@ def ray_address() -> Iterator[str]:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(head.pid, sig)
             with contextlib.suppress(subprocess.TimeoutExpired):
-                head.wait(timeout=10)
+                head.wait(timeout=5)
 
 
 @pytest.fixture(scope="module")
@@ -190,13 +190,20 @@ def test_a_job_on_ray_ends_as_on_the_local_executor(on_ray: Service, local_runs:
     _assert_same_weights(on_ray, job_id, local_runs[1])
 
 
-def _runner_of(run_dir: Path) -> psutil.Process:
-    """The runner process training in `run_dir` (one rank's, for a data-parallel run)."""
-    for process in psutil.process_iter(["cmdline"]):
+def _runners_of(run_dir: Path) -> list[psutil.Process]:
+    """The runner processes training in `run_dir` (a rank's each, for a data-parallel run)."""
+    found = []
+    for process in psutil.process_iter(["cmdline", "status"]):
         cmdline = process.info["cmdline"] or []
-        if "tuneyard.training" in cmdline and str(run_dir) in cmdline:
-            return process
-    raise AssertionError(f"no runner of {run_dir} is running")
+        if "tuneyard.training" in cmdline and str(run_dir) in cmdline and process.info["status"] != "zombie":
+            found.append(process)
+    return found
+
+
+def _runner_of(run_dir: Path) -> psutil.Process:
+    runners = _runners_of(run_dir)
+    assert len(runners) == 1, f"{len(runners)} runners of {run_dir}"
+    return runners[0]
 
 
 def _checkpointed(run_dir: Path) -> bool:
@@ -217,8 +224,28 @@ def test_a_killed_ray_worker_is_a_lost_attempt_that_the_queue_retries(on_ray: Se
     assert max(step_losses(run_dir)) < STEPS, "the run ended before its host was killed"
     lost = job_service.get_job(on_ray.db, on_ray.settings, on_ray.org, job_id)
     assert (lost.status, lost.retries) == ("queued", 1), on_ray.log(job_id)
+    assert "attempt 1 failed: runner was lost (its Ray actor or node died" in _retry_message(on_ray, job_id)
     assert on_ray.run(job_id) == "completed", on_ray.log(job_id)
     _assert_same_weights(on_ray, job_id, local_runs[1])
+
+
+def _retry_message(service: Service, job_id: str) -> str:
+    return next(e.message for e in list_events(service.db, job_id) if e.type == "retrying")
+
+
+def test_a_dead_rank_on_ray_train_fails_the_attempt_naming_it(on_ray: Service, chat: Path) -> None:
+    job_id = on_ray.submit(_config(chat, processes=2))
+    run_dir = on_ray.run_dir(job_id)
+    thread = on_ray.attempt(job_id)
+    wait_for(lambda: max(step_losses(run_dir), default=0) >= 2 or not thread.is_alive(), timeout=180)
+    rank1 = next(p for p in _runners_of(run_dir) if p.environ().get("RANK") == "1")
+    rank1.kill()
+    thread.join(timeout=60)  # the other rank is ended too, not left waiting in its next collective
+    assert not thread.is_alive()
+    failed = job_service.get_job(on_ray.db, on_ray.settings, on_ray.org, job_id)
+    assert (failed.status, failed.retries) == ("queued", 1), on_ray.log(job_id)
+    assert "rank 1 of the distributed run was killed by SIGKILL" in _retry_message(on_ray, job_id)
+    assert not _runners_of(run_dir)
 
 
 def test_a_cancel_reaches_the_runner_on_ray(on_ray: Service, chat: Path) -> None:

@@ -101,6 +101,8 @@ class RankGroupHost:
         self._lock = threading.Lock()
         self._requests: list[str] = []
         self._codes: dict[int, int] = {}
+        self._killed: set[int] = set()
+        """Ranks ended by a kill sent from here: their endings are an effect, not a cause."""
         self._lost: str | None = None
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._fit, name=f"ray-train-{launch.job_id}", daemon=True)
@@ -142,9 +144,11 @@ class RankGroupHost:
         with self._lock:
             return self._requests[seen:]
 
-    def rank_exited(self, rank: int, returncode: int) -> None:
+    def rank_exited(self, rank: int, returncode: int, killed: bool) -> None:
         with self._lock:
             self._codes[rank] = returncode
+            if killed:
+                self._killed.add(rank)
             # As torchrun does: a rank that failed ends the others, which would otherwise wait for it
             # in their next collective (up to its timeout, training/distributed.py).
             if returncode not in STOPPING_CODES and "kill" not in self._requests:
@@ -155,13 +159,14 @@ class RankGroupHost:
     def wait(self) -> Ending:
         self._done.wait()
         with self._lock:
-            codes, lost = dict(self._codes), self._lost
+            codes, lost, killed = dict(self._codes), self._lost, set(self._killed)
         if len(codes) == self._launch.ranks and not any(codes.values()):
             return contract.EXIT_COMPLETED, None
         if len(codes) < self._launch.ranks:
             missing = self._launch.ranks - len(codes)
             return -signal.SIGKILL, lost or f"{missing} of the run's ranks ended without an exit code"
-        code, message = exit_code_of(codes)
+        # The verdict names the rank that failed first, not those its failure had killed.
+        code, message = exit_code_of({r: c for r, c in codes.items() if r not in killed} or codes)
         if message is not None:
             report_failure(self._launch.run_dir, message)
         return code, None
@@ -221,17 +226,18 @@ def run_rank(config: dict[str, Any]) -> None:
     env = {**node_environment(launch, os.environ.get("CUDA_VISIBLE_DEVICES")),
            **torchrun_environment(context, *_rendezvous(rank))}
     process = LocalExecutor().start(replace(launch, argv=launch.rank_argv, env=env))
-    seen = 0
+    seen, killed = 0, False
     try:
         while process.exited() is None:
             requests = ray.get(host.requests_since.remote(seen))
             seen += len(requests)
             for request in requests:
                 _apply(process, request)
+                killed = killed or request == "kill"
             time.sleep(RANK_POLL_SECONDS)
     finally:
         returncode = process.release().returncode
-        ray.get(host.rank_exited.remote(rank, returncode))
+        ray.get(host.rank_exited.remote(rank, returncode, killed))
 
 
 def torchrun_environment(context: Any, master_addr: str, master_port: int) -> dict[str, str]:
