@@ -7,13 +7,7 @@ local executor's uninterrupted runs of them are the references every Ray job's w
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -24,9 +18,9 @@ from typing import Any
 import psutil
 import pytest
 
+from tests.support.ray_cluster import local_ray_cluster
 from tests.support.runs import (
     EXACT_HYPERPARAMS,
-    REPO,
     arithmetic_chat,
     final_tensors,
     step_losses,
@@ -47,36 +41,11 @@ MEMORY_ESTIMATE = 256 * 1024**2
 """A memory estimate the jobs carry, so that the actor asks the cluster for memory as a real job would."""
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def ray_address() -> Iterator[str]:
-    """One local cluster for the module, in a session of its own (its GCS, raylet and workers), stopped
-    by signalling that session's group: `ray stop` would stop every cluster on the host."""
-    port = _free_port()
-    temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # Ray's socket paths must stay short
-    log_path = temp / "ray-start.log"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    argv = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--num-cpus", "2",
-            "--include-dashboard=false", "--dashboard-port", str(_free_port()), "--port", str(port),
-            "--temp-dir", str(temp), "--block"]
-    with open(log_path, "wb") as log:
-        head = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_for(lambda: head.poll() is not None or b"Ray runtime started" in log_path.read_bytes(), timeout=120)
-        assert head.poll() is None, log_path.read_text()
-        yield f"127.0.0.1:{port}"
-    finally:
-        ray.shutdown()
-        for sig in (signal.SIGTERM, signal.SIGKILL):  # `ray start --block` may outlive a SIGTERM
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(head.pid, sig)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                head.wait(timeout=5)
+    """One local cluster for the module (2 CPUs), stopped after it."""
+    with local_ray_cluster(cpus=2) as address:
+        yield address
 
 
 @pytest.fixture(scope="module")

@@ -60,6 +60,8 @@ class ProcessHost:
     def __init__(self, launch: Launch) -> None:
         env = node_environment(launch, os.environ.get("CUDA_VISIBLE_DEVICES"))
         self._process = LocalExecutor().start(replace(launch, env=env))
+        self._reaping = threading.Lock()
+        """Held while `wait` reads the ending and while `release` reaps: the two run in different threads."""
 
     def where(self) -> str:
         return f"{socket.gethostname()} pid {self._process.pid}"
@@ -67,8 +69,10 @@ class ProcessHost:
     def wait(self) -> Ending:
         with contextlib.suppress(ChildProcessError):  # release() reaped it meanwhile
             os.waitid(os.P_PID, self._process.pid, os.WEXITED | os.WNOWAIT)
-        status = self._process.exited()
-        return (status.returncode if status else self._process.release().returncode), None
+        with self._reaping:
+            status = self._process.exited()
+        assert status is not None  # it exited, or release() reaped it and kept its status
+        return status.returncode, None
 
     def stop(self) -> None:
         self._process.stop()
@@ -89,7 +93,8 @@ class ProcessHost:
         return self._process.log_tail(lines)
 
     def release(self) -> int:
-        return self._process.release().returncode
+        with self._reaping:
+            return self._process.release().returncode
 
 
 class RankGroupHost:
