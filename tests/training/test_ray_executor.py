@@ -217,15 +217,19 @@ def test_a_dead_rank_on_ray_train_fails_the_attempt_naming_it(on_ray: Service, c
     assert not _runners_of(run_dir)
 
 
-def test_a_cancel_reaches_the_runner_on_ray(on_ray: Service, chat: Path) -> None:
-    job_id = on_ray.submit(_config(chat))
+def test_a_cancel_reaches_every_rank_on_ray_and_frees_the_cluster(on_ray: Service, chat: Path) -> None:
+    job_id = on_ray.submit(_config(chat, processes=2))
+    run_dir = on_ray.run_dir(job_id)
     thread = on_ray.attempt(job_id)
-    wait_for(lambda: max(step_losses(on_ray.run_dir(job_id)), default=0) >= 2 or not thread.is_alive())
-    runner = _runner_of(on_ray.run_dir(job_id))
+    wait_for(lambda: max(step_losses(run_dir), default=0) >= 2 or not thread.is_alive(), timeout=180)
+    ranks = _runners_of(run_dir)
+    assert len(ranks) == 2
     job_service.cancel_job(on_ray.db, on_ray.settings, on_ray.org, job_id)
     thread.join(timeout=120)
     assert on_ray.status(job_id) == "cancelled"
-    assert not runner.is_running()
+    assert not any(rank.is_running() and rank.status() != psutil.STATUS_ZOMBIE for rank in ranks)
+    # Ray Train's workers and their placement group are gone with the attempt: the next job finds the CPUs.
+    wait_for(lambda: ray.available_resources().get("CPU") == 2.0, timeout=60)
 
 
 def test_a_two_rank_job_on_ray_train_is_stopped_resumed_and_ends_as_locally(on_ray: Service,

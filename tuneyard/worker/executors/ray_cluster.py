@@ -27,7 +27,7 @@ from tuneyard.errors import SettingsError
 from tuneyard.settings import ENV_PREFIX
 from tuneyard.training import contract
 from tuneyard.worker.executors import Launch, Resources
-from tuneyard.worker.executors.ray_host import ProcessHost, RankGroupHost
+from tuneyard.worker.executors.ray_host import RANKS_GROUP, RANKS_GROUP_THREADS, ProcessHost, RankGroupHost
 from tuneyard.worker.logtail import tail_lines
 from tuneyard.worker.outcome import ExitStatus
 from tuneyard.worker.telemetry import read_file_range
@@ -79,6 +79,9 @@ class RayProcess:
         self._run_dir = launch.run_dir
         self.job_id = launch.job_id
         self._ending = actor.wait.options(concurrency_group=WAIT_GROUP).remote()
+        self._placed = actor.where.remote()
+        """Resolves once the actor exists: until then (Ray may wait for room on the cluster) reads find
+        nothing without asking, so a supervisor does not wait on an actor that is not there yet."""
         self._status: ExitStatus | None = None
         self._released = False
 
@@ -149,6 +152,8 @@ class RayProcess:
         is slow or unreachable for now."""
         if self._released:
             return local()
+        if not ray.wait([self._placed], timeout=0)[0]:
+            return nothing
         try:
             return ray.get(getattr(self._actor, method).remote(*args), timeout=CALL_SECONDS)
         except ray.exceptions.ActorUnavailableError:
@@ -165,7 +170,7 @@ def _remote(host: type) -> Any:
     """`host` as an actor class, made once a process (Ray exports each class it is given). Never
     restarted by Ray: a runner whose host died is the queue's to retry."""
     remote: Any = ray.remote  # its typing lists the options of tasks, not those of actors
-    return remote(max_restarts=0, concurrency_groups={WAIT_GROUP: 1})(host)
+    return remote(max_restarts=0, concurrency_groups={WAIT_GROUP: 1, RANKS_GROUP: RANKS_GROUP_THREADS})(host)
 
 
 def _actor_resources(resources: Resources) -> dict[str, Any]:

@@ -37,6 +37,10 @@ from tuneyard.worker.telemetry import read_file_range
 Ending = tuple[int, str | None]
 """What `wait` answers: the runner's returncode, and why it was lost when no process gave one."""
 
+RANKS_GROUP = "ranks"
+"""A group's host answers its ranks in a concurrency group of their own: `release`, in the default group,
+waits for the ranks to report their ends, which must not queue behind it."""
+RANKS_GROUP_THREADS = 4
 RANK_POLL_SECONDS = 0.2
 """How often a rank asks the group's host for requests: how late a stop reaches it, at most."""
 RELEASE_SECONDS = 20.0
@@ -234,7 +238,7 @@ def run_rank(config: dict[str, Any]) -> None:
     seen, killed = 0, False
     try:
         while process.exited() is None:
-            requests = ray.get(host.requests_since.remote(seen))
+            requests = ray.get(host.requests_since.options(concurrency_group=RANKS_GROUP).remote(seen))
             seen += len(requests)
             for request in requests:
                 _apply(process, request)
@@ -242,7 +246,7 @@ def run_rank(config: dict[str, Any]) -> None:
             time.sleep(RANK_POLL_SECONDS)
     finally:
         returncode = process.release().returncode
-        ray.get(host.rank_exited.remote(rank, returncode, killed))
+        ray.get(host.rank_exited.options(concurrency_group=RANKS_GROUP).remote(rank, returncode, killed))
 
 
 def torchrun_environment(context: Any, master_addr: str, master_port: int) -> dict[str, str]:
