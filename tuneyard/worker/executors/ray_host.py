@@ -113,6 +113,7 @@ class RankGroupHost:
         self._killed: set[int] = set()
         """Ranks ended by a kill sent from here: their endings are an effect, not a cause."""
         self._lost: str | None = None
+        self._ending: Ending | None = None
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._fit, name=f"ray-train-{launch.job_id}", daemon=True)
         self._thread.start()
@@ -168,14 +169,19 @@ class RankGroupHost:
     def wait(self) -> Ending:
         self._done.wait()
         with self._lock:
-            codes, lost, killed = dict(self._codes), self._lost, set(self._killed)
-        if len(codes) == self._launch.ranks and not any(codes.values()):
+            if self._ending is None:
+                self._ending = self._judge()
+            return self._ending
+
+    def _judge(self) -> Ending:
+        """The ranks' endings as one runner's (once: a failure is reported in the run's telemetry)."""
+        codes, ranks = self._codes, self._launch.ranks
+        if len(codes) == ranks and not any(codes.values()):
             return contract.EXIT_COMPLETED, None
-        if len(codes) < self._launch.ranks:
-            missing = self._launch.ranks - len(codes)
-            return -signal.SIGKILL, lost or f"{missing} of the run's ranks ended without an exit code"
+        if len(codes) < ranks:
+            return -signal.SIGKILL, self._lost or f"{ranks - len(codes)} of the run's ranks ended without an exit code"
         # The verdict names the rank that failed first, not those its failure had killed.
-        code, message = exit_code_of({r: c for r, c in codes.items() if r not in killed} or codes)
+        code, message = exit_code_of({r: c for r, c in codes.items() if r not in self._killed} or codes)
         if message is not None:
             report_failure(self._launch.run_dir, message)
         return code, None
@@ -209,8 +215,9 @@ class RankGroupHost:
 
 
 def _no_retries(failure_config: Any) -> Any:
-    """Ray Train's FailureConfig retrying nothing, preemptions included (Ray Train v2, the default since
-    Ray 2.51, retries a preempted node's workers without end unless told; v1 has no such field)."""
+    """Ray Train's FailureConfig retrying nothing, preemptions included (Ray Train v2, the default of the
+    Ray this was written against, 2.60, retries a preempted node's workers without end unless told; v1 has
+    no such field)."""
     try:
         return failure_config(max_failures=0, max_preemption_failures=0)
     except TypeError:
