@@ -4,6 +4,7 @@ imported on the default path (each in a fresh interpreter, where sys.modules sta
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 
@@ -57,3 +58,16 @@ def test_nothing_of_ray_is_imported_on_the_default_path() -> None:
                    "print(json.dumps(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.'))))\n")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == []
+
+
+def test_a_ray_address_nothing_answers_at_is_refused_at_once_naming_its_variable() -> None:
+    pytest.importorskip("ray", reason="the ray extra (pip install 'tuneyard[ray]') is not installed")
+    from tuneyard.worker.executors.registry import make_executor
+
+    with socket.socket() as unused:  # bound, never listening: connections to it are refused
+        unused.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{unused.getsockname()[1]}"
+        with pytest.raises(SettingsError) as refused:
+            make_executor(Settings(executor="ray", ray_address=address))
+    assert refused.value.variable == "TUNEYARD_RAY_ADDRESS"
+    assert str(refused.value).startswith(f"TUNEYARD_RAY_ADDRESS: no Ray cluster answers at '{address}': ")

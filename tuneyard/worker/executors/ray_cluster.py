@@ -17,6 +17,7 @@ gone, for the telemetry and log lines a lost runner left.
 from __future__ import annotations
 
 import logging
+import socket
 from functools import cache
 from typing import Any
 
@@ -34,6 +35,8 @@ from tuneyard.worker.telemetry import read_file_range
 
 log = logging.getLogger(__name__)
 
+CONNECT_SECONDS = 5.0
+"""How long a worker waits for the Ray head's port to accept a connection at start."""
 CALL_SECONDS = 5.0
 """The longest a read of telemetry or the log tail waits for the actor (the supervisor's thread is
 waiting meanwhile; the next read asks again)."""
@@ -53,6 +56,7 @@ class RayExecutor:
 
     def __init__(self, address: str) -> None:
         if not ray.is_initialized():
+            _check_reachable(address)
             try:
                 # The runner's output goes to runner.log; Ray's copy of its workers' output is not wanted here.
                 ray.init(address=address, log_to_driver=False, configure_logging=False)
@@ -163,6 +167,17 @@ class RayProcess:
         except ray.exceptions.GetTimeoutError:
             log.warning("job %s: the runner's actor did not answer %s within %.0fs", self.job_id, method, CALL_SECONDS)
             return nothing
+
+
+def _check_reachable(address: str) -> None:
+    """A head's GCS that does not accept connections is told at once: `ray.init` would retry for minutes."""
+    if address == "auto":
+        return  # Ray finds the address itself (a local cluster's, or RAY_ADDRESS's)
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS).close()
+    except OSError as exc:
+        raise SettingsError(ENV_PREFIX + "RAY_ADDRESS", f"no Ray cluster answers at {address!r}: {exc}") from None
 
 
 @cache
