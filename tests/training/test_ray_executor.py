@@ -154,8 +154,9 @@ def test_a_job_on_ray_ends_as_on_the_local_executor(on_ray: Service, local_runs:
     assert (ours.retries, ours.attempt, ours.last_checkpoint_step) == (theirs.retries, theirs.attempt,
                                                                       theirs.last_checkpoint_step)
     assert _metric_rows(on_ray, job_id) == _metric_rows(local, local_job)
-    final = sorted(p.name for p in (on_ray.run_dir(job_id) / "final").iterdir())
-    assert final == sorted(p.name for p in (local.run_dir(local_job) / "final").iterdir())
+    for folder in ("final", "checkpoints"):
+        ours_listed = sorted(p.name for p in (on_ray.run_dir(job_id) / folder).iterdir())
+        assert ours_listed == sorted(p.name for p in (local.run_dir(local_job) / folder).iterdir()), folder
     _assert_same_weights(on_ray, job_id, local_runs[1])
 
 
