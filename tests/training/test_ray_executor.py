@@ -187,10 +187,12 @@ def test_a_killed_ray_worker_is_a_lost_attempt_that_the_queue_retries(on_ray: Se
     run_dir = on_ray.run_dir(job_id)
     thread = on_ray.attempt(job_id)
     wait_for(lambda: _checkpointed(run_dir) or not thread.is_alive())
-    host = _runner_of(run_dir).parent()
+    runner = _runner_of(run_dir)
+    host = runner.parent()
     assert host is not None and host.name().startswith("ray::"), host  # the Ray worker hosting the runner
     host.kill()
     thread.join(timeout=120)
+    assert not runner.is_running() or runner.status() == psutil.STATUS_ZOMBIE  # it ended with its host
     assert max(step_losses(run_dir)) < STEPS, "the run ended before its host was killed"
     lost = job_service.get_job(on_ray.db, on_ray.settings, on_ray.org, job_id)
     assert (lost.status, lost.retries) == ("queued", 1), on_ray.log(job_id)

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from functools import cache
 from typing import Any
 
 import ray
 import ray.exceptions
 
+from tuneyard.child_process import EXIT_WITH_PARENT_POLL_SECONDS
 from tuneyard.errors import SettingsError
 from tuneyard.settings import ENV_PREFIX
 from tuneyard.training import contract
@@ -40,6 +42,10 @@ CONNECT_SECONDS = 5.0
 CALL_SECONDS = 5.0
 """The longest a read of telemetry or the log tail waits for the actor (the supervisor's thread is
 waiting meanwhile; the next read asks again)."""
+LOST_RUNNER_GRACE_SECONDS = 4 * EXIT_WITH_PARENT_POLL_SECONDS
+"""How long `release` gives a lost runner to end itself: it notices its host's death within its poll
+(`child_process.exit_with_parent`), and no one here can see it end, so the next attempt in its run
+folder is held back this long rather than race its last writes."""
 RELEASE_SECONDS = 30.0
 """The longest `release` waits for the actor to end its runner before the actor itself is killed."""
 WAIT_GROUP = "wait"
@@ -122,12 +128,15 @@ class RayProcess:
     def release(self) -> ExitStatus:
         if not self._released:
             self._released = True
+            released = True
             try:
                 returncode = ray.get(self._actor.release.remote(), timeout=RELEASE_SECONDS)
                 self._status = self._status or ExitStatus(returncode)
             except GONE as exc:
+                released = False
                 self._status = self._status or ExitStatus.lost_runner(_why(exc))
             except ray.exceptions.GetTimeoutError:
+                released = False
                 log.warning("job %s: the runner's actor did not release it within %.0fs; killing the actor",
                             self.job_id, RELEASE_SECONDS)
                 self._status = self._status or ExitStatus.lost_runner("its Ray actor did not answer release")
@@ -135,6 +144,8 @@ class RayProcess:
                 # The runner's group is gone (or its host is): the actor's resources go back to the cluster,
                 # and a group's Ray Train workers, owned by it, go with it.
                 ray.kill(self._actor, no_restart=True)
+            if not released:
+                time.sleep(LOST_RUNNER_GRACE_SECONDS)
         assert self._status is not None
         return self._status
 
