@@ -13,8 +13,13 @@ CUDA is available a second pass runs the same on GPUs with nccl: 1 GPU against `
 every GPU torch sees, when there are at least two; NCCL puts each rank on its own device). Prints
 medians and spreads and the load average before and after; asserts nothing.
 
+With `--ray` (or `--ray-only`, without the throughput passes) it also measures what the Ray executor
+adds to a runner's start-up against the local executor, on a local Ray cluster it starts and stops
+(`benchmarks/ray_startup.py`, `--reps` starts a side).
+
     .venv/bin/python -m benchmarks.distributed [--reps 3] [--steps 30] [--warmup 5] [--batch-size 8]
         [--max-seq-length 64] [--threads T] [--model tiny-llama] [--method lora|full] [--quick] [--no-gpu]
+        [--ray | --ray-only]
 """
 
 from __future__ import annotations
@@ -148,6 +153,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-gpu", action="store_true", help="skip the GPU pass even where CUDA is available")
     parser.add_argument("--quick", action="store_true", help="one rep of 4 steps: proves it runs, measures nothing")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--ray", action="store_true", help="also the Ray executor's added start-up seconds")
+    parser.add_argument("--ray-only", action="store_true", help="the Ray start-up pass alone")
     args = parser.parse_args(argv)
     if args.quick:
         args.reps, args.steps, args.warmup = 1, 4, 1
@@ -159,12 +166,17 @@ def main(argv: list[str] | None = None) -> Figures:
     figures = Figures()
     started = time.monotonic()
     print(f"before: {load_average()}", flush=True)
-    with tempfile.TemporaryDirectory(prefix="tuneyard-bench-ddp-") as tmp:
-        measure((Side("cpu", 1), Side("cpu", 2)), args, Path(tmp), figures)
-        gpu = None if args.no_gpu else gpu_sides(args.gpus)
-        if gpu is not None:
-            measure(gpu, args, Path(tmp), figures)
-    report(figures, args)
+    if not args.ray_only:
+        with tempfile.TemporaryDirectory(prefix="tuneyard-bench-ddp-") as tmp:
+            measure((Side("cpu", 1), Side("cpu", 2)), args, Path(tmp), figures)
+            gpu = None if args.no_gpu else gpu_sides(args.gpus)
+            if gpu is not None:
+                measure(gpu, args, Path(tmp), figures)
+        report(figures, args)
+    if args.ray or args.ray_only:
+        from benchmarks.ray_startup import main as ray_startup  # Ray is imported only for this pass
+
+        ray_startup(["--reps", str(args.reps)])
     print(f"after: {load_average()}; {time.monotonic() - started:.0f} s in all")
     return figures
 

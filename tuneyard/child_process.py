@@ -79,7 +79,11 @@ def exit_now(code: int) -> NoReturn:
     os._exit(code)
 
 
-def exit_with_parent(poll_seconds: float = 0.5) -> None:
+EXIT_WITH_PARENT_POLL_SECONDS = 0.5
+"""How often a child looks whether its parent is still there: how long an orphan may outlive it."""
+
+
+def exit_with_parent(poll_seconds: float = EXIT_WITH_PARENT_POLL_SECONDS) -> None:
     """Die when the process that started us dies (a worker or `tuneyard serve` killed with SIGKILL).
 
     A runner (or an API process of `serve --api-processes`) lives in its own process group so that

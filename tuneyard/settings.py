@@ -98,7 +98,12 @@ class Settings:
     tuneyard.scheduler.capacity)."""
     executor: str = "local"
     """Where workers run their runners, by registered name (tuneyard.worker.executors.registry):
-    `local` is a subprocess on the worker's machine."""
+    `local` is a subprocess on the worker's machine; `ray` an actor on the Ray cluster at
+    `ray_address` (data-parallel jobs through Ray Train), which needs `pip install 'tuneyard[ray]'` and
+    the data folder on a filesystem every node shares (docs/deploy.md)."""
+    ray_address: str = "auto"
+    """The Ray cluster the `ray` executor runs runners on: `auto` (the cluster `ray start` made on this
+    machine, or RAY_ADDRESS's) or its head's GCS address, host:port (`ray start --head --port`)."""
     gguf_converter_dir: Path | None = None
     """llama.cpp's HF → GGUF converter folder; None means where scripts/llama_cpp_wheel extracts it
     (~/.cache/tuneyard/wheels/llama-cpp-converter-<version>)."""
@@ -150,6 +155,7 @@ class Settings:
         _check_url("HUB_ENDPOINT", self.hub_endpoint)
         _check_url("RUN_STORAGE_ENDPOINT", self.run_storage_endpoint)
         _check_run_storage(self.run_storage)
+        _check_ray_address(self.ray_address)
         if self.api_processes < 0:
             raise SettingsError(ENV_PREFIX + "API_PROCESSES", f"{self.api_processes} is not a count of processes")
         if self.runner_threads is not None and self.runner_threads < 1:
@@ -232,6 +238,16 @@ def _check_judge(base_url: str | None, model: str | None) -> None:
         raise SettingsError(ENV_PREFIX + missing, "the evaluation judge needs both TUNEYARD_JUDGE_BASE_URL and "
                                                   "TUNEYARD_JUDGE_MODEL")
     _check_url("JUDGE_BASE_URL", base_url)
+
+
+def _check_ray_address(address: str) -> None:
+    """`auto` or host:port: a typo would otherwise surface only as a worker that cannot connect."""
+    if address == "auto":
+        return
+    host, _, port = address.rpartition(":")
+    if not host or "/" in address or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SettingsError(ENV_PREFIX + "RAY_ADDRESS", f"{address!r} is neither auto nor a Ray head's host:port "
+                                                        "(e.g. 10.0.0.5:6379)")
 
 
 def _check_url(name: str, url: str | None) -> None:

@@ -142,7 +142,7 @@ def test_the_local_executor_is_the_default_and_a_name_is_registered_once(tmp_pat
     assert isinstance(make_executor(Settings(data_dir=tmp_path)), LocalExecutor)
     assert Settings.from_env({"TUNEYARD_EXECUTOR": "stdout"}).executor == "stdout"
     registry = with_stdout_executor(tmp_path)
-    assert registry.names() == ["local", "stdout"]
+    assert registry.names() == ["local", "ray", "stdout"]
     with pytest.raises(ValueError, match="'stdout' is already registered"):
         registry.register("stdout", lambda settings: StdoutExecutor(tmp_path))
 
@@ -151,7 +151,7 @@ def test_an_unknown_executor_is_refused_naming_the_setting(tmp_path: Path) -> No
     with pytest.raises(SettingsError) as refused:
         make_executor(Settings(data_dir=tmp_path, executor="slurm"))
     assert refused.value.variable == "TUNEYARD_EXECUTOR"
-    assert str(refused.value) == "TUNEYARD_EXECUTOR: 'slurm' is not a registered executor (registered: local)"
+    assert str(refused.value) == "TUNEYARD_EXECUTOR: 'slurm' is not a registered executor (registered: local, ray)"
 
 
 def test_a_worker_pool_builds_its_executor_from_the_settings(db: Database, settings: Settings) -> None:

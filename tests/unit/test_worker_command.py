@@ -10,7 +10,16 @@ import pytest
 
 from tuneyard.errors import SettingsError
 from tuneyard.settings import Settings
-from tuneyard.worker.command import hub_environment, runner_argv, runner_env, storage_environment, thread_environment
+from tuneyard.worker.command import (
+    hub_environment,
+    rank_resources,
+    runner_argv,
+    runner_env,
+    spec_ranks,
+    storage_environment,
+    thread_environment,
+)
+from tuneyard.worker.executors import Resources
 from tuneyard.worker.pool import WorkerPool
 
 
@@ -96,3 +105,16 @@ def test_runners_get_the_aws_variables_only_where_run_storage_is_set(tmp_path: P
     expected = {"AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "secret", "AWS_DEFAULT_REGION": "eu-west-1"}
     assert storage_environment(with_storage, inherited) == expected
     assert storage_environment(Settings(data_dir=tmp_path), inherited) == {}
+
+
+def test_a_rank_asks_its_threads_a_gpu_for_cuda_and_the_jobs_memory_estimate() -> None:
+    threads = {"OMP_NUM_THREADS": "3"}
+    assert rank_resources(threads, {"device": "cuda"}, 2**30) == Resources(cpus=3, gpus=1, memory_bytes=2**30)
+    assert rank_resources(threads, {"device": "cpu"}, None) == Resources(cpus=3, gpus=0, memory_bytes=None)
+    assert rank_resources({}, {}, None) == Resources(cpus=1)
+
+
+def test_the_ranks_of_a_run_are_its_processes_on_every_node() -> None:
+    assert spec_ranks({}) == 1
+    assert spec_ranks({"distributed": {"num_processes": 2}}) == 2
+    assert spec_ranks({"distributed": {"num_processes": 4, "num_nodes": 2}}) == 8

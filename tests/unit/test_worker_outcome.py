@@ -81,6 +81,15 @@ def test_an_unexplained_death_names_the_signal_and_is_a_platform_error() -> None
     assert error_type_for(verdict, ending) == "platform_error"
 
 
+def test_a_lost_runner_is_a_crash_that_says_why_and_is_retried() -> None:
+    ending = Ending(Request.NONE, ExitStatus.lost_runner("its Ray actor or node died: ActorDiedError"), False,
+                    None, None)
+    verdict, message = decide(ending)
+    assert verdict is Verdict.FAILED  # retried by the queue, from the last checkpoint
+    assert message == "runner was lost (its Ray actor or node died: ActorDiedError) without a verdict"
+    assert error_type_for(verdict, ending) == "platform_error"
+
+
 def test_user_error_without_a_record_is_still_a_user_error() -> None:
     ending = Ending(Request.NONE, ExitStatus(3), False, None, None)
     assert error_type_for(decide(ending)[0], ending) == "user_error"

@@ -38,6 +38,9 @@ class ClaimedJob:
     """Bytes of the run's telemetry.jsonl already stored; None for a job from before this was kept."""
     telemetry_attempt: int | None = None
     """The attempt whose runner wrote what lies past `telemetry_offset` (None: none yet, or unknown)."""
+    memory_estimate_bytes: int | None = None
+    """The job's peak memory estimate, which admission compared with the worker's; an executor that
+    places runners on a cluster (ray) asks it of the node."""
 
 
 UNLIMITED_MEMORY = 2**62
@@ -80,7 +83,7 @@ def _claim_statement() -> Update:
             revision=Job.revision + 1,  # the job is known only after: claim() marks it `touched`
         )
         .returning(Job.id, Job.org_id, Job.attempt, Job.type, Job.config, Job.retries, Job.resume_from,
-                   Job.event_seq, Job.telemetry_offset, Job.telemetry_attempt)
+                   Job.event_seq, Job.telemetry_offset, Job.telemetry_attempt, Job.memory_estimate_bytes)
     )
 
 
@@ -111,4 +114,5 @@ def claim(db: Database, worker_id: str, lease_seconds: float, *, device: str, me
             job_id=job.id, org_id=job.org_id, attempt=job.attempt, type=job.type, config=job.config,
             lease_expires_at=expires, retries=job.retries, resume_from=job.resume_from, resume_path=path,
             telemetry_offset=job.telemetry_offset, telemetry_attempt=job.telemetry_attempt,
+            memory_estimate_bytes=job.memory_estimate_bytes,
         )

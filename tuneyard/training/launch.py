@@ -95,7 +95,7 @@ class _Forwarder:
                 rank.send_signal(signum)
 
 
-def _report(run_dir: Path, message: str) -> None:
+def report_failure(run_dir: Path, message: str) -> None:
     """The attempt's verdict where no rank gave one: the last error record of the run's telemetry (every
     rank has ended, so this process is its only writer now) and a line in runner.log."""
     from tuneyard.training.telemetry import Telemetry
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         code, message = exit_code_of({rank: failure.exitcode for rank, failure in exc.failures.items()})
         if message is not None:
             print(message, file=sys.stderr, flush=True)
-            _report(args.run_dir, message)
+            report_failure(args.run_dir, message)
         if code < 0:  # die as the ranks died, so the supervisor reads the same ending as from one process
             signal.signal(-code, signal.SIG_DFL)
             os.kill(os.getpid(), -code)

@@ -9,6 +9,7 @@ from pathlib import Path
 from tuneyard.scheduler.capacity import cpu_share
 from tuneyard.settings import Settings
 from tuneyard.training import contract
+from tuneyard.worker.executors import Resources
 
 INHERITED_VARIABLES = frozenset(
     {
@@ -75,6 +76,23 @@ def spec_processes(config: Mapping[str, object]) -> int:
     distributed = config.get("distributed")
     processes = distributed.get("num_processes", 1) if isinstance(distributed, dict) else 1
     return processes if isinstance(processes, int) and processes > 0 else 1
+
+
+def spec_ranks(config: Mapping[str, object]) -> int:
+    """The run's processes on all its nodes (`num_processes` x `num_nodes`): the Ray executor's workers."""
+    distributed = config.get("distributed")
+    nodes = distributed.get("num_nodes", 1) if isinstance(distributed, dict) else 1
+    return spec_processes(config) * (nodes if isinstance(nodes, int) and nodes > 0 else 1)
+
+
+def rank_resources(env: Mapping[str, str], config: Mapping[str, object], memory_bytes: int | None) -> Resources:
+    """What each rank asks of the node it is placed on: the threads `env` gives it, a GPU when the
+    job's config requires CUDA, and the job's memory estimate (a one-process figure: each rank holds
+    the whole model)."""
+    threads = env.get("OMP_NUM_THREADS", "")
+    gpus = 1 if config.get(contract.SPEC_DEVICE_FIELD) == "cuda" else 0
+    return Resources(cpus=int(threads) if threads.isdigit() and int(threads) > 0 else 1, gpus=gpus,
+                     memory_bytes=memory_bytes)
 
 
 def rank_threads(env: Mapping[str, str], processes: int) -> dict[str, str]:

@@ -32,10 +32,12 @@ from tuneyard.training.run_storage import RunStorage
 from tuneyard.worker.command import (
     hub_environment,
     judge_environment,
+    rank_resources,
     rank_threads,
     runner_argv,
     runner_env,
     spec_processes,
+    spec_ranks,
     storage_environment,
     thread_environment,
 )
@@ -163,11 +165,15 @@ class Worker:
             write_json_atomic(spec, claimed.config)
         write_json_atomic(run_dir / contract.LINEAGE_FILE, lineage)  # ids for the model card
         processes = spec_processes(claimed.config)
-        argv = runner_argv(self.settings, run_dir, _resume_arg(claimed, run_dir), processes,
-                           self.run_storage.url_of(claimed.job_id))
+        resume = _resume_arg(claimed, run_dir)
+        run_copy = self.run_storage.url_of(claimed.job_id)
+        argv = runner_argv(self.settings, run_dir, resume, processes, run_copy)
+        rank_argv = runner_argv(self.settings, run_dir, resume, run_copy=run_copy)
         # The job's secrets join this runner's environment only, never the worker's or another job's.
         env = {**self.env, **rank_threads(self.env, processes), **secrets}
-        return Launch(claimed.job_id, [*argv, "--exit-with-parent"], run_dir, env)
+        return Launch(claimed.job_id, [*argv, "--exit-with-parent"], run_dir, env,
+                      ranks=spec_ranks(claimed.config), rank_argv=[*rank_argv, "--exit-with-parent"],
+                      resources=rank_resources(env, claimed.config, claimed.memory_estimate_bytes))
 
 
 def _resume_arg(claimed: ClaimedJob, run_dir: Path) -> str:

@@ -56,6 +56,15 @@ class ExitStatus:
     """How a process ended, in subprocess's convention: a negative returncode is a signal."""
 
     returncode: int
+    lost: str | None = None
+    """Why the executor lost sight of the runner (its Ray actor or node died), when it did: the runner
+    is gone without an exit status of its own, and the attempt is judged as a crash (retried from the
+    last checkpoint). Its returncode is then SIGKILL's, how a runner whose host died ends
+    (`child_process.exit_with_parent`)."""
+
+    @classmethod
+    def lost_runner(cls, why: str) -> ExitStatus:
+        return cls(-signal.SIGKILL, lost=why)
 
     @property
     def exit_code(self) -> int | None:
@@ -71,6 +80,8 @@ class ExitStatus:
             return f"signal {-self.returncode}"
 
     def describe(self) -> str:
+        if self.lost:
+            return f"was lost ({self.lost})"
         return f"killed by {self.signal_name}" if self.signal_name else f"exited {self.returncode}"
 
 

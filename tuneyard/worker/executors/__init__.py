@@ -7,9 +7,9 @@ abort, checkpoint) and an opaque name for logs. How those travel (files and POSI
 machine, messages to a remote task) is the executor's business, so a new executor is one new module
 plus one line in `registry.py`.
 
-`local.LocalExecutor` starts the runner as a subprocess on this machine. A Ray executor (a task on a
-Ray cluster, multi-GPU through Ray Train) belongs beside it as `ray.py`, implementing the same two
-protocols; it is not written yet, and nothing here pretends otherwise.
+`local.LocalExecutor` starts the runner as a subprocess on this machine. `ray_cluster.RayExecutor`
+starts it on a Ray cluster: one process as an actor, several ranks through Ray Train; it places the
+runner by the `Resources` its launch asks for, which the local executor has no use for.
 """
 
 from __future__ import annotations
@@ -23,6 +23,19 @@ from tuneyard.worker.outcome import ExitStatus
 
 
 @dataclass(frozen=True)
+class Resources:
+    """What each of a runner's processes (each rank) needs of the machine it runs on, for an executor
+    that places runners on a cluster; the local executor runs where it is."""
+
+    cpus: int = 1
+    """The threads it computes with (OMP_NUM_THREADS)."""
+    gpus: int = 0
+    """1 when the job must train on CUDA, else 0."""
+    memory_bytes: int | None = None
+    """The job's peak memory estimate (`jobs.memory_estimate_bytes`), when it has one."""
+
+
+@dataclass(frozen=True)
 class Launch:
     """Everything needed to start one runner attempt."""
 
@@ -33,6 +46,13 @@ class Launch:
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
     """The runner's whole environment: nothing is inherited that is not listed here. Never in the repr:
     it carries the job's secrets (tuneyard.store.secrets)."""
+    ranks: int = 1
+    """The run's processes: more than one for a data-parallel job, which `argv` starts through torchrun."""
+    rank_argv: Sequence[str] = ()
+    """One rank's command (`python -m tuneyard.training ...`), for an executor that starts each rank
+    itself and gives it torchrun's environment (Ray Train); `argv` itself when `ranks` is 1."""
+    resources: Resources = field(default_factory=Resources)
+    """What each rank asks of the machine it is placed on."""
 
 
 class RunnerProcess(Protocol):

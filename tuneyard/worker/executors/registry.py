@@ -47,7 +47,20 @@ def shipped_executors() -> ExecutorRegistry:
     factory, so that only choosing it needs the library installed."""
     registry = ExecutorRegistry()
     registry.register("local", lambda settings: LocalExecutor())
+    registry.register("ray", _ray_executor)
     return registry
+
+
+def _ray_executor(settings: Settings) -> Executor:
+    """The Ray executor, connected to `settings.ray_address`; Ray is imported here, on choosing it."""
+    try:
+        from tuneyard.worker.executors.ray_cluster import RayExecutor
+    except ImportError as exc:
+        if exc.name is None or exc.name.split(".")[0] != "ray":
+            raise  # a missing module of tuneyard's own is a bug, not a missing extra
+        raise SettingsError(SETTING, "the ray executor needs Ray with Ray Train, which is not installed here: "
+                                     "pip install 'tuneyard[ray]'") from None
+    return RayExecutor(settings.ray_address)
 
 
 def make_executor(settings: Settings, registry: ExecutorRegistry | None = None) -> Executor:
