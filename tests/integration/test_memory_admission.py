@@ -131,6 +131,33 @@ def test_a_job_too_big_for_every_live_worker_is_refused_with_its_estimate(
     assert job["status"] == "queued" and job["waiting_reason"] == f"waiting for a worker with ≥ {format_bytes(need)}"
 
 
+def test_a_data_parallel_job_needs_its_estimate_once_per_rank_on_a_node(
+        client: TestClient, tenant: Tenant, db: Database) -> None:
+    """Each rank holds the whole model, its optimizer and its activations: two ranks on a worker's
+    machine need twice one process's estimate, and a worker with one and a half times is refused."""
+    dataset = ready_dataset(client, tenant)
+    body = job_body(dataset["id"], **BIG)
+    one = peak(client, tenant, body)
+    two_ranks = {**body, "distributed": {"num_processes": 2}}
+    assert peak(client, tenant, two_ranks) == one  # the estimate is one process's, as before
+    register_worker(db, "one-and-a-half", memory_bytes=one * 3 // 2, device="cpu")
+    response = client.post("/v1/jobs", headers=tenant.headers, json=two_ranks)
+    assert response.status_code == 422, response.text
+    [problem] = response.json()["error"]["details"]["problems"]
+    assert f"needs {format_bytes(2 * one)} by its estimate (2 processes of {format_bytes(one)} each)" in (
+        problem["message"]), problem["message"]
+    assert submit(client, tenant, body)["waiting_reason"] is None  # one process fits that worker
+
+    register_worker(db, "two", memory_bytes=2 * one, device="cpu")
+    job = submit(client, tenant, two_ranks)
+    assert job["status"] == "queued" and job["waiting_reason"] == f"waiting for a worker with ≥ {format_bytes(2 * one)}"
+    claimed = claim(db, "one-and-a-half", 30, memory_bytes=one * 3 // 2)
+    assert claimed is not None and claimed.job_id != job["id"]  # it takes the one-process job only
+    assert claim(db, "one-and-a-half", 30, memory_bytes=one * 3 // 2) is None
+    claimed = claim(db, "two", 30, memory_bytes=2 * one)
+    assert claimed is not None and claimed.job_id == job["id"] and claimed.memory_estimate_bytes == 2 * one
+
+
 def test_with_no_live_worker_nothing_is_refused_and_a_claim_without_memory_takes_anything(
         client: TestClient, tenant: Tenant, db: Database) -> None:
     dataset = ready_dataset(client, tenant)

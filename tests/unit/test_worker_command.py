@@ -112,6 +112,11 @@ def test_a_rank_asks_its_threads_a_gpu_for_cuda_and_the_jobs_memory_estimate() -
     assert rank_resources(threads, {"device": "cuda"}, 2**30) == Resources(cpus=3, gpus=1, memory_bytes=2**30)
     assert rank_resources(threads, {"device": "cpu"}, None) == Resources(cpus=3, gpus=0, memory_bytes=None)
     assert rank_resources({}, {}, None) == Resources(cpus=1)
+    # admission weighed a node's need, every rank's estimate: each rank asks its own share
+    two_ranks = {"distributed": {"num_processes": 2, "num_nodes": 3}}
+    assert rank_resources(threads, two_ranks, 2 * 2**30) == Resources(cpus=3, gpus=0, memory_bytes=2**30)
+    on_gpus = {**two_ranks, "device": "cuda"}  # a GPU each: admission weighed one process's estimate
+    assert rank_resources(threads, on_gpus, 2**30) == Resources(cpus=3, gpus=1, memory_bytes=2**30)
 
 
 def test_the_ranks_of_a_run_are_its_processes_on_every_node() -> None:

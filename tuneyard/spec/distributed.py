@@ -8,6 +8,7 @@ the step is the one-process step (docs/engine.md, "Data-parallel training").
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -59,3 +60,11 @@ class Distributed(BaseModel):
                 f"the {executor} executor runs a job on one node; give num_nodes 1 (and num_processes for the "
                 "ranks on it), or a multi-node executor")}]
         return []
+
+
+def processes_per_node(config: Mapping[str, object]) -> int:
+    """The ranks a resolved config puts on each node (`distributed.num_processes`); 1 without. Each
+    holds the whole model, its optimizer and its activations: a node's memory is this many runs'."""
+    distributed = config.get("distributed")
+    processes = distributed.get("num_processes", 1) if isinstance(distributed, dict) else 1
+    return processes if isinstance(processes, int) and processes > 0 else 1

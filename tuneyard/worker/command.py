@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tuneyard.scheduler.capacity import cpu_share
 from tuneyard.settings import Settings
+from tuneyard.spec.distributed import processes_per_node
 from tuneyard.training import contract
 from tuneyard.worker.executors import Resources
 
@@ -73,9 +74,7 @@ def runner_argv(settings: Settings, run_dir: Path, resume: str | None = None, pr
 
 def spec_processes(config: Mapping[str, object]) -> int:
     """The processes a job's runner config asks for on this node (`distributed.num_processes`); 1 without."""
-    distributed = config.get("distributed")
-    processes = distributed.get("num_processes", 1) if isinstance(distributed, dict) else 1
-    return processes if isinstance(processes, int) and processes > 0 else 1
+    return processes_per_node(config)
 
 
 def spec_ranks(config: Mapping[str, object]) -> int:
@@ -87,12 +86,15 @@ def spec_ranks(config: Mapping[str, object]) -> int:
 
 def rank_resources(env: Mapping[str, str], config: Mapping[str, object], memory_bytes: int | None) -> Resources:
     """What each rank asks of the node it is placed on: the threads `env` gives it, a GPU when the
-    job's config requires CUDA, and the job's memory estimate (a one-process figure: each rank holds
-    the whole model)."""
+    job's config requires CUDA, and its share of the job's memory need (`memory_bytes`, what admission
+    weighed: on CPU one process's estimate times the processes on a node, as each rank holds the whole
+    model; on CUDA one process's, a GPU's)."""
     threads = env.get("OMP_NUM_THREADS", "")
     gpus = 1 if config.get(contract.SPEC_DEVICE_FIELD) == "cuda" else 0
+    shares = 1 if gpus else processes_per_node(config)
+    per_rank = memory_bytes // shares if memory_bytes is not None else None
     return Resources(cpus=int(threads) if threads.isdigit() and int(threads) > 0 else 1, gpus=gpus,
-                     memory_bytes=memory_bytes)
+                     memory_bytes=per_rank)
 
 
 def rank_threads(env: Mapping[str, str], processes: int) -> dict[str, str]:
