@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/train_throughput.py [--model tiny-llama|smollm2|both] [--repeats N]
         [--contenders tuneyard,hf,tuneyard-bf16,hf-bf16[,trl][,tuneyard-compile[,tuneyard-compile-bf16]]] [--quick]
+        [--methods lora,full] [--datasets varied,chunks]
 
 For each model, dataset and method (LoRA, full), every contender trains one epoch over the same
 examples with the same hyperparameters, batch size (examples per optimizer step, so the same steps)
@@ -252,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=None, help="rounds of every contender (default 3; 1 quick)")
     parser.add_argument("--contenders", default=",".join(CONTENDERS), help="comma-separated subset")
     parser.add_argument("--methods", default="lora,full", help="comma-separated subset of lora,full")
+    parser.add_argument("--datasets", default="varied,chunks", help="comma-separated subset of varied,chunks")
     parser.add_argument("--examples", type=int, default=None, help="training examples of every case (default: sized)")
     parser.add_argument("--model-cache-dir", type=Path, default=REPO / ".cache" / "models")
     args = parser.parse_args(argv)
@@ -272,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"\n== {key}: skipped ({skipped})")
                 continue
             for case in cases(MODELS[key], args.quick):
-                if case.method not in args.methods.split(","):
+                if case.method not in args.methods.split(",") or case.dataset not in args.datasets.split(","):
                     continue
                 if args.examples:
                     case = dataclasses.replace(case, examples=args.examples)

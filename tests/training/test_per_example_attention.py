@@ -4,9 +4,11 @@ never left switched on, nor used where it would attend across what it cannot see
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -158,3 +160,39 @@ def test_under_bf16_autocast_fp32_attention_attends_in_fp32_and_trains_alike(
         loss, grads = under_bf16(fp32)
         assert abs(loss - reference) <= 1e-2 * count  # bf16 matmuls around it: bf16's bound
         assert float((grads - reference_grads).norm() / reference_grads.norm()) < 2e-2
+
+
+def test_a_line_of_equal_lengths_is_attended_as_one_batch_with_the_same_answer(
+    examples: list[Example], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fixed-length rows (every chunk max_seq_length long) are attended side by side in one call per
+    layer; the losses and gradients are those of the rows as a plain batch, and of one call per row."""
+    from tuneyard.training.models import attention
+
+    length = min(len(e.input_ids) for e in examples)
+    equal = [dataclasses.replace(e, input_ids=e.input_ids[:length], labels=e.labels[:length]) for e in examples]
+    rows = build_rows(equal, MAX_LEN, packing=False)
+    model = tiny_llama()
+    batch = collate(rows, pad_token_id=3)
+    assert bool((batch["input_ids"] != 3).all())  # no padding: the plain batch is the reference
+    reference, count, reference_grads = loss_and_grads(model, batch)
+    line = collate_for(packing=False, line_tokens=None)(rows, 3)
+    calls: list[int] = []
+    sdpa = attention.sdpa_attention_forward
+
+    def counting(module: torch.nn.Module, query: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        calls.append(query.shape[0])
+        return sdpa(module, query, *args, **kwargs)
+
+    monkeypatch.setattr(attention, "sdpa_attention_forward", counting)
+    with per_example_attention(model):
+        loss, line_count, grads = loss_and_grads(model, line)
+    assert calls and set(calls) == {len(rows)}  # one call a layer, the rows as its batch
+    assert line_count == count and abs(loss - reference) <= 1e-5 * count
+    assert torch.allclose(grads, reference_grads, rtol=1e-4, atol=1e-6)
+    calls.clear()
+    monkeypatch.setattr(attention, "BATCH_EQUAL_LENGTHS", False)  # one call per row, as for unequal lengths
+    with per_example_attention(model):
+        looped, _, looped_grads = loss_and_grads(model, line)
+    assert calls and set(calls) == {1}
+    assert abs(looped - loss) <= 1e-6 * count and torch.allclose(grads, looped_grads, rtol=1e-5, atol=1e-7)

@@ -29,6 +29,9 @@ PER_EXAMPLE = "tuneyard_per_example"
 PER_EXAMPLE_FP32 = "tuneyard_per_example_fp32"
 """The same, computed in fp32 under bf16 autocast: where bf16 attention kernels are slower than fp32
 ones (training/attention_precision.py measures it)."""
+BATCH_EQUAL_LENGTHS = True
+"""Whether a line of examples that are all one length is attended as a batch of them (`_side_by_side`);
+off only in the test that compares the two ways."""
 
 
 def _spans(position_ids: torch.Tensor) -> list[tuple[int, int]]:
@@ -62,14 +65,31 @@ def per_example_sdpa(
             f"mask {'given' if attention_mask is not None else 'none'}, "
             f"position ids {'given' if position_ids is not None else 'none'}"
         )
+    spans = _spans(position_ids[0])
+    if BATCH_EQUAL_LENGTHS and len(spans) > 1 and len({end - start for start, end in spans}) == 1:
+        return _side_by_side(module, query, key, value, len(spans), dropout, scaling), None
     outputs = [
         sdpa_attention_forward(
             module, query[:, :, start:end], key[:, :, start:end], value[:, :, start:end], None,
             dropout=dropout, scaling=scaling, is_causal=True,
         )[0]
-        for start, end in _spans(position_ids[0])
+        for start, end in spans
     ]  # fmt: skip
     return (outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)), None
+
+
+def _side_by_side(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                  examples: int, dropout: float, scaling: float | None) -> torch.Tensor:
+    """A line of `examples` examples of one length (fixed-length rows: every chunk is max_seq_length)
+    attended as a batch of them in one call, the work and the answer of one call per example: one
+    kernel launch instead of `examples` per layer, which is what a padded batch of such rows costs."""
+
+    def batch(t: torch.Tensor) -> torch.Tensor:  # (1, heads, n·length, dim) -> (n, heads, length, dim)
+        return t[0].unflatten(1, (examples, -1)).transpose(0, 1)
+
+    out = sdpa_attention_forward(module, batch(query), batch(key), batch(value), None,
+                                 dropout=dropout, scaling=scaling, is_causal=True)[0]
+    return out.flatten(0, 1).unsqueeze(0)  # (n, length, heads, dim) -> (1, n·length, heads, dim)
 
 
 def per_example_sdpa_fp32(
