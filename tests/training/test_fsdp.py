@@ -30,8 +30,8 @@ WEIGHTS_ATOL = 3e-5
 """Looser than DDP's 1e-6, for the loss's path, not the sharding: under fsdp the loss goes through the
 model's full logits (the session's shortcut that projects only the loss-bearing positions bypasses the
 root's gather), and that alone, in one process, moved these weights 1.2e-5 apart after 4 AdamW steps at
-lr 1e-3; fsdp against one process measured 1.26e-5 (DDP with method full: 2.1e-6). The losses and the
-gradient norms stay within 1e-5 relative."""
+lr 1e-3; fsdp against one process measured 1.26e-5 (DDP with method full: 2.1e-6). The losses stay
+within 1e-5 relative."""
 
 
 def _fsdp_spec(folder: Path, data: Path, **hyperparams: object) -> Path:
@@ -59,9 +59,11 @@ def test_two_sharded_ranks_train_the_one_process_run(tmp_path: Path, model_cache
     assert weights.keys() == trained.keys() and weights
     for name, tensor in weights.items():
         assert torch.allclose(trained[name], tensor, rtol=0, atol=WEIGHTS_ATOL), name
-    # The step's gradient norm is the whole model's, as one process measures it, not one shard's.
+    # The step's gradient norm is the whole model's, not one shard's (that would be ~1/sqrt(2) of it).
+    # Within 3e-5: fsdp sums the shards' squares in fp64, one process takes clip_grad_norm_'s fp32
+    # norms, measured 1.4e-5 (relative) below the fp64 norm of the same gradients at step 1.
     norms = [r["grad_norm"] for r in telemetry(fsdp) if r["kind"] == "metric"]
-    assert norms == pytest.approx([r["grad_norm"] for r in telemetry(single) if r["kind"] == "metric"], rel=1e-5)
+    assert norms == pytest.approx([r["grad_norm"] for r in telemetry(single) if r["kind"] == "metric"], rel=3e-5)
     # One checkpoint and one final/ in the one-process layout, whole tensors in them.
     assert {p.name for p in (fsdp / "final").iterdir()} == {p.name for p in (single / "final").iterdir()}
     last = f"checkpoints/step-{STEPS:06d}"

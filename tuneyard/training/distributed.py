@@ -235,14 +235,15 @@ class FullyShardedParallel(_Collectives):
         return contextlib.nullcontext()
 
     def clip_gradients(self, params: list[torch.nn.Parameter], max_norm: float) -> float:
-        # Each gradient gathered whole in turn (one parameter's at a time): clip_grad_norm_ over the
-        # sharded gradients, and the shards' squares summed over the ranks, both measured a norm 8e-6
-        # (relative) above that of the same gradients gathered (tests/training/test_fsdp.py), and
-        # every clipped step then moved apart from the one-process step. Not understood yet.
-        grads = [p.grad for p in params if p.grad is not None]
-        norms = [torch.linalg.vector_norm(g.full_tensor()) for g in grads]  # type: ignore[attr-defined]
-        norm = torch.linalg.vector_norm(torch.stack(norms))
-        torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm)
+        # Each shard's squares in fp64, summed over the ranks. clip_grad_norm_ over the shards takes
+        # fp32 norms, whose rounding depends on the tensor's shape: on tiny-llama's embedding, half of
+        # it (one shard) rounded 5e-5 (relative) away from the same values' exact norm, the whole
+        # model's norm moved 8e-6 from the one-process figure, and every clipped step drifted apart.
+        grads = [p.grad.to_local() for p in params if p.grad is not None]  # type: ignore[attr-defined]
+        squares = sum((torch.linalg.vector_norm(g, dtype=torch.float64) ** 2 for g in grads),
+                      torch.zeros((), dtype=torch.float64, device=self._device))
+        norm = self.total(squares).sqrt()
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm.float())
         return float(norm)
 
     def optimizer_state(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
