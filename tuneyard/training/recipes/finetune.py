@@ -85,7 +85,7 @@ class FinetuneRecipe:
         # rank its own stream), or where the checkpoint left them.
         seed_everything(derive_seed(self.hp.seed, training_purpose(self.ranks)))
         if resume_from is not None:  # into the whole model, which fsdp then shards
-            self.session.method.restore(self.session.model, resume_from / checkpoint.WEIGHTS_DIR)
+            self._restore_weights(resume_from)
         self.parallel = parallel_for(self.session, self.ranks, self.config.strategy)
         # Over the parameters as wrapped: fsdp's shards are new parameter objects.
         model = self.session.model
@@ -93,7 +93,7 @@ class FinetuneRecipe:
         self.optimizer = build_optimizer(model, self.hp)
         self.scheduler = build_scheduler(self.optimizer, self.hp, self.plan.total_steps)
         if resume_from is not None:
-            self._restore(resume_from)
+            self._restore_progress(resume_from)
         if len(set(self.parallel.gather(self.session.bf16))) > 1:  # the probe's verdict was not shared
             raise PlatformError("the ranks chose different precisions (bf16: auto); set hyperparams.bf16")
         self._decide_compile()
@@ -123,7 +123,17 @@ class FinetuneRecipe:
             self.telemetry.log(f"compile auto: {'on' if self.compile.use else 'off'} ({self.compile.reason})")
 
     def _restore(self, folder: Path) -> None:
-        """All but the weights (restored before the model was wrapped) from the checkpoint at `folder`."""
+        """The run as the checkpoint at `folder` left it, into a model trained in one process (DPO's,
+        grow's); setup() restores the weights before the model is wrapped and the rest after."""
+        self._restore_weights(folder)
+        self._restore_progress(folder)
+
+    def _restore_weights(self, folder: Path) -> None:
+        self.session.method.restore(self.session.model, folder / checkpoint.WEIGHTS_DIR)
+
+    def _restore_progress(self, folder: Path) -> None:
+        """All but the weights: the optimizer (through the parallel, which may hold its shard), the
+        scheduler, the RNG streams and the position."""
         self.parallel.load_optimizer_state(self.optimizer, checkpoint.load_torch(folder, checkpoint.OPTIMIZER_FILE))
         self.scheduler.load_state_dict(checkpoint.load_torch(folder, checkpoint.SCHEDULER_FILE))
         restore_rng_state(rank_rng_state(checkpoint.load_torch(folder, checkpoint.RNG_FILE), self.ranks))
