@@ -4,10 +4,14 @@ fine-tuning, the one method fsdp trains; one thread a rank on both sides, as in 
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 
@@ -19,6 +23,7 @@ from tests.support.runs import (
     step_losses,
     stop_after_step,
     telemetry,
+    wait_for,
     write_jsonl,
     write_spec,
 )
@@ -116,3 +121,28 @@ def test_the_sharded_runs_final_model_loads_with_transformers_alone(tmp_path: Pa
     weights = final_tensors(run_dir)
     embed = weights["model.embed_tokens.weight"]
     assert embed.shape[0] == int(loaded.stdout.split(", ")[-1].rstrip(")\n"))
+
+
+def test_a_killed_sharded_rank_fails_the_attempt_promptly_naming_it(tmp_path: Path, model_cache: Path) -> None:
+    """The survivor is inside FSDP's all-gathers and reduce-scatters, not DDP's all-reduce: it must give
+    up as promptly."""
+    data = write_jsonl(tmp_path / "train.jsonl", arithmetic_chat(24))
+    run_dir = tmp_path / "run"
+    proc = start_runner(_fsdp_spec(tmp_path, data, max_steps=200, save_steps=1000), run_dir, model_cache,
+                        processes=2, threads=1)
+    try:
+        wait_for(lambda: proc.poll() is not None or max(step_losses(run_dir), default=0) >= 1)
+        ranks = psutil.Process(proc.pid).children()
+        assert len(ranks) == 2, ranks
+        victim = max(ranks, key=lambda p: p.environ()["RANK"])
+        killed = time.monotonic()
+        os.kill(victim.pid, signal.SIGKILL)
+        code = proc.wait(timeout=120)
+        waited = time.monotonic() - killed
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert code == 1, (run_dir / "runner.log").read_text()
+    assert waited < 60, f"the surviving rank took {waited:.0f} s to give up"
+    error = [r for r in telemetry(run_dir) if r["kind"] == "error"][-1]
+    assert error["message"].startswith("rank 1 of the distributed run was killed by SIGKILL"), error
