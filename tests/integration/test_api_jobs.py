@@ -210,7 +210,7 @@ def test_distributed_is_checked_at_submission_and_carried_to_the_runner(client: 
     assert response.status_code == 422, response.text
     problems = {p["field"]: p["message"] for p in response.json()["error"]["details"]["problems"]}
     assert set(problems) == {"distributed.strategy", "distributed.num_nodes"}, problems
-    assert "not implemented yet" in problems["distributed.strategy"]
+    assert "fsdp shards full fine-tuning only" in problems["distributed.strategy"]
     assert "local executor runs a job on one node" in problems["distributed.num_nodes"]
     two_ranks = job_body(dataset["id"], distributed={"num_processes": 2})
     ddp = client.post("/v1/jobs", headers=tenant.headers, json=two_ranks)

@@ -46,8 +46,9 @@ def write_jsonl(path: Path, records: list[Any]) -> Path:
 
 
 def write_spec(folder: Path, data: Path, method: str = "lora", processes: int | None = None,
-               **hyperparams: Any) -> Path:
-    """A finetune spec in `folder`; with `processes`, data-parallel on that many (job-ddpN.yaml)."""
+               strategy: str = "ddp", **hyperparams: Any) -> Path:
+    """A finetune spec in `folder`; with `processes`, data-parallel on that many by `strategy`
+    (job-ddpN.yaml, job-fsdpN.yaml)."""
     spec: dict[str, Any] = {
         "type": "finetune",
         "base_model": "tiny-llama",
@@ -56,8 +57,8 @@ def write_spec(folder: Path, data: Path, method: str = "lora", processes: int | 
         "hyperparams": {**EXACT_HYPERPARAMS, **hyperparams},
     }
     if processes is not None:
-        spec["distributed"] = {"strategy": "ddp", "num_processes": processes}
-    path = folder / ("job.yaml" if processes is None else f"job-ddp{processes}.yaml")
+        spec["distributed"] = {"strategy": strategy, "num_processes": processes}
+    path = folder / ("job.yaml" if processes is None else f"job-{strategy}{processes}.yaml")
     path.write_text(yaml.safe_dump(spec), encoding="utf-8")
     return path
 

@@ -23,7 +23,8 @@ def _spec(distributed: Any, method: str = "lora") -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(("distributed", "method", "fields"), [
-    pytest.param({"strategy": "fsdp", "num_processes": 2}, "lora", ["distributed.strategy"], id="fsdp-not-yet"),
+    pytest.param({"strategy": "fsdp", "num_processes": 2}, "lora", ["distributed.strategy"], id="fsdp-adapter"),
+    pytest.param({"strategy": "fsdp", "num_processes": 2}, "qlora", ["distributed.strategy"], id="fsdp-qlora"),
     pytest.param({"strategy": "zero3"}, "lora", ["distributed.strategy"], id="unknown-strategy"),
     pytest.param({"num_processes": 0}, "lora", ["distributed.num_processes"], id="no-processes"),
     pytest.param({"num_processes": 100_000}, "lora", ["distributed.num_processes"], id="too-many"),
@@ -47,6 +48,8 @@ def test_good_values_pass_and_one_process_is_the_default() -> None:
     plain, _ = check_spec({k: v for k, v in _spec(None).items() if k != "distributed"})
     assert plain.processes().world_size == 1  # type: ignore[union-attr]
     assert check_spec(_spec({"num_processes": 2}, "dpo"))[1] and not check_spec(_spec({"num_processes": 1}, "dpo"))[1]
+    sharded, problems = check_spec(_spec({"strategy": "fsdp", "num_processes": 2}, "full"))
+    assert problems == [] and sharded.processes().strategy == "fsdp"  # type: ignore[union-attr]
 
 
 def test_more_than_one_node_is_refused_on_the_local_executor_only() -> None:

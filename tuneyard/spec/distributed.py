@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 MAX_PROCESSES = 256
 """Ranks on one node at most: far above the devices a node holds, low enough to catch a typo."""
 
-IMPLEMENTED_STRATEGIES = ("ddp",)
+IMPLEMENTED_STRATEGIES = ("ddp", "fsdp")
 """The strategies the runner trains with; the others are in the schema so a spec naming them is
 refused with a reason instead of as an unknown word."""
 
@@ -30,8 +30,9 @@ class Distributed(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     strategy: Literal["ddp", "fsdp"] = Field("ddp", description=(
-        "ddp: every rank holds the whole model and the gradients are summed across ranks. fsdp (sharded "
-        "weights, for models that do not fit one device) is not implemented yet and is refused."))
+        "ddp: every rank holds the whole model and the gradients are summed across ranks. fsdp: the "
+        "weights, gradients and optimizer state are sharded across the ranks (FSDP2), for a full "
+        "fine-tune whose model does not fit one device with its optimizer state."))
     num_processes: int = Field(1, ge=1, le=MAX_PROCESSES, description=(
         "Processes (ranks) per node: one per GPU, or CPU processes sharing the node's cores. 1: no "
         "distribution at all."))
@@ -48,6 +49,10 @@ class Distributed(BaseModel):
         if self.strategy not in IMPLEMENTED_STRATEGIES:
             found.append({"field": "distributed.strategy", "message": (
                 f"{self.strategy} is not implemented yet; give {' or '.join(IMPLEMENTED_STRATEGIES)}")})
+        if self.strategy == "fsdp" and method != "full":
+            found.append({"field": "distributed.strategy", "message": (
+                f"fsdp shards full fine-tuning only; method {method} trains an adapter, a sliver of the model "
+                "that ddp trains as well; give strategy ddp, or method full")})
         if self.world_size > 1 and method == "dpo":
             found.append({"field": "distributed.num_processes", "message": (
                 "dpo trains in one process for now; give num_processes 1, or a next-token method (lora, full)")})

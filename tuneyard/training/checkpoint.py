@@ -89,7 +89,7 @@ def save(
     run_dir: Path,
     state: TrainState,
     save_weights: Callable[[Path], None],
-    optimizer: torch.optim.Optimizer,
+    optimizer_state: dict[str, Any],
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     rng_state: dict[str, Any],
     resolved_spec: dict[str, Any],
@@ -99,7 +99,7 @@ def save(
     manifest = {"kind": "checkpoint", "step": state.step, "versions": library_versions()}
     with artifacts.atomic_folder(target, manifest) as tmp:
         save_weights(tmp / WEIGHTS_DIR)
-        torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
+        torch.save(optimizer_state, tmp / OPTIMIZER_FILE)
         torch.save(scheduler.state_dict(), tmp / SCHEDULER_FILE)
         torch.save(rng_state, tmp / RNG_FILE)
         (tmp / STATE_FILE).write_text(json.dumps(asdict(state), indent=2), encoding="utf-8")

@@ -58,6 +58,12 @@ class RunConfig:
         model is saved, checkpointed and restored as full weights."""
         return self.spec.method if isinstance(self.spec, TrainingJobSpec) else "full"
 
+    @property
+    def strategy(self) -> str:
+        """How the ranks share the training (distributed.strategy); a type without one trains in one
+        process, where the default (ddp) is moot."""
+        return self.spec.processes().strategy if isinstance(self.spec, TrainingJobSpec) else "ddp"
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "type": self.spec.type,

@@ -27,8 +27,9 @@ class Method(Protocol):
     def prepare(self, model: Any, hp: Hyperparams, bf16: bool) -> Any:
         """Return the model to train (trainable parameters set)."""
 
-    def save(self, model: Any, folder: Path) -> None:
-        """Write the trainable weights in the standard layout (`save_pretrained`)."""
+    def save(self, model: Any, folder: Path, weights: dict[str, torch.Tensor] | None = None) -> None:
+        """Write the trainable weights in the standard layout (`save_pretrained`): the model's own, or
+        `weights`, its whole state dict gathered from the ranks where the model holds shards (fsdp)."""
 
     def restore(self, model: Any, weights_dir: Path) -> None:
         """Load the trainable weights written by `save`."""
@@ -77,7 +78,9 @@ class LoraMethod:
             _freeze_in_dtype(peft_model, torch.bfloat16)
         return peft_model
 
-    def save(self, model: Any, folder: Path) -> None:
+    def save(self, model: Any, folder: Path, weights: dict[str, torch.Tensor] | None = None) -> None:
+        if weights is not None:  # the spec refuses fsdp with an adapter (tuneyard.spec.distributed)
+            raise UnsupportedError(f"method {self.name} is not saved from sharded weights", method=self.name)
         # save_embedding_layers=False: the embeddings are not adapted, and peft would otherwise
         # ask the hub about the base model's name on every save to find out.
         model.save_pretrained(folder, safe_serialization=True, save_embedding_layers=False)
@@ -166,8 +169,8 @@ class FullMethod:
         model.requires_grad_(True)
         return model
 
-    def save(self, model: Any, folder: Path) -> None:
-        model.save_pretrained(folder, safe_serialization=True)
+    def save(self, model: Any, folder: Path, weights: dict[str, torch.Tensor] | None = None) -> None:
+        model.save_pretrained(folder, safe_serialization=True, state_dict=weights)
 
     def restore(self, model: Any, weights_dir: Path) -> None:
         from safetensors.torch import load_file

@@ -117,6 +117,8 @@ def _run(
     if recipe.run() == "stopped":
         return contract.EXIT_STOPPED
     if not ranks.primary:
+        if config.strategy == "fsdp":  # sharded weights: the final evaluation and their gathering need all
+            recipe.finish()
         return contract.EXIT_COMPLETED  # the model, its card and the result are rank 0's to write
     result = recipe.finish()
     if (run_dir / contract.FINAL_DIR).is_dir():  # an evaluation's result is its output: no final/

@@ -185,13 +185,13 @@ class Session:
             return torch.cuda.max_memory_allocated(self.device) / 2**30
         return psutil.Process().memory_info().rss / 2**30
 
-    def save_final(self, target: Path, card: CardInputs) -> None:
+    def save_final(self, target: Path, card: CardInputs, weights: dict[str, torch.Tensor] | None = None) -> None:
         """The trained model in the standard layout, loadable without tuneyard or this machine's
         files: the adapter names its base portably, and README.md is tuneyard's model card."""
         manifest = {"kind": "final", "method": self.method.name, "spec": model_card.portable_spec(card),
                     "versions": card.versions}
         with artifacts.atomic_folder(target, manifest) as tmp:
-            self.save_weights(tmp)
+            self.save_weights(tmp, weights)
             self.tokenizer.save_pretrained(tmp)
             # Named by the source the runner loaded: the server resolves a trained model's base through
             # this field when it is trained further; what a client downloads shows it as its user
@@ -200,8 +200,10 @@ class Session:
             adapter = (tmp / model_card.ADAPTER_CONFIG_FILE).is_file()
             (tmp / model_card.CARD_FILE).write_text(model_card.render_card(card, adapter), encoding="utf-8")
 
-    def save_weights(self, folder: Path) -> None:
-        self.method.save(self.model, folder)
+    def save_weights(self, folder: Path, weights: dict[str, torch.Tensor] | None = None) -> None:
+        """The trainable weights in the standard layout: the model's, or `weights` gathered from the
+        ranks where it holds shards (Parallel.full_weights)."""
+        self.method.save(self.model, folder, weights)
 
 
 @torch.no_grad()

@@ -81,16 +81,19 @@ class FinetuneRecipe:
             len(self.rows), self.hp.batch_size, self.hp.gradient_accumulation_steps,
             self.hp.epochs, self.hp.max_steps, self.hp.seed,
         )  # fmt: skip
+        # Dropout draws from the global streams step after step: they start from the seed here (each
+        # rank its own stream), or where the checkpoint left them.
+        seed_everything(derive_seed(self.hp.seed, training_purpose(self.ranks)))
+        if resume_from is not None:  # into the whole model, which fsdp then shards
+            self._restore_weights(resume_from)
+        self.parallel = parallel_for(self.session, self.ranks, self.config.strategy)
+        # Over the parameters as wrapped: fsdp's shards are new parameter objects.
         model = self.session.model
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(model, self.hp)
         self.scheduler = build_scheduler(self.optimizer, self.hp, self.plan.total_steps)
-        # Dropout draws from the global streams step after step: they start from the seed here (each
-        # rank its own stream), or where the checkpoint left them.
-        seed_everything(derive_seed(self.hp.seed, training_purpose(self.ranks)))
         if resume_from is not None:
-            self._restore(resume_from)
-        self.parallel = parallel_for(self.session, self.ranks)
+            self._restore_progress(resume_from)
         if len(set(self.parallel.gather(self.session.bf16))) > 1:  # the probe's verdict was not shared
             raise PlatformError("the ranks chose different precisions (bf16: auto); set hyperparams.bf16")
         self._decide_compile()
@@ -99,7 +102,8 @@ class FinetuneRecipe:
         """Whether training compiles its forward (training/compilation.py), recorded in spec.json.
         Weighed on the whole plan's FLOPs, not what is left, so a resumed run decides as it did."""
         session, flops, layers = self.session, None, None
-        # Under DDP the loss runs through DDP's wrapper, not the compiled forward (not measured there yet).
+        # Data-parallel, the loss runs through DDP's wrapper or FSDP's hooks, not the compiled forward
+        # (not measured there yet).
         applies = self.COMPILES_FORWARD and self.ranks.world_size == 1
         if self.ranks.world_size > 1 and self.hp.compile is True:
             raise compilation.CompileFailed("hyperparams.compile: true, but a data-parallel run (distributed."
@@ -119,8 +123,18 @@ class FinetuneRecipe:
             self.telemetry.log(f"compile auto: {'on' if self.compile.use else 'off'} ({self.compile.reason})")
 
     def _restore(self, folder: Path) -> None:
+        """The run as the checkpoint at `folder` left it, into a model trained in one process (DPO's,
+        grow's); setup() restores the weights before the model is wrapped and the rest after."""
+        self._restore_weights(folder)
+        self._restore_progress(folder)
+
+    def _restore_weights(self, folder: Path) -> None:
         self.session.method.restore(self.session.model, folder / checkpoint.WEIGHTS_DIR)
-        self.optimizer.load_state_dict(checkpoint.load_torch(folder, checkpoint.OPTIMIZER_FILE))
+
+    def _restore_progress(self, folder: Path) -> None:
+        """All but the weights: the optimizer (through the parallel, which may hold its shard), the
+        scheduler, the RNG streams and the position."""
+        self.parallel.load_optimizer_state(self.optimizer, checkpoint.load_torch(folder, checkpoint.OPTIMIZER_FILE))
         self.scheduler.load_state_dict(checkpoint.load_torch(folder, checkpoint.SCHEDULER_FILE))
         restore_rng_state(rank_rng_state(checkpoint.load_torch(folder, checkpoint.RNG_FILE), self.ranks))
         self.state = checkpoint.load_state(folder)
@@ -135,7 +149,7 @@ class FinetuneRecipe:
         """Run optimizer steps until done ("completed") or asked to stop ("stopped")."""
         if self._stop_agreed():
             return self._stop()
-        if self.state.baseline_eval is None and self.ranks.primary:
+        if self.state.baseline_eval is None and self._evaluates_here():
             self.telemetry.phase("baseline_eval")
             self.state.baseline_eval = self._evaluate(baseline=True)
         self.telemetry.phase("training")
@@ -234,11 +248,11 @@ class FinetuneRecipe:
 
     def _clip_and_step(self) -> float:
         max_norm = self.hp.max_grad_norm if self.hp.max_grad_norm is not None else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable, max_norm)
+        grad_norm = self.parallel.clip_gradients(self.trainable, max_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return float(grad_norm)
+        return grad_norm
 
     def _advance(self, loss: float, grad_norm: float, tokens: int, seconds: float) -> None:
         state = self.state
@@ -271,9 +285,13 @@ class FinetuneRecipe:
         """Figures of the step beyond the loss that the recipe's objective reports (DPO's); none here."""
         return {}
 
+    def _evaluates_here(self) -> bool:
+        """Rank 0 evaluates whole weights while the others go on; sharded ones need every rank."""
+        return self.ranks.primary or self.parallel.every_rank_forwards
+
     def _maybe_evaluate(self) -> None:
-        if not self.ranks.primary:
-            return  # the weights are every rank's; one evaluates them while the others go on
+        if not self._evaluates_here():
+            return
         if self.hp.eval_steps and self.state.step % self.hp.eval_steps == 0 and self.state.step < self.plan.total_steps:
             self._evaluate(baseline=False)
 
@@ -291,18 +309,20 @@ class FinetuneRecipe:
     # ---- checkpoints and evaluation -------------------------------------------------------
 
     def save_checkpoint(self) -> Path:
-        """Every rank's RNG streams gathered, the rest (the same on every rank) and the writing left to
-        rank 0; the others wait until it is sealed, so none exits before the checkpoint exists."""
+        """Every rank's RNG streams gathered (and sharded weights and optimizer state), the rest (the
+        same on every rank) and the writing left to rank 0; the others wait until it is sealed, so
+        none exits before the checkpoint exists."""
         self.state.compute_seconds = self._prior_compute + (time.monotonic() - self._process_start)
         rng = ranks_rng_state(self.parallel.gather(capture_rng_state()))
+        weights, optimizer = self.parallel.full_weights(), self.parallel.optimizer_state(self.optimizer)
         target = checkpoint.checkpoints_root(self.run_dir) / contract.checkpoint_dir_name(self.state.step)
         self._last_saved_step = self.state.step
         if not self.ranks.primary:
             self.parallel.barrier()
             return target
         folder = checkpoint.save(
-            self.run_dir, self.state, self.session.save_weights, self.optimizer, self.scheduler,
-            rng, self.config.to_json(),
+            self.run_dir, self.state, lambda folder: self.session.save_weights(folder, weights), optimizer,
+            self.scheduler, rng, self.config.to_json(),
         )  # fmt: skip
         self.parallel.barrier()
         # Committed to the run's copy (when it has one) before it is reported: a reported checkpoint
@@ -332,7 +352,9 @@ class FinetuneRecipe:
         self.telemetry.phase("final_eval")
         result = self._result(self._evaluate(baseline=False))
         self.telemetry.phase("saving")
-        self.session.save_final(self.run_dir / contract.FINAL_DIR, self._card_inputs(result))
+        weights = self.parallel.full_weights()
+        if self.ranks.primary:  # the others ran this far only for the evaluation's and the gather's sake
+            self.session.save_final(self.run_dir / contract.FINAL_DIR, self._card_inputs(result), weights)
         return result
 
     def _card_inputs(self, result: dict[str, Any]) -> CardInputs:
