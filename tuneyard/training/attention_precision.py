@@ -17,7 +17,6 @@ its own, leaving the run's random streams untouched.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from tuneyard.training.precision import device_identity, read_cached, write_cached
+from tuneyard.training.precision import device_identity, probe_path, read_cached, synchronize, write_cached
 
 PROBE_VERSION = 1
 """Bumped when what the probe measures changes, so older verdicts are measured again."""
@@ -62,8 +61,7 @@ class AttentionProbe:
 def decide_attention_precision(device: torch.device, cache_dir: Path) -> AttentionProbe:
     """This machine's verdict: from its cache when measured before, else measured now and cached."""
     identity = device_identity(device)
-    key = hashlib.sha256(f"{PROBE_VERSION}|{identity}|{torch.__version__}".encode()).hexdigest()[:16]
-    path = Path(cache_dir) / "probes" / f"attention-{key}.json"
+    path = probe_path(cache_dir, "attention", PROBE_VERSION, identity)
     cached = read_cached(path)
     if cached is not None:
         try:
@@ -93,10 +91,10 @@ def _interleaved_best(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grad: t
     deadline = time.perf_counter() + BUDGET_S
     for round_ in range(ROUNDS + 1):
         for slot, upcast in enumerate((False, True)):
-            _sync(device)
+            synchronize(device)
             started = time.perf_counter()
             _forward_backward(q, k, v, grad, upcast)
-            _sync(device)
+            synchronize(device)
             if round_:  # the first round picks the kernels
                 best[slot] = min(best[slot], time.perf_counter() - started)
         if round_ and time.perf_counter() > deadline:
@@ -110,8 +108,3 @@ def _forward_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grad: t
         q, k, v = q.float(), k.float(), v.float()
     out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
     out.to(grad.dtype).backward(grad)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

@@ -74,14 +74,20 @@ def device_identity(device: torch.device) -> str:
 def decide_bf16(device: torch.device, cache_dir: Path) -> Bf16Probe:
     """This machine's verdict: from its cache when measured before, else measured now and cached."""
     identity = device_identity(device)
-    key = hashlib.sha256(f"{PROBE_VERSION}|{identity}|{torch.__version__}".encode()).hexdigest()[:16]
-    path = Path(cache_dir) / "probes" / f"bf16-{key}.json"
+    path = probe_path(cache_dir, "bf16", PROBE_VERSION, identity)
     cached = _read(path)
     if cached is not None:
         return cached
     probe = measure(device, identity)
     _write(path, probe)
     return probe
+
+
+def probe_path(cache_dir: Path, kind: str, version: int, identity: str) -> Path:
+    """Where a machine keeps a probe's verdict: keyed by what the probe measures (its kind and version),
+    the device and torch's version, so a change of any of them is measured again."""
+    key = hashlib.sha256(f"{version}|{identity}|{torch.__version__}".encode()).hexdigest()[:16]
+    return Path(cache_dir) / "probes" / f"{kind}-{key}.json"
 
 
 def measure(device: torch.device, identity: str = "") -> Bf16Probe:
@@ -121,17 +127,18 @@ def _interleaved_best(a: torch.Tensor, b: torch.Tensor, device: torch.device) ->
     deadline = time.perf_counter() + BUDGET_S
     for _ in range(ROUNDS):
         for slot, (x, y) in enumerate(((a, b), (a16, b16))):
-            _sync(device)
+            synchronize(device)
             started = time.perf_counter()
             x @ y
-            _sync(device)
+            synchronize(device)
             best[slot] = min(best[slot], time.perf_counter() - started)
         if time.perf_counter() > deadline:
             break
     return best[0], best[1], product
 
 
-def _sync(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so a timing covers it (CPU work is done when the call returns)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
