@@ -282,8 +282,11 @@ class TuneyardClient:
         while True:
             headers = {**self._headers, **({"Last-Event-ID": last_event_id} if last_event_id else {})}
             try:
+                # A plain (connect, read, write, pool) tuple rather than an httpx.Timeout: an injected
+                # client need not be httpx's own (Starlette's TestClient now builds on httpx2).
+                timeouts = (30.0, read_timeout(deadline), 30.0, 30.0)
                 with self._http.stream("GET", f"/v1/jobs/{job_id}/stream", headers=headers,
-                                       timeout=httpx.Timeout(30.0, read=read_timeout(deadline))) as response:
+                                       timeout=timeouts) as response:
                     if response.status_code >= 400:
                         response.read()
                         raise _error_from(response)
