@@ -31,17 +31,18 @@ def test_a_busy_pool_stays_alive_and_reaps_a_dead_workers_job(
     db: Database, settings: Settings, new_job: Callable[..., str], org_id: str
 ) -> None:
     settings = replace(settings, lease_seconds=1.0, heartbeat_seconds=0.2, poll_seconds=0.05)
-    orphan = new_job()
-    ghost = claim(db, "ghost-worker", lease_seconds=1.0)  # a worker that dies right after its claim
-    assert ghost is not None and ghost.job_id == orphan
-    lifecycle.start(db, orphan, ghost.attempt)
     busy = new_job()
-
     pool = WorkerPool(db, settings, {}, 1, executor=HangingRunners())
     pool.start()
     try:
-        wait_until(lambda: jobs.get_job(db, org_id, busy).status == "running", timeout=30)
-        reaped = wait_until(lambda: (job := jobs.get_job(db, org_id, orphan)).status == "queued" and job, timeout=10)
+        # The pool's worker is busy before the ghost claims: were the orphan queued first, a pool slow to
+        # start (a loaded host) could find it already reaped and claim it instead of `busy`.
+        wait_until(lambda: jobs.get_job(db, org_id, busy).status == "running", timeout=60)
+        orphan = new_job()
+        ghost = claim(db, "ghost-worker", lease_seconds=1.0)  # a worker that dies right after its claim
+        assert ghost is not None and ghost.job_id == orphan
+        lifecycle.start(db, orphan, ghost.attempt)
+        reaped = wait_until(lambda: (job := jobs.get_job(db, org_id, orphan)).status == "queued" and job, timeout=30)
         assert reaped.retries == 1
         assert jobs.get_job(db, org_id, busy).status == "running"  # the pool's worker never came up for air
         time.sleep(2 * settings.lease_seconds)
