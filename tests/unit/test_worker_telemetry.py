@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tuneyard.training.telemetry import Telemetry, drop_torn_tail
 from tuneyard.worker.outcome import TelemetryRecord
 from tuneyard.worker.telemetry import MalformedLine, TelemetryTailer, read_file_range
 
@@ -139,3 +140,36 @@ def test_a_file_range_is_empty_before_the_file_exists_and_none_past_its_end(tmp_
     assert read_file_range(path, 2, 5) == b"23456"
     assert read_file_range(path, 10, 5) == b""
     assert read_file_range(path, 11, 5) is None
+
+
+def test_a_fragment_left_by_a_killed_writer_is_cut_and_the_next_writer_starts_a_clean_line(tmp_path: Path) -> None:
+    # A SIGKILL between the pages of one write leaves part of a line; the next attempt's runner opens
+    # the file through Telemetry, which cuts the fragment, so a tailer that was holding it back (the
+    # same attempt's, or a new one from the saved offset) reads every record the new writer appends.
+    path = tmp_path / "telemetry.jsonl"
+    live = file_tailer(path, job_id="j")
+    append(path, line(kind="metric", step=1) + '{"kind": "metric", "step": 2, "lo')
+    assert steps(live.read()) == [1]
+    saved = live.offset
+    writer = Telemetry(path, echo=None)
+    writer.emit("metric", step=2)
+    writer.close()
+    assert path.read_text().splitlines()[1].startswith('{"kind":"metric"')
+    assert steps(live.read()) == [2]
+    assert steps(file_tailer(path, job_id="j", offset=saved).read()) == [2]
+
+
+def test_cutting_a_torn_tail_keeps_complete_lines_and_leaves_clean_files_alone(tmp_path: Path) -> None:
+    path = tmp_path / "telemetry.jsonl"
+    drop_torn_tail(path)  # no file yet: nothing to do
+    assert not path.exists()
+    complete = "".join(line(kind="metric", step=i) for i in range(200))  # past one read chunk
+    path.write_text(complete)
+    drop_torn_tail(path, chunk_bytes=64)
+    assert path.read_text() == complete
+    path.write_text(complete + "x" * 150)  # a fragment longer than one backward chunk
+    drop_torn_tail(path, chunk_bytes=64)
+    assert path.read_text() == complete
+    path.write_text('{"kind": "me')  # a fragment and nothing before it
+    drop_torn_tail(path)
+    assert path.read_text() == ""

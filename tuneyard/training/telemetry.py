@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ class Telemetry:
 
     def __init__(self, path: Path, echo: TextIO | None = sys.stderr, echo_info: bool = True) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        drop_torn_tail(path)
         self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the run
         self._echo = echo
         self._echo_info = echo_info
@@ -58,6 +60,33 @@ class Telemetry:
         except Exception as exc:
             self.log(f"reporting did not finish: {type(exc).__name__}: {exc}", level="warning")
         self._file.close()
+
+
+def drop_torn_tail(path: Path, chunk_bytes: int = 4096) -> None:
+    """Cut a last line left without its newline by a killed writer.
+
+    One write call a line is not atomic against SIGKILL: Linux copies a write page by page and stops
+    between pages for a fatal signal, so a line crossing a page boundary can land in part. The next
+    attempt appending after such a fragment would glue its first record to it, and a reader would lose
+    both. The fragment was never a record (readers keep a line back until its newline), so dropping it
+    loses nothing any reader has taken, and offsets stored up to complete lines stay valid.
+    """
+    if not path.is_file():
+        return
+    with open(path, "rb+") as file:
+        end = file.seek(0, os.SEEK_END)
+        position = end
+        while position > 0:
+            start = max(0, position - chunk_bytes)
+            file.seek(start)
+            block = file.read(position - start)
+            newline = block.rfind(b"\n")
+            if newline >= 0:
+                position = start + newline + 1
+                break
+            position = start
+        if position < end:
+            file.truncate(position)
 
 
 def _finite(value: Any) -> Any:

@@ -79,14 +79,18 @@ class TelemetryTailer:
         data = self._read_new()
         if not data:
             return []
-        return self._split(self._pending + data)
+        return self._split(data)
 
     def read_records(self) -> list[TelemetryRecord]:
         """`read()`, with each malformed line as a warning in the job's log where it occurred."""
         return [as_log_record(item) if isinstance(item, MalformedLine) else item for item in self.read()]
 
     def _read_new(self) -> bytes:
-        """Everything past what was already taken; the stream read again from 0 if it got shorter."""
+        """Everything past the last complete line taken; the stream read again from 0 if it got shorter.
+
+        A half-written line is read again each time rather than kept: the next attempt's runner cuts
+        such a fragment left by a killed writer (`drop_torn_tail`) and writes its own line there.
+        """
         chunks: list[bytes] = []
         at = self._position()
         while True:
@@ -105,7 +109,7 @@ class TelemetryTailer:
                 return b"".join(chunks)
 
     def _position(self) -> int:
-        return self._offset + len(self._pending)
+        return self._offset
 
     def _split(self, data: bytes) -> list[TelemetryRecord | MalformedLine]:
         *lines, self._pending = data.split(b"\n")
