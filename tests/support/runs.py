@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -88,7 +89,23 @@ def start_runner(spec: Path, run_dir: Path, cache: Path, resume: str | None = No
     argv = (launcher_argv(spec, run_dir, cache, processes, resume) if processes > 1
             else runner_argv(spec, run_dir, cache, resume))
     with open(run_dir / "runner.log", "ab") as log:  # the child keeps its own copy of the handle
-        return subprocess.Popen(argv, stdout=log, stderr=log, env=env, start_new_session=True)
+        proc = subprocess.Popen(argv, stdout=log, stderr=log, env=env, start_new_session=True)
+    _started.append(proc)
+    return proc
+
+
+_started: list[subprocess.Popen[bytes]] = []
+
+
+def reap_started_runners() -> None:
+    """Kill the groups of runners a test started and left running (it failed before it waited) and reap
+    them, so they neither train on beside the next tests nor surface as a ResourceWarning in one of them."""
+    while _started:
+        proc = _started.pop()
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def run_runner(spec: Path, run_dir: Path, cache: Path, resume: str | None = None, timeout: float = 300,
@@ -101,7 +118,10 @@ def telemetry(run_dir: Path) -> list[dict[str, Any]]:
     path = run_dir / "telemetry.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    # Only complete lines: read while the runner writes, the last one may have landed in part (a write
+    # crossing a page boundary becomes visible page by page), as the service's own reader allows.
+    *complete, _partial = path.read_text(encoding="utf-8", errors="replace").split("\n")
+    return [json.loads(line) for line in complete if line.strip()]
 
 
 def step_losses(run_dir: Path) -> dict[int, float]:

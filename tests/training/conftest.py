@@ -7,9 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.runs import REPO
+from tests.support.runs import REPO, reap_started_runners
 from tuneyard.settings import Settings
 from tuneyard.store import Database, make_engine, migrate
+
+
+@pytest.fixture(autouse=True)
+def _no_runner_outlives_its_test() -> Iterator[None]:
+    yield
+    reap_started_runners()
 
 
 @pytest.fixture(scope="session")
