@@ -87,6 +87,7 @@ def count_params(model: Any) -> tuple[int, int]:
 
 def run_tuneyard(cfg: dict[str, Any], compile_: bool = False) -> dict[str, Any]:
     """tuneyard's engine; `compile_`: with compile: true, its first step (the compile) timed apart."""
+    from tuneyard.child_process import keep_freed_memory
     from tuneyard.training.config import resolve
     from tuneyard.training.control import RunControl
     from tuneyard.training.recipes.finetune import FinetuneRecipe
@@ -104,6 +105,7 @@ def run_tuneyard(cfg: dict[str, Any], compile_: bool = False) -> dict[str, Any]:
             **({"lora_rank": hp["lora_rank"], "lora_alpha": hp["lora_alpha"]} if cfg["method"] == "lora" else {}),
         },
     }  # fmt: skip
+    keep_freed_memory()  # as the runner's entry does (tuneyard/training/__main__.py): the engine's heap policy
     config = resolve(raw, Path(cfg["work_dir"]), Path(cfg["model_cache_dir"]), {})
     telemetry = Telemetry(run_dir / "telemetry.jsonl", echo=None)
     recipe = FinetuneRecipe(config, run_dir, telemetry, RunControl())

@@ -18,6 +18,9 @@ evaluation and export, and the test suite starts hundreds of them.
 Nothing here changes what a process computes: the collector only frees unreachable cycles.
 `tuneyard serve` imports its API outside the collector too (cli/serve.py); it exits as usual.
 
+A runner's heap keeps what a step frees for the next step (`keep_freed_memory`), instead of glibc
+handing it back to the kernel and taking fresh zeroed pages again one step later.
+
 Children in a process group of their own (runners, the API processes of `serve --api-processes`)
 also end with the process that started them, however it ends (`exit_with_parent`).
 """
@@ -25,6 +28,7 @@ also end with the process that started them, however it ends (`exit_with_parent`
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import logging
 import os
@@ -32,7 +36,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import NoReturn
 
 WAIT_POLICY_VARIABLE = "OMP_WAIT_POLICY"
@@ -44,6 +48,41 @@ def idle_threads_sleep() -> None:
     Call before torch is imported: the OpenMP runtime reads the variable once, as it loads.
     """
     os.environ.setdefault(WAIT_POLICY_VARIABLE, "PASSIVE")
+
+
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+HEAP_MMAP_THRESHOLD_BYTES = 32 << 20
+"""Blocks up to this size come from the heap, as glibc's own ceiling for its adaptive threshold."""
+HEAP_TRIM_THRESHOLD_BYTES = 2**31 - 1
+"""Free memory at the top of the heap kept up to this (the most mallopt takes): in effect, all of it."""
+HEAP_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_")
+
+
+def keep_freed_memory(environ: Mapping[str, str] | None = None) -> bool:
+    """Have glibc keep freed memory in the heap for reuse; False where it is not glibc or the
+    environment already sets its malloc tunables (the operator's choice stands).
+
+    A training step allocates and frees the same activation-sized tensors every step. glibc serves a
+    block over its mmap threshold (128 KiB at first, then the largest block freed, at most 32 MiB)
+    with fresh pages, and gives the heap's free top back to the kernel once it passes twice that; a
+    step's end frees far more, so every step faulted its activations in again, zeroed page by page.
+    On tiny-llama's fixed-length LoRA rows (fp32, 8 x 256 tokens) that cost 5 % of the step here
+    (17,771 -> 18,860 tokens/s, medians of three interleaved runs; peak RSS 0.596 -> 0.594 GB). Blocks
+    over 32 MiB (a batch's logits) are still mapped and unmapped alone, so the peak is unchanged.
+    Results are bitwise the same: only where memory comes from changes.
+    """
+    environ = os.environ if environ is None else environ
+    if any(name in environ for name in HEAP_VARIABLES) or "glibc.malloc." in environ.get("GLIBC_TUNABLES", ""):
+        return False
+    try:
+        if not os.confstr("CS_GNU_LIBC_VERSION"):
+            return False
+    except (ValueError, OSError):  # not a glibc system: the name is unknown there
+        return False
+    libc = ctypes.CDLL(None)
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, HEAP_MMAP_THRESHOLD_BYTES)
+                and libc.mallopt(M_TRIM_THRESHOLD, HEAP_TRIM_THRESHOLD_BYTES))
 
 
 @contextlib.contextmanager

@@ -2,8 +2,8 @@
 
 Workers start runners this way: argparse only, so a runner starts without the CLI's
 dependencies. `tuneyard train` is the same entry for people. OpenMP's idle threads sleep, torch and
-transformers are imported outside the garbage collector's reach, and the process ends without the
-interpreter's teardown (tuneyard.child_process).
+transformers are imported outside the garbage collector's reach, the heap keeps what a step frees for
+the next, and the process ends without the interpreter's teardown (tuneyard.child_process).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import argparse
 import os
 from pathlib import Path
 
-from tuneyard.child_process import exit_now, idle_threads_sleep, imports_outside_collector
+from tuneyard.child_process import exit_now, idle_threads_sleep, imports_outside_collector, keep_freed_memory
 from tuneyard.errors import SettingsError
 from tuneyard.permissions import private_umask
 from tuneyard.settings import Settings
@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:  # a usage error, as argparse's own: one line, exit 2
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
     idle_threads_sleep()
+    keep_freed_memory()
     with imports_outside_collector():
         from tuneyard.training.runner import run  # torch loads here, after argument errors are out
 
