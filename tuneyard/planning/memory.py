@@ -230,8 +230,9 @@ def heap_retention_bytes(shape: ModelShape, setup: TrainingSetup) -> int:
     LoRA on every linear, ~18 KB with only q and v adapted, ~13 KB under full fine-tuning: linear in
     the tokens, and ~27 % more with checkpointing, whose backward runs each layer's forward again and
     with it the adapter's temporaries (half again fits the checkpointed points within -6 to +14 %).
-    Why: glibc raises its mmap threshold to the largest block freed (the loss's 8 MB chunk of
-    logits), so from the first step on every activation-sized tensor comes from the heap, and peft's
+    Why: every activation-sized tensor comes from the heap (measured when glibc raised its mmap
+    threshold to the largest block freed, the loss's 8 MB chunk of logits; runners now fix it at 32 MiB
+    from the start, `child_process.keep_freed_memory`, and test_estimates holds the same), and peft's
     adapter branch (`lora_B(lora_A(x)) * scaling`, added to the base layer's output) frees its
     out-sized temporaries between tensors autograd keeps: holes the heap cannot hand back. Without
     this the estimate was -27 % (-39 to -46 % checkpointed) at 8 x 512 tokens. The part common to
