@@ -65,10 +65,12 @@ def test_two_sharded_ranks_train_the_one_process_run(tmp_path: Path, model_cache
     for name, tensor in weights.items():
         assert torch.allclose(trained[name], tensor, rtol=0, atol=WEIGHTS_ATOL), name
     # The step's gradient norm is the whole model's, not one shard's (that would be ~1/sqrt(2) of it).
-    # Within 3e-5: fsdp sums the shards' squares in fp64, one process takes clip_grad_norm_'s fp32
-    # norms, measured 1.4e-5 (relative) below the fp64 norm of the same gradients at step 1.
+    # Within 1e-4: fsdp sums the shards' squares in fp64, one process takes clip_grad_norm_'s fp32
+    # norms, measured 1.4e-5 (relative) below the fp64 norm of the same gradients at step 1; later
+    # steps' gradients also come from weights drifted apart within WEIGHTS_ATOL (step 4 read 3.1e-5 on
+    # an Intel host with AMX, under 3e-5 on an AMD one).
     norms = [r["grad_norm"] for r in telemetry(fsdp) if r["kind"] == "metric"]
-    assert norms == pytest.approx([r["grad_norm"] for r in telemetry(single) if r["kind"] == "metric"], rel=3e-5)
+    assert norms == pytest.approx([r["grad_norm"] for r in telemetry(single) if r["kind"] == "metric"], rel=1e-4)
     # One checkpoint and one final/ in the one-process layout, whole tensors in them.
     assert {p.name for p in (fsdp / "final").iterdir()} == {p.name for p in (single / "final").iterdir()}
     last = f"checkpoints/step-{STEPS:06d}"
